@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install test dependencies into .venv and run every check: ruff, then the whole test suite
+# on SQLite and PostgreSQL. This is the README's test command and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+.venv/bin/ruff check src tests bench
+.venv/bin/python -m pytest "$@"

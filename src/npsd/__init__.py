@@ -1,0 +1,3 @@
+"""npsd: self-hosted Net Promoter Score service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,103 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from npsd import __version__
+from npsd.config import Settings, get_settings
+from npsd.db import Database
+from npsd.errors import ErrorBody, install_error_handlers
+
+log = logging.getLogger("npsd")
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in {
+        400: "Invalid input; `details` names each field",
+        401: "Missing or invalid token",
+        403: "The token's role does not allow this",
+        404: "No such object in your organization",
+        409: "Conflicts with the current state",
+        413: "Body too large",
+        429: "Too many requests",
+    }.items()
+}
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (or keeps the caller's ``X-Request-ID``) and echoes it back."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")[:100]
+                break
+        request_id = request_id or secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode("latin-1"))
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    """Build the npsd ASGI app. The database engine is created here, migrations are not run
+    (``npsd serve`` and ``npsd migrate`` do that once, before any worker starts)."""
+    settings = settings or get_settings()
+    db = database or Database(settings.database_url, settings.db_pool_size)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if database is None:
+            db.dispose()
+
+    app = FastAPI(
+        title="npsd",
+        version=__version__,
+        description=(
+            "Self-hosted Net Promoter Score service. Planhat-compatible `/nps`, `/endusers`, `/companies`; "
+            "SalesOS-compatible `/v1/nps-surveys`. Authenticate with `Authorization: Bearer <token>`, "
+            "`X-API-Key: <token>` or HTTP Basic with the token as user name."
+        ),
+        lifespan=lifespan,
+        responses=ERROR_RESPONSES,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+
+    from npsd.auth.routes import router as auth_router
+    from npsd.contacts.routes import companies_router, endusers_router
+    from npsd.records.routes import router as records_router
+
+    app.include_router(auth_router)
+    app.include_router(records_router)
+    app.include_router(companies_router)
+    app.include_router(endusers_router)
+
+    @app.get("/healthz", tags=["meta"], include_in_schema=True)
+    def healthz() -> dict[str, str]:
+        """Liveness probe: answers without touching the database."""
+        return {"status": "ok"}
+
+    return app

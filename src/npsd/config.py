@@ -1,0 +1,74 @@
+"""Settings, read from the environment with the ``NPSD_`` prefix.
+
+Every setting here is listed in the README; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of one npsd process."""
+
+    model_config = SettingsConfigDict(env_prefix="NPSD_", extra="ignore")
+
+    database_url: str = Field("sqlite:///./npsd.db", description="SQLAlchemy URL; sqlite:/// or postgresql://")
+    secret_key: str | None = Field(None, description="HMAC key for tokens; generated beside the database if unset")
+    base_url: str = Field("http://127.0.0.1:8000", description="Public URL used in links")
+    jwt_issuer: str = "npsd"
+    jwt_audience: str = "npsd-api"
+    login_ttl_hours: int = Field(12, ge=1, description="Lifetime of tokens issued by /v1/auth/login")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    db_pool_size: int = Field(10, ge=1)
+    log_level: str = "info"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def sqlite_path(self) -> Path | None:
+        """The database file of a SQLite URL, or None for PostgreSQL or in-memory SQLite."""
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split(":///", 1)[1] if ":///" in self.database_url else ""
+        if not path or path == ":memory:":
+            return None
+        return Path(path)
+
+    @cached_property
+    def signing_key(self) -> str:
+        """The token signing key.
+
+        Without ``NPSD_SECRET_KEY`` a random key is generated once and kept beside the
+        database file (mode 0600), so tokens survive restarts of the same installation.
+        """
+        if self.secret_key:
+            return self.secret_key
+        db_file = self.sqlite_path()
+        key_file = (db_file.parent if db_file else Path(".")) / ".npsd-secret-key"
+        try:
+            return key_file.read_text().strip()
+        except FileNotFoundError:
+            pass
+        key = secrets.token_urlsafe(48)
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, key.encode())
+        except Exception:
+            os.close(fd)
+            raise
+        os.close(fd)
+        return key
+
+
+def get_settings() -> Settings:
+    """Settings from the current environment."""
+    return Settings()

@@ -1,0 +1,326 @@
+"""Companies and endusers (contacts): CRUD, matching contacts to companies, and their NPS roll-ups."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, exists, insert, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from npsd.analytics.rollups import chunks, refresh_companies, refresh_endusers
+from npsd.db import lock_org_writes
+from npsd.errors import BadRequest, Conflict, Forbidden
+from npsd.ids import new_id, new_ids
+from npsd.listing import Page
+from npsd.models import Company, CompanyDomain, Enduser, NpsRecord
+from npsd.timeutil import iso, utcnow
+from npsd.validation import email_key
+
+# ------------------------------------------------------------------------------------------- output
+
+
+def company_out(c: Company) -> dict[str, Any]:
+    return {
+        "_id": c.id, "name": c.name, "domains": c.domains or [], "externalId": c.external_id,
+        "sourceId": c.source_id, "status": c.status, "phase": c.phase, "description": c.description,
+        "custom": c.custom, "nps": c.nps, "npsResponses": c.nps_responses, "npsUpdatedAt": iso(c.nps_updated_at),
+        "createdAt": iso(c.created_at), "updatedAt": iso(c.updated_at), "__v": c.version,
+    }
+
+
+def enduser_out(e: Enduser) -> dict[str, Any]:
+    return {
+        "_id": e.id, "email": e.email, "name": e.name, "firstName": e.first_name, "lastName": e.last_name,
+        "position": e.position, "phone": e.phone, "primary": e.primary, "archived": e.archived,
+        "companyId": e.company_id, "externalId": e.external_id, "sourceId": e.source_id, "custom": e.custom,
+        "nps": e.nps, "npsComment": e.nps_comment, "npsDate": iso(e.nps_date), "npsId": e.nps_id,
+        "createdAt": iso(e.created_at), "updatedAt": iso(e.updated_at), "__v": e.version,
+    }
+
+
+COMPANY_SORT = {
+    "_id": Company.id, "name": Company.name, "externalId": Company.external_id, "sourceId": Company.source_id,
+    "status": Company.status, "phase": Company.phase, "description": Company.description, "nps": Company.nps,
+    "npsResponses": Company.nps_responses, "npsUpdatedAt": Company.nps_updated_at,
+    "createdAt": Company.created_at, "updatedAt": Company.updated_at, "__v": Company.version,
+    "domains": Company.domains, "custom": Company.custom,
+}
+ENDUSER_SORT = {
+    "_id": Enduser.id, "email": Enduser.email_key, "name": Enduser.name, "firstName": Enduser.first_name,
+    "lastName": Enduser.last_name, "position": Enduser.position, "phone": Enduser.phone,
+    "primary": Enduser.primary, "archived": Enduser.archived, "companyId": Enduser.company_id,
+    "externalId": Enduser.external_id, "sourceId": Enduser.source_id, "custom": Enduser.custom,
+    "nps": Enduser.nps, "npsComment": Enduser.nps_comment, "npsDate": Enduser.nps_date, "npsId": Enduser.nps_id,
+    "createdAt": Enduser.created_at, "updatedAt": Enduser.updated_at, "__v": Enduser.version,
+}
+
+
+def _ordered(stmt: Any, page: Page, columns: dict[str, Any], id_column: Any) -> Any:
+    if not page.sort:
+        return stmt.order_by(id_column.asc())
+    descending = page.sort.startswith("-")
+    column = columns[page.sort.lstrip("-")]
+    if descending:
+        return stmt.order_by(column.desc(), id_column.desc())
+    return stmt.order_by(column.asc(), id_column.asc())
+
+
+def _select(rows: list[dict[str, Any]], page: Page) -> list[dict[str, Any]]:
+    if not page.select:
+        return rows
+    keep = {"_id", *page.select}
+    return [{k: v for k, v in row.items() if k in keep} for row in rows]
+
+
+def _unique_violation(exc: IntegrityError, what: str) -> Conflict:
+    text = str(exc.orig).lower()
+    for column, field in (("external_id", "externalId"), ("source_id", "sourceId"), ("email", "email")):
+        if column in text:
+            return Conflict(f"another {what} already has this {field}", [{"field": field, "issue": "already used"}])
+    return Conflict(f"conflicts with another {what}")
+
+
+# ------------------------------------------------------------------------------------------ companies
+
+
+def _set_domains(session: Session, company: Company, domains: list[str]) -> None:
+    session.execute(delete(CompanyDomain).where(CompanyDomain.org_id == company.org_id,
+                                                 CompanyDomain.company_id == company.id))
+    if domains:
+        session.execute(insert(CompanyDomain), [
+            {"org_id": company.org_id, "domain": d, "company_id": company.id} for d in domains])
+
+
+def create_company(session: Session, org_id: str, values: dict[str, Any]) -> Company:
+    if not values.get("name"):
+        raise BadRequest.field("name", "is required")
+    now = utcnow()
+    company = Company(id=new_id(), org_id=org_id, nps_responses=0, version=0, created_at=now, updated_at=now,
+                      **{"domains": [], **values})
+    company.domains = company.domains or []
+    session.add(company)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise _unique_violation(exc, "company") from exc
+    _set_domains(session, company, company.domains)
+    return company
+
+
+def update_company(session: Session, company: Company, values: dict[str, Any]) -> Company:
+    if "name" in values and not values["name"]:
+        raise BadRequest.field("name", "must not be empty")
+    changed = False
+    for column, value in values.items():
+        if column == "custom" and value is not None and company.custom:
+            value = {**company.custom, **value}
+        if column == "domains" and value is None:
+            value = []
+        if getattr(company, column) != value:
+            setattr(company, column, value)
+            changed = True
+    if changed:
+        company.version += 1
+        company.updated_at = utcnow()
+        try:
+            with session.begin_nested():
+                session.flush()
+        except IntegrityError as exc:
+            raise _unique_violation(exc, "company") from exc
+        if "domains" in values:
+            _set_domains(session, company, company.domains)
+    return company
+
+
+def list_companies(session: Session, org_id: str, page: Page) -> list[dict[str, Any]]:
+    stmt = _ordered(select(Company).where(Company.org_id == org_id), page, COMPANY_SORT, Company.id)
+    rows = [company_out(c) for c in session.scalars(stmt.limit(page.limit).offset(page.offset))]
+    return _select(rows, page)
+
+
+def delete_company(session: Session, company: Company, cascade: bool, can_cascade: bool) -> None:
+    """Delete a company with its contacts; with NPS records only when ``cascade`` (admin)."""
+    from npsd.records.service import delete_records
+
+    org_id = company.org_id
+    lock_org_writes(session, org_id)
+    members = select(Enduser.id).where(Enduser.org_id == org_id, Enduser.company_id == company.id)
+    condition = or_(NpsRecord.company_id == company.id, NpsRecord.enduser_id.in_(members))
+    has_records = session.scalar(select(exists().where(NpsRecord.org_id == org_id, condition)))
+    if has_records and not cascade:
+        raise Conflict("this company has NPS records; delete them first or pass cascade=true",
+                       [{"field": "cascade", "issue": "required to delete a company with NPS records"}])
+    if has_records and not can_cascade:
+        raise Forbidden("cascade=true needs the admin role")
+    if has_records:
+        delete_records(session, org_id, condition)
+    session.execute(delete(Enduser).where(Enduser.org_id == org_id, Enduser.company_id == company.id))
+    session.delete(company)
+    session.flush()
+
+
+# ------------------------------------------------------------------------------------------- endusers
+
+
+def _company_for_domain(session: Session, org_id: str, domains: set[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for part in chunks(domains):
+        for domain, cid in session.execute(
+            select(CompanyDomain.domain, CompanyDomain.company_id)
+            .where(CompanyDomain.org_id == org_id, CompanyDomain.domain.in_(part))
+            .order_by(CompanyDomain.company_id)
+        ):
+            found.setdefault(domain, cid)
+    return found
+
+
+def endusers_for_emails(session: Session, org_id: str, wanted: Sequence[tuple[str, str | None]],
+                        now: datetime) -> dict[str, str]:
+    """Find or create the contact of every address; returns email key -> enduser id.
+
+    A new contact joins the company given with it (``cId``), else the company whose ``domains``
+    hold the address's domain, else none.
+    """
+    keys = {email_key(email) for email, _ in wanted}
+    found: dict[str, str] = {}
+    for part in chunks(keys):
+        for eid, key in session.execute(
+            select(Enduser.id, Enduser.email_key).where(Enduser.org_id == org_id, Enduser.email_key.in_(part))
+        ):
+            found[key] = eid
+    missing: dict[str, tuple[str, str | None]] = {}
+    for email, cid in wanted:
+        key = email_key(email)
+        if key not in found and key not in missing:
+            missing[key] = (email, cid)
+    if not missing:
+        return found
+    domain_company = _company_for_domain(
+        session, org_id, {key.rsplit("@", 1)[1] for key, (_, cid) in missing.items() if cid is None})
+    ids = new_ids(len(missing))
+    rows = []
+    for eid, (key, (email, cid)) in zip(ids, missing.items(), strict=True):
+        company = cid or domain_company.get(key.rsplit("@", 1)[1])
+        rows.append({"id": eid, "org_id": org_id, "email": email, "email_key": key, "company_id": company,
+                     "primary": False, "archived": False, "version": 0, "created_at": now, "updated_at": now})
+        found[key] = eid
+    session.execute(insert(Enduser), rows)
+    return found
+
+
+def _check_company(session: Session, org_id: str, company_id: str | None) -> None:
+    if company_id is not None and session.scalar(
+        select(Company.id).where(Company.org_id == org_id, Company.id == company_id)
+    ) is None:
+        raise BadRequest.field("companyId", "does not name a company of your organization")
+
+
+def _derive_name(values: dict[str, Any], enduser: Enduser | None = None) -> None:
+    if "name" not in values and ("first_name" in values or "last_name" in values):
+        first = values.get("first_name", enduser.first_name if enduser else None)
+        last = values.get("last_name", enduser.last_name if enduser else None)
+        values["name"] = " ".join(p for p in (first, last) if p) or None
+
+
+def create_enduser(session: Session, org_id: str, values: dict[str, Any]) -> Enduser:
+    if not values.get("email"):
+        raise BadRequest.field("email", "is required")
+    lock_org_writes(session, org_id)
+    _check_company(session, org_id, values.get("company_id"))
+    key = email_key(values["email"])
+    if session.scalar(select(Enduser.id).where(Enduser.org_id == org_id, Enduser.email_key == key)):
+        raise Conflict("a contact with this e-mail already exists", [{"field": "email", "issue": "already used"}])
+    if values.get("company_id") is None:
+        values["company_id"] = _company_for_domain(session, org_id, {key.rsplit("@", 1)[1]}).get(
+            key.rsplit("@", 1)[1])
+    _derive_name(values)
+    now = utcnow()
+    values.setdefault("primary", False)
+    values.setdefault("archived", False)
+    values = {k: (v if v is not None or k not in ("primary", "archived") else False) for k, v in values.items()}
+    enduser = Enduser(id=new_id(), org_id=org_id, email_key=key, version=0, created_at=now, updated_at=now,
+                      **values)
+    session.add(enduser)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise _unique_violation(exc, "contact") from exc
+    return enduser
+
+
+def update_enduser(session: Session, enduser: Enduser, values: dict[str, Any]) -> Enduser:
+    lock_org_writes(session, enduser.org_id)
+    if "email" in values:
+        if values["email"] is None:
+            raise BadRequest.field("email", "must not be null")
+        key = email_key(values["email"])
+        if key != enduser.email_key and session.scalar(
+            select(Enduser.id).where(Enduser.org_id == enduser.org_id, Enduser.email_key == key)
+        ):
+            raise Conflict("a contact with this e-mail already exists", [{"field": "email", "issue": "already used"}])
+        enduser.email_key = key
+    for flag in ("primary", "archived"):
+        if flag in values and values[flag] is None:
+            values[flag] = False
+    if "company_id" in values:
+        _check_company(session, enduser.org_id, values["company_id"])
+    _derive_name(values, enduser)
+    old_company = enduser.company_id
+    changed = False
+    for column, value in values.items():
+        if column == "custom" and value is not None and enduser.custom:
+            value = {**enduser.custom, **value}
+        if getattr(enduser, column) != value:
+            setattr(enduser, column, value)
+            changed = True
+    if changed:
+        enduser.version += 1
+        enduser.updated_at = utcnow()
+        try:
+            with session.begin_nested():
+                session.flush()
+        except IntegrityError as exc:
+            raise _unique_violation(exc, "contact") from exc
+        if old_company != enduser.company_id:
+            refresh_companies(session, enduser.org_id, {c for c in (old_company, enduser.company_id) if c})
+            session.refresh(enduser)
+    return enduser
+
+
+def list_endusers(session: Session, org_id: str, page: Page, company_ids: list[str] | None = None,
+                  email: str | None = None) -> list[dict[str, Any]]:
+    stmt = select(Enduser).where(Enduser.org_id == org_id)
+    if company_ids:
+        stmt = stmt.where(Enduser.company_id.in_(company_ids))
+    if email:
+        stmt = stmt.where(Enduser.email_key == email_key(email))
+    stmt = _ordered(stmt, page, ENDUSER_SORT, Enduser.id)
+    rows = [enduser_out(e) for e in session.scalars(stmt.limit(page.limit).offset(page.offset))]
+    return _select(rows, page)
+
+
+def delete_enduser(session: Session, enduser: Enduser, cascade: bool) -> None:
+    """Delete a contact; one with NPS records only when ``cascade``."""
+    from npsd.records.service import delete_records
+
+    org_id = enduser.org_id
+    lock_org_writes(session, org_id)
+    condition = NpsRecord.enduser_id == enduser.id
+    if session.scalar(select(exists().where(NpsRecord.org_id == org_id, condition))):
+        if not cascade:
+            raise Conflict("this contact has NPS records; delete them first or pass cascade=true",
+                           [{"field": "cascade", "issue": "required to delete a contact with NPS records"}])
+        delete_records(session, org_id, condition)
+    company = enduser.company_id
+    session.delete(enduser)
+    session.flush()
+    if company:
+        refresh_companies(session, org_id, {company})
+
+
+__all__ = ["refresh_endusers"]

@@ -1,0 +1,114 @@
+"""Engine, sessions and the request-scoped transaction.
+
+SQLite is the embedded default: WAL, ``synchronous=NORMAL``, foreign keys on and a long
+``busy_timeout``. Write transactions start with ``BEGIN IMMEDIATE`` so two writers never
+deadlock on a read-to-write upgrade ("database is locked" must never reach a client). Inside
+one process, HTTP writers also queue on an asyncio lock *in the event loop*, never in a worker
+thread, so waiting writers cannot starve the thread pool that the lock holder needs.
+PostgreSQL goes through psycopg 3 and needs neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` URLs and use psycopg 3 for them."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def make_engine(url: str, pool_size: int = 10) -> Engine:
+    """Build the engine for ``url`` with the pragmas and transaction mode npsd relies on."""
+    url = normalize_url(url)
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        pool_size=pool_size,
+        max_overflow=pool_size * 2,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # transactions are begun explicitly below
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA cache_size=-65536")
+        cur.execute("PRAGMA temp_store=MEMORY")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Database:
+    """One engine with a session factory for reads and one for writes."""
+
+    def __init__(self, url: str, pool_size: int = 10) -> None:
+        self.engine = make_engine(url, pool_size)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        write_bind = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
+        self.read_sessions = sessionmaker(bind=self.engine, expire_on_commit=False, autoflush=False)
+        self.write_sessions = sessionmaker(bind=write_bind, expire_on_commit=False, autoflush=False)
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def session(self, write: bool) -> Session:
+        return (self.write_sessions if write else self.read_sessions)()
+
+    def write_lock(self) -> asyncio.Lock | None:
+        """The event-loop lock that serializes this process's SQLite writers (None on PostgreSQL)."""
+        if not self.is_sqlite:
+            return None
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(id(loop))
+        if lock is None:
+            lock = self._locks[id(loop)] = asyncio.Lock()
+        return lock
+
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[Session]:
+        """A unit of work for code outside a request (CLI, worker): commit or roll back."""
+        session = self.session(write)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def lock_org_writes(session: Session, org_id: str) -> None:
+    """Serialize one organization's record/contact writes on PostgreSQL.
+
+    Find-or-create by e-mail or ``sourceId`` is a read followed by a write; two concurrent bulk
+    upserts would otherwise both create the same contact or record. A transaction-scoped advisory
+    lock keyed by the organization makes them queue. SQLite writers are serialized already.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": "org:" + org_id})

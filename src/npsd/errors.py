@@ -1,0 +1,189 @@
+"""The one error shape and the handlers that produce it.
+
+Every error, from validation to an unexpected crash, leaves as::
+
+    {"statusCode": 400, "error": "Bad Request", "message": "...",
+     "details": [{"field": "score", "issue": "..."}], "path": "/nps", "requestId": "..."}
+
+Both seed APIs answer validation errors with 400, so request validation is 400, never 422.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("npsd")
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    issue: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    statusCode: int
+    error: str
+    message: str
+    details: list[ErrorDetail] = []
+    path: str
+    requestId: str
+
+
+class NpsdError(Exception):
+    """An error that maps to an HTTP status. Services raise these; the handler renders them."""
+
+    status = 400
+
+    def __init__(self, message: str, details: list[dict[str, str]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+        self.headers = headers or {}
+
+
+class BadRequest(NpsdError):
+    status = 400
+
+    @classmethod
+    def field(cls, field: str, issue: str) -> BadRequest:
+        """A 400 about one named field."""
+        return cls(f"{field}: {issue}", [{"field": field, "issue": issue}])
+
+
+class Unauthorized(NpsdError):
+    status = 401
+
+    def __init__(self, message: str = "missing or invalid credentials") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(NpsdError):
+    status = 403
+
+
+class NotFound(NpsdError):
+    status = 404
+
+
+class Conflict(NpsdError):
+    status = 409
+
+
+class Gone(NpsdError):
+    status = 410
+
+
+class Unprocessable(NpsdError):
+    status = 422
+
+
+class PayloadTooLarge(NpsdError):
+    status = 413
+
+
+class TooManyRequests(NpsdError):
+    status = 429
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def error_response(request: Request | None, status: int, message: str,
+                   details: list[dict[str, str]] | None = None,
+                   headers: dict[str, str] | None = None, path: str | None = None) -> Response:
+    """Render the one error shape."""
+    request_id = ""
+    if request is not None:
+        request_id = request.scope.get("state", {}).get("request_id", "") or request.headers.get("x-request-id", "")
+        path = request.url.path
+    body = {
+        "statusCode": status,
+        "error": _phrase(status),
+        "message": message,
+        "details": details or [],
+        "path": path or "",
+        "requestId": request_id,
+    }
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    """Turn a Pydantic error location into the client's field name (``body.items.0.score`` -> ``items.0.score``)."""
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    return ".".join(parts) or "body"
+
+
+_FRIENDLY = {
+    "score": "must be an integer from 0 to 10",
+    "nps": "must be an integer from 0 to 10",
+}
+
+
+def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+    details: list[dict[str, str]] = []
+    for err in errors:
+        field = field_name(err.get("loc", ()))
+        leaf = field.rsplit(".", 1)[-1]
+        if err.get("type") == "extra_forbidden":
+            issue = "is not a known field"
+        elif err.get("type") == "json_invalid":
+            issue = "is not valid JSON: " + str(err.get("ctx", {}).get("error", "syntax error"))
+        elif leaf in _FRIENDLY and err.get("type") != "missing":
+            issue = _FRIENDLY[leaf]
+        else:
+            issue = str(err.get("msg", "is invalid"))
+            if issue.startswith("Value error, "):
+                issue = issue[len("Value error, "):]
+        details.append({"field": field, "issue": issue})
+    return details
+
+
+def summary(details: list[dict[str, str]]) -> str:
+    return "; ".join(f"{d['field']} {d['issue']}" if not d["issue"].startswith(d["field"]) else d["issue"]
+                     for d in details[:5]) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every kind of failure through :func:`error_response`."""
+
+    @app.exception_handler(NpsdError)
+    async def _npsd(request: Request, exc: NpsdError) -> Response:
+        return error_response(request, exc.status, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        details = validation_details(list(exc.errors()))
+        return error_response(request, 400, summary(details), details)
+
+    @app.exception_handler(ValidationError)
+    async def _pyd_validation(request: Request, exc: ValidationError) -> Response:
+        details = validation_details(list(exc.errors()))
+        return error_response(request, 400, summary(details), details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        message = exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such route"
+        return error_response(request, exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(request, 500, "internal error; the request was not applied")

@@ -1,0 +1,82 @@
+"""Request plumbing shared by every router: the request-owned transaction, raw JSON bodies,
+fast JSON responses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from npsd.config import Settings
+from npsd.db import Database
+from npsd.errors import BadRequest
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _finish(session: Session, ok: bool) -> None:
+    try:
+        if ok:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+async def request_session(request: Request) -> AsyncIterator[Session]:
+    """The request's unit of work: committed when the handler returns, rolled back if it raises.
+
+    It ends before the response is sent (``scope="function"``), so a client never sees a 2xx
+    for a change that was not committed.
+    """
+    db: Database = request.app.state.db
+    write = request.method not in READ_METHODS
+    lock = db.write_lock() if write else None
+    if lock is not None:
+        await lock.acquire()
+    try:
+        session = db.session(write)
+        try:
+            yield session
+        except BaseException:
+            await run_in_threadpool(_finish, session, False)
+            raise
+        await run_in_threadpool(_finish, session, True)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+DbSession = Annotated[Session, Depends(request_session, scope="function")]
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+async def json_body(request: Request) -> Any:
+    """The request body parsed with orjson, for routes that validate items one by one."""
+    raw = await request.body()
+    if not raw:
+        raise BadRequest.field("body", "is required")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest.field("body", f"is not valid JSON: {exc}") from exc
+
+
+RawJson = Annotated[Any, Depends(json_body)]
+
+
+def json_response(data: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Serialize with orjson and skip response-model validation on hot paths."""
+    return Response(orjson.dumps(data), status_code=status_code, media_type="application/json", headers=headers)

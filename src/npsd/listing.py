@@ -1,0 +1,59 @@
+"""Planhat-style list parameters (``limit``, ``offset``, ``sort``, ``select``), checked once for every list."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Query
+
+from npsd.errors import BadRequest
+from npsd.ids import is_id
+
+MAX_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int
+    offset: int
+    sort: str | None
+    select: list[str] | None
+
+    def check_fields(self, fields: Collection[str]) -> Page:
+        """400 when ``sort`` or ``select`` names a field the objects do not have."""
+        if self.sort is not None:
+            name = self.sort[1:] if self.sort.startswith("-") else self.sort
+            if name not in fields:
+                raise BadRequest.field("sort", f"unknown field {name!r}; sort by one of the output fields")
+        if self.select:
+            unknown = [f for f in self.select if f not in fields]
+            if unknown:
+                raise BadRequest.field("select", f"unknown field(s): {', '.join(unknown)}")
+        return self
+
+
+def planhat_page(
+    limit: Annotated[int, Query(description="At most this many objects (1-10000)")] = 100,
+    offset: Annotated[int, Query(description="Skip this many objects")] = 0,
+    sort: Annotated[str | None, Query(description="Output field to sort by; prefix with - for descending")] = None,
+    select: Annotated[str | None, Query(description="Comma-separated output fields to return (_id always)")] = None,
+) -> Page:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest.field("limit", f"must be from 1 to {MAX_LIMIT}")
+    if offset < 0:
+        raise BadRequest.field("offset", "must be 0 or more")
+    fields = [f.strip() for f in select.split(",") if f.strip()] if select else None
+    return Page(limit, offset, sort.strip() if sort else None, fields)
+
+
+def id_list(value: str | None, name: str) -> list[str] | None:
+    """A comma-separated list of ids; a malformed one is a 400 naming the parameter."""
+    if value is None or not value.strip():
+        return None
+    ids = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in ids if not is_id(v)]
+    if bad:
+        raise BadRequest.field(name, f"{bad[0]!r} is not a 24-character hexadecimal id")
+    return ids

@@ -1,0 +1,213 @@
+"""Every table of npsd. All rows carry ``org_id``; every query filters on it.
+
+Times are naive UTC ``datetime`` values (the API adds the ``Z``). Ids are 24-hex strings (see ids.py).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+ID = String(24)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Organization(Base):
+    """A tenant. Nothing crosses from one organization to another."""
+
+    __tablename__ = "organization"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class User(Base):
+    """A person who logs in with email and password (``/v1/auth/login``)."""
+
+    __tablename__ = "user"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-case; login needs no org
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ApiToken(Base):
+    """An issued JWT, by ``jti``: lets a token be listed, revoked and checked on every request."""
+
+    __tablename__ = "api_token"
+    jti: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str | None] = mapped_column(ID, ForeignKey("user.id", ondelete="CASCADE"), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    role: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16), default="api")  # api | session
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Company(Base):
+    """A customer account (Planhat company) with its NPS roll-up."""
+
+    __tablename__ = "company"
+    __table_args__ = (
+        UniqueConstraint("org_id", "external_id", name="uq_company_external_id"),
+        UniqueConstraint("org_id", "source_id", name="uq_company_source_id"),
+        Index("ix_company_org_name", "org_id", "name"),
+    )
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(500))
+    domains: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    external_id: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    source_id: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    status: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    phase: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    custom: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    nps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    nps_responses: Mapped[int] = mapped_column(Integer, default=0)
+    nps_updated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class CompanyDomain(Base):
+    """Index of ``company.domains``: matches a new contact's email domain to its company."""
+
+    __tablename__ = "company_domain"
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    company_id: Mapped[str] = mapped_column(ID, ForeignKey("company.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Enduser(Base):
+    """A contact (Planhat enduser), unique per organization by lower-cased email."""
+
+    __tablename__ = "enduser"
+    __table_args__ = (
+        UniqueConstraint("org_id", "email_key", name="uq_enduser_email"),
+        UniqueConstraint("org_id", "external_id", name="uq_enduser_external_id"),
+        UniqueConstraint("org_id", "source_id", name="uq_enduser_source_id"),
+        Index("ix_enduser_company", "org_id", "company_id"),
+    )
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    first_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    last_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    position: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    phone: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    primary: Mapped[bool] = mapped_column(Boolean, default=False)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    company_id: Mapped[str | None] = mapped_column(ID, ForeignKey("company.id"), nullable=True)
+    external_id: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    source_id: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    custom: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    nps: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    nps_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    nps_date: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    nps_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Survey(Base):
+    """An NPS survey (SalesOS survey, Planhat campaign). Its responses are the records whose
+    ``campaign_id`` is its id."""
+
+    __tablename__ = "survey"
+    __table_args__ = (Index("ix_survey_org_created", "org_id", "created_at"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    survey_type: Mapped[str] = mapped_column(String(16), default="RELATIONSHIP")
+    trigger_event: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    question: Mapped[str] = mapped_column(Text)
+    follow_up_question: Mapped[str | None] = mapped_column(Text, nullable=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    language: Mapped[str] = mapped_column(String(16), default="en")
+    throttle_days: Mapped[int] = mapped_column(Integer, default=90)
+    reminder_after_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    thank_you_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    starts_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class NpsRecord(Base):
+    """One answer: a score 0-10 from one contact, optionally to one survey (``campaign_id``)."""
+
+    __tablename__ = "nps_record"
+    __table_args__ = (
+        UniqueConstraint("org_id", "source_id", name="uq_nps_record_source_id"),
+        Index("ix_nps_record_answered", "org_id", "date_answered", "id"),
+        Index("ix_nps_record_campaign", "org_id", "campaign_id", "date_answered"),
+        Index("ix_nps_record_enduser", "enduser_id", "date_answered"),
+        Index("ix_nps_record_company", "org_id", "company_id"),
+        Index("ix_nps_record_updated", "org_id", "updated_at"),
+    )
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    campaign_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    enduser_id: Mapped[str] = mapped_column(ID, ForeignKey("enduser.id"))
+    company_id: Mapped[str | None] = mapped_column(ID, ForeignKey("company.id"), nullable=True)
+    email: Mapped[str] = mapped_column(String(320))
+    score: Mapped[int] = mapped_column(SmallInteger)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    source_id: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    date_sent: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    date_reminder_sent: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    date_answered: Mapped[datetime] = mapped_column(DateTime)
+    custom: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class NpsRollup(Base):
+    """Answer counts per (survey, company, source, day, score), kept by delta in the same
+    transaction as every record write, so metrics cost O(days), not O(answers).
+
+    Missing dimensions are stored as ``''`` so the key can be a primary key on both databases.
+    """
+
+    __tablename__ = "nps_rollup"
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True)
+    survey_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    company_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    source: Mapped[str] = mapped_column(String(200), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    score: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,110 @@
+"""Planhat-compatible NPS records: ``/nps``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from npsd.auth.deps import Admin, Editor, Viewer
+from npsd.errors import BadRequest
+from npsd.http import DbSession, RawJson, json_response
+from npsd.listing import Page, id_list, planhat_page
+from npsd.records import service
+from npsd.records.schemas import BULK_BODY_SCHEMA, BulkResult, DeleteResult, NpsInput, NpsRead
+from npsd.validation import UtcDatetime
+
+router = APIRouter(tags=["nps"])
+RecordKey = Annotated[str, "24-hex id or srcid-<sourceId>"]
+
+
+def list_query(
+    page: Annotated[Page, Depends(planhat_page)],
+    companyId: Annotated[str | None, Query(description="Comma-separated company ids")] = None,
+    campaignId: Annotated[str | None, Query(description="Comma-separated survey/campaign ids")] = None,
+    email: Annotated[str | None, Query(max_length=320, description="Contact e-mail (case-insensitive)")] = None,
+    scoreType: Annotated[str | None, Query(description="promoter, passive or detractor")] = None,
+    since: Annotated[UtcDatetime | None, Query(description="Answered at or after (ISO 8601 or epoch seconds)")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="Answered at or before")] = None,
+    updatedSince: Annotated[UtcDatetime | None, Query(description="Changed at or after, for incremental sync")] = None,
+    npsExpiryDay: Annotated[int | None, Query(
+        description="Only answers of the last N days (default 360; 0 for no limit). Not applied by default "
+                    "when since or updatedSince is given.")] = None,
+) -> service.ListQuery:
+    page.check_fields(service.OUTPUT_FIELDS)
+    if scoreType is not None and scoreType not in service.SCORE_TYPES:
+        raise BadRequest.field("scoreType", "must be promoter, passive or detractor")
+    if since and until and since > until:
+        raise BadRequest.field("since", "must not be after until")
+    if npsExpiryDay is not None and not 0 <= npsExpiryDay <= 36_500:
+        raise BadRequest.field("npsExpiryDay", "must be from 0 to 36500")
+    expiry = npsExpiryDay if npsExpiryDay is not None else (None if since or updatedSince else 360)
+    campaigns = [c.strip() for c in campaignId.split(",") if c.strip()] if campaignId else None
+    return service.ListQuery(
+        company_ids=id_list(companyId, "companyId"), campaign_ids=campaigns, email=email, score_type=scoreType,
+        since=since, until=until, updated_since=updatedSince, expiry_days=expiry, sort=page.sort,
+        limit=page.limit, offset=page.offset, select=page.select,
+    )
+
+
+ListQueryDep = Annotated[service.ListQuery, Depends(list_query)]
+
+
+@router.post("/nps", response_model=NpsRead, status_code=200)
+def create_nps(body: NpsInput, principal: Editor, session: DbSession) -> Response:
+    """Create one NPS record.
+
+    `email` and `score` (an integer 0-10) are required. The contact is found by e-mail
+    (case-insensitive) or created; a new contact joins the company `cId`, else the company whose
+    `domains` hold the address's domain. `dateAnswered` defaults to now. Contact and company
+    NPS are updated in the same transaction.
+    """
+    return json_response(service.to_output(tuple(service.create_record(session, principal.org_id, body).values())))
+
+
+@router.get("/nps", response_model=list[NpsRead])
+def list_nps(q: ListQueryDep, principal: Viewer, session: DbSession) -> Response:
+    """List NPS records, newest answer first unless `sort` says otherwise.
+
+    By default only answers of the last 360 days (`npsExpiryDay`). Ties are broken by `_id`,
+    so paging with `offset` never skips or repeats a record.
+    """
+    return json_response(service.list_records(session, principal.org_id, q))
+
+
+@router.put("/nps", response_model=BulkResult, openapi_extra=BULK_BODY_SCHEMA,
+            responses={206: {"model": BulkResult, "description": "Some items failed; see the error lists"}})
+def bulk_upsert_nps(items: RawJson, principal: Editor, session: DbSession) -> Response:
+    """Bulk upsert up to 5,000 records.
+
+    Each item updates the record its `_id`, else its `sourceId`, names in your organization;
+    otherwise it creates one (which needs `email` and `score`) with a new `_id`. Invalid items
+    are reported in `createdErrors` / `updatedErrors` with their index while the others are
+    applied. 200 when every item succeeded, 206 when some failed.
+    """
+    outcome = service.bulk_upsert(session, principal.org_id, items)
+    return json_response(outcome.body(), status_code=206 if outcome.failed else 200)
+
+
+@router.get("/nps/{key}", response_model=NpsRead)
+def get_nps(key: RecordKey, principal: Viewer, session: DbSession) -> Response:
+    """Get one record by `_id` or by `srcid-<sourceId>`."""
+    return json_response(service.to_output(tuple(service.find_record(session, principal.org_id, key).values())))
+
+
+@router.put("/nps/{key}", response_model=NpsRead)
+def update_nps(key: RecordKey, body: NpsInput, principal: Editor, session: DbSession) -> Response:
+    """Update a record by `_id` or `srcid-<sourceId>`: only the fields sent change.
+
+    `custom` is merged key by key, `__v` increments, and `scoreType` always follows `score`.
+    """
+    record = service.update_record(session, principal.org_id, key, body)
+    return json_response(service.to_output(tuple(record.values())))
+
+
+@router.delete("/nps/{key}", response_model=DeleteResult)
+def delete_nps(key: RecordKey, principal: Admin, session: DbSession) -> dict[str, Any]:
+    """Delete a record by `_id` or `srcid-<sourceId>`; contact and company NPS follow."""
+    n = service.delete_record(session, principal.org_id, key)
+    return {"n": n, "ok": 1, "deletedCount": n}

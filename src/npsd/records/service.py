@@ -1,0 +1,506 @@
+"""NPS records: create, update, delete, list and bulk upsert, each keeping every roll-up exact.
+
+All writes go through :func:`apply_batch`, so the single-record endpoints and the bulk upsert
+share one path: validate everything first, then write with a handful of set-based statements
+(contacts, records, roll-up deltas, contact and company roll-ups) inside the request's
+transaction. A batch is therefore applied whole or not at all, and a killed process leaves no
+half-applied item.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from npsd.analytics.nps import category
+from npsd.analytics.rollups import (
+    RollupKey,
+    apply_deltas,
+    chunks,
+    refresh_companies,
+    refresh_endusers,
+    rollup_key,
+)
+from npsd.contacts.service import endusers_for_emails
+from npsd.db import lock_org_writes
+from npsd.errors import BadRequest, Conflict, NotFound, summary, validation_details
+from npsd.ids import is_id, new_ids
+from npsd.models import Company, Enduser, NpsRecord
+from npsd.records.schemas import NOT_NULL_COLUMNS, NpsInput
+from npsd.timeutil import iso, utcnow
+from npsd.validation import email_key
+
+MAX_BULK = 5000
+T = NpsRecord.__table__
+COLUMNS = (
+    T.c.id, T.c.email, T.c.score, T.c.comment, T.c.enduser_id, T.c.company_id, T.c.campaign_id, T.c.source,
+    T.c.source_id, T.c.date_sent, T.c.date_reminder_sent, T.c.date_answered, T.c.custom, T.c.created_at,
+    T.c.updated_at, T.c.version,
+)
+COLUMN_NAMES = tuple(c.name for c in COLUMNS)
+MUTABLE = ("email", "score", "comment", "enduser_id", "company_id", "campaign_id", "source", "source_id",
+           "date_sent", "date_reminder_sent", "date_answered", "custom")
+
+# output field -> column, for ``sort``
+SORTABLE: dict[str, Any] = {
+    "_id": T.c.id, "npsId": T.c.id, "email": T.c.email, "score": T.c.score, "nps": T.c.score,
+    "scoreType": T.c.score, "comment": T.c.comment, "npsComment": T.c.comment, "euId": T.c.enduser_id,
+    "cId": T.c.company_id, "campaignId": T.c.campaign_id, "source": T.c.source, "sourceId": T.c.source_id,
+    "dateSent": T.c.date_sent, "npsSent": T.c.date_sent, "dateReminderSent": T.c.date_reminder_sent,
+    "dateAnswered": T.c.date_answered, "npsDate": T.c.date_answered, "custom": T.c.custom,
+    "createdAt": T.c.created_at, "updatedAt": T.c.updated_at, "__v": T.c.version,
+}
+OUTPUT_FIELDS = frozenset(SORTABLE)
+SCORE_TYPES = {"promoter": (9, 10), "passive": (7, 8), "detractor": (0, 6)}
+
+
+def to_output(row: Sequence[Any]) -> dict[str, Any]:
+    """A record row (in ``COLUMNS`` order) as the Planhat JSON object."""
+    (rid, email, score, comment, euid, cid, campaign, source, source_id, sent, reminded, answered, custom,
+     created, updated, version) = row
+    answered_iso = iso(answered)
+    sent_iso = iso(sent)
+    return {
+        "_id": rid, "email": email, "score": score, "comment": comment, "scoreType": category(score),
+        "euId": euid, "cId": cid, "campaignId": campaign, "source": source, "sourceId": source_id,
+        "dateSent": sent_iso, "dateReminderSent": iso(reminded), "dateAnswered": answered_iso, "custom": custom,
+        "createdAt": iso(created), "updatedAt": iso(updated), "__v": version,
+        "nps": score, "npsComment": comment, "npsDate": answered_iso, "npsSent": sent_iso, "npsId": rid,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- lookups
+
+
+def find_record(session: Session, org_id: str, key: str) -> dict[str, Any]:
+    """The record named by ``key`` (an id or ``srcid-<sourceId>``) in the organization, or 404."""
+    if key.startswith("srcid-"):
+        cond = T.c.source_id == key[len("srcid-"):]
+    elif is_id(key):
+        cond = T.c.id == key
+    else:
+        raise BadRequest.field("id", "must be a 24-character hexadecimal id or srcid-<sourceId>")
+    row = session.execute(select(*COLUMNS).where(T.c.org_id == org_id, cond)).first()
+    if row is None:
+        raise NotFound(f"no NPS record {key}")
+    return dict(zip(COLUMN_NAMES, row, strict=True))
+
+
+def _rows_by(session: Session, org_id: str, column: Any, values: set[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for part in chunks(values):
+        for row in session.execute(select(*COLUMNS).where(T.c.org_id == org_id, column.in_(part))):
+            rec = dict(zip(COLUMN_NAMES, row, strict=True))
+            found[rec[column.name]] = rec
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- writes
+
+
+class ItemError(Exception):
+    """One item of a batch cannot be applied; the rest still can."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.status = status
+
+    def to_http(self) -> Exception:
+        details = [{"field": self.field, "issue": self.message}] if self.field else []
+        text = f"{self.field} {self.message}" if self.field else self.message
+        return Conflict(text, details) if self.status == 409 else BadRequest(text, details)
+
+
+@dataclass
+class Batch:
+    """Validated creates and updates, ready to be written together."""
+
+    org_id: str
+    now: datetime
+    creates: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # (before, after)
+    claimed_source_ids: dict[str, str] = field(default_factory=dict)  # sourceId -> record id in batch
+
+
+def parse_item(raw: Any) -> NpsInput:
+    if not isinstance(raw, dict):
+        raise ItemError("each item must be a JSON object")
+    try:
+        return NpsInput.model_validate(raw)
+    except ValidationError as exc:
+        details = validation_details(list(exc.errors()))
+        raise ItemError(summary(details), details[0]["field"] if details else None) from exc
+
+
+def _check_nulls(values: dict[str, Any]) -> None:
+    for column, name in NOT_NULL_COLUMNS.items():
+        if column in values and values[column] is None:
+            raise ItemError("must not be null", name)
+
+
+class Planner:
+    """Turns validated inputs into a :class:`Batch`, with the look-ups done in bulk beforehand."""
+
+    def __init__(self, session: Session, org_id: str, now: datetime) -> None:
+        self.session = session
+        self.org_id = org_id
+        self.batch = Batch(org_id, now)
+        self.known_source_ids: dict[str, str] = {}  # sourceId -> existing record id
+        self.companies: set[str] = set()
+        self.enduser_by_email: dict[str, str] = {}
+
+    def preload(self, inputs: Sequence[NpsInput | None]) -> None:
+        """Fetch in a few queries what validating ``inputs`` needs: companies, sourceIds, contacts."""
+        cids = {i.cId for i in inputs if i is not None and i.cId}
+        for part in chunks(cids):
+            self.companies.update(self.session.scalars(
+                select(Company.id).where(Company.org_id == self.org_id, Company.id.in_(part))))
+        sids = {i.sourceId for i in inputs if i is not None and i.sourceId}
+        sids |= {i.column_values().get("source_id") for i in inputs if i is not None} - {None}
+        for part in chunks(sids):
+            for rid, sid in self.session.execute(
+                select(T.c.id, T.c.source_id).where(T.c.org_id == self.org_id, T.c.source_id.in_(part))
+            ):
+                self.known_source_ids[sid] = rid
+
+    def _check_company(self, cid: str | None) -> None:
+        if cid is not None and cid not in self.companies:
+            raise ItemError("does not name a company of your organization", "cId")
+
+    def _claim_source_id(self, sid: str | None, record_id: str) -> None:
+        if sid is None:
+            return
+        owner = self.batch.claimed_source_ids.get(sid) or self.known_source_ids.get(sid)
+        if owner is not None and owner != record_id:
+            raise ItemError(f"sourceId {sid!r} is already used by record {owner}", "sourceId", 409)
+
+    def plan_create(self, data: NpsInput, record_id: str) -> dict[str, Any]:
+        values = data.column_values()
+        _check_nulls(values)
+        if values.get("email") is None:
+            raise ItemError("is required to create a record", "email")
+        if values.get("score") is None:
+            raise ItemError("is required to create a record", "score")
+        self._check_company(values.get("company_id"))
+        self._claim_source_id(values.get("source_id"), record_id)
+        now = self.batch.now
+        row = {name: None for name in COLUMN_NAMES}
+        row.update(values)
+        row.update(id=record_id, org_id=self.org_id, version=0, created_at=now, updated_at=now)
+        if row["date_answered"] is None:
+            row["date_answered"] = now
+        if row.get("source_id") is not None:
+            self.batch.claimed_source_ids[row["source_id"]] = record_id
+        self.batch.creates.append(row)
+        return row
+
+    def plan_update(self, before: dict[str, Any], data: NpsInput) -> bool:
+        """Plan the update; False when it would change nothing (a Planhat "nonupdate")."""
+        values = data.column_values()
+        _check_nulls(values)
+        if "company_id" in values:
+            self._check_company(values["company_id"])
+        if "source_id" in values:
+            self._claim_source_id(values["source_id"], before["id"])
+        after = dict(before)
+        for column, value in values.items():
+            if column == "custom" and value is not None and before.get("custom"):
+                after["custom"] = {**before["custom"], **value}  # merge key by key
+            else:
+                after[column] = value
+        if "email" in values and email_key(values["email"]) != email_key(before["email"]):
+            after["enduser_id"] = None  # resolved to the new address's contact in finish()
+        if all(after[c] == before[c] for c in MUTABLE):
+            return False
+        if after.get("source_id") is not None:
+            self.batch.claimed_source_ids[after["source_id"]] = before["id"]
+        after["version"] = before["version"] + 1
+        after["updated_at"] = self.batch.now
+        self.batch.updates.append((before, after))
+        return True
+
+
+def write_batch(session: Session, batch: Batch) -> None:
+    """Write a planned batch and bring every roll-up up to date, in the current transaction."""
+    org_id = batch.org_id
+    # contacts: find or create by e-mail for every record that needs one
+    needs_contact = [r for r in batch.creates] + [a for _, a in batch.updates if a["enduser_id"] is None]
+    if needs_contact:
+        contacts = endusers_for_emails(
+            session, org_id, [(r["email"], r.get("company_id")) for r in needs_contact], batch.now)
+        for row in needs_contact:
+            row["enduser_id"] = contacts[email_key(row["email"])]
+    deltas: Counter[RollupKey] = Counter()
+    touched_endusers: set[str] = set()
+    if batch.creates:
+        session.execute(insert(T), batch.creates)
+        for r in batch.creates:
+            deltas[rollup_key(r["campaign_id"], r["company_id"], r["source"], r["date_answered"], r["score"])] += 1
+            touched_endusers.add(r["enduser_id"])
+    if batch.updates:
+        params = []
+        for before, after in batch.updates:
+            params.append({"rid": before["id"], **{c: after[c] for c in (*MUTABLE, "version", "updated_at")}})
+            deltas[rollup_key(before["campaign_id"], before["company_id"], before["source"],
+                              before["date_answered"], before["score"])] -= 1
+            deltas[rollup_key(after["campaign_id"], after["company_id"], after["source"],
+                              after["date_answered"], after["score"])] += 1
+            touched_endusers.update((before["enduser_id"], after["enduser_id"]))
+        session.execute(
+            update(T).where(and_(T.c.id == bindparam("rid"), T.c.org_id == org_id))
+            .values({c: bindparam(c) for c in (*MUTABLE, "version", "updated_at")}),
+            params,
+        )
+    apply_deltas(session, org_id, deltas)
+    refresh_companies(session, org_id, refresh_endusers(session, org_id, touched_endusers))
+
+
+def create_record(session: Session, org_id: str, data: NpsInput) -> dict[str, Any]:
+    """``POST /nps``: always a new record (an existing ``sourceId`` is a 409)."""
+    lock_org_writes(session, org_id)
+    planner = Planner(session, org_id, utcnow())
+    planner.preload([data])
+    record_id = new_ids(1)[0]
+    try:
+        planner.plan_create(data, record_id)
+    except ItemError as exc:
+        raise exc.to_http() from exc
+    write_batch(session, planner.batch)
+    return find_record(session, org_id, record_id)
+
+
+def update_record(session: Session, org_id: str, key: str, data: NpsInput) -> dict[str, Any]:
+    """``PUT /nps/{id}``: partial update; ``custom`` merges key by key and ``__v`` increments."""
+    lock_org_writes(session, org_id)
+    before = find_record(session, org_id, key)
+    planner = Planner(session, org_id, utcnow())
+    planner.preload([data])
+    try:
+        planner.plan_update(before, data)
+    except ItemError as exc:
+        raise exc.to_http() from exc
+    write_batch(session, planner.batch)
+    return find_record(session, org_id, before["id"])
+
+
+def delete_records(session: Session, org_id: str, condition: ColumnElement[bool]) -> int:
+    """Delete the organization's records matching ``condition`` and fix every roll-up."""
+    rows = session.execute(
+        select(T.c.id, T.c.campaign_id, T.c.company_id, T.c.source, T.c.date_answered, T.c.score, T.c.enduser_id)
+        .where(T.c.org_id == org_id, condition)
+    ).all()
+    if not rows:
+        return 0
+    deltas: Counter[RollupKey] = Counter()
+    for _, campaign, cid, source, answered, score, _ in rows:
+        deltas[rollup_key(campaign, cid, source, answered, score)] -= 1
+    ids = [r[0] for r in rows]
+    for part in chunks(ids):
+        session.execute(delete(T).where(T.c.org_id == org_id, T.c.id.in_(part)))
+    apply_deltas(session, org_id, deltas)
+    refresh_companies(session, org_id, refresh_endusers(session, org_id, {r[6] for r in rows}))
+    return len(rows)
+
+
+def delete_record(session: Session, org_id: str, key: str) -> int:
+    lock_org_writes(session, org_id)
+    record = find_record(session, org_id, key)
+    return delete_records(session, org_id, T.c.id == record["id"])
+
+
+@dataclass
+class BulkOutcome:
+    created: int = 0
+    created_errors: list[dict[str, Any]] = field(default_factory=list)
+    inserts_keys: list[dict[str, Any]] = field(default_factory=list)
+    updated: int = 0
+    updated_errors: list[dict[str, Any]] = field(default_factory=list)
+    updates_keys: list[dict[str, Any]] = field(default_factory=list)
+    nonupdates: int = 0
+    modified: list[str] = field(default_factory=list)
+    upserted_ids: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.created_errors or self.updated_errors)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "created": self.created, "createdErrors": self.created_errors, "insertsKeys": self.inserts_keys,
+            "updated": self.updated, "updatedErrors": self.updated_errors, "updatesKeys": self.updates_keys,
+            "nonupdates": self.nonupdates, "modified": self.modified, "upsertedIds": self.upserted_ids,
+            "permissionErrors": [],
+        }
+
+
+def bulk_upsert(session: Session, org_id: str, items: Any) -> BulkOutcome:
+    """``PUT /nps``: create or update up to 5,000 records, keyed by ``_id`` then ``sourceId``.
+
+    Invalid items are reported (``createdErrors`` / ``updatedErrors``) while the valid ones are
+    applied; a client's ``_id`` that matches nothing never names a new record.
+    """
+    if not isinstance(items, list):
+        raise BadRequest.field("body", "must be a JSON array of NPS records")
+    if len(items) > MAX_BULK:
+        raise BadRequest.field("body", f"must hold at most {MAX_BULK} items; got {len(items)}")
+    lock_org_writes(session, org_id)
+    outcome = BulkOutcome()
+    parsed: list[NpsInput | None] = []
+    parse_errors: dict[int, ItemError] = {}
+    for index, raw in enumerate(items):
+        try:
+            parsed.append(parse_item(raw))
+        except ItemError as exc:
+            parsed.append(None)
+            parse_errors[index] = exc
+    # keyables: look up every sent _id and sourceId at once
+    sent_ids = {raw.get("_id") for raw in items if isinstance(raw, dict) and is_id(raw.get("_id"))}
+    sent_sids = {p.sourceId for p in parsed if p is not None and p.sourceId}
+    by_id = _rows_by(session, org_id, T.c.id, sent_ids)
+    by_sid = _rows_by(session, org_id, T.c.source_id, sent_sids)
+    planner = Planner(session, org_id, utcnow())
+    planner.preload(parsed)
+    new_record_ids = iter(new_ids(len(items)))
+    targeted: dict[str, int] = {}  # record id -> index of the item that updates it
+    pending_keys: list[tuple[str, dict[str, Any], str | None]] = []
+    for index, raw in enumerate(items):
+        data = parsed[index]
+        existing = None
+        if isinstance(raw, dict):
+            raw_id = raw.get("_id")
+            existing = by_id.get(raw_id) if isinstance(raw_id, str) else None
+            sid = raw.get("sourceId")
+            if existing is None and isinstance(sid, str):
+                existing = by_sid.get(sid)
+        errors = outcome.updated_errors if existing is not None else outcome.created_errors
+        try:
+            if index in parse_errors:
+                raise parse_errors[index]
+            assert data is not None
+            if existing is not None:
+                if existing["id"] in targeted:
+                    raise ItemError(f"names the same record as item {targeted[existing['id']]}; "
+                                    "each record may appear once per batch", "_id")
+                targeted[existing["id"]] = index
+                keys = _sent_keys(raw)
+                changed = planner.plan_update(existing, data)
+                outcome.updates_keys.append(keys)
+                if changed:
+                    outcome.updated += 1
+                    outcome.modified.append(existing["id"])
+                else:
+                    outcome.nonupdates += 1
+            else:
+                sid = data.sourceId
+                if sid is not None and sid in planner.batch.claimed_source_ids:
+                    raise ItemError(f"sourceId {sid!r} appears twice in this batch", "sourceId")
+                record_id = next(new_record_ids)
+                planner.plan_create(data, record_id)
+                keys = {"_id": record_id}
+                if sid is not None:
+                    keys["sourceId"] = sid
+                outcome.inserts_keys.append(keys)
+                outcome.upserted_ids.append(record_id)
+                outcome.created += 1
+        except ItemError as exc:
+            message = f"{exc.field} {exc.message}" if exc.field and not exc.message.startswith(exc.field) else exc.message
+            errors.append({"index": index, "item": raw, "error": message})
+    del pending_keys
+    write_batch(session, planner.batch)
+    return outcome
+
+
+def _sent_keys(raw: dict[str, Any]) -> dict[str, Any]:
+    keys = {}
+    if "_id" in raw:
+        keys["_id"] = raw["_id"]
+    if "sourceId" in raw:
+        keys["sourceId"] = raw["sourceId"]
+    return keys
+
+
+# ---------------------------------------------------------------------------------------------- reads
+
+
+@dataclass
+class ListQuery:
+    company_ids: list[str] | None = None
+    campaign_ids: list[str] | None = None
+    email: str | None = None
+    score_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    updated_since: datetime | None = None
+    expiry_days: int | None = 360
+    sort: str | None = None
+    limit: int = 100
+    offset: int = 0
+    select: list[str] | None = None
+
+
+def filtered(org_id: str, q: ListQuery, now: datetime) -> Select[Any]:
+    """The record query for ``q`` (no paging), shared by the list and the export."""
+    stmt = select(*COLUMNS).where(T.c.org_id == org_id)
+    if q.company_ids:
+        stmt = stmt.where(T.c.company_id.in_(q.company_ids))
+    if q.campaign_ids:
+        stmt = stmt.where(T.c.campaign_id.in_(q.campaign_ids))
+    if q.email:
+        stmt = stmt.where(T.c.enduser_id.in_(
+            select(Enduser.id).where(Enduser.org_id == org_id, Enduser.email_key == email_key(q.email))))
+    if q.score_type:
+        low, high = SCORE_TYPES[q.score_type]
+        stmt = stmt.where(T.c.score.between(low, high))
+    if q.since is not None:
+        stmt = stmt.where(T.c.date_answered >= q.since)
+    if q.until is not None:
+        stmt = stmt.where(T.c.date_answered <= q.until)
+    if q.updated_since is not None:
+        stmt = stmt.where(T.c.updated_at >= q.updated_since)
+    if q.expiry_days:
+        stmt = stmt.where(T.c.date_answered >= now - timedelta(days=q.expiry_days))
+    return stmt
+
+
+def ordered(stmt: Select[Any], sort: str | None) -> Select[Any]:
+    """Apply ``sort`` (``field`` or ``-field``) with ``_id`` as the tie-breaker, for stable paging."""
+    if not sort:
+        return stmt.order_by(T.c.date_answered.desc(), T.c.id.desc())
+    descending = sort.startswith("-")
+    name = sort[1:] if descending else sort
+    column = SORTABLE[name]
+    if descending:
+        return stmt.order_by(column.desc(), T.c.id.desc())
+    return stmt.order_by(column.asc(), T.c.id.asc())
+
+
+def list_records(session: Session, org_id: str, q: ListQuery) -> list[dict[str, Any]]:
+    stmt = ordered(filtered(org_id, q, utcnow()), q.sort).limit(q.limit).offset(q.offset)
+    rows = [to_output(row) for row in session.execute(stmt)]
+    if q.select:
+        keep = {"_id", *q.select}
+        rows = [{k: v for k, v in row.items() if k in keep} for row in rows]
+    return rows
+
+
+def or_none(*conds: ColumnElement[bool]) -> ColumnElement[bool]:
+    return or_(*conds)
