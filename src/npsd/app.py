@@ -86,14 +86,21 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
 
+    from npsd.analytics.routes import router as metrics_router
     from npsd.auth.routes import router as auth_router
     from npsd.contacts.routes import companies_router, endusers_router
+    from npsd.exports.routes import router as exports_router
     from npsd.records.routes import router as records_router
+    from npsd.surveys.routes import router as surveys_router
 
+    # Order matters: static paths (/nps/export, /v1/nps-surveys/stats ...) before /{id} routes.
     app.include_router(auth_router)
+    app.include_router(exports_router)
     app.include_router(records_router)
     app.include_router(companies_router)
     app.include_router(endusers_router)
+    app.include_router(metrics_router)
+    app.include_router(surveys_router)
 
     @app.get("/healthz", tags=["meta"], include_in_schema=True)
     def healthz() -> dict[str, str]:
