@@ -1,0 +1,71 @@
+"""Run a real ``npsd serve`` in a subprocess for benchmarks: the full HTTP stack, measured from outside."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+from npsd.auth import service as auth_service
+from npsd.config import Settings
+from npsd.db import Database
+from npsd.migrations import upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare(url: str, secret: str, org: str = "bench") -> tuple[str, str]:
+    """Migrate ``url`` and return (org id, admin token)."""
+    upgrade(url)
+    settings = Settings(database_url=url, secret_key=secret)
+    db = Database(url, pool_size=1)
+    with db.transaction() as session:
+        o = auth_service.ensure_org(session, org)
+        token = auth_service.create_token(session, settings, o, "admin", timedelta(days=1)).token
+        org_id = o.id
+    db.dispose()
+    return org_id, token
+
+
+@contextmanager
+def server(url: str, secret: str, workers: int = 1) -> Iterator[str]:
+    """Start ``npsd serve`` against ``url``; yield its base URL; stop it."""
+    port = free_port()
+    env = {**os.environ, "NPSD_DATABASE_URL": url, "NPSD_SECRET_KEY": secret, "NPSD_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "npsd.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("server did not start: " + (proc.stderr.read().decode() if proc.stderr else ""))
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,0 +1,145 @@
+"""Benchmark: ``PUT /nps`` bulk upsert of 5,000 records through the full HTTP stack.
+
+Creates (new e-mails, so contacts are created too), then updates of the same records by
+``sourceId``. Baseline, in the same run: raw ``sqlite3`` ``executemany`` of the same rows into
+the same tables (contacts and records; no validation, roll-ups or HTTP). Prints records/s and
+``ratio=`` ours/baseline time. Goals: creates >= 25,000 records/s, ratio <= 4.
+With ``NPSD_TEST_DATABASE_URL`` set, the HTTP part is repeated against PostgreSQL.
+
+    python bench/bulk_upsert.py
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _server import prepare, server  # noqa: E402
+
+BATCH = 5000
+ROUNDS = 5
+SECRET = "bench-" + secrets.token_hex(16)
+
+
+def items(round_no: int, score_shift: int = 0) -> list[dict[str, Any]]:
+    return [
+        {"email": f"user{round_no}-{i}@example{i % 50}.com", "score": (i + score_shift) % 11,
+         "comment": f"comment {i}", "sourceId": f"r{round_no}-{i}", "source": "bench",
+         "dateAnswered": f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}T12:00:00Z"}
+        for i in range(BATCH)
+    ]
+
+
+def http_rounds(url: str) -> tuple[list[float], list[float]]:
+    _, token = prepare(url, SECRET)
+    creates, updates = [], []
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    with server(url, SECRET) as base, httpx.Client(base_url=base, headers=headers, timeout=120) as client:
+        client.put("/nps", content=orjson.dumps(items(999)[:100]))  # warm-up
+        for r in range(ROUNDS):
+            body = orjson.dumps(items(r))
+            t0 = time.perf_counter()
+            resp = client.put("/nps", content=body)
+            creates.append(time.perf_counter() - t0)
+            assert resp.status_code == 200 and resp.json()["created"] == BATCH, resp.text[:500]
+            body = orjson.dumps([{"sourceId": it["sourceId"], "score": (it["score"] + 3) % 11}
+                                 for it in items(r)])
+            t0 = time.perf_counter()
+            resp = client.put("/nps", content=body)
+            updates.append(time.perf_counter() - t0)
+            assert resp.status_code == 200 and resp.json()["updated"] == BATCH, resp.text[:500]
+    return creates, updates
+
+
+def baseline_rounds(url: str) -> tuple[list[float], list[float]]:
+    """The same rows through raw sqlite3 executemany into the same (migrated) tables."""
+    org_id, _ = prepare(url, SECRET)
+    path = url.split("///", 1)[1]
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    now = "2026-11-24 00:00:00.000000"
+    creates, updates = [], []
+    for r in range(ROUNDS):
+        its = items(r)
+        eus = [(f"{r:06x}{i:018x}", org_id, it["email"], it["email"].lower(), 0, 0, 0, now, now)
+               for i, it in enumerate(its)]
+        recs = [(f"{r:06x}{i:018x}", org_id, eus[i][0], it["email"], it["score"], it["comment"], it["source"],
+                 it["sourceId"], it["dateAnswered"].replace("T", " ").replace("Z", ".000000"), 0, now, now)
+                for i, it in enumerate(its)]
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany('INSERT INTO enduser (id, org_id, email, email_key, "primary", archived, version, '
+                         "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)", eus)
+        conn.executemany("INSERT INTO nps_record (id, org_id, enduser_id, email, score, comment, source, source_id, "
+                         "date_answered, version, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", recs)
+        conn.execute("COMMIT")
+        creates.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("UPDATE nps_record SET score=?, version=version+1 WHERE org_id=? AND source_id=?",
+                         [((it["score"] + 3) % 11, org_id, it["sourceId"]) for it in its])
+        conn.execute("COMMIT")
+        updates.append(time.perf_counter() - t0)
+    conn.close()
+    return creates, updates
+
+
+def report(name: str, ours: float, base: float | None, goal_rate: float | None, goal_ratio: float | None) -> None:
+    rate = BATCH / ours
+    line = f"{name:<28} ours={rate:,.0f} rec/s ({ours * 1000:.0f} ms/batch)"
+    met = True
+    if base is not None:
+        ratio = ours / base
+        line += f" baseline={BATCH / base:,.0f} rec/s ratio={ratio:.2f}"
+        if goal_ratio is not None:
+            line += f" goal_ratio<={goal_ratio}"
+            met &= ratio <= goal_ratio
+    if goal_rate is not None:
+        line += f" goal>={goal_rate:,.0f} rec/s"
+        met &= rate >= goal_rate
+    print(line + f" met={'yes' if met else 'no'}")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        ours_c, ours_u = http_rounds(f"sqlite:///{Path(tmp) / 'ours.db'}")
+        base_c, base_u = baseline_rounds(f"sqlite:///{Path(tmp) / 'base.db'}")
+    c, u = statistics.median(ours_c), statistics.median(ours_u)
+    bc, bu = statistics.median(base_c), statistics.median(base_u)
+    print(f"bulk upsert, {BATCH} items per PUT /nps, median of {ROUNDS} rounds, SQLite")
+    report("bulk_create_sqlite", c, bc, 25_000, 4)
+    report("bulk_update_sqlite", u, bu, None, None)
+    pg = os.environ.get("NPSD_TEST_DATABASE_URL")
+    if pg:
+        from sqlalchemy import create_engine, text
+
+        from npsd.db import normalize_url
+
+        schema = f"bench_{secrets.token_hex(4)}"
+        admin = create_engine(normalize_url(pg))
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            sep = "&" if "?" in pg else "?"
+            pc, pu = http_rounds(f"{pg}{sep}options=-csearch_path%3D{schema}")
+            report("bulk_create_postgresql", statistics.median(pc), None, 25_000, None)
+            report("bulk_update_postgresql", statistics.median(pu), None, None, None)
+        finally:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+if __name__ == "__main__":
+    main()
