@@ -74,7 +74,8 @@ def _make_database(kind: str, tmp: Path) -> TestDatabase:
 
         cleanup = [drop]
     upgrade(url)
-    settings = Settings(database_url=url, secret_key="test-secret-" + secrets.token_hex(16))
+    settings = Settings(database_url=url, secret_key="test-secret-" + secrets.token_hex(16), worker=False,
+                        webhook_allow_private=True)
     return TestDatabase(kind, url, settings, Database(url, pool_size=5), cleanup)
 
 

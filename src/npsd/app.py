@@ -66,7 +66,17 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from npsd.jobs.service import Worker
+
+        worker = Worker(db, settings.worker_poll_seconds) if settings.worker else None
+        if worker is not None:
+            worker.start()
+        app.state.worker = worker
+        if not settings.smtp_url:
+            log.warning("NPSD_SMTP_URL is not set: survey invitations stay queued until it is")
         yield
+        if worker is not None:
+            worker.stop()
         if database is None:
             db.dispose()
 
@@ -88,10 +98,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     from npsd.analytics.routes import router as metrics_router
     from npsd.auth.routes import router as auth_router
+    from npsd.collect.pages import router as pages_router
+    from npsd.collect.routes import router as collect_router
     from npsd.contacts.routes import companies_router, endusers_router
     from npsd.exports.routes import router as exports_router
     from npsd.records.routes import router as records_router
     from npsd.surveys.routes import router as surveys_router
+    from npsd.webhooks.routes import router as webhooks_router
 
     # Order matters: static paths (/nps/export, /v1/nps-surveys/stats ...) before /{id} routes.
     app.include_router(auth_router)
@@ -100,7 +113,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(companies_router)
     app.include_router(endusers_router)
     app.include_router(metrics_router)
+    app.include_router(collect_router)
     app.include_router(surveys_router)
+    app.include_router(webhooks_router)
+    app.include_router(pages_router)
 
     @app.get("/healthz", tags=["meta"], include_in_schema=True)
     def healthz() -> dict[str, str]:

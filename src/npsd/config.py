@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     db_pool_size: int = Field(10, ge=1)
     log_level: str = "info"
+    rate_limit: int = Field(200, ge=0, description="Requests per token per minute; 0 turns the limit off")
+    # collecting answers
+    smtp_url: str | None = Field(None, description="smtp://user:pass@host:port (STARTTLS when offered) or smtps://")
+    mail_from: str = Field("npsd <npsd@localhost>", description="Sender of survey e-mails")
+    invitation_ttl_days: int = Field(30, ge=1, description="Days an invitation link stays valid")
+    webhook_allow_private: bool = Field(False, description="Allow webhook targets on private/loopback addresses")
+    # background jobs
+    worker: bool = Field(True, description="Run the job worker inside `npsd serve`")
+    worker_poll_seconds: float = Field(1.0, gt=0, description="How often an idle worker looks for due jobs")
 
     @property
     def is_sqlite(self) -> bool:

@@ -145,7 +145,10 @@ class Survey(Base):
     ``campaign_id`` is its id."""
 
     __tablename__ = "survey"
-    __table_args__ = (Index("ix_survey_org_created", "org_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_survey_org_created", "org_id", "created_at"),
+        UniqueConstraint("public_id", name="uq_survey_public_id"),
+    )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
@@ -161,6 +164,7 @@ class Survey(Base):
     thank_you_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     starts_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     ends_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    public_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # /s/{publicId}
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
@@ -210,4 +214,154 @@ class NpsRollup(Base):
     source: Mapped[str] = mapped_column(String(200), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     score: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Invitation(Base):
+    """One survey invitation to one address: sent by e-mail, answered through ``/r/{token}``.
+
+    Only a SHA-256 of the token is stored; the token itself (>= 128 random bits) lives in the
+    e-mailed links. One invitation has at most one answer record (``record_id``).
+    """
+
+    __tablename__ = "invitation"
+    __table_args__ = (
+        Index("ix_invitation_survey", "org_id", "survey_id", "status"),
+        Index("ix_invitation_throttle", "org_id", "email_key", "sent_at"),
+        Index("ix_invitation_due", "status", "send_at"),
+    )
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    survey_id: Mapped[str] = mapped_column(ID, ForeignKey("survey.id", ondelete="CASCADE"))
+    enduser_id: Mapped[str | None] = mapped_column(ID, ForeignKey("enduser.id", ondelete="SET NULL"), nullable=True)
+    company_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    locale: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued sent failed answered reminded cancelled
+    send_at: Mapped[datetime] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    reminded_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    failed_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    record_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Unsubscribe(Base):
+    """An address that asked for no more surveys from this organization."""
+
+    __tablename__ = "unsubscribe"
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True)
+    email_key: Mapped[str] = mapped_column(String(320), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    source: Mapped[str] = mapped_column(String(32))  # link | one-click | api
+    invitation_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Webhook(Base):
+    """A subscription: events of this organization are POSTed, signed, to ``url``."""
+
+    __tablename__ = "webhook"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(JSONType)
+    survey_ids: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
+    secret: Mapped[str] = mapped_column(String(100))  # whsec_<base64>, shown once
+    description: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class WebhookDelivery(Base):
+    """One event to one webhook; retried with backoff for 24 hours."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (Index("ix_webhook_delivery_hook", "webhook_id", "created_at"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)  # also the webhook-id header (msg id)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    webhook_id: Mapped[str] = mapped_column(ID, ForeignKey("webhook.id", ondelete="CASCADE"))
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)  # the exact JSON body that is signed and sent
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending succeeded failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery, as shown by ``GET /v1/webhooks/{id}/deliveries``."""
+
+    __tablename__ = "webhook_attempt"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(ID, ForeignKey("webhook_delivery.id", ondelete="CASCADE"), index=True)
+    attempted_at: Mapped[datetime] = mapped_column(DateTime)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Job(Base):
+    """Durable background work (e-mails, reminders, webhook deliveries); survives restarts.
+
+    Workers claim due jobs with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (a lease on SQLite),
+    so two workers never run the same job.
+    """
+
+    __tablename__ = "job"
+    __table_args__ = (
+        Index("ix_job_due", "status", "run_at"),
+        UniqueConstraint("dedupe_key", name="uq_job_dedupe_key"),
+    )
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str | None] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued running done failed
+    run_at: Mapped[datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=8)
+    locked_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class IdempotencyKey(Base):
+    """A remembered reply to a POST or bulk PUT carrying ``Idempotency-Key``."""
+
+    __tablename__ = "idempotency_key"
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(500))
+    body_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # pending | done
+    response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class RateLimit(Base):
+    """Requests per token per minute window; shared by every process on PostgreSQL."""
+
+    __tablename__ = "rate_limit"
+    bucket: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
