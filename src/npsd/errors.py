@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("npsd")
@@ -182,6 +183,20 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = "no such route"
         return error_response(request, exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    # Safety nets: input validation should catch bad values and conflicts first, naming the field.
+    # Whatever slips past is still the client's data, not a server fault, so never a 500.
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> Response:
+        log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+        return error_response(request, 400, "a value is not acceptable (too long, out of range or "
+                                            "containing NUL characters); the request was not applied")
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> Response:
+        log.warning("integrity error on %s %s: %s", request.method, request.url.path, exc.orig)
+        return error_response(request, 409, "conflicts with the current state of another object; "
+                                            "the request was not applied")
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:

@@ -12,6 +12,8 @@ from npsd.errors import BadRequest
 from npsd.ids import is_id
 
 MAX_LIMIT = 10_000
+# Far beyond any real list, and far inside what SQLite and PostgreSQL accept for OFFSET (64-bit).
+MAX_OFFSET = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,8 @@ def planhat_page(
 ) -> Page:
     if not 1 <= limit <= MAX_LIMIT:
         raise BadRequest.field("limit", f"must be from 1 to {MAX_LIMIT}")
-    if offset < 0:
-        raise BadRequest.field("offset", "must be 0 or more")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise BadRequest.field("offset", f"must be from 0 to {MAX_OFFSET}")
     fields = [f.strip() for f in select.split(",") if f.strip()] if select else None
     return Page(limit, offset, sort.strip() if sort else None, fields)
 

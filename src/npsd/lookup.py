@@ -15,11 +15,21 @@ from npsd.errors import BadRequest, NotFound
 from npsd.ids import is_id
 
 M = TypeVar("M")
+# ``externalId`` / ``sourceId`` are at most 500 characters; the prefix adds six.
+MAX_KEY_LENGTH = 506
 
 
 def resolve(session: Session, model: type[M], org_id: str, key: str, label: str,
             prefixes: bool = True) -> M:
+    """The ``model`` row of ``org_id`` that ``key`` names, or 404 (400 for a key no row can have).
+
+    A key with a NUL character or longer than any stored key is refused before the query:
+    PostgreSQL rejects NUL in text parameters, which would otherwise surface as a 500.
+    """
     cls: Any = model
+    if "\x00" in key or len(key) > MAX_KEY_LENGTH:
+        raise BadRequest.field("id", "must be a 24-character hexadecimal id or a prefixed key without NUL "
+                                     f"characters, at most {MAX_KEY_LENGTH} characters long")
     if prefixes and key.startswith("extid-") and hasattr(cls, "external_id"):
         cond = cls.external_id == key[len("extid-"):]
     elif prefixes and key.startswith("srcid-") and hasattr(cls, "source_id"):

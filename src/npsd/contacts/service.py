@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from npsd.analytics.rollups import chunks, refresh_companies, refresh_endusers
 from npsd.db import lock_org_writes
-from npsd.errors import BadRequest, Conflict, Forbidden
+from npsd.errors import BadRequest, Conflict
 from npsd.ids import new_id, new_ids
 from npsd.listing import Page
 from npsd.models import Company, CompanyDomain, Enduser, NpsRecord
@@ -142,8 +142,12 @@ def list_companies(session: Session, org_id: str, page: Page) -> list[dict[str, 
     return _select(rows, page)
 
 
-def delete_company(session: Session, company: Company, cascade: bool, can_cascade: bool) -> None:
-    """Delete a company with its contacts; with NPS records only when ``cascade`` (admin)."""
+def delete_company(session: Session, company: Company, cascade: bool) -> None:
+    """Delete a company with its contacts; with NPS records only when ``cascade``.
+
+    Contacts go with their company (as in Planhat); their answers are history a client should not
+    lose by accident, hence the 409 without ``cascade``.
+    """
     from npsd.records.service import delete_records
 
     org_id = company.org_id
@@ -154,8 +158,6 @@ def delete_company(session: Session, company: Company, cascade: bool, can_cascad
     if has_records and not cascade:
         raise Conflict("this company has NPS records; delete them first or pass cascade=true",
                        [{"field": "cascade", "issue": "required to delete a company with NPS records"}])
-    if has_records and not can_cascade:
-        raise Forbidden("cascade=true needs the admin role")
     if has_records:
         delete_records(session, org_id, condition)
     session.execute(delete(Enduser).where(Enduser.org_id == org_id, Enduser.company_id == company.id))
