@@ -45,6 +45,8 @@ def _pg_url() -> str | None:
 
 @dataclass
 class TestDatabase:
+    __test__ = False  # a fixture value, not a test class
+
     kind: str
     url: str
     settings: Settings
@@ -74,7 +76,7 @@ def _make_database(kind: str, tmp: Path) -> TestDatabase:
 
         cleanup = [drop]
     upgrade(url)
-    settings = Settings(database_url=url, secret_key="test-secret-" + secrets.token_hex(16), worker=False,
+    settings = Settings(database_url=url, secret_key="test-secret-" + secrets.token_hex(16), worker=False, rate_limit=0,
                         webhook_allow_private=True)
     return TestDatabase(kind, url, settings, Database(url, pool_size=5), cleanup)
 

@@ -14,6 +14,8 @@ from npsd import __version__
 from npsd.config import Settings, get_settings
 from npsd.db import Database
 from npsd.errors import ErrorBody, install_error_handlers
+from npsd.idempotency import IdempotencyMiddleware
+from npsd.limits import BodyLimitMiddleware, RateLimiter, RateLimitMiddleware
 
 log = logging.getLogger("npsd")
 
@@ -94,6 +96,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.db = db
     install_error_handlers(app)
+    # outermost last: request id, then body size, rate limit, idempotency, then the routes
+    app.add_middleware(IdempotencyMiddleware, db=db, settings=settings)
+    app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(db, settings.rate_limit))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
 
     from npsd.analytics.routes import router as metrics_router

@@ -1,0 +1,141 @@
+"""Body size limit (413), per-token rate limit (429) and Idempotency-Key replay."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import Tenant, TestDatabase, assert_error, make_tenant
+from npsd.app import create_app
+from npsd.models import IdempotencyKey
+from npsd.timeutil import utcnow
+
+
+def client_with(database: TestDatabase, **overrides: object) -> TestClient:
+    settings = database.settings.model_copy(update=overrides)
+    return TestClient(create_app(settings, database.db), raise_server_exceptions=False)
+
+
+def test_body_over_limit_is_413_from_content_length(database: TestDatabase, tenant: Tenant) -> None:
+    with client_with(database, max_body_bytes=2048) as client:
+        body = [{"email": f"u{i}@example.com", "score": 5} for i in range(200)]
+        r = client.put("/nps", json=body, headers=tenant.editor)
+        assert_error(r, 413, "body")
+        assert client.get("/nps", headers=tenant.viewer).json() == []
+
+
+def test_streamed_body_over_limit_is_413_before_read_whole(database: TestDatabase, tenant: Tenant) -> None:
+    sent = []
+
+    def chunks() -> Iterator[bytes]:
+        yield b"["
+        for i in range(1000):
+            piece = b'{"email": "u%d@example.com", "score": 5},' % i
+            sent.append(len(piece))
+            yield piece
+        yield b'{"email": "last@example.com", "score": 5}]'
+
+    with client_with(database, max_body_bytes=4096) as client:
+        r = client.put("/nps", content=chunks(), headers={**tenant.editor, "Content-Type": "application/json"})
+        assert_error(r, 413, "body")
+        assert client.get("/nps", headers=tenant.viewer).json() == []
+
+
+def test_body_under_limit_passes(database: TestDatabase, tenant: Tenant) -> None:
+    with client_with(database, max_body_bytes=4096) as client:
+        r = client.post("/nps", json={"email": "a@example.com", "score": 9}, headers=tenant.editor)
+        assert r.status_code == 200, r.text
+
+
+def test_rate_limit_answers_429_with_headers(database: TestDatabase, tenant: Tenant) -> None:
+    with client_with(database, rate_limit=5) as client:
+        seen = []
+        for _ in range(5):
+            r = client.get("/nps", headers=tenant.viewer)
+            assert r.status_code == 200
+            assert r.headers["X-RateLimit-Limit"] == "5"
+            seen.append(int(r.headers["X-RateLimit-Remaining"]))
+        assert seen == [4, 3, 2, 1, 0]
+        r = client.get("/nps", headers=tenant.viewer)
+        body = assert_error(r, 429)
+        assert "rate limit" in body["message"]
+        assert 1 <= int(r.headers["Retry-After"]) <= 60
+        assert int(r.headers["X-RateLimit-Reset"]) > 0
+        # another token has its own budget
+        assert client.get("/nps", headers=tenant.editor).status_code == 200
+
+
+def test_rate_limit_zero_turns_it_off(database: TestDatabase, tenant: Tenant) -> None:
+    with client_with(database, rate_limit=0) as client:
+        for _ in range(30):
+            r = client.get("/healthz", headers=tenant.viewer)
+            assert r.status_code == 200 and "X-RateLimit-Limit" not in r.headers
+
+
+def test_rate_limit_is_shared_across_processes_on_postgresql(database: TestDatabase, tenant: Tenant) -> None:
+    if database.kind != "postgresql":
+        pytest.skip("SQLite runs one process; its limiter is in memory")
+    # two app instances with separate limiters stand for two server processes
+    with client_with(database, rate_limit=4) as a, client_with(database, rate_limit=4) as b:
+        statuses = [c.get("/nps", headers=tenant.viewer).status_code for c in (a, b, a, b, a, b)]
+    assert statuses == [200, 200, 200, 200, 429, 429]
+
+
+def test_idempotent_post_replays_first_reply(client: TestClient, tenant: Tenant) -> None:
+    key = {"Idempotency-Key": secrets.token_hex(8)}
+    body = {"email": "idem@example.com", "score": 10}
+    first = client.post("/nps", json=body, headers={**tenant.editor, **key})
+    second = client.post("/nps", json=body, headers={**tenant.editor, **key})
+    assert first.status_code == second.status_code == 200
+    assert second.json() == first.json()
+    assert second.headers.get("Idempotent-Replayed") == "true"
+    listed = client.get("/nps", params={"email": "idem@example.com"}, headers=tenant.viewer).json()
+    assert [r["_id"] for r in listed] == [first.json()["_id"]]
+
+
+def test_idempotency_key_with_another_body_is_422(client: TestClient, tenant: Tenant) -> None:
+    key = {"Idempotency-Key": secrets.token_hex(8)}
+    assert client.post("/nps", json={"email": "a@example.com", "score": 1},
+                       headers={**tenant.editor, **key}).status_code == 200
+    r = client.post("/nps", json={"email": "a@example.com", "score": 2}, headers={**tenant.editor, **key})
+    assert_error(r, 422, "Idempotency-Key")
+
+
+def test_idempotent_bulk_put_replays_206(client: TestClient, tenant: Tenant) -> None:
+    key = {"Idempotency-Key": "bulk-" + secrets.token_hex(8)}
+    body = [{"email": "x@example.com", "score": 3}, {"email": "bad", "score": 3}]
+    first = client.put("/nps", json=body, headers={**tenant.editor, **key})
+    second = client.put("/nps", json=body, headers={**tenant.editor, **key})
+    assert first.status_code == second.status_code == 206
+    assert first.json() == second.json()
+    assert len(client.get("/nps", headers=tenant.viewer).json()) == 1
+
+
+def test_retry_while_first_is_in_flight_is_409(database: TestDatabase, client: TestClient, tenant: Tenant) -> None:
+    import hashlib
+
+    import orjson
+
+    key = "inflight-" + secrets.token_hex(6)
+    body = {"email": "f@example.com", "score": 4}
+    now = utcnow()
+    with database.db.transaction() as session:  # the first request is still running
+        session.add(IdempotencyKey(org_id=tenant.org_id, key=key, method="POST", path="/nps",
+                                   body_hash=hashlib.sha256(orjson.dumps(body)).hexdigest(), status="pending",
+                                   created_at=now, expires_at=now.replace(year=now.year + 1)))
+    r = client.post("/nps", content=orjson.dumps(body),
+                    headers={**tenant.editor, "Idempotency-Key": key, "Content-Type": "application/json"})
+    assert_error(r, 409, "Idempotency-Key")
+
+
+def test_idempotency_keys_are_per_organization(database: TestDatabase, client: TestClient, tenant: Tenant) -> None:
+    other = make_tenant(database)
+    key = {"Idempotency-Key": "shared-" + secrets.token_hex(6)}
+    a = client.post("/nps", json={"email": "s@example.com", "score": 5}, headers={**tenant.editor, **key})
+    b = client.post("/nps", json={"email": "s@example.com", "score": 5}, headers={**other.editor, **key})
+    assert a.status_code == b.status_code == 200
+    assert a.json()["_id"] != b.json()["_id"]
+    assert "Idempotent-Replayed" not in b.headers

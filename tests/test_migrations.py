@@ -1,0 +1,22 @@
+"""Migrations, not create_all: the migrated schema must equal the models on both databases."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from conftest import TestDatabase
+
+from npsd.migrations import upgrade
+from npsd.models import Base
+
+
+def test_migrated_schema_matches_models(database: TestDatabase) -> None:
+    with database.db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_upgrade_is_idempotent(database: TestDatabase) -> None:
+    upgrade(database.url)  # already at head: must be a no-op, not an error
+    with database.db.engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() is not None
