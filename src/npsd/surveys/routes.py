@@ -1,7 +1,206 @@
-"""SalesOS-compatible ``/v1/nps-surveys``."""
+"""SalesOS-compatible ``/v1/nps-surveys``: surveys, their responses with NPS breakdown, and export.
+
+``stats``, ``nps-metrics`` and ``metrics/nps`` live in ``analytics/routes.py``, included first so
+those static paths win over ``/{id}``.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+
+from npsd.auth.deps import Admin, Editor, Viewer
+from npsd.errors import BadRequest
+from npsd.exports.service import stream_records
+from npsd.http import DbSession
+from npsd.listing import id_list
+from npsd.lookup import resolve
+from npsd.models import Survey
+from npsd.records.service import SCORE_TYPES
+from npsd.surveys import service
+from npsd.surveys.schemas import (
+    ResponseCreate,
+    ResponseRead,
+    ResponsesPage,
+    SurveyCreate,
+    SurveyRead,
+    SurveyType,
+    SurveyUpdate,
+)
+from npsd.validation import UtcDatetime
 
 router = APIRouter(prefix="/v1/nps-surveys", tags=["surveys"])
+
+MAX_LIMIT = 100
+MAX_PAGE = 1_000_000
+EXPORT_TYPES = {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+        "schema": {"type": "string", "format": "binary"}},
+    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+    "application/x-ndjson": {"schema": {"type": "string"}},
+}
+
+
+def survey_by_id(
+    id: Annotated[str, Path(description="Survey id (24 hexadecimal characters)")],
+    principal: Viewer, session: DbSession,
+) -> Survey:
+    """The survey named in the path, in the caller's organization, or 404 (400 when malformed)."""
+    return resolve(session, Survey, principal.org_id, id, "survey", prefixes=False)
+
+
+SurveyById = Annotated[Survey, Depends(survey_by_id)]
+
+
+def _text_param(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise BadRequest.field(name, "must not contain NUL characters")
+    return value.strip() or None
+
+
+def _order(sort_by: str | None, sort_order: str | None, allowed: tuple[str, ...] | list[str],
+           default: str) -> tuple[str, bool]:
+    if sort_by is not None and sort_by not in allowed:
+        raise BadRequest.field("sortBy", f"must be one of {', '.join(allowed)}")
+    order = (sort_order or "desc").lower()
+    if order not in ("asc", "desc"):
+        raise BadRequest.field("sortOrder", "must be asc or desc")
+    return sort_by or default, order == "desc"
+
+
+PageParam = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page number, from 1")]
+LimitParam = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page (1-100)")]
+SortOrderParam = Annotated[str | None, Query(max_length=10, description="asc or desc (default desc)")]
+
+
+def survey_query(
+    page: PageParam = 1,
+    limit: LimitParam = 20,
+    sortBy: Annotated[str | None, Query(
+        max_length=50, description=f"One of {', '.join(service.SURVEY_SORT)} (default createdAt)")] = None,
+    sortOrder: SortOrderParam = None,
+    isActive: Annotated[bool | None, Query(description="Only active (true) or inactive (false) surveys")] = None,
+    surveyType: Annotated[SurveyType | None, Query(description="RELATIONSHIP or TRANSACTIONAL")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text in the name or description")] = None,
+) -> service.SurveyQuery:
+    sort_by, descending = _order(sortBy, sortOrder, service.SURVEY_SORT, "createdAt")
+    return service.SurveyQuery(page=page, limit=limit, sort_by=sort_by, descending=descending,
+                               is_active=isActive, survey_type=surveyType, q=_text_param(q, "q"))
+
+
+def response_filters(
+    sortBy: Annotated[str | None, Query(
+        max_length=50, description=f"One of {', '.join(service.RESPONSE_SORT)} (default respondedAt)")] = None,
+    sortOrder: SortOrderParam = None,
+    scoreType: Annotated[str | None, Query(
+        max_length=20, description="promoter, passive or detractor (any case)")] = None,
+    since: Annotated[UtcDatetime | None, Query(description="Answered at or after (ISO 8601 or epoch seconds)")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="Answered at or before")] = None,
+    companyId: Annotated[str | None, Query(max_length=2500, description="Comma-separated company ids")] = None,
+    email: Annotated[str | None, Query(max_length=320, description="Respondent e-mail (case-insensitive)")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text in the comment (case-insensitive)")] = None,
+    hasComment: Annotated[bool | None, Query(description="Only responses with (true) or without (false) a comment")]
+    = None,
+) -> service.ResponseQuery:
+    sort_by, descending = _order(sortBy, sortOrder, tuple(service.RESPONSE_SORT), "respondedAt")
+    score_type = scoreType.strip().lower() if scoreType else None
+    if score_type is not None and score_type not in SCORE_TYPES:
+        raise BadRequest.field("scoreType", "must be promoter, passive or detractor")
+    if since is not None and until is not None and since > until:
+        raise BadRequest.field("since", "must not be after until")
+    return service.ResponseQuery(
+        score_type=score_type, since=since, until=until, company_ids=id_list(companyId, "companyId"),
+        email=_text_param(email, "email"), q=_text_param(q, "q"), has_comment=hasComment,
+        sort_by=sort_by, descending=descending,
+    )
+
+
+SurveyQueryDep = Annotated[service.SurveyQuery, Depends(survey_query)]
+ResponseFilters = Annotated[service.ResponseQuery, Depends(response_filters)]
+
+
+@router.post("", response_model=SurveyRead, status_code=201)
+def create_survey(body: SurveyCreate, principal: Editor, session: DbSession) -> dict[str, Any]:
+    """Create an NPS survey. Only `name` is required; unknown fields are a 400 naming them."""
+    return service.create_survey(session, principal.org_id, body)
+
+
+@router.get("", response_model=list[SurveyRead],
+            responses={200: {"headers": {"X-Total-Count": {
+                "description": "Surveys matching the filters, over all pages", "schema": {"type": "integer"}}}}})
+def list_surveys(q: SurveyQueryDep, principal: Viewer, session: DbSession, response: Response) -> list[dict[str, Any]]:
+    """List surveys, newest first unless `sortBy`/`sortOrder` say otherwise, as a bare array.
+
+    The total number of matching surveys is in the `X-Total-Count` header. Each survey carries its
+    `responseCount` and `npsScore`; both can be used in `sortBy` (surveys without responses sort last).
+    """
+    rows, total = service.list_surveys(session, principal.org_id, q)
+    response.headers["X-Total-Count"] = str(total)
+    return rows
+
+
+@router.get("/{id}", response_model=SurveyRead)
+def get_survey(survey: SurveyById, session: DbSession) -> dict[str, Any]:
+    """Get one survey with its `responseCount` and `npsScore`."""
+    return service.read_survey(session, survey)
+
+
+@router.patch("/{id}", response_model=SurveyRead)
+def patch_survey(survey: SurveyById, body: SurveyUpdate, _: Editor, session: DbSession) -> dict[str, Any]:
+    """Update the fields sent; the others keep their values. Unknown fields are a 400 naming them."""
+    return service.update_survey(session, survey, body)
+
+
+@router.put("/{id}", response_model=SurveyRead)
+def put_survey(survey: SurveyById, body: SurveyUpdate, _: Editor, session: DbSession) -> dict[str, Any]:
+    """Same as PATCH (SalesOS treats PUT as a partial update): only the fields sent change."""
+    return service.update_survey(session, survey, body)
+
+
+@router.delete("/{id}", status_code=204, response_class=Response)
+def delete_survey(survey: SurveyById, _: Admin, session: DbSession) -> Response:
+    """Delete a survey with all its responses (admin only). Contact, company and metric roll-ups follow."""
+    service.delete_survey(session, survey)
+    return Response(status_code=204)
+
+
+@router.post("/{id}/toggle", response_model=SurveyRead)
+def toggle_survey(survey: SurveyById, _: Editor, session: DbSession) -> dict[str, Any]:
+    """Switch the survey on or off (`isActive` flips) and return it."""
+    return service.toggle_survey(session, survey)
+
+
+@router.get("/{id}/responses", response_model=ResponsesPage)
+def list_responses(
+    survey: SurveyById, filters: ResponseFilters, principal: Viewer, session: DbSession,
+    page: PageParam = 1, limit: LimitParam = 20,
+) -> dict[str, Any]:
+    """Responses of a survey, newest answer first, with the NPS breakdown of **all** responses
+    matching the filters (not only this page): counts, percentages, NPS, mean score, the 0-10
+    distribution and the 95% margin of error."""
+    return service.list_responses(session, principal.org_id, survey.id, filters, page, limit)
+
+
+@router.post("/{id}/responses", response_model=ResponseRead, status_code=201)
+def add_response(survey: SurveyById, body: ResponseCreate, _: Editor, session: DbSession) -> dict[str, Any]:
+    """Add one answer to an open survey. A switched-off survey, or one outside its
+    `startsAt`/`endsAt` window, answers 409 "survey is not active" (imports through `/nps` with
+    `campaignId` are always accepted). The response also appears in `/nps` with `campaignId`."""
+    return service.add_response(session, survey, body)
+
+
+@router.get("/{id}/responses/export", response_model=None,
+            responses={200: {"description": "The file, streamed", "content": EXPORT_TYPES}})
+def export_responses(
+    request: Request, survey: SurveyById, filters: ResponseFilters, principal: Viewer,
+    format: Annotated[str, Query(max_length=20, description="csv, xlsx, json or ndjson")],
+) -> Response:
+    """Download the responses matching the same filters as the responses list, streamed in
+    constant memory, as `nps-survey-{id}-responses-YYYY-MM-DD.{ext}`."""
+    stmt = service.responses_select(principal.org_id, survey.id, filters)
+    return stream_records(request.app.state.db, stmt, format, f"nps-survey-{survey.id}-responses")
