@@ -64,6 +64,13 @@ def is_significant(previous: tuple[int, int, int], current: tuple[int, int, int]
     return abs(delta) > Z95 * math.sqrt(se1**2 + se2**2)
 
 
+def change(previous: float | None, current: float | None) -> float | None:
+    """Difference between two reported NPS values, in points (one decimal); None if either is None."""
+    if previous is None or current is None:
+        return None
+    return round(current - previous, 1)
+
+
 @dataclass(frozen=True)
 class Summary:
     """Everything the API reports about one set of answers."""

@@ -5,6 +5,52 @@ Included before the records router, so ``/nps/export`` wins over ``/nps/{id}``.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from npsd.auth.deps import Viewer
+from npsd.db import Database
+from npsd.exports.service import FORMATS, MEDIA_TYPES, stream_records
+from npsd.records.routes import ListQueryDep
+from npsd.records.service import filtered, ordered
+from npsd.timeutil import utcnow
 
 router = APIRouter(tags=["exports"])
+
+EXPORT_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {
+        "description": "The records as a file download (`Content-Disposition: attachment`)",
+        "content": {media: {"schema": {"type": "string", "format": "binary"}}
+                    for media in MEDIA_TYPES.values()},
+    },
+}
+
+
+@router.get("/nps/export", response_class=StreamingResponse, responses=EXPORT_RESPONSES)
+def export_nps(
+    request: Request,
+    q: ListQueryDep,
+    principal: Viewer,
+    format: Annotated[str | None, Query(description=f"Required: one of {', '.join(FORMATS)}")] = None,
+) -> StreamingResponse:
+    """Download every NPS record matching the `GET /nps` filters as CSV, XLSX, JSON or NDJSON.
+
+    The filters (`companyId`, `campaignId`, `email`, `scoreType`, `since`, `until`,
+    `updatedSince`, `npsExpiryDay`, and `sort` for the order) mean what they mean on
+    `GET /nps`, including the default of the last 360 days (`npsExpiryDay=0` exports all);
+    `limit`, `offset` and `select` are ignored: an export holds every matching record.
+
+    The file is streamed with constant memory, so exports of millions of records are fine, and
+    named `nps-records-YYYY-MM-DD.{format}`. Columns are the record fields (`_id`, `email`,
+    `score`, `scoreType`, `comment`, `euId`, `cId`, `campaignId`, `source`, `sourceId`,
+    `dateSent`, `dateReminderSent`, `dateAnswered`, `createdAt`, `updatedAt`) followed by one
+    `custom.<key>` column per custom key. CSV is UTF-8 with a header row; XLSX has typed cells
+    (numbers, dates). In both, text starting with `=`, `+`, `-`, `@`, TAB or CR gets a leading
+    `'` so spreadsheets do not run it as a formula. JSON (one array) and NDJSON (one object per
+    line) keep `custom` as a nested object.
+    """
+    db: Database = request.app.state.db
+    stmt = ordered(filtered(principal.org_id, q, utcnow()), q.sort)
+    return stream_records(db, stmt, format or "", "nps-records")

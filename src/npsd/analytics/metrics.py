@@ -1,0 +1,246 @@
+"""NPS metrics and survey statistics, read from the daily roll-up, never from the records.
+
+``nps_rollup`` holds answer counts per (survey, company, source, day, score). Every query here
+sums it grouped by day (or by one dimension) and score, so its cost follows the number of
+roll-up cells (at most days x surveys x companies x sources x 11), not the number of answers.
+Days are then bucketed into weeks or months in Python, which keeps the SQL identical on
+SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.orm import Session
+
+from npsd.analytics.nps import Summary, change, is_significant
+from npsd.models import Company, NpsRollup, Survey
+
+R = NpsRollup.__table__
+S = Survey.__table__
+
+Interval = Literal["day", "week", "month"]
+GroupBy = Literal["survey", "company", "source"]
+RECENT_DAYS = 30
+
+
+@dataclass(frozen=True)
+class MetricsQuery:
+    """Filters of ``nps-metrics``. ``since``/``until`` are whole UTC days, both included."""
+
+    since: date | None = None
+    until: date | None = None
+    survey_ids: list[str] | None = None
+    company_ids: list[str] | None = None
+    source: str | None = None
+    interval: Interval = "month"
+    group_by: GroupBy | None = None
+
+
+# ------------------------------------------------------------------------------------------- periods
+
+
+def period_start(day: date, interval: Interval) -> date:
+    """First day of the period holding ``day``: itself, its ISO week's Monday, or the 1st of its month."""
+    if interval == "day":
+        return day
+    if interval == "week":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)
+
+
+def next_period(start: date, interval: Interval) -> date:
+    """First day of the period after the one starting on ``start``."""
+    if interval == "day":
+        return start + timedelta(days=1)
+    if interval == "week":
+        return start + timedelta(days=7)
+    return date(start.year + 1, 1, 1) if start.month == 12 else date(start.year, start.month + 1, 1)
+
+
+def period_label(start: date, interval: Interval) -> str:
+    """``2024-03-05`` (day), ``2024-W10`` (ISO week) or ``2024-03`` (month)."""
+    if interval == "day":
+        return start.isoformat()
+    if interval == "week":
+        year, week, _ = start.isocalendar()
+        return f"{year}-W{week:02d}"
+    return f"{start.year:04d}-{start.month:02d}"
+
+
+def periods(first: date, last: date, interval: Interval) -> Iterable[date]:
+    """Every period start from the period of ``first`` to the period of ``last``, gaps included."""
+    start = period_start(first, interval)
+    while start <= last:
+        yield start
+        start = next_period(start, interval)
+
+
+# ------------------------------------------------------------------------------------------- queries
+
+
+def _conditions(org_id: str, q: MetricsQuery) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [R.c.org_id == org_id]
+    if q.since is not None:
+        conds.append(R.c.day >= q.since)
+    if q.until is not None:
+        conds.append(R.c.day <= q.until)
+    if q.survey_ids:
+        conds.append(R.c.survey_id.in_(q.survey_ids))
+    if q.company_ids:
+        conds.append(R.c.company_id.in_(q.company_ids))
+    if q.source is not None:
+        conds.append(R.c.source == q.source)
+    return conds
+
+
+def summary_fields(s: Summary) -> dict[str, Any]:
+    """The NPS breakdown of one set of answers, in the API's field names."""
+    ci = s.confidence_interval
+    return {
+        "npsScore": s.nps,
+        "totalResponses": s.total,
+        "promoters": s.promoters,
+        "passives": s.passives,
+        "detractors": s.detractors,
+        "promoterPercentage": s.percentage(s.promoters),
+        "passivePercentage": s.percentage(s.passives),
+        "detractorPercentage": s.percentage(s.detractors),
+        "averageScore": s.average,
+        "distribution": list(s.distribution),
+        "marginOfError": s.margin_of_error,
+        "confidenceInterval": list(ci) if ci is not None else None,
+        "lowSample": s.low_sample,
+    }
+
+
+def nps_metrics(session: Session, org_id: str, q: MetricsQuery) -> dict[str, Any]:
+    """Overall NPS, the trend per period and (with ``group_by``) one line per survey, company or source."""
+    conds = _conditions(org_id, q)
+    by_period: dict[date, list[int]] = {}
+    first: date | None = None
+    last: date | None = None
+    rows = session.execute(
+        select(R.c.day, R.c.score, func.sum(R.c.count)).where(*conds).group_by(R.c.day, R.c.score)
+    )
+    for day, score, n in rows:
+        if not n:
+            continue
+        start = period_start(day, q.interval)
+        counts = by_period.get(start)
+        if counts is None:
+            counts = by_period[start] = [0] * 11
+        counts[score] += int(n)
+        first = day if first is None or day < first else first
+        last = day if last is None or day > last else last
+
+    total = Summary((0,) * 11)
+    trend: list[dict[str, Any]] = []
+    if first is not None and last is not None:
+        previous: Summary | None = None
+        for start in periods(first, last, q.interval):
+            current = Summary(tuple(by_period.get(start, (0,) * 11)))
+            total = total + current
+            trend.append({
+                "period": period_label(start, q.interval),
+                "start": start.isoformat(),
+                "end": (next_period(start, q.interval) - timedelta(days=1)).isoformat(),
+                "npsScore": current.nps,
+                "responses": current.total,
+                "promoters": current.promoters,
+                "passives": current.passives,
+                "detractors": current.detractors,
+                "marginOfError": current.margin_of_error,
+                "change": change(previous.nps, current.nps) if previous is not None else None,
+                "significant": is_significant(previous.triple, current.triple) if previous is not None else None,
+            })
+            previous = current
+
+    body = summary_fields(total)
+    body["trend"] = trend
+    body["groups"] = _groups(session, org_id, q, conds) if q.group_by else []
+    return body
+
+
+_GROUP_COLUMN = {"survey": R.c.survey_id, "company": R.c.company_id, "source": R.c.source}
+
+
+def _groups(session: Session, org_id: str, q: MetricsQuery, conds: list[ColumnElement[bool]]) -> list[dict[str, Any]]:
+    assert q.group_by is not None
+    column = _GROUP_COLUMN[q.group_by]
+    counts: dict[str, list[int]] = {}
+    for key, score, n in session.execute(
+        select(column, R.c.score, func.sum(R.c.count)).where(*conds).group_by(column, R.c.score)
+    ):
+        if n:
+            counts.setdefault(key, [0] * 11)[score] += int(n)
+    names = _names(session, org_id, q.group_by, [k for k in counts if k])
+    groups = []
+    for key, dist in counts.items():
+        s = Summary(tuple(dist))
+        groups.append({
+            "key": key or None,
+            "name": names.get(key) if key else None,
+            "npsScore": s.nps,
+            "responses": s.total,
+            "promoters": s.promoters,
+            "passives": s.passives,
+            "detractors": s.detractors,
+            "marginOfError": s.margin_of_error,
+        })
+    groups.sort(key=lambda g: (-g["responses"], g["key"] or ""))
+    return groups
+
+
+def _names(session: Session, org_id: str, group_by: GroupBy, keys: list[str]) -> dict[str, str]:
+    """Display names of group keys: the survey's or company's name, the source itself."""
+    if group_by == "source":
+        return {k: k for k in keys}
+    model: Any = Survey if group_by == "survey" else Company
+    names: dict[str, str] = {}
+    for start in range(0, len(keys), 900):
+        part = keys[start:start + 900]
+        names.update(session.execute(
+            select(model.id, model.name).where(model.org_id == org_id, model.id.in_(part))).tuples())
+    return names
+
+
+def survey_stats(session: Session, org_id: str, today: date) -> dict[str, Any]:
+    """Survey counts and the NPS of the organization's survey responses (see the route's text)."""
+    total, active = session.execute(
+        select(func.count(), func.coalesce(func.sum(case((S.c.is_active, 1), else_=0)), 0))
+        .where(S.c.org_id == org_id)
+    ).one()
+    cutoff = today - timedelta(days=RECENT_DAYS - 1)
+    dist = [0] * 11
+    recent = 0
+    survey_ids = select(S.c.id).where(S.c.org_id == org_id)
+    for score, n, n_recent in session.execute(
+        select(R.c.score, func.sum(R.c.count), func.sum(case((R.c.day >= cutoff, R.c.count), else_=0)))
+        .where(R.c.org_id == org_id, R.c.survey_id.in_(survey_ids))
+        .group_by(R.c.score)
+    ):
+        dist[score] += int(n or 0)
+        recent += int(n_recent or 0)
+    s = Summary(tuple(dist))
+    return {
+        "total": int(total),
+        "active": int(active),
+        "inactive": int(total) - int(active),
+        "totalResponses": s.total,
+        "responsesLast30Days": recent,
+        "averageScore": s.average,
+        "npsScore": s.nps,
+        "responseRate": response_rate(session, org_id, s.total),
+    }
+
+
+def response_rate(session: Session, org_id: str, responses: int) -> float | None:
+    """Responses per invitation sent, in percent. npsd stores no invitations yet (the collecting
+    issue adds them), and a rate without invitations is undefined, so this is None for now."""
+    del session, org_id, responses
+    return None

@@ -1,0 +1,207 @@
+"""``GET /nps/export``: CSV, XLSX, JSON and NDJSON downloads of the ``/nps`` list, streamed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+import openpyxl
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import Tenant, assert_error
+from npsd.exports.service import BATCH_ROWS
+
+FIELDS = ["_id", "email", "score", "scoreType", "comment", "euId", "cId", "campaignId", "source", "sourceId",
+          "dateSent", "dateReminderSent", "dateAnswered", "createdAt", "updatedAt"]
+ALL = {"npsExpiryDay": 0}
+
+
+def put(client: TestClient, tenant: Tenant, items: list[dict[str, Any]]) -> list[str]:
+    r = client.put("/nps", json=items, headers=tenant.editor)
+    assert r.status_code == 200, r.text
+    assert r.json()["created"] == len(items), r.text
+    return [k["_id"] for k in r.json()["insertsKeys"]]
+
+
+def export(client: TestClient, tenant: Tenant, fmt: str, **params: Any) -> Any:
+    r = client.get("/nps/export", params={"format": fmt, **params}, headers=tenant.viewer)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def csv_rows(client: TestClient, tenant: Tenant, **params: Any) -> list[dict[str, str]]:
+    r = export(client, tenant, "csv", **params)
+    return list(csv.DictReader(io.StringIO(r.content.decode("utf-8"))))
+
+
+@pytest.fixture
+def sample(client: TestClient, tenant: Tenant) -> list[str]:
+    """Three records with text that spreadsheets would run, typed custom values and dates."""
+    return put(client, tenant, [
+        {"email": "ann@example.com", "score": 10, "comment": "=HYPERLINK(\"http://evil\")", "source": "email",
+         "sourceId": "s-1", "campaignId": "c1", "dateSent": "2026-01-01T09:00:00Z",
+         "dateAnswered": "2026-01-02T10:30:00.123Z",
+         "custom": {"plan": "pro", "seats": 12, "vip": True, "note": "-2+3", "tags": ["a", "b"]}},
+        {"email": "bob@example.com", "score": 7, "comment": "+ fine\nsecond line, with comma", "source": "web",
+         "campaignId": "c2", "dateAnswered": "2026-01-03T10:00:00Z", "custom": {"plan": "@cmd"}},
+        {"email": "cat@example.com", "score": 2, "comment": "\tnope", "source": "-web",
+         "dateAnswered": "2026-01-04T10:00:00Z"},
+    ])
+
+
+def test_csv_header_values_escaping_and_custom_columns(client: TestClient, tenant: Tenant,
+                                                       sample: list[str]) -> None:
+    r = export(client, tenant, "csv", **ALL)
+    assert r.headers["content-type"] == "text/csv; charset=utf-8"
+    assert re.fullmatch(r"attachment; filename=nps-records-\d{4}-\d{2}-\d{2}\.csv",
+                        r.headers["content-disposition"])
+    text = r.content.decode("utf-8")
+    header = next(csv.reader(io.StringIO(text)))
+    assert header == [*FIELDS, "custom.note", "custom.plan", "custom.seats", "custom.tags", "custom.vip"]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [row["_id"] for row in rows] == list(reversed(sample))  # newest answer first, like GET /nps
+    cat, bob, ann = rows
+    assert ann["comment"] == "'=HYPERLINK(\"http://evil\")"
+    assert bob["comment"] == "'+ fine\nsecond line, with comma"
+    assert cat["comment"] == "'\tnope"
+    assert cat["source"] == "'-web"
+    assert ann["custom.note"] == "'-2+3" and bob["custom.plan"] == "'@cmd"
+    assert ann["custom.plan"] == "pro" and ann["custom.seats"] == "12" and ann["custom.vip"] == "true"
+    assert json.loads(ann["custom.tags"]) == ["a", "b"]
+    assert cat["custom.plan"] == "" and cat["custom.seats"] == ""
+    assert ann["score"] == "10" and ann["scoreType"] == "promoter"
+    assert bob["scoreType"] == "passive" and cat["scoreType"] == "detractor"
+    assert ann["email"] == "ann@example.com" and ann["sourceId"] == "s-1" and ann["campaignId"] == "c1"
+    assert ann["dateAnswered"] == "2026-01-02T10:30:00.123Z" and ann["dateSent"] == "2026-01-01T09:00:00.000Z"
+    assert ann["dateReminderSent"] == "" and ann["cId"] == ""
+    one = client.get(f"/nps/{sample[0]}", headers=tenant.viewer).json()
+    assert ann["euId"] == one["euId"] and ann["createdAt"] == one["createdAt"]
+
+
+def test_json_and_ndjson_parse_to_the_same_records(client: TestClient, tenant: Tenant, sample: list[str]) -> None:
+    r = export(client, tenant, "json", **ALL)
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["content-disposition"].endswith(".json")
+    array = r.json()
+    assert [o["_id"] for o in array] == list(reversed(sample))
+    ann = array[2]
+    assert ann["custom"] == {"plan": "pro", "seats": 12, "vip": True, "note": "-2+3", "tags": ["a", "b"]}
+    assert ann["comment"] == "=HYPERLINK(\"http://evil\")"  # JSON is data, not a spreadsheet: no escaping
+    assert ann["score"] == 10 and ann["scoreType"] == "promoter" and ann["cId"] is None
+    assert list(ann) == [*FIELDS, "custom"]
+    listed = {o["_id"]: o for o in client.get("/nps", params=ALL, headers=tenant.viewer).json()}
+    for obj in array:
+        assert all(obj[k] == listed[obj["_id"]][k] for k in (*FIELDS, "custom"))
+
+    r = export(client, tenant, "ndjson", **ALL)
+    assert r.headers["content-type"] == "application/x-ndjson"
+    lines = r.content.decode().splitlines()
+    assert len(lines) == 3
+    assert [json.loads(line) for line in lines] == array
+
+
+def test_xlsx_has_typed_and_escaped_cells(client: TestClient, tenant: Tenant, sample: list[str]) -> None:
+    r = export(client, tenant, "xlsx", **ALL)
+    assert r.headers["content-type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert r.headers["content-disposition"].endswith(".xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(r.content)).active
+    rows = list(sheet.iter_rows(values_only=True))
+    header = list(rows[0])
+    assert header == [*FIELDS, "custom.note", "custom.plan", "custom.seats", "custom.tags", "custom.vip"]
+    assert len(rows) == 4
+    cat, bob, ann = (dict(zip(header, row, strict=True)) for row in rows[1:])
+    assert ann["_id"] == sample[0]
+    assert ann["score"] == 10 and isinstance(ann["score"], int)
+    assert ann["dateAnswered"] == datetime(2026, 1, 2, 10, 30, 0, 123000)
+    assert ann["dateSent"] == datetime(2026, 1, 1, 9, 0)
+    assert ann["dateReminderSent"] is None and ann["cId"] is None
+    assert ann["comment"] == "'=HYPERLINK(\"http://evil\")"
+    assert bob["comment"] == "'+ fine\nsecond line, with comma"
+    assert cat["comment"] == "'\tnope" and cat["source"] == "'-web"
+    assert ann["custom.seats"] == 12 and ann["custom.vip"] is True and ann["custom.note"] == "'-2+3"
+    assert bob["custom.plan"] == "'@cmd" and json.loads(ann["custom.tags"]) == ["a", "b"]
+    # no cell is a formula
+    assert all(not (isinstance(v, str) and v.startswith("=")) for row in rows for v in row)
+
+
+def test_filters_are_those_of_the_list(client: TestClient, tenant: Tenant, sample: list[str]) -> None:
+    assert [r["_id"] for r in csv_rows(client, tenant, scoreType="promoter", **ALL)] == [sample[0]]
+    assert [r["_id"] for r in csv_rows(client, tenant, campaignId="c1,c2", **ALL)] == [sample[1], sample[0]]
+    assert [r["_id"] for r in csv_rows(client, tenant, email="BOB@example.com", **ALL)] == [sample[1]]
+    assert [r["_id"] for r in csv_rows(client, tenant, since="2026-01-03T00:00:00Z", until="2026-01-03T23:59:59Z",
+                                       **ALL)] == [sample[1]]
+    assert [r["_id"] for r in csv_rows(client, tenant, sort="score", **ALL)] == [sample[2], sample[1], sample[0]]
+    # limit and offset do not cut an export
+    assert len(csv_rows(client, tenant, limit=1, offset=1, **ALL)) == 3
+    # a filter on custom keys: the columns follow the rows exported
+    r = export(client, tenant, "csv", scoreType="detractor", **ALL)
+    assert next(csv.reader(io.StringIO(r.text))) == FIELDS
+
+
+def test_default_window_is_the_lists(client: TestClient, tenant: Tenant) -> None:
+    old, new = put(client, tenant, [
+        {"email": "old@example.com", "score": 5, "dateAnswered": "2015-06-01T00:00:00Z"},
+        {"email": "new@example.com", "score": 9},
+    ])
+    assert [r["_id"] for r in csv_rows(client, tenant)] == [new]
+    assert {r["_id"] for r in csv_rows(client, tenant, npsExpiryDay=0)} == {old, new}
+
+
+def test_empty_exports_are_well_formed(client: TestClient, tenant: Tenant) -> None:
+    r = export(client, tenant, "csv")
+    assert r.text.splitlines() == [",".join(FIELDS)]
+    assert export(client, tenant, "json").json() == []
+    assert export(client, tenant, "ndjson").content == b""
+    rows = list(openpyxl.load_workbook(io.BytesIO(export(client, tenant, "xlsx").content)).active
+                .iter_rows(values_only=True))
+    assert rows == [tuple(FIELDS)]
+
+
+def test_batches_add_up(client: TestClient, tenant: Tenant) -> None:
+    n = BATCH_ROWS + 321
+    put(client, tenant, [{"email": f"u{i}@example.com", "score": i % 11, "custom": {"i": i},
+                          "dateAnswered": f"2026-0{1 + i % 9}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z"}
+                         for i in range(n)])
+    listed = [o["_id"] for o in client.get("/nps", params={"limit": 10000, **ALL}, headers=tenant.viewer).json()]
+    assert len(listed) == n
+    assert [r["_id"] for r in csv_rows(client, tenant, **ALL)] == listed
+    assert [o["_id"] for o in export(client, tenant, "json", **ALL).json()] == listed
+    lines = export(client, tenant, "ndjson", **ALL).content.splitlines()
+    assert [json.loads(line)["_id"] for line in lines] == listed
+    assert sorted(int(r["custom.i"]) for r in csv_rows(client, tenant, **ALL)) == list(range(n))
+
+
+def test_tenant_isolation(client: TestClient, tenant: Tenant, other: Tenant, sample: list[str]) -> None:
+    put(client, other, [{"email": "zed@example.com", "score": 1, "custom": {"secret": "x"},
+                         "dateAnswered": "2026-01-05T00:00:00Z"}])
+    mine = csv_rows(client, tenant, **ALL)
+    assert {r["_id"] for r in mine} == set(sample)
+    assert "custom.secret" not in mine[0]
+    theirs = export(client, other, "json", **ALL).json()
+    assert [o["email"] for o in theirs] == ["zed@example.com"]
+    assert export(client, other, "json", campaignId="c1", **ALL).json() == []
+
+
+def test_format_is_required_and_checked(client: TestClient, tenant: Tenant) -> None:
+    body = assert_error(client.get("/nps/export", headers=tenant.viewer), 400, "format")
+    assert all(f in body["message"] for f in ("csv", "xlsx", "json", "ndjson"))
+    body = assert_error(client.get("/nps/export?format=pdf", headers=tenant.viewer), 400, "format")
+    assert all(f in body["message"] for f in ("csv", "xlsx", "json", "ndjson"))
+    assert_error(client.get("/nps/export?format=CSV%00", headers=tenant.viewer), 400, "format")
+
+
+def test_bad_filters_and_auth(client: TestClient, tenant: Tenant) -> None:
+    assert_error(client.get("/nps/export?format=csv&companyId=nope", headers=tenant.viewer), 400, "companyId")
+    assert_error(client.get("/nps/export?format=csv&since=yesterday", headers=tenant.viewer), 400, "since")
+    assert_error(client.get("/nps/export?format=csv&scoreType=happy", headers=tenant.viewer), 400, "scoreType")
+    assert_error(client.get("/nps/export?format=csv&sort=password", headers=tenant.viewer), 400, "sort")
+    assert_error(client.get("/nps/export?format=csv&since=2026-02-01&until=2026-01-01", headers=tenant.viewer),
+                 400, "since")
+    assert_error(client.get("/nps/export?format=csv"), 401)
+    # /nps/export is not read as a record id
+    assert client.get("/nps/export?format=json", headers=tenant.viewer).json() == []
