@@ -136,15 +136,30 @@ _FRIENDLY = {
 }
 
 
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type"})
+
+
 def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Pydantic errors as ``{"field", "issue"}`` pairs a client can act on."""
     details: list[dict[str, str]] = []
     for err in errors:
-        field = field_name(err.get("loc", ()))
+        loc = tuple(err.get("loc", ()))
+        kind = err.get("type")
+        field = field_name(loc)
         leaf = field.rsplit(".", 1)[-1]
-        if err.get("type") == "extra_forbidden":
-            issue = "is not a known field"
-        elif err.get("type") == "json_invalid":
+        if kind == "json_invalid":
+            # FastAPI puts the character offset where the field name would be: ("body", 17)
+            position = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+            field = "body"
             issue = "is not valid JSON: " + str(err.get("ctx", {}).get("error", "syntax error"))
+            if position is not None:
+                issue += f" (at character {position})"
+        elif kind == "extra_forbidden":
+            issue = "is not a known field"
+        elif kind == "missing":
+            issue = "is required"
+        elif kind in _NOT_AN_OBJECT:
+            issue = "must be a JSON object"
         elif leaf in _FRIENDLY and err.get("type") != "missing":
             issue = _FRIENDLY[leaf]
         else:
@@ -182,6 +197,9 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
         if exc.status_code == 404 and message == "Not Found":
             message = "no such route"
+        elif exc.status_code == 405 and message == "Method Not Allowed":
+            allowed = (getattr(exc, "headers", None) or {}).get("Allow", "")
+            message = f"{request.method} is not allowed on this path" + (f"; use {allowed}" if allowed else "")
         return error_response(request, exc.status_code, message, headers=getattr(exc, "headers", None))
 
     # Safety nets: input validation should catch bad values and conflicts first, naming the field.
