@@ -1,0 +1,146 @@
+"""Reliability under concurrency and crashes, against real ``npsd serve`` processes."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from conftest import TestDatabase, _make_database, make_tenant
+from invariants import rollup_mismatches
+from npsd.models import Enduser, NpsRecord
+from servers import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+
+def test_concurrent_bulk_upserts_with_overlapping_source_ids(database: TestDatabase) -> None:
+    """8 clients upsert overlapping sourceIds at once: no 5xx, no duplicates, exact counts and roll-ups."""
+    tenant = make_tenant(database)
+    server = ServerProcess(database.url, database.settings.secret_key or "")
+    server.start()
+    pool = [f"src-{i}" for i in range(400)]
+    rng = random.Random(7)
+    plans = [[rng.sample(pool, 120) for _ in range(6)] for _ in range(8)]
+    sent_scores: dict[str, set[int]] = {}
+    lock = threading.Lock()
+    replies: list[tuple[int, dict[str, Any]]] = []
+    errors: list[str] = []
+
+    def client_run(batches: list[list[str]], seed: int) -> None:
+        local = random.Random(seed)
+        with httpx.Client(base_url=server.base_url, headers=tenant.editor, timeout=120) as client:
+            for sids in batches:
+                items = []
+                for sid in sids:
+                    score = local.randint(0, 10)
+                    n = int(sid.split("-")[1])
+                    items.append({"sourceId": sid, "email": f"person{n % 150}@example{n % 7}.com", "score": score,
+                                  "dateAnswered": f"2026-0{1 + n % 9}-1{n % 10}T10:00:00Z"})
+                    with lock:
+                        sent_scores.setdefault(sid, set()).add(score)
+                try:
+                    r = client.put("/nps", json=items)
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
+                    continue
+                with lock:
+                    replies.append((r.status_code, r.json() if r.headers.get("content-type", "").startswith(
+                        "application/json") else {"raw": r.text}))
+
+    threads = [threading.Thread(target=client_run, args=(plans[i], i)) for i in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+    finally:
+        server.stop()
+    assert errors == []
+    assert len(replies) == 48
+    assert all(status == 200 for status, _ in replies), [r for r in replies if r[0] != 200][:2]
+    created = sum(body["created"] for _, body in replies)
+    touched = sum(body["created"] + body["updated"] + body["nonupdates"] for _, body in replies)
+    assert touched == 48 * 120
+    with database.db.transaction(write=False) as s:
+        rows = s.execute(select(NpsRecord.source_id, NpsRecord.score).where(NpsRecord.org_id == tenant.org_id)).all()
+        dup_emails = s.execute(
+            select(Enduser.email_key, func.count()).where(Enduser.org_id == tenant.org_id)
+            .group_by(Enduser.email_key).having(func.count() > 1)).all()
+    assert len(rows) == len({sid for sid, _ in rows}) == len(sent_scores) == created
+    assert all(score in sent_scores[sid] for sid, score in rows)
+    assert dup_emails == []
+    assert rollup_mismatches(database.db, tenant.org_id) == []
+
+
+def test_sigkill_during_bulk_upserts_loses_nothing_acknowledged(tmp_path: Path, database: TestDatabase) -> None:
+    """Kill -9 the server at random moments while batches stream in; after each restart the file is
+    sound, every acknowledged batch is whole, no batch is partly present and roll-ups are exact."""
+    if database.kind != "sqlite":
+        pytest.skip("crash safety is about the embedded SQLite file; PostgreSQL has its own WAL")
+    fresh = _make_database("sqlite", tmp_path)
+    tenant = make_tenant(fresh)
+    server = ServerProcess(fresh.url, fresh.settings.secret_key or "")
+    rng = random.Random(11)
+    acknowledged: set[int] = set()
+    attempted: set[int] = set()
+    batch_size = 50
+    next_batch = 0
+    kills = 0
+    try:
+        while kills < 20:
+            server.start()
+            stop = threading.Event()
+
+            def stream(stop: threading.Event = stop) -> None:
+                nonlocal next_batch
+                with httpx.Client(base_url=server.base_url, headers=tenant.editor, timeout=30) as client:
+                    while not stop.is_set():
+                        b = next_batch
+                        next_batch += 1
+                        items = [{"sourceId": f"b{b}-{i}", "email": f"c{(b * 7 + i) % 300}@example.com",
+                                  "score": (b + i) % 11} for i in range(batch_size)]
+                        attempted.add(b)
+                        try:
+                            r = client.put("/nps", json=items)
+                        except httpx.HTTPError:
+                            return
+                        if r.status_code == 200 and r.json()["created"] == batch_size:
+                            acknowledged.add(b)
+
+            t = threading.Thread(target=stream)
+            t.start()
+            time.sleep(rng.uniform(0.05, 0.8))
+            server.kill()
+            kills += 1
+            stop.set()
+            t.join(30)
+    finally:
+        server.kill()
+    path = fresh.url.split("///", 1)[1]
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        counts: dict[int, int] = {}
+        for (sid,) in conn.execute("SELECT source_id FROM nps_record WHERE org_id = ?", (tenant.org_id,)):
+            b = int(sid[1:].split("-")[0])
+            counts[b] = counts.get(b, 0) + 1
+    finally:
+        conn.close()
+    assert kills >= 20
+    assert len(acknowledged) > 0
+    missing = [b for b in acknowledged if counts.get(b) != batch_size]
+    assert missing == [], f"acknowledged batches not whole: {missing[:5]}"
+    partial = {b: n for b, n in counts.items() if n != batch_size}
+    assert partial == {}, f"partly applied batches: {partial}"
+    assert set(counts) <= attempted
+    assert rollup_mismatches(fresh.db, tenant.org_id) == []
+    fresh.db.dispose()
+
