@@ -18,10 +18,11 @@ from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from npsd.analytics.nps import Summary, change, is_significant
-from npsd.models import Company, NpsRollup, Survey
+from npsd.models import Company, Invitation, NpsRollup, Survey
 
 R = NpsRollup.__table__
 S = Survey.__table__
+INV = Invitation.__table__
 
 Interval = Literal["day", "week", "month"]
 GroupBy = Literal["survey", "company", "source"]
@@ -204,8 +205,9 @@ def _names(session: Session, org_id: str, group_by: GroupBy, keys: list[str]) ->
     names: dict[str, str] = {}
     for start in range(0, len(keys), 900):
         part = keys[start:start + 900]
-        names.update(session.execute(
-            select(model.id, model.name).where(model.org_id == org_id, model.id.in_(part))).tuples())
+        for key, name in session.execute(
+                select(model.id, model.name).where(model.org_id == org_id, model.id.in_(part))):
+            names[key] = name
     return names
 
 
@@ -235,12 +237,20 @@ def survey_stats(session: Session, org_id: str, today: date) -> dict[str, Any]:
         "responsesLast30Days": recent,
         "averageScore": s.average,
         "npsScore": s.nps,
-        "responseRate": response_rate(session, org_id, s.total),
+        "responseRate": response_rate(session, org_id),
     }
 
 
-def response_rate(session: Session, org_id: str, responses: int) -> float | None:
-    """Responses per invitation sent, in percent. npsd stores no invitations yet (the collecting
-    issue adds them), and a rate without invitations is undefined, so this is None for now."""
-    del session, org_id, responses
-    return None
+def response_rate(session: Session, org_id: str) -> float | None:
+    """Answered invitations per invitation sent, in percent (one decimal).
+
+    Only invitations that went out (``sent_at`` set) count; queued or failed ones were never a
+    chance to answer. None while no invitation has been sent: a rate of nothing is undefined.
+    """
+    sent, answered = session.execute(
+        select(func.count(), func.coalesce(func.sum(case((INV.c.answered_at.is_not(None), 1), else_=0)), 0))
+        .where(INV.c.org_id == org_id, INV.c.sent_at.is_not(None))
+    ).one()
+    if not sent:
+        return None
+    return round(100.0 * int(answered) / int(sent), 1)

@@ -30,7 +30,8 @@ class SurveyStats(BaseModel):
     responsesLast30Days: int = Field(description="Of those, answered in the last 30 UTC days, today included")
     averageScore: float | None = Field(description="Mean score 0-10, two decimals; null without responses")
     npsScore: float | None = Field(description="NPS -100..100, one decimal; null without responses, never 0")
-    responseRate: float | None = Field(description="Responses per invitation in percent; null while no invitation exists")
+    responseRate: float | None = Field(
+        description="Answered invitations per invitation sent, in percent; null while no invitation has been sent")
 
 
 class TrendPoint(BaseModel):
@@ -119,7 +120,8 @@ def survey_stats(principal: Viewer, session: DbSession) -> Response:
     without a campaign, or with a campaign that is not a survey (e.g. imported Planhat
     campaigns), are left out here; `nps-metrics` counts every answer. `responsesLast30Days`
     counts answers of the last 30 UTC days, today included. `npsScore` and `averageScore` are
-    null while there is no response; `responseRate` is null while no invitation exists.
+    null while there is no response. `responseRate` is the share of sent invitations that were
+    answered, in percent, and null while no invitation has been sent.
     """
     return json_response(metrics.survey_stats(session, principal.org_id, utcnow().date()))
 
