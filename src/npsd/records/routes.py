@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
 from npsd.auth.deps import Admin, Editor, Viewer
@@ -16,7 +16,7 @@ from npsd.records.schemas import BULK_BODY_SCHEMA, BulkResult, DeleteResult, Nps
 from npsd.validation import UtcDatetime
 
 router = APIRouter(tags=["nps"])
-RecordKey = Annotated[str, "24-hex id or srcid-<sourceId>"]
+RecordKey = Annotated[str, Path(description="The record's 24-hex `_id`, or `srcid-<sourceId>`")]
 
 
 def list_query(
@@ -33,6 +33,9 @@ def list_query(
                     "when since or updatedSince is given.")] = None,
 ) -> service.ListQuery:
     page.check_fields(service.OUTPUT_FIELDS)
+    for name, value in (("email", email), ("campaignId", campaignId)):
+        if value is not None and "\x00" in value:
+            raise BadRequest.field(name, "must not contain NUL characters")
     if scoreType is not None and scoreType not in service.SCORE_TYPES:
         raise BadRequest.field("scoreType", "must be promoter, passive or detractor")
     if since and until and since > until:
@@ -41,6 +44,8 @@ def list_query(
         raise BadRequest.field("npsExpiryDay", "must be from 0 to 36500")
     expiry = npsExpiryDay if npsExpiryDay is not None else (None if since or updatedSince else 360)
     campaigns = [c.strip() for c in campaignId.split(",") if c.strip()] if campaignId else None
+    if campaigns and any(len(c) > 64 for c in campaigns):
+        raise BadRequest.field("campaignId", "each id must be at most 64 characters")
     return service.ListQuery(
         company_ids=id_list(companyId, "companyId"), campaign_ids=campaigns, email=email, score_type=scoreType,
         since=since, until=until, updated_since=updatedSince, expiry_days=expiry, sort=page.sort,
@@ -87,13 +92,13 @@ def bulk_upsert_nps(items: RawJson, principal: Editor, session: DbSession) -> Re
     return json_response(outcome.body(), status_code=206 if outcome.failed else 200)
 
 
-@router.get("/nps/{key}", response_model=NpsRead)
+@router.get("/nps/{key:path}", response_model=NpsRead)
 def get_nps(key: RecordKey, principal: Viewer, session: DbSession) -> Response:
     """Get one record by `_id` or by `srcid-<sourceId>`."""
     return json_response(service.to_output(tuple(service.find_record(session, principal.org_id, key).values())))
 
 
-@router.put("/nps/{key}", response_model=NpsRead)
+@router.put("/nps/{key:path}", response_model=NpsRead)
 def update_nps(key: RecordKey, body: NpsInput, principal: Editor, session: DbSession) -> Response:
     """Update a record by `_id` or `srcid-<sourceId>`: only the fields sent change.
 
@@ -103,7 +108,7 @@ def update_nps(key: RecordKey, body: NpsInput, principal: Editor, session: DbSes
     return json_response(service.to_output(tuple(record.values())))
 
 
-@router.delete("/nps/{key}", response_model=DeleteResult)
+@router.delete("/nps/{key:path}", response_model=DeleteResult)
 def delete_nps(key: RecordKey, principal: Admin, session: DbSession) -> dict[str, Any]:
     """Delete a record by `_id` or `srcid-<sourceId>`; contact and company NPS follow."""
     n = service.delete_record(session, principal.org_id, key)

@@ -8,6 +8,7 @@ to ``score``, ``comment``, ``dateAnswered``, ``dateSent``. Any other field is a 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -22,7 +23,14 @@ def _object_id(value: str) -> str:
     return value
 
 
+def _milliseconds(value: datetime) -> datetime:
+    # The API prints milliseconds; storing more would make a value read back and sent again
+    # look like a change (a spurious ``__v`` bump, a wrong ``nonupdates`` count).
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
 ObjectId = Annotated[str, AfterValidator(_object_id)]
+Date = Annotated[UtcDatetime, AfterValidator(_milliseconds)]
 CampaignId = text(64)
 SourceId = text(500)
 
@@ -44,13 +52,14 @@ FIELD_COLUMNS: tuple[tuple[str, str], ...] = (
     ("npsDate", "date_answered"),
     ("custom", "custom"),
 )
-NOT_NULL_COLUMNS = {"email": "email", "score": "score", "date_answered": "dateAnswered"}
+NOT_NULL_COLUMNS = frozenset({"email", "score", "date_answered"})
 
 
 class NpsInput(BaseModel):
     """One NPS record as sent by a client; every field optional (create checks ``email`` and ``score``)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Only the API names are accepted: ``id_`` / ``version_`` are Python spellings, not fields.
+    model_config = ConfigDict(extra="forbid", validate_by_name=False, validate_by_alias=True)
 
     email: Email | None = None
     score: Score | None = None
@@ -59,15 +68,15 @@ class NpsInput(BaseModel):
     campaignId: CampaignId | None = Field(None, description="Survey id (SalesOS) or campaign id (Planhat)")
     source: ShortText | None = None
     sourceId: SourceId | None = Field(None, description="Id in the source system; unique per organization")
-    dateSent: UtcDatetime | None = None
-    dateReminderSent: UtcDatetime | None = None
-    dateAnswered: UtcDatetime | None = Field(None, description="Defaults to now on create")
+    dateSent: Date | None = None
+    dateReminderSent: Date | None = None
+    dateAnswered: Date | None = Field(None, description="Defaults to now on create")
     custom: Custom = None
     # legacy aliases
     nps: Score | None = Field(None, description="Alias of score")
     npsComment: LongText | None = Field(None, description="Alias of comment")
-    npsDate: UtcDatetime | None = Field(None, description="Alias of dateAnswered")
-    npsSent: UtcDatetime | None = Field(None, description="Alias of dateSent")
+    npsDate: Date | None = Field(None, description="Alias of dateAnswered")
+    npsSent: Date | None = Field(None, description="Alias of dateSent")
     # read-only, accepted and ignored (``_id`` is the bulk upsert keyable)
     id_: Any = Field(None, alias="_id", description="Ignored, except as the bulk-upsert keyable")
     euId: Any = Field(None, description="Read-only; ignored")
@@ -79,11 +88,15 @@ class NpsInput(BaseModel):
 
     def column_values(self) -> dict[str, Any]:
         """The columns this input sets, with aliases resolved (explicit nulls included)."""
+        return {column: value for column, (_, value) in self.sent_columns().items()}
+
+    def sent_columns(self) -> dict[str, tuple[str, Any]]:
+        """column -> (the field name the client used, value), so errors name what was sent."""
         sent = self.model_fields_set
-        values: dict[str, Any] = {}
-        for field, column in FIELD_COLUMNS:
-            if field in sent and column not in values:
-                values[column] = getattr(self, field)
+        values: dict[str, tuple[str, Any]] = {}
+        for name, column in FIELD_COLUMNS:
+            if name in sent and column not in values:
+                values[column] = (name, getattr(self, name))
         return values
 
 

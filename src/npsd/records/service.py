@@ -1,6 +1,6 @@
 """NPS records: create, update, delete, list and bulk upsert, each keeping every roll-up exact.
 
-All writes go through :func:`apply_batch`, so the single-record endpoints and the bulk upsert
+All writes go through :func:`write_batch`, so the single-record endpoints and the bulk upsert
 share one path: validate everything first, then write with a handful of set-based statements
 (contacts, records, roll-up deltas, contact and company roll-ups) inside the request's
 transaction. A batch is therefore applied whole or not at all, and a killed process leaves no
@@ -23,7 +23,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     insert,
-    or_,
     select,
     update,
 )
@@ -40,7 +39,7 @@ from npsd.analytics.rollups import (
 )
 from npsd.contacts.service import endusers_for_emails
 from npsd.db import lock_org_writes
-from npsd.errors import BadRequest, Conflict, NotFound, summary, validation_details
+from npsd.errors import BadRequest, Conflict, NotFound, NpsdError, summary, validation_details
 from npsd.ids import is_id, new_ids
 from npsd.models import Company, Enduser, NpsRecord
 from npsd.records.schemas import NOT_NULL_COLUMNS, NpsInput
@@ -88,9 +87,19 @@ def to_output(row: Sequence[Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- lookups
 
+# sourceIds are at most 500 characters; the prefix adds six. Longer keys cannot name a record.
+MAX_KEY_LENGTH = 506
+
 
 def find_record(session: Session, org_id: str, key: str) -> dict[str, Any]:
-    """The record named by ``key`` (an id or ``srcid-<sourceId>``) in the organization, or 404."""
+    """The record named by ``key`` (an id or ``srcid-<sourceId>``) in the organization, or 404.
+
+    A key no record can have (NUL characters, too long, neither form) is a 400 naming ``id``,
+    checked before the query: PostgreSQL refuses NUL in text parameters.
+    """
+    if "\x00" in key or len(key) > MAX_KEY_LENGTH:
+        raise BadRequest.field("id", f"must be a 24-character hexadecimal id or srcid-<sourceId>, without NUL "
+                                     f"characters and at most {MAX_KEY_LENGTH} characters long")
     if key.startswith("srcid-"):
         cond = T.c.source_id == key[len("srcid-"):]
     elif is_id(key):
@@ -104,6 +113,7 @@ def find_record(session: Session, org_id: str, key: str) -> dict[str, Any]:
 
 
 def _rows_by(session: Session, org_id: str, column: Any, values: set[str]) -> dict[str, dict[str, Any]]:
+    """The organization's records whose ``column`` is one of ``values``, keyed by that value."""
     found: dict[str, dict[str, Any]] = {}
     for part in chunks(values):
         for row in session.execute(select(*COLUMNS).where(T.c.org_id == org_id, column.in_(part))):
@@ -124,10 +134,16 @@ class ItemError(Exception):
         self.field = field
         self.status = status
 
-    def to_http(self) -> Exception:
+    @property
+    def text(self) -> str:
+        """The message with the field in front, unless it already starts with it."""
+        if self.field and not self.message.startswith(self.field):
+            return f"{self.field} {self.message}"
+        return self.message
+
+    def to_http(self) -> NpsdError:
         details = [{"field": self.field, "issue": self.message}] if self.field else []
-        text = f"{self.field} {self.message}" if self.field else self.message
-        return Conflict(text, details) if self.status == 409 else BadRequest(text, details)
+        return Conflict(self.text, details) if self.status == 409 else BadRequest(self.text, details)
 
 
 @dataclass
@@ -139,11 +155,13 @@ class Batch:
     creates: list[dict[str, Any]] = field(default_factory=list)
     updates: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # (before, after)
     claimed_source_ids: dict[str, str] = field(default_factory=dict)  # sourceId -> record id in batch
+    # rows whose ``company_id`` is their contact's company, known only once contacts are resolved
+    follow_contact: list[dict[str, Any]] = field(default_factory=list)
 
 
 def parse_item(raw: Any) -> NpsInput:
     if not isinstance(raw, dict):
-        raise ItemError("each item must be a JSON object")
+        raise ItemError("each item must be a JSON object", "item")
     try:
         return NpsInput.model_validate(raw)
     except ValidationError as exc:
@@ -151,10 +169,13 @@ def parse_item(raw: Any) -> NpsInput:
         raise ItemError(summary(details), details[0]["field"] if details else None) from exc
 
 
-def _check_nulls(values: dict[str, Any]) -> None:
-    for column, name in NOT_NULL_COLUMNS.items():
-        if column in values and values[column] is None:
-            raise ItemError("must not be null", name)
+def _column_values(data: NpsInput, nullable: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The columns ``data`` sets; a null in a required column is an error naming the field sent."""
+    sent = data.sent_columns()
+    for column in NOT_NULL_COLUMNS - nullable:
+        if column in sent and sent[column][1] is None:
+            raise ItemError("must not be null", sent[column][0])
+    return {column: value for column, (_, value) in sent.items()}
 
 
 class Planner:
@@ -166,16 +187,20 @@ class Planner:
         self.batch = Batch(org_id, now)
         self.known_source_ids: dict[str, str] = {}  # sourceId -> existing record id
         self.companies: set[str] = set()
-        self.enduser_by_email: dict[str, str] = {}
 
-    def preload(self, inputs: Sequence[NpsInput | None]) -> None:
-        """Fetch in a few queries what validating ``inputs`` needs: companies, sourceIds, contacts."""
+    def preload(self, inputs: Sequence[NpsInput | None], known_source_ids: dict[str, str] | None = None) -> None:
+        """Fetch in a few queries what validating ``inputs`` needs: their companies and sourceIds.
+
+        ``known_source_ids`` (sourceId -> record id) spares the query when the caller has them.
+        """
         cids = {i.cId for i in inputs if i is not None and i.cId}
         for part in chunks(cids):
             self.companies.update(self.session.scalars(
                 select(Company.id).where(Company.org_id == self.org_id, Company.id.in_(part))))
-        sids = {i.sourceId for i in inputs if i is not None and i.sourceId}
-        sids |= {i.column_values().get("source_id") for i in inputs if i is not None} - {None}
+        if known_source_ids is not None:
+            self.known_source_ids = known_source_ids
+            return
+        sids = {i.sourceId for i in inputs if i is not None and i.sourceId is not None}
         for part in chunks(sids):
             for rid, sid in self.session.execute(
                 select(T.c.id, T.c.source_id).where(T.c.org_id == self.org_id, T.c.source_id.in_(part))
@@ -191,11 +216,11 @@ class Planner:
             return
         owner = self.batch.claimed_source_ids.get(sid) or self.known_source_ids.get(sid)
         if owner is not None and owner != record_id:
-            raise ItemError(f"sourceId {sid!r} is already used by record {owner}", "sourceId", 409)
+            raise ItemError(f"{sid!r} is already used by record {owner}", "sourceId", 409)
 
     def plan_create(self, data: NpsInput, record_id: str) -> dict[str, Any]:
-        values = data.column_values()
-        _check_nulls(values)
+        """Plan a new record; ``email`` and ``score`` are required, ``dateAnswered`` defaults to now."""
+        values = _column_values(data, nullable=frozenset({"email", "score", "date_answered"}))
         if values.get("email") is None:
             raise ItemError("is required to create a record", "email")
         if values.get("score") is None:
@@ -203,20 +228,25 @@ class Planner:
         self._check_company(values.get("company_id"))
         self._claim_source_id(values.get("source_id"), record_id)
         now = self.batch.now
-        row = {name: None for name in COLUMN_NAMES}
+        row = dict.fromkeys(COLUMN_NAMES)
         row.update(values)
         row.update(id=record_id, org_id=self.org_id, version=0, created_at=now, updated_at=now)
         if row["date_answered"] is None:
             row["date_answered"] = now
-        if row.get("source_id") is not None:
+        if row["source_id"] is not None:
             self.batch.claimed_source_ids[row["source_id"]] = record_id
+        if row["company_id"] is None:
+            self.batch.follow_contact.append(row)
         self.batch.creates.append(row)
         return row
 
     def plan_update(self, before: dict[str, Any], data: NpsInput) -> bool:
-        """Plan the update; False when it would change nothing (a Planhat "nonupdate")."""
-        values = data.column_values()
-        _check_nulls(values)
+        """Plan the update; False when it would change nothing (a Planhat "nonupdate").
+
+        ``custom`` merges key by key. A new address moves the record to that address's contact
+        (found or created), and to its company unless ``cId`` is sent too.
+        """
+        values = _column_values(data)
         if "company_id" in values:
             self._check_company(values["company_id"])
         if "source_id" in values:
@@ -224,14 +254,17 @@ class Planner:
         after = dict(before)
         for column, value in values.items():
             if column == "custom" and value is not None and before.get("custom"):
-                after["custom"] = {**before["custom"], **value}  # merge key by key
+                after["custom"] = {**before["custom"], **value}
             else:
                 after[column] = value
-        if "email" in values and email_key(values["email"]) != email_key(before["email"]):
-            after["enduser_id"] = None  # resolved to the new address's contact in finish()
         if all(after[c] == before[c] for c in MUTABLE):
             return False
-        if after.get("source_id") is not None:
+        if "email" in values and email_key(values["email"]) != email_key(before["email"]):
+            after["enduser_id"] = None  # resolved to the new address's contact in write_batch()
+            if "company_id" not in values:
+                after["company_id"] = None  # a new contact then joins by domain, not the old company
+                self.batch.follow_contact.append(after)
+        if after["source_id"] is not None:
             self.batch.claimed_source_ids[after["source_id"]] = before["id"]
         after["version"] = before["version"] + 1
         after["updated_at"] = self.batch.now
@@ -239,16 +272,33 @@ class Planner:
         return True
 
 
+def _contact_companies(session: Session, org_id: str, enduser_ids: set[str]) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for part in chunks(enduser_ids):
+        for eid, cid in session.execute(
+            select(Enduser.id, Enduser.company_id).where(Enduser.org_id == org_id, Enduser.id.in_(part))
+        ):
+            found[eid] = cid
+    return found
+
+
 def write_batch(session: Session, batch: Batch) -> None:
-    """Write a planned batch and bring every roll-up up to date, in the current transaction."""
+    """Write a planned batch and bring every roll-up up to date, in the current transaction.
+
+    A fixed handful of set-based statements whatever the batch size: find or create contacts,
+    insert records, update records, roll-up deltas, contact and company roll-ups.
+    """
     org_id = batch.org_id
-    # contacts: find or create by e-mail for every record that needs one
-    needs_contact = [r for r in batch.creates] + [a for _, a in batch.updates if a["enduser_id"] is None]
+    needs_contact = [*batch.creates, *(a for _, a in batch.updates if a["enduser_id"] is None)]
     if needs_contact:
         contacts = endusers_for_emails(
-            session, org_id, [(r["email"], r.get("company_id")) for r in needs_contact], batch.now)
+            session, org_id, [(r["email"], r["company_id"]) for r in needs_contact], batch.now)
         for row in needs_contact:
             row["enduser_id"] = contacts[email_key(row["email"])]
+    if batch.follow_contact:
+        companies = _contact_companies(session, org_id, {r["enduser_id"] for r in batch.follow_contact})
+        for row in batch.follow_contact:
+            row["company_id"] = companies.get(row["enduser_id"])
     deltas: Counter[RollupKey] = Counter()
     touched_endusers: set[str] = set()
     if batch.creates:
@@ -275,7 +325,10 @@ def write_batch(session: Session, batch: Batch) -> None:
 
 
 def create_record(session: Session, org_id: str, data: NpsInput) -> dict[str, Any]:
-    """``POST /nps``: always a new record (an existing ``sourceId`` is a 409)."""
+    """``POST /nps``: always a new record (an existing ``sourceId`` is a 409).
+
+    Returns the stored row as a mapping of ``COLUMN_NAMES``.
+    """
     lock_org_writes(session, org_id)
     planner = Planner(session, org_id, utcnow())
     planner.preload([data])
@@ -295,9 +348,11 @@ def update_record(session: Session, org_id: str, key: str, data: NpsInput) -> di
     planner = Planner(session, org_id, utcnow())
     planner.preload([data])
     try:
-        planner.plan_update(before, data)
+        changed = planner.plan_update(before, data)
     except ItemError as exc:
         raise exc.to_http() from exc
+    if not changed:
+        return before
     write_batch(session, planner.batch)
     return find_record(session, org_id, before["id"])
 
@@ -313,8 +368,7 @@ def delete_records(session: Session, org_id: str, condition: ColumnElement[bool]
     deltas: Counter[RollupKey] = Counter()
     for _, campaign, cid, source, answered, score, _ in rows:
         deltas[rollup_key(campaign, cid, source, answered, score)] -= 1
-    ids = [r[0] for r in rows]
-    for part in chunks(ids):
+    for part in chunks([r[0] for r in rows]):
         session.execute(delete(T).where(T.c.org_id == org_id, T.c.id.in_(part)))
     apply_deltas(session, org_id, deltas)
     refresh_companies(session, org_id, refresh_endusers(session, org_id, {r[6] for r in rows}))
@@ -322,6 +376,7 @@ def delete_records(session: Session, org_id: str, condition: ColumnElement[bool]
 
 
 def delete_record(session: Session, org_id: str, key: str) -> int:
+    """``DELETE /nps/{id}``: one record, 404 when the organization has none by that key."""
     lock_org_writes(session, org_id)
     record = find_record(session, org_id, key)
     return delete_records(session, org_id, T.c.id == record["id"])
@@ -344,6 +399,7 @@ class BulkOutcome:
         return bool(self.created_errors or self.updated_errors)
 
     def body(self) -> dict[str, Any]:
+        """The reply, with exactly the seed's keys in the seed's order."""
         return {
             "created": self.created, "createdErrors": self.created_errors, "insertsKeys": self.inserts_keys,
             "updated": self.updated, "updatedErrors": self.updated_errors, "updatesKeys": self.updates_keys,
@@ -352,11 +408,21 @@ class BulkOutcome:
         }
 
 
+def _keyables(raw: Any) -> tuple[str | None, str | None]:
+    """The ``_id`` and ``sourceId`` an item names (strings only; anything else names nothing)."""
+    if not isinstance(raw, dict):
+        return None, None
+    rid, sid = raw.get("_id"), raw.get("sourceId")
+    return (rid if isinstance(rid, str) else None), (sid if isinstance(sid, str) else None)
+
+
 def bulk_upsert(session: Session, org_id: str, items: Any) -> BulkOutcome:
     """``PUT /nps``: create or update up to 5,000 records, keyed by ``_id`` then ``sourceId``.
 
-    Invalid items are reported (``createdErrors`` / ``updatedErrors``) while the valid ones are
-    applied; a client's ``_id`` that matches nothing never names a new record.
+    Keyables are looked up in the caller's organization only. Invalid items are reported
+    (``createdErrors`` / ``updatedErrors``, by whether they matched a record) while the valid ones
+    are applied; a client's ``_id`` that matches nothing never names a new record. A keyable that
+    an earlier applied item of the batch already used makes the later item an error.
     """
     if not isinstance(items, list):
         raise BadRequest.field("body", "must be a JSON array of NPS records")
@@ -364,55 +430,45 @@ def bulk_upsert(session: Session, org_id: str, items: Any) -> BulkOutcome:
         raise BadRequest.field("body", f"must hold at most {MAX_BULK} items; got {len(items)}")
     lock_org_writes(session, org_id)
     outcome = BulkOutcome()
-    parsed: list[NpsInput | None] = []
-    parse_errors: dict[int, ItemError] = {}
-    for index, raw in enumerate(items):
+    parsed: list[NpsInput | ItemError] = []
+    for raw in items:
         try:
             parsed.append(parse_item(raw))
         except ItemError as exc:
-            parsed.append(None)
-            parse_errors[index] = exc
-    # keyables: look up every sent _id and sourceId at once
-    sent_ids = {raw.get("_id") for raw in items if isinstance(raw, dict) and is_id(raw.get("_id"))}
-    sent_sids = {p.sourceId for p in parsed if p is not None and p.sourceId}
-    by_id = _rows_by(session, org_id, T.c.id, sent_ids)
-    by_sid = _rows_by(session, org_id, T.c.source_id, sent_sids)
+            parsed.append(exc)
+    keyables = [_keyables(raw) for raw in items]
+    by_id = _rows_by(session, org_id, T.c.id, {rid for rid, _ in keyables if is_id(rid)})
+    by_sid = _rows_by(session, org_id, T.c.source_id,
+                      {sid for _, sid in keyables if sid is not None and "\x00" not in sid and len(sid) <= 500})
     planner = Planner(session, org_id, utcnow())
-    planner.preload(parsed)
+    planner.preload([p for p in parsed if isinstance(p, NpsInput)],
+                    known_source_ids={sid: row["id"] for sid, row in by_sid.items()})
     new_record_ids = iter(new_ids(len(items)))
-    targeted: dict[str, int] = {}  # record id -> index of the item that updates it
-    pending_keys: list[tuple[str, dict[str, Any], str | None]] = []
-    for index, raw in enumerate(items):
-        data = parsed[index]
-        existing = None
-        if isinstance(raw, dict):
-            raw_id = raw.get("_id")
-            existing = by_id.get(raw_id) if isinstance(raw_id, str) else None
-            sid = raw.get("sourceId")
-            if existing is None and isinstance(sid, str):
-                existing = by_sid.get(sid)
+    targeted: dict[str, int] = {}  # record id -> index of the applied item that updates it
+    used_ids: dict[str, int] = {}  # client _id -> index of the applied item that sent it
+    for index, (raw, data, (rid, sid)) in enumerate(zip(items, parsed, keyables, strict=True)):
+        existing = (by_id.get(rid) if rid is not None else None) or (by_sid.get(sid) if sid is not None else None)
         errors = outcome.updated_errors if existing is not None else outcome.created_errors
         try:
-            if index in parse_errors:
-                raise parse_errors[index]
-            assert data is not None
+            if isinstance(data, ItemError):
+                raise data
+            if rid is not None and rid in used_ids:
+                raise ItemError(f"{rid!r} was already used by item {used_ids[rid]} of this batch", "_id")
             if existing is not None:
                 if existing["id"] in targeted:
-                    raise ItemError(f"names the same record as item {targeted[existing['id']]}; "
-                                    "each record may appear once per batch", "_id")
-                targeted[existing["id"]] = index
-                keys = _sent_keys(raw)
+                    raise ItemError(f"names the same record as item {targeted[existing['id']]} of this batch",
+                                    "_id" if rid is not None and rid in by_id else "sourceId")
                 changed = planner.plan_update(existing, data)
-                outcome.updates_keys.append(keys)
+                targeted[existing["id"]] = index
+                outcome.updates_keys.append({k: v for k, v in (("_id", rid), ("sourceId", sid)) if v is not None})
                 if changed:
                     outcome.updated += 1
                     outcome.modified.append(existing["id"])
                 else:
                     outcome.nonupdates += 1
             else:
-                sid = data.sourceId
                 if sid is not None and sid in planner.batch.claimed_source_ids:
-                    raise ItemError(f"sourceId {sid!r} appears twice in this batch", "sourceId")
+                    raise ItemError(f"{sid!r} was already used by an earlier item of this batch", "sourceId")
                 record_id = next(new_record_ids)
                 planner.plan_create(data, record_id)
                 keys = {"_id": record_id}
@@ -421,21 +477,12 @@ def bulk_upsert(session: Session, org_id: str, items: Any) -> BulkOutcome:
                 outcome.inserts_keys.append(keys)
                 outcome.upserted_ids.append(record_id)
                 outcome.created += 1
+            if rid is not None:
+                used_ids[rid] = index
         except ItemError as exc:
-            message = f"{exc.field} {exc.message}" if exc.field and not exc.message.startswith(exc.field) else exc.message
-            errors.append({"index": index, "item": raw, "error": message})
-    del pending_keys
+            errors.append({"index": index, "item": raw, "error": exc.text})
     write_batch(session, planner.batch)
     return outcome
-
-
-def _sent_keys(raw: dict[str, Any]) -> dict[str, Any]:
-    keys = {}
-    if "_id" in raw:
-        keys["_id"] = raw["_id"]
-    if "sourceId" in raw:
-        keys["sourceId"] = raw["sourceId"]
-    return keys
 
 
 # ---------------------------------------------------------------------------------------------- reads
@@ -500,7 +547,3 @@ def list_records(session: Session, org_id: str, q: ListQuery) -> list[dict[str, 
         keep = {"_id", *q.select}
         rows = [{k: v for k, v in row.items() if k in keep} for row in rows]
     return rows
-
-
-def or_none(*conds: ColumnElement[bool]) -> ColumnElement[bool]:
-    return or_(*conds)

@@ -1,0 +1,289 @@
+"""``PUT /nps`` bulk upsert, through HTTP on both databases."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from conftest import Tenant, assert_error
+
+SEED_KEYS = ["created", "createdErrors", "insertsKeys", "updated", "updatedErrors", "updatesKeys",
+             "nonupdates", "modified", "upsertedIds", "permissionErrors"]
+
+
+def email() -> str:
+    return f"b-{secrets.token_hex(5)}@bulk.test"
+
+
+def bulk(client: TestClient, tenant: Tenant, items: Any, status: int = 200) -> dict[str, Any]:
+    r = client.put("/nps", json=items, headers=tenant.editor)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert list(body) == SEED_KEYS
+    assert body["permissionErrors"] == []
+    return body
+
+
+def all_records(client: TestClient, tenant: Tenant) -> list[dict[str, Any]]:
+    r = client.get("/nps?limit=10000&npsExpiryDay=0&sort=_id", headers=tenant.viewer)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def get(client: TestClient, tenant: Tenant, key: str) -> dict[str, Any]:
+    r = client.get(f"/nps/{key}", headers=tenant.viewer)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_creates_and_updates_in_one_batch(client: TestClient, tenant: Tenant) -> None:
+    first = bulk(client, tenant, [{"email": "a@bulk.test", "score": 3, "sourceId": "s-a"},
+                                  {"email": "b@bulk.test", "score": 8}])
+    assert first["created"] == 2
+    a_id, b_id = first["upsertedIds"]
+    assert first["insertsKeys"] == [{"_id": a_id, "sourceId": "s-a"}, {"_id": b_id}]
+    body = bulk(client, tenant, [
+        {"sourceId": "s-a", "score": 10, "comment": "now happy"},     # update by sourceId
+        {"_id": b_id, "custom": {"k": 1}},                               # update by _id
+        {"email": "c@bulk.test", "score": 0, "sourceId": "s-c"},        # create
+        {"_id": "0123456789abcdef01234567", "email": "d@bulk.test", "score": 9},  # unknown _id: create
+    ])
+    assert body["created"] == 2 and body["updated"] == 2 and body["nonupdates"] == 0
+    assert body["modified"] == [a_id, b_id]
+    assert body["updatesKeys"] == [{"sourceId": "s-a"}, {"_id": b_id}]
+    c_id, d_id = body["upsertedIds"]
+    assert body["insertsKeys"] == [{"_id": c_id, "sourceId": "s-c"}, {"_id": d_id}]
+    a = get(client, tenant, a_id)
+    assert a["score"] == 10 and a["comment"] == "now happy" and a["scoreType"] == "promoter" and a["__v"] == 1
+    assert a["email"] == "a@bulk.test" and a["sourceId"] == "s-a"
+    b = get(client, tenant, b_id)
+    assert b["custom"] == {"k": 1} and b["score"] == 8 and b["__v"] == 1
+    assert get(client, tenant, "srcid-s-c")["_id"] == c_id
+    assert get(client, tenant, d_id)["email"] == "d@bulk.test"
+    assert len(all_records(client, tenant)) == 4
+
+
+def test_id_takes_priority_over_source_id(client: TestClient, tenant: Tenant) -> None:
+    ids = bulk(client, tenant, [{"email": email(), "score": 5, "sourceId": "p-1"},
+                                {"email": email(), "score": 5, "sourceId": "p-2"}])["upsertedIds"]
+    # _id names record 1; its sourceId p-9 is new, so record 1 is renamed
+    body = bulk(client, tenant, [{"_id": ids[0], "sourceId": "p-9", "score": 6}])
+    assert body["updated"] == 1 and body["modified"] == [ids[0]]
+    assert body["updatesKeys"] == [{"_id": ids[0], "sourceId": "p-9"}]
+    assert get(client, tenant, "srcid-p-9")["_id"] == ids[0]
+    # _id names record 1 and sourceId names record 2: _id wins, and taking p-2 is a conflict
+    body = bulk(client, tenant, [{"_id": ids[0], "sourceId": "p-2", "score": 1}], status=206)
+    assert body["updated"] == 0 and body["created"] == 0
+    assert [e["index"] for e in body["updatedErrors"]] == [0]
+    assert "sourceId" in body["updatedErrors"][0]["error"]
+    assert get(client, tenant, ids[0])["score"] == 6
+    # an unknown _id falls back to the sourceId
+    unknown = "0123456789abcdef01234567"
+    body = bulk(client, tenant, [{"_id": unknown, "sourceId": "p-2", "score": 2}])
+    assert body["updated"] == 1 and body["modified"] == [ids[1]]
+    assert body["updatesKeys"] == [{"_id": unknown, "sourceId": "p-2"}]
+    assert get(client, tenant, ids[1])["score"] == 2
+
+
+def test_client_id_never_names_a_new_record(client: TestClient, tenant: Tenant, other: Tenant) -> None:
+    wanted = "0123456789abcdef01234567"
+    body = bulk(client, tenant, [{"_id": wanted, "email": email(), "score": 7},
+                                 {"_id": "not-even-hex", "email": email(), "score": 7},
+                                 {"_id": 12345, "email": email(), "score": 7}])
+    assert body["created"] == 3
+    assert wanted not in body["upsertedIds"]
+    assert body["insertsKeys"] == [{"_id": i} for i in body["upsertedIds"]]
+    assert client.get(f"/nps/{wanted}", headers=tenant.viewer).status_code == 404
+    # another tenant's _id and sourceId never match: they create records with new ids
+    theirs = bulk(client, other, [{"email": email(), "score": 1, "sourceId": "shared"}])["upsertedIds"][0]
+    body = bulk(client, tenant, [{"_id": theirs, "email": email(), "score": 9},
+                                 {"sourceId": "shared", "email": email(), "score": 10}])
+    assert body["created"] == 2 and body["updated"] == 0
+    assert theirs not in body["upsertedIds"]
+    assert get(client, other, theirs)["score"] == 1
+    assert get(client, other, "srcid-shared")["_id"] == theirs
+    assert get(client, tenant, "srcid-shared")["_id"] == body["upsertedIds"][1]
+    # and an update-only item with another tenant's _id needs email and score to create
+    body = bulk(client, tenant, [{"_id": theirs, "score": 0}], status=206)
+    assert body["createdErrors"][0]["index"] == 0 and "email" in body["createdErrors"][0]["error"]
+    assert get(client, other, theirs)["score"] == 1
+
+
+def test_item_errors_are_reported_while_valid_items_apply(client: TestClient, tenant: Tenant) -> None:
+    existing, existing2 = bulk(client, tenant, [{"email": email(), "score": 5, "sourceId": "e-1"},
+                                                {"email": email(), "score": 2}])["upsertedIds"]
+    items: list[Any] = [
+        {"email": email(), "score": 7},                       # 0 ok create
+        {"email": email(), "score": 11},                      # 1 bad score
+        {"email": "not an email", "score": 3},                # 2 bad email
+        {"score": 4},                                         # 3 create without email
+        {"email": email()},                                   # 4 create without score
+        "a string",                                           # 5 not an object
+        {"email": email(), "score": 7, "colour": "red"},      # 6 unknown field
+        {"sourceId": "e-1", "score": 7.5},                    # 7 update with a bad score
+        {"_id": existing, "cId": "0123456789abcdef01234567"},  # 8 update with an unknown company
+        {"sourceId": "e-1", "comment": "fine"},               # 9 ok update
+        {"email": email(), "score": True},                    # 10 boolean score
+        None,                                                 # 11 null item
+        {"email": email(), "score": 9, "dateAnswered": "soon"},  # 12 bad date
+        {"_id": existing2, "score": None},                    # 13 null score on update (matched by _id)
+    ]
+    body = bulk(client, tenant, items, status=206)
+    assert body["created"] == 1 and body["updated"] == 1
+    assert body["modified"] == [existing]
+    assert body["updatesKeys"] == [{"sourceId": "e-1"}]
+    created_errors = {e["index"]: e for e in body["createdErrors"]}
+    updated_errors = {e["index"]: e for e in body["updatedErrors"]}
+    assert sorted(created_errors) == [1, 2, 3, 4, 5, 6, 10, 11, 12]
+    assert sorted(updated_errors) == [7, 8, 13]
+    for errors in (created_errors, updated_errors):
+        for index, err in errors.items():
+            assert set(err) == {"index", "item", "error"}
+            assert err["item"] == items[index]
+            assert isinstance(err["error"], str) and err["error"]
+    assert "score" in created_errors[1]["error"] and "email" in created_errors[2]["error"]
+    assert "email" in created_errors[3]["error"] and "score" in created_errors[4]["error"]
+    assert "colour" in created_errors[6]["error"] and "score" in created_errors[10]["error"]
+    assert "dateAnswered" in created_errors[12]["error"]
+    assert "score" in updated_errors[7]["error"] and "cId" in updated_errors[8]["error"]
+    assert "score" in updated_errors[13]["error"]
+    rec = get(client, tenant, existing)
+    assert rec["score"] == 5 and rec["comment"] == "fine" and rec["__v"] == 1 and rec["cId"] is None
+    assert get(client, tenant, existing2)["score"] == 2
+    assert len(all_records(client, tenant)) == 3
+
+
+def test_nonupdates_count_matched_items_that_change_nothing(client: TestClient, tenant: Tenant) -> None:
+    body = bulk(client, tenant, [{"email": "same@bulk.test", "score": 6, "sourceId": "n-1", "custom": {"a": 1},
+                                  "dateAnswered": "2024-01-01T00:00:00.123Z"}])
+    rid = body["upsertedIds"][0]
+    before = get(client, tenant, rid)
+    body = bulk(client, tenant, [
+        {"sourceId": "n-1", "score": 6},
+        {"_id": rid, "custom": {"a": 1}, "dateAnswered": "2024-01-01T01:00:00.123+01:00"},
+    ], status=206)
+    # the second names the same record as the first: an error, though it would change nothing
+    assert body["nonupdates"] == 1 and body["updated"] == 0 and body["modified"] == []
+    assert [e["index"] for e in body["updatedErrors"]] == [1]
+    body = bulk(client, tenant, [{**before}])
+    assert body["nonupdates"] == 1 and body["updated"] == 0
+    assert body["updatesKeys"] == [{"_id": rid, "sourceId": "n-1"}]
+    body = bulk(client, tenant, [{"_id": rid, "email": "SAME@bulk.test", "scoreType": "promoter", "__v": 9}])
+    assert body["updated"] == 1 and body["nonupdates"] == 0
+    after = get(client, tenant, rid)
+    assert after["__v"] == 1 and after["email"] == "SAME@bulk.test" and after["euId"] == before["euId"]
+    assert after["scoreType"] == "detractor"
+
+
+def test_same_keyable_twice_later_one_is_an_error(client: TestClient, tenant: Tenant) -> None:
+    existing = bulk(client, tenant, [{"email": email(), "score": 5, "sourceId": "k-1"}])["upsertedIds"][0]
+    body = bulk(client, tenant, [
+        {"email": email(), "score": 1, "sourceId": "k-new"},   # 0 create
+        {"email": email(), "score": 2, "sourceId": "k-new"},   # 1 same new sourceId
+        {"sourceId": "k-1", "score": 3},                       # 2 update
+        {"sourceId": "k-1", "score": 4},                       # 3 same record by sourceId
+        {"_id": existing, "score": 6},                         # 4 same record by _id
+        {"_id": "0123456789abcdef01234567", "email": email(), "score": 7},  # 5 unknown _id: create
+        {"_id": "0123456789abcdef01234567", "email": email(), "score": 8},  # 6 the same _id again
+    ], status=206)
+    assert body["created"] == 2 and body["updated"] == 1
+    assert [e["index"] for e in body["createdErrors"]] == [1, 6]
+    assert [e["index"] for e in body["updatedErrors"]] == [3, 4]
+    assert "sourceId" in body["createdErrors"][0]["error"] and "_id" in body["createdErrors"][1]["error"]
+    assert get(client, tenant, existing)["score"] == 3
+    assert get(client, tenant, "srcid-k-new")["score"] == 1
+    assert len(all_records(client, tenant)) == 3
+    # an earlier item that failed does not block a later one with the same keyable
+    body = bulk(client, tenant, [{"sourceId": "k-2", "score": 99, "email": email()},
+                                 {"sourceId": "k-2", "score": 9, "email": email()}], status=206)
+    assert body["created"] == 1 and [e["index"] for e in body["createdErrors"]] == [0]
+    assert get(client, tenant, "srcid-k-2")["score"] == 9
+
+
+def test_source_id_conflicts_inside_a_batch(client: TestClient, tenant: Tenant) -> None:
+    a, b = bulk(client, tenant, [{"email": email(), "score": 5, "sourceId": "c-a"},
+                                 {"email": email(), "score": 5, "sourceId": "c-b"}])["upsertedIds"]
+    body = bulk(client, tenant, [
+        {"_id": a, "sourceId": "c-b"},                          # 0 takes b's sourceId: conflict
+        {"_id": b, "sourceId": "c-new"},                        # 1 renames b
+        {"email": email(), "score": 1, "sourceId": "c-new"},    # 2 new c-new matches nothing yet: conflict
+    ], status=206)
+    assert body["updated"] == 1 and body["created"] == 0
+    assert [e["index"] for e in body["updatedErrors"]] == [0]
+    assert [e["index"] for e in body["createdErrors"]] == [2]
+    assert get(client, tenant, "srcid-c-new")["_id"] == b
+    assert get(client, tenant, "srcid-c-a")["_id"] == a
+
+
+def test_whole_body_errors_write_nothing(client: TestClient, tenant: Tenant) -> None:
+    too_many = [{"email": f"x{i}@bulk.test", "score": 5} for i in range(5001)]
+    assert_error(client.put("/nps", json=too_many, headers=tenant.editor), 400, "body")
+    for body in ({"email": "a@b.com", "score": 5}, "text", 5, None):
+        assert_error(client.put("/nps", json=body, headers=tenant.editor), 400, "body")
+    headers = {**tenant.editor, "Content-Type": "application/json"}
+    for raw in (b"", b"[", b"[{]", b"\xff"):
+        assert_error(client.put("/nps", content=raw, headers=headers), 400, "body")
+    assert all_records(client, tenant) == []
+    assert client.get("/endusers", headers=tenant.viewer).json() == []
+    empty = bulk(client, tenant, [])
+    assert empty["created"] == 0 and empty["updated"] == 0 and empty["upsertedIds"] == []
+
+
+def test_roles_and_tenancy(client: TestClient, tenant: Tenant, other: Tenant) -> None:
+    assert_error(client.put("/nps", json=[{"email": email(), "score": 5}], headers=tenant.viewer), 403)
+    assert_error(client.put("/nps", json=[{"email": email(), "score": 5}]), 401)
+    assert all_records(client, tenant) == []
+    admin = client.put("/nps", json=[{"email": email(), "score": 5}], headers=tenant.admin)
+    assert admin.status_code == 200 and admin.json()["created"] == 1
+    assert all_records(client, other) == []
+
+
+def test_company_rules_in_bulk(client: TestClient, tenant: Tenant, other: Tenant) -> None:
+    mine = client.post("/companies", json={"name": "Mine", "domains": ["mine.io"]}, headers=tenant.editor).json()
+    theirs = client.post("/companies", json={"name": "Theirs"}, headers=other.editor).json()
+    body = bulk(client, tenant, [
+        {"email": "a@mine.io", "score": 9},                                # domain match
+        {"email": "b@else.io", "score": 9, "cId": mine["_id"]},            # explicit
+        {"email": "c@else.io", "score": 9, "cId": theirs["_id"]},          # another tenant's company
+        {"email": "d@else.io", "score": 9},                                # none
+        {"email": "A@MINE.io", "score": 3},                                # existing contact, case-insensitive
+    ], status=206)
+    assert body["created"] == 4 and [e["index"] for e in body["createdErrors"]] == [2]
+    assert "cId" in body["createdErrors"][0]["error"]
+    recs = [get(client, tenant, i) for i in body["upsertedIds"]]
+    assert [r["cId"] for r in recs] == [mine["_id"], mine["_id"], None, mine["_id"]]
+    assert recs[0]["euId"] == recs[3]["euId"]
+    assert len(client.get("/endusers", headers=tenant.viewer).json()) == 3
+    eu = client.get(f"/endusers/{recs[1]['euId']}", headers=tenant.viewer).json()
+    assert eu["companyId"] == mine["_id"]
+
+
+def test_bulk_dates_and_aliases(client: TestClient, tenant: Tenant) -> None:
+    body = bulk(client, tenant, [
+        {"email": email(), "nps": 8, "npsComment": "legacy", "npsDate": 1627589390,
+         "npsSent": "2021-07-28T22:00:00-02:00"},
+        {"email": email(), "score": 8},
+    ])
+    a, b = (get(client, tenant, i) for i in body["upsertedIds"])
+    assert a["score"] == 8 and a["comment"] == "legacy"
+    assert a["dateAnswered"] == "2021-07-29T20:09:50.000Z" and a["dateSent"] == "2021-07-29T00:00:00.000Z"
+    assert b["dateAnswered"] == b["createdAt"]
+
+
+def test_batch_of_5000(client: TestClient, tenant: Tenant) -> None:
+    items = [{"email": f"m{i}@bulk{i % 7}.test", "score": i % 11, "sourceId": f"big-{i}"} for i in range(5000)]
+    body = bulk(client, tenant, items)
+    assert body["created"] == 5000 and len(set(body["upsertedIds"])) == 5000
+    assert body["insertsKeys"][4999] == {"_id": body["upsertedIds"][4999], "sourceId": "big-4999"}
+    records = all_records(client, tenant)
+    assert len(records) == 5000
+    assert sorted(r["score"] for r in records) == sorted(i % 11 for i in range(5000))
+    # the same 5000 again by sourceId: half changed, half not
+    again = [{"sourceId": f"big-{i}", "score": (i % 11) if i % 2 else (i + 1) % 11} for i in range(5000)]
+    body = bulk(client, tenant, again)
+    assert body["updated"] == 2500 and body["nonupdates"] == 2500 and body["created"] == 0
+    assert len(body["updatesKeys"]) == 5000
+    assert get(client, tenant, "srcid-big-10")["score"] == 0 and get(client, tenant, "srcid-big-11")["score"] == 0
+    assert get(client, tenant, "srcid-big-10")["__v"] == 1 and get(client, tenant, "srcid-big-11")["__v"] == 0
