@@ -16,7 +16,6 @@ from npsd.errors import BadRequest
 from npsd.exports.service import stream_records
 from npsd.http import DbSession
 from npsd.listing import id_list
-from npsd.lookup import resolve
 from npsd.models import Survey
 from npsd.records.service import SCORE_TYPES
 from npsd.surveys import service
@@ -44,15 +43,27 @@ EXPORT_TYPES = {
 }
 
 
-def survey_by_id(
-    id: Annotated[str, Path(description="Survey id (24 hexadecimal characters)")],
-    principal: Viewer, session: DbSession,
-) -> Survey:
+IdParam = Annotated[str, Path(description="Survey id (24 hexadecimal characters)")]
+
+
+def survey_by_id(id: IdParam, principal: Viewer, session: DbSession) -> Survey:
     """The survey named in the path, in the caller's organization, or 404 (400 when malformed)."""
-    return resolve(session, Survey, principal.org_id, id, "survey", prefixes=False)
+    return service.find_survey(session, principal.org_id, id)
+
+
+def survey_to_change(id: IdParam, principal: Editor, session: DbSession) -> Survey:
+    """The same, row-locked for an update, toggle or delete (editor role or higher)."""
+    return service.find_survey(session, principal.org_id, id, lock="update")
+
+
+def survey_to_answer(id: IdParam, principal: Editor, session: DbSession) -> Survey:
+    """The same, share-locked so a concurrent delete waits for the new answer (editor role or higher)."""
+    return service.find_survey(session, principal.org_id, id, lock="share")
 
 
 SurveyById = Annotated[Survey, Depends(survey_by_id)]
+SurveyToChange = Annotated[Survey, Depends(survey_to_change)]
+SurveyToAnswer = Annotated[Survey, Depends(survey_to_answer)]
 
 
 def _text_param(value: str | None, name: str) -> str | None:
@@ -151,26 +162,26 @@ def get_survey(survey: SurveyById, session: DbSession) -> dict[str, Any]:
 
 
 @router.patch("/{id}", response_model=SurveyRead)
-def patch_survey(survey: SurveyById, body: SurveyUpdate, _: Editor, session: DbSession) -> dict[str, Any]:
+def patch_survey(survey: SurveyToChange, body: SurveyUpdate, session: DbSession) -> dict[str, Any]:
     """Update the fields sent; the others keep their values. Unknown fields are a 400 naming them."""
     return service.update_survey(session, survey, body)
 
 
 @router.put("/{id}", response_model=SurveyRead)
-def put_survey(survey: SurveyById, body: SurveyUpdate, _: Editor, session: DbSession) -> dict[str, Any]:
+def put_survey(survey: SurveyToChange, body: SurveyUpdate, session: DbSession) -> dict[str, Any]:
     """Same as PATCH (SalesOS treats PUT as a partial update): only the fields sent change."""
     return service.update_survey(session, survey, body)
 
 
 @router.delete("/{id}", status_code=204, response_class=Response)
-def delete_survey(survey: SurveyById, _: Admin, session: DbSession) -> Response:
+def delete_survey(survey: SurveyToChange, _: Admin, session: DbSession) -> Response:
     """Delete a survey with all its responses (admin only). Contact, company and metric roll-ups follow."""
     service.delete_survey(session, survey)
     return Response(status_code=204)
 
 
 @router.post("/{id}/toggle", response_model=SurveyRead)
-def toggle_survey(survey: SurveyById, _: Editor, session: DbSession) -> dict[str, Any]:
+def toggle_survey(survey: SurveyToChange, session: DbSession) -> dict[str, Any]:
     """Switch the survey on or off (`isActive` flips) and return it."""
     return service.toggle_survey(session, survey)
 
@@ -187,7 +198,7 @@ def list_responses(
 
 
 @router.post("/{id}/responses", response_model=ResponseRead, status_code=201)
-def add_response(survey: SurveyById, body: ResponseCreate, _: Editor, session: DbSession) -> dict[str, Any]:
+def add_response(survey: SurveyToAnswer, body: ResponseCreate, session: DbSession) -> dict[str, Any]:
     """Add one answer to an open survey. A switched-off survey, or one outside its
     `startsAt`/`endsAt` window, answers 409 "survey is not active" (imports through `/nps` with
     `campaignId` are always accepted). The response also appears in `/nps` with `campaignId`."""

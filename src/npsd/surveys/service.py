@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, case, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from npsd.analytics.nps import EMPTY, Summary, category
 from npsd.db import lock_org_writes
-from npsd.errors import BadRequest, Conflict, NpsdError
-from npsd.ids import new_id
+from npsd.errors import BadRequest, Conflict, NotFound, NpsdError
+from npsd.ids import is_id, new_id
 from npsd.models import NpsRollup, Survey
 from npsd.records import service as records
 from npsd.records.schemas import NpsInput
@@ -62,6 +62,25 @@ def summaries(session: Session, org_id: str, survey_ids: Sequence[str]) -> dict[
     return {sid: Summary.of_distribution(c) for sid, c in counts.items()}
 
 
+def find_survey(session: Session, org_id: str, key: str, lock: str | None = None) -> Survey:
+    """The organization's survey ``key``, or 404 (400 when ``key`` is not an id).
+
+    ``lock="update"`` takes the row lock (``FOR UPDATE``) that makes update, toggle and delete
+    wait for each other; ``lock="share"`` (``FOR SHARE``) lets answers be added side by side while
+    a concurrent delete waits, so no answer lands on a survey deleted meanwhile. A survey deleted
+    while we waited is then a 404, not a crash. SQLite writers are serialized already.
+    """
+    if not is_id(key):
+        raise BadRequest.field("id", "must be a 24-character hexadecimal id")
+    stmt = select(Survey).where(Survey.org_id == org_id, Survey.id == key)
+    if lock is not None:
+        stmt = stmt.with_for_update(read=lock == "share").execution_options(populate_existing=True)
+    survey = session.scalar(stmt)
+    if survey is None:
+        raise NotFound(f"no survey {key}")
+    return survey
+
+
 def read_survey(session: Session, survey: Survey) -> dict[str, Any]:
     return survey_out(survey, summaries(session, survey.org_id, [survey.id]).get(survey.id, EMPTY))
 
@@ -97,9 +116,13 @@ def update_survey(session: Session, survey: Survey, data: SurveyUpdate) -> dict[
 
 
 def toggle_survey(session: Session, survey: Survey) -> dict[str, Any]:
-    survey.is_active = not survey.is_active
-    survey.updated_at = utcnow()
-    session.flush()
+    """Flip ``is_active`` in one UPDATE, so two concurrent toggles flip twice."""
+    session.execute(
+        update(Survey).where(Survey.org_id == survey.org_id, Survey.id == survey.id)
+        .values(is_active=not_(Survey.is_active), updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(survey)
     return read_survey(session, survey)
 
 
