@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from npsd.config import get_settings
 from npsd.db import Database
@@ -24,17 +28,36 @@ app.add_typer(user_app, name="user")
 err = Console(stderr=True)
 
 
-def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}")
+def _fail(message: str) -> NoReturn:
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(1)
 
 
-def _database() -> Database:
+@contextmanager
+def _session(write: bool = True) -> Iterator[Session]:
+    """One unit of work on the configured database, migrated first (commit on success).
+
+    An :class:`NpsdError` becomes a one-line message on stderr and exit status 1.
+    """
     from npsd.migrations import upgrade
 
     settings = get_settings()
     upgrade(settings.database_url)
-    return Database(settings.database_url, pool_size=1)
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        with db.transaction(write=write) as session:
+            yield session
+    except NpsdError as exc:
+        _fail(exc.message)
+    finally:
+        db.dispose()
+
+
+def _check_role(role: str) -> None:
+    from npsd.auth import tokens
+
+    if role not in tokens.ROLE_RANK:
+        _fail(f"invalid role {role!r}: use one of {', '.join(tokens.ROLES)}")
 
 
 @app.command()
@@ -70,57 +93,60 @@ def org_create(name: str) -> None:
     """Create organization NAME (idempotent) and print its id."""
     from npsd.auth import service
 
-    db = _database()
-    try:
-        with db.transaction() as session:
-            org = service.ensure_org(session, name)
-            typer.echo(org.id)
-    except NpsdError as exc:
-        _fail(exc.message)
+    with _session() as session:
+        org_id = service.ensure_org(session, name).id
+    typer.echo(org_id)
 
 
 @token_app.command("create")
 def token_create(
     org: Annotated[str, typer.Option("--org", help="Organization name (created if missing)")],
     role: Annotated[str, typer.Option("--role", help="admin, editor or viewer")],
-    ttl: Annotated[str, typer.Option("--ttl", help="Lifetime, e.g. 90d, 12h")] = "90d",
+    ttl: Annotated[str, typer.Option("--ttl", help="Lifetime, e.g. 90d, 12h, 2w")] = "90d",
     name: Annotated[str | None, typer.Option("--name", help="A label to recognise the token by")] = None,
 ) -> None:
-    """Print a new API token (and nothing else) on stdout."""
+    """Print a new API token (and nothing else) on stdout, e.g. `export NPSD_TOKEN=$(npsd token create ...)`."""
     from npsd.auth import service, tokens
 
+    _check_role(role)
     try:
         lifetime = tokens.parse_ttl(ttl)
     except ValueError as exc:
         _fail(str(exc))
-    db = _database()
+    if name is not None and len(name) > 200:
+        _fail("--name must be at most 200 characters")
     settings = get_settings()
-    try:
-        with db.transaction() as session:
-            organization = service.ensure_org(session, org)
-            issued = service.create_token(session, settings, organization, role, lifetime, name=name)
-    except NpsdError as exc:
-        _fail(exc.message)
+    with _session() as session:
+        organization = service.ensure_org(session, org)
+        issued = service.create_token(session, settings, organization, role, lifetime, name=name)
     typer.echo(issued.token)
 
 
 @token_app.command("list")
 def token_list(org: Annotated[str, typer.Option("--org", help="Organization name")]) -> None:
-    """List the tokens of an organization."""
+    """List the tokens of an organization (tab-separated when stdout is not a terminal)."""
     from npsd.auth import service
     from npsd.timeutil import iso
 
-    db = _database()
-    with db.transaction(write=False) as session:
+    header = ("jti", "name", "role", "kind", "created", "expires", "last used", "revoked")
+    with _session(write=False) as session:
         organization = service.find_org(session, org)
         if organization is None:
             _fail(f"no organization {org!r}")
-        assert organization is not None
-        table = Table("jti", "name", "role", "kind", "created", "expires", "last used", "revoked")
-        for t in service.list_tokens(session, organization):
-            table.add_row(t.jti, t.name or "", t.role, t.kind, iso(t.created_at), iso(t.expires_at),
-                          iso(t.last_used_at) or "", iso(t.revoked_at) or "")
-    Console().print(table)
+        rows = [(t.jti, t.name or "", t.role, t.kind, iso(t.created_at) or "", iso(t.expires_at) or "",
+                 iso(t.last_used_at) or "", iso(t.revoked_at) or "") for t in service.list_tokens(session, organization)]
+    out = Console()
+    if not out.is_terminal:
+        # Scripts read this: whole values, one token a line, no wrapping or truncation.
+        for row in (header, *rows):
+            typer.echo("\t".join(value.replace("\t", " ") for value in row))
+        return
+    table = Table(*header)
+    table.columns[0].no_wrap = True
+    table.columns[0].min_width = 32
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
 
 
 @token_app.command("revoke")
@@ -128,11 +154,10 @@ def token_revoke(jti: str) -> None:
     """Revoke the token with this jti; it is refused from the next request on."""
     from npsd.auth import service
 
-    db = _database()
-    with db.transaction() as session:
-        if not service.revoke_token(session, jti):
+    with _session() as session:
+        if not service.revoke_token(session, jti.strip()):
             _fail(f"no token {jti}")
-    err.print(f"revoked {jti}")
+    err.print(f"revoked {escape(jti)}", highlight=False)
 
 
 @user_app.command("create")
@@ -142,21 +167,18 @@ def user_create(
     role: Annotated[str, typer.Option("--role", help="admin, editor or viewer")],
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
 ) -> None:
-    """Create a user who can log in at POST /v1/auth/login."""
+    """Create a user who can log in at POST /v1/auth/login; prints the user id."""
     from npsd.auth import service
 
+    _check_role(role)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    db = _database()
-    try:
-        with db.transaction() as session:
-            organization = service.ensure_org(session, org)
-            user = service.create_user(session, organization, email, role, password)
-            typer.echo(user.id)
-    except NpsdError as exc:
-        _fail(exc.message)
+    with _session() as session:
+        organization = service.ensure_org(session, org)
+        user_id = service.create_user(session, organization, email, role, password).id
+    typer.echo(user_id)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,12 @@ from npsd.errors import BadRequest, Unauthorized
 from npsd.ids import new_id
 from npsd.models import ApiToken, Organization, User
 from npsd.timeutil import utcnow
-from npsd.validation import email_key
+from npsd.validation import check_email, email_key
 
 
 def ensure_org(session: Session, name: str) -> Organization:
     """The organization called ``name``, created if missing (idempotent)."""
-    name = name.strip()
-    if not name:
-        raise BadRequest.field("name", "must not be empty")
+    name = _org_name(name)
     org = session.scalar(select(Organization).where(Organization.name == name))
     if org is None:
         org = Organization(id=new_id(), name=name, created_at=utcnow())
@@ -31,7 +29,16 @@ def ensure_org(session: Session, name: str) -> Organization:
 
 
 def find_org(session: Session, name: str) -> Organization | None:
-    return session.scalar(select(Organization).where(Organization.name == name.strip()))
+    return session.scalar(select(Organization).where(Organization.name == _org_name(name)))
+
+
+def _org_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise BadRequest.field("name", "organization name must not be empty")
+    if len(name) > 200 or "\x00" in name:
+        raise BadRequest.field("name", "organization name must be at most 200 characters, without NUL")
+    return name
 
 
 def check_role(role: str) -> str:
@@ -56,6 +63,9 @@ def list_tokens(session: Session, org: Organization) -> list[ApiToken]:
 
 
 def revoke_token(session: Session, jti: str) -> bool:
+    """Mark the token revoked (idempotent); False when no token has this ``jti``."""
+    if not jti or len(jti) > 32 or "\x00" in jti:
+        return False
     row = session.get(ApiToken, jti)
     if row is None:
         return False
@@ -66,8 +76,14 @@ def revoke_token(session: Session, jti: str) -> bool:
 
 def create_user(session: Session, org: Organization, email: str, role: str, password: str) -> User:
     check_role(role)
+    try:
+        email = check_email(email.strip())
+    except ValueError as exc:
+        raise BadRequest.field("email", f"{email!r} is not a valid e-mail address") from exc
     if len(password) < 8:
         raise BadRequest.field("password", "must be at least 8 characters")
+    if len(password) > 1024:
+        raise BadRequest.field("password", "must be at most 1024 characters")
     key = email_key(email)
     if session.scalar(select(User).where(User.email == key)) is not None:
         raise BadRequest.field("email", "a user with this e-mail already exists")
