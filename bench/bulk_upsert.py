@@ -25,7 +25,7 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import prepare, server  # noqa: E402
+from _server import prepare, server
 
 BATCH = 5000
 ROUNDS = 5
@@ -98,18 +98,22 @@ def baseline_rounds(url: str) -> tuple[list[float], list[float]]:
 
 def report(name: str, ours: float, base: float | None, goal_rate: float | None, goal_ratio: float | None) -> None:
     rate = BATCH / ours
-    line = f"{name:<28} ours={rate:,.0f} rec/s ({ours * 1000:.0f} ms/batch)"
+    line = f"{name} ours={rate:.0f}rec/s"
+    goals = []
     met = True
     if base is not None:
         ratio = ours / base
-        line += f" baseline={BATCH / base:,.0f} rec/s ratio={ratio:.2f}"
+        line += f" baseline={BATCH / base:.0f}rec/s(raw-sqlite3) ratio={ratio:.2f}"
         if goal_ratio is not None:
-            line += f" goal_ratio<={goal_ratio}"
+            goals.append(f"ratio<={goal_ratio}")
             met &= ratio <= goal_ratio
+    else:
+        line += " baseline=-"
     if goal_rate is not None:
-        line += f" goal>={goal_rate:,.0f} rec/s"
+        goals.append(f">={goal_rate}rec/s")
         met &= rate >= goal_rate
-    print(line + f" met={'yes' if met else 'no'}")
+    line += f" goal={','.join(goals) or '-'}"
+    print(line + (f" met={'yes' if met else 'no'}" if goals else " met=-"))
 
 
 def main() -> None:
