@@ -4,8 +4,11 @@ bodies of the wrong JSON type, bad parameters."""
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
 from conftest import Tenant, assert_error
+from conftest import TestDatabase as DatabaseFixture
+from npsd.app import create_app
 
 
 def test_unknown_route_is_404_in_the_shape(client, tenant: Tenant) -> None:
@@ -101,3 +104,27 @@ def test_errors_carry_the_path_of_the_request(client, tenant: Tenant) -> None:
 
 def test_healthz_needs_no_token(client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_unexpected_crash_is_500_in_the_shape(database: DatabaseFixture) -> None:
+    """An unforeseen exception still leaves in the one shape, with the request id, and no details."""
+    app = create_app(database.settings, database.db)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/boom", headers={"X-Request-ID": "crash-1"})
+    body = assert_error(r, 500)
+    assert body["requestId"] == "crash-1" and r.headers["x-request-id"] == "crash-1"
+    assert "secret internals" not in r.text and body["path"] == "/boom"
+
+
+def test_openapi_documents_contacts(client) -> None:
+    doc = client.get("/openapi.json").json()
+    for path in ("/companies", "/companies/{key}", "/companies/{key}/endusers", "/endusers", "/endusers/{key}",
+                 "/v1/auth/login"):
+        assert path in doc["paths"], path
+    assert "ErrorBody" in doc["components"]["schemas"]
+    assert set(doc["paths"]["/companies/{key}"]) == {"get", "put", "delete"}

@@ -219,4 +219,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(request, 500, "internal error; the request was not applied")
+        # Rendered outside the request-id middleware, so the header is added here.
+        request_id = request.scope.get("state", {}).get("request_id", "")
+        return error_response(request, 500, "internal error; the request was not applied",
+                              headers={"X-Request-ID": request_id} if request_id else None)
