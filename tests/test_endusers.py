@@ -275,12 +275,37 @@ def test_moving_a_contact_moves_its_nps(client, tenant: Tenant) -> None:
     ca, cb = company(client, tenant, a["_id"]), company(client, tenant, b["_id"])
     assert (ca["nps"], ca["npsResponses"]) == (100.0, 1)
     assert (cb["nps"], cb["npsResponses"]) == (0.0, 2)
+    # its answers follow it: the record list and the per-company metrics agree with the companies
+    moved_rec = client.get("/nps", params={"email": "two@a.com"}, headers=tenant.viewer).json()[0]
+    assert moved_rec["cId"] == b["_id"] and moved_rec["__v"] == 1
+    by_b = client.get("/nps", params={"companyId": b["_id"], "sort": "score"}, headers=tenant.viewer).json()
+    assert [(r["email"], r["score"]) for r in by_b] == [("two@a.com", 0), ("three@b.com", 10)]
+    assert [r["email"] for r in client.get("/nps", params={"companyId": a["_id"]}, headers=tenant.viewer).json()] == [
+        "one@a.com"]
+    for cid, expected in ((a["_id"], (100.0, 1)), (b["_id"], (0.0, 2))):
+        m = client.get("/v1/nps-surveys/metrics/nps", params={"companyId": cid}, headers=tenant.viewer)
+        assert m.status_code == 200, m.text
+        assert (m.json()["npsScore"], m.json()["totalResponses"]) == expected
     # out of every company
     client.put(f"/endusers/{two['_id']}", json={"companyId": None}, headers=tenant.editor)
     cb = company(client, tenant, b["_id"])
     assert (cb["nps"], cb["npsResponses"]) == (100.0, 1)
+    assert client.get("/nps", params={"email": "two@a.com"}, headers=tenant.viewer).json()[0]["cId"] is None
     listed = client.get(f"/companies/{b['_id']}/endusers", headers=tenant.viewer).json()
     assert [e["email"] for e in listed] == ["three@b.com"]
+
+
+def test_answers_given_for_another_company_stay_when_the_contact_moves(client, tenant: Tenant) -> None:
+    a = make_company(client, tenant, name="A", domains=["a.com"])
+    b = make_company(client, tenant, name="B")
+    c = make_company(client, tenant, name="C")
+    own = post_nps(client, tenant, "pat@a.com", 9)
+    about_c = post_nps(client, tenant, "pat@a.com", 2, cId=c["_id"], dateAnswered="2020-01-01T00:00:00Z")
+    client.put(f"/endusers/{own['euId']}", json={"companyId": b["_id"]}, headers=tenant.editor)
+    assert client.get(f"/nps/{own['_id']}", headers=tenant.viewer).json()["cId"] == b["_id"]
+    kept = client.get(f"/nps/{about_c['_id']}", headers=tenant.viewer).json()
+    assert (kept["cId"], kept["__v"]) == (c["_id"], 0)
+    assert company(client, tenant, a["_id"])["npsResponses"] == 0
 
 
 def test_delete_contact_with_records_needs_cascade(client, tenant: Tenant) -> None:

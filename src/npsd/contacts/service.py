@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, or_, select
+from sqlalchemy import and_, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from npsd.analytics.rollups import chunks, refresh_companies, refresh_endusers
+from npsd.analytics.rollups import (
+    RollupKey,
+    apply_deltas,
+    chunks,
+    refresh_companies,
+    refresh_endusers,
+    rollup_key,
+)
 from npsd.db import lock_org_writes
 from npsd.errors import BadRequest, Conflict
 from npsd.ids import new_id, new_ids
@@ -289,9 +297,35 @@ def update_enduser(session: Session, enduser: Enduser, values: dict[str, Any]) -
         except IntegrityError as exc:
             raise _unique_violation(exc, "contact") from exc
         if old_company != enduser.company_id:
+            _move_records(session, enduser, old_company, enduser.updated_at)
             refresh_companies(session, enduser.org_id, {c for c in (old_company, enduser.company_id) if c})
             session.refresh(enduser)
     return enduser
+
+
+def _move_records(session: Session, enduser: Enduser, old_company: str | None, now: datetime) -> None:
+    """Make the contact's answers that belonged to its old company (or to none) follow it.
+
+    Moving a contact is usually a correction of where it belongs, so its answers move with it:
+    ``GET /nps?companyId=``, the per-company metrics (``nps_rollup``) and the company's ``nps``
+    then agree. Answers recorded explicitly against some other company stay where they are. The
+    moved records get a new ``updatedAt`` and ``__v`` so incremental syncs pick the change up.
+    """
+    records = NpsRecord.__table__
+    org_id = enduser.org_id
+    was = records.c.company_id.is_(None) if old_company is None else records.c.company_id == old_company
+    condition = and_(records.c.org_id == org_id, records.c.enduser_id == enduser.id, was)
+    rows = session.execute(select(records.c.campaign_id, records.c.source, records.c.date_answered,
+                                  records.c.score).where(condition)).all()
+    if not rows:
+        return
+    deltas: Counter[RollupKey] = Counter()
+    for campaign, source, answered, score in rows:
+        deltas[rollup_key(campaign, old_company, source, answered, score)] -= 1
+        deltas[rollup_key(campaign, enduser.company_id, source, answered, score)] += 1
+    session.execute(update(records).where(condition).values(
+        company_id=enduser.company_id, updated_at=now, version=records.c.version + 1))
+    apply_deltas(session, org_id, deltas)
 
 
 def list_endusers(session: Session, org_id: str, page: Page, company_ids: list[str] | None = None,
