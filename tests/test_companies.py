@@ -341,6 +341,11 @@ def test_delete_company_with_records_needs_cascade(client, tenant: Tenant) -> No
     assert [x["_id"] for x in client.get("/nps", headers=tenant.viewer).json()] == [kept["_id"]]
     k = client.get(f"/companies/{keep['_id']}", headers=tenant.viewer).json()
     assert k["nps"] == -100.0 and k["npsResponses"] == 1
+    # the metrics roll-up lost the deleted answers too
+    gone = client.get("/v1/nps-surveys/metrics/nps", params={"companyId": c["_id"]}, headers=tenant.viewer).json()
+    assert gone["totalResponses"] == 0 and gone["npsScore"] is None
+    everything = client.get("/v1/nps-surveys/metrics/nps", headers=tenant.viewer).json()
+    assert (everything["totalResponses"], everything["npsScore"]) == (1, -100.0)
 
 
 # --------------------------------------------------------------------------------- roles, tenancy
@@ -352,6 +357,9 @@ def test_roles(client, tenant: Tenant) -> None:
     assert_error(client.put(f"/companies/{c['_id']}", json={"name": "V"}, headers=tenant.viewer), 403)
     assert_error(client.delete(f"/companies/{c['_id']}", headers=tenant.viewer), 403)
     assert_error(client.delete(f"/companies/{c['_id']}", headers=tenant.editor), 403)
+    # the role is checked before the lookup: a viewer learns nothing about which ids exist
+    assert_error(client.put("/companies/0123456789abcdef01234567", json={"name": "V"}, headers=tenant.viewer), 403)
+    assert_error(client.delete("/companies/0123456789abcdef01234567", headers=tenant.editor), 403)
     assert client.get(f"/companies/{c['_id']}", headers=tenant.viewer).json()["name"] == "Acme"
     assert client.put(f"/companies/{c['_id']}", json={"name": "E"}, headers=tenant.editor).json()["name"] == "E"
     assert client.post("/companies", json={"name": "A"}, headers=tenant.admin).status_code == 200
