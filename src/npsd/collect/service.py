@@ -1,0 +1,611 @@
+"""Collecting answers: invitations and their e-mails, reminders, answers from the respondent
+pages, unsubscribes, and the response rate.
+
+Life of an invitation::
+
+    queued --(mail accepted by the SMTP server)--> sent --(reminderAfterDays, no answer)--> reminded
+       |                                             \\______________________________________/
+       +--> cancelled (DELETE, or the address unsubscribed)          |
+       +--> failed (SMTP refused it, or every retry failed)          +--(score clicked)--> answered
+
+Tokens. A respondent link carries a 192-bit token that opens exactly one invitation; the database
+keeps only its SHA-256. The token is an HMAC of the invitation id under the installation's
+secret key rather than a stored random value: the reminder, and a send retried after a crash, must
+put *the same* link in the mail, and storing the token itself would defeat keeping only its hash.
+
+Sends are idempotent. A send job loads its invitation, sends only while it is ``queued``, and marks
+it ``sent`` in a transaction of its own right after the server accepted the mail; a job that runs
+again after a crash finds ``sent`` and does nothing. The same holds for reminders
+(``reminded_at``).
+
+Every answer goes through ``records.service.create_record`` / ``update_record``, so contact,
+company and metric roll-ups stay exact, and one invitation never has more than one record.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, case, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from npsd import events
+from npsd.analytics.rollups import chunks
+from npsd.collect import mailer
+from npsd.collect.i18n import pick, question
+from npsd.collect.schemas import InvitationsCreate, RecipientIn
+from npsd.config import Settings, get_settings
+from npsd.db import Database, lock_org_writes
+from npsd.errors import Conflict, NotFound, summary, validation_details
+from npsd.ids import new_ids
+from npsd.jobs.service import JobInfo, RetryLater, enqueue, handler
+from npsd.models import Company, Enduser, Invitation, Job, Survey, Unsubscribe
+from npsd.records import service as records
+from npsd.records.schemas import NpsInput
+from npsd.surveys.service import is_open
+from npsd.timeutil import iso, utcnow
+from npsd.validation import email_key
+
+log = logging.getLogger("npsd.collect")
+
+STATUSES = ("queued", "sent", "failed", "answered", "reminded", "cancelled")
+OPEN = ("queued", "sent", "reminded")  # may still be answered
+SURVEYED = ("queued", "sent", "reminded", "answered")  # count for throttling
+SEND_JOB = "invitation.send"
+REMIND_JOB = "invitation.remind"
+MAIL_ATTEMPTS = 6
+MAIL_BACKOFF = (60, 300, 1800, 7200, 21600)  # seconds: 1 min, 5 min, 30 min, 2 h, 6 h
+NO_SMTP_RETRY = timedelta(minutes=1)
+PAUSED_RETRY = timedelta(minutes=15)
+ANONYMOUS_EMAIL = "anonymous@npsd.invalid"  # the contact of anonymous public-link answers (RFC 2606 domain)
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+PUBLIC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
+MAX_COMMENT = 65_536
+
+# --------------------------------------------------------------------------------------- settings
+
+_SETTINGS: WeakKeyDictionary[Database, Settings] = WeakKeyDictionary()
+
+
+def bind_settings(db: Database, settings: Settings) -> None:
+    """Tell the job handlers which settings belong to ``db`` (SMTP server, sender, base URL).
+
+    Handlers only receive the database; every request through the collect routers binds the
+    app's settings, and a worker with nothing bound reads the environment like ``npsd serve``.
+    """
+    if _SETTINGS.get(db) is not settings:
+        _SETTINGS[db] = settings
+
+
+def settings_for(db: Database) -> Settings:
+    settings = _SETTINGS.get(db)
+    if settings is None:
+        settings = _SETTINGS[db] = get_settings()
+    return settings
+
+
+# ------------------------------------------------------------------------------------------ tokens
+
+
+def invitation_token(settings: Settings, invitation_id: str) -> str:
+    """The respondent token of an invitation: 192 bits, URL-safe, reproducible only with the secret key."""
+    digest = hmac.new(settings.signing_key.encode(), b"npsd/invitation-token/" + invitation_id.encode(),
+                      hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:24]).decode()
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------- shapes
+
+
+def invitation_out(inv: Invitation) -> dict[str, Any]:
+    return {
+        "id": inv.id, "surveyId": inv.survey_id, "email": inv.email, "name": inv.name,
+        "companyId": inv.company_id, "enduserId": inv.enduser_id, "locale": inv.locale,
+        "properties": inv.properties, "status": inv.status, "sendAt": iso(inv.send_at), "sentAt": iso(inv.sent_at),
+        "remindedAt": iso(inv.reminded_at), "answeredAt": iso(inv.answered_at),
+        "cancelledAt": iso(inv.cancelled_at), "failedReason": inv.failed_reason, "responseId": inv.record_id,
+        "expiresAt": iso(inv.expires_at), "createdAt": iso(inv.created_at), "updatedAt": iso(inv.updated_at),
+    }
+
+
+def unsubscribe_out(row: Unsubscribe) -> dict[str, Any]:
+    return {"email": row.email, "source": row.source, "invitationId": row.invitation_id,
+            "createdAt": iso(row.created_at)}
+
+
+# ------------------------------------------------------------------------------------- invitations
+
+
+def _check_survey_open(survey: Survey, at: datetime) -> None:
+    if not survey.is_active:
+        raise Conflict("survey is not active", [{"field": "isActive", "issue": "the survey is switched off"}])
+    if survey.ends_at is not None and at > survey.ends_at:
+        raise Conflict("survey is closed", [{"field": "sendAt", "issue": f"the survey closes at {iso(survey.ends_at)}"
+                                                                        ", before the invitations would be sent"}])
+
+
+def _parse_recipient(item: Any) -> tuple[RecipientIn | None, str | None]:
+    if isinstance(item, RecipientIn):
+        return item, None
+    if not isinstance(item, dict):
+        return None, "must be a JSON object"
+    try:
+        return RecipientIn.model_validate(item), None
+    except ValidationError as exc:
+        return None, summary(validation_details(list(exc.errors())))
+
+
+def _raw_email(item: Any) -> str | None:
+    email = item.get("email") if isinstance(item, dict) else None
+    return email if isinstance(email, str) else None
+
+
+def _in_chunks(session: Session, stmt_for: Any, values: Iterable[Any]) -> list[Any]:
+    rows: list[Any] = []
+    for part in chunks(set(values)):
+        rows.extend(session.execute(stmt_for(part)).all())
+    return rows
+
+
+def create_invitations(session: Session, settings: Settings, survey: Survey,
+                       body: InvitationsCreate) -> list[dict[str, Any]]:
+    """Queue one invitation per acceptable recipient; one result per recipient, in order.
+
+    Set-based: whatever the number of recipients, a fixed handful of queries (per 500 addresses)
+    finds companies, contacts, unsubscribes, open invitations and throttling, then two inserts
+    write the invitations and their send jobs.
+    """
+    org_id = survey.org_id
+    now = utcnow()
+    send_at = body.sendAt or now
+    _check_survey_open(survey, max(send_at, now))
+    lock_org_writes(session, org_id)  # two requests inviting the same address must not both pass the throttle
+
+    results: list[dict[str, Any]] = [{} for _ in body.recipients]
+    accepted: list[tuple[int, RecipientIn, str]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(body.recipients):
+        recipient, reason = _parse_recipient(item)
+        if recipient is None:
+            results[index] = {"email": _raw_email(item), "status": "invalid", "reason": reason}
+            continue
+        key = email_key(recipient.email)
+        if key in seen:
+            results[index] = {"email": recipient.email, "status": "duplicate"}
+            continue
+        seen.add(key)
+        accepted.append((index, recipient, key))
+
+    keys = [key for _, _, key in accepted]
+    wanted_companies = {r.companyId for _, r, _ in accepted if r.companyId}
+    companies = {row[0] for row in _in_chunks(
+        session, lambda p: select(Company.id).where(Company.org_id == org_id, Company.id.in_(p)), wanted_companies)}
+    unsubscribed = {row[0] for row in _in_chunks(
+        session, lambda p: select(Unsubscribe.email_key).where(Unsubscribe.org_id == org_id,
+                                                               Unsubscribe.email_key.in_(p)), keys)}
+    open_here = {row[0] for row in _in_chunks(
+        session, lambda p: select(Invitation.email_key).where(
+            Invitation.org_id == org_id, Invitation.survey_id == survey.id, Invitation.status.in_(OPEN),
+            Invitation.email_key.in_(p)), keys)}
+    contacts = {key: (eid, cid) for eid, key, cid in _in_chunks(
+        session, lambda p: select(Enduser.id, Enduser.email_key, Enduser.company_id).where(
+            Enduser.org_id == org_id, Enduser.email_key.in_(p)), keys)}
+    window = timedelta(days=survey.throttle_days)
+    surveyed: dict[str, tuple[datetime, datetime]] = {}
+    if survey.throttle_days > 0:
+        at = func.coalesce(Invitation.sent_at, Invitation.send_at)
+        surveyed = {key: (first, last) for key, first, last in _in_chunks(
+            session, lambda p: select(Invitation.email_key, func.min(at), func.max(at)).where(
+                Invitation.org_id == org_id, Invitation.status.in_(SURVEYED), Invitation.email_key.in_(p),
+            ).group_by(Invitation.email_key), keys)}
+
+    expires_at = max(send_at, now) + timedelta(days=settings.invitation_ttl_days)
+    rows: list[dict[str, Any]] = []
+    for (index, r, key), inv_id in zip(accepted, new_ids(len(accepted)), strict=True):
+        if r.companyId and r.companyId not in companies:
+            results[index] = {"email": r.email, "status": "invalid",
+                              "reason": "companyId does not name a company of your organization"}
+            continue
+        if key in unsubscribed:
+            results[index] = {"email": r.email, "status": "unsubscribed"}
+            continue
+        if key in open_here:
+            results[index] = {"email": r.email, "status": "duplicate"}
+            continue
+        if key in surveyed:
+            first, last = surveyed[key]
+            if first - window < send_at < last + window:
+                results[index] = {"email": r.email, "status": "throttled", "nextEligibleAt": iso(last + window)}
+                continue
+        enduser_id, contact_company = contacts.get(key, (None, None))
+        rows.append({
+            "id": inv_id, "org_id": org_id, "survey_id": survey.id, "enduser_id": enduser_id,
+            "company_id": r.companyId or contact_company, "email": r.email, "email_key": key, "name": r.name,
+            "locale": r.locale, "properties": r.properties,
+            "token_hash": hash_token(invitation_token(settings, inv_id)), "status": "queued", "send_at": send_at,
+            "sent_at": None, "reminded_at": None, "answered_at": None, "cancelled_at": None,
+            "failed_reason": None, "record_id": None, "expires_at": expires_at, "created_at": now,
+            "updated_at": now,
+        })
+        results[index] = {"email": r.email, "status": "queued", "invitationId": inv_id}
+    if rows:
+        session.execute(insert(Invitation), rows)
+        job_ids = new_ids(len(rows))
+        session.execute(insert(Job), [
+            {"id": job_id, "org_id": org_id, "kind": SEND_JOB, "payload": {"invitation_id": row["id"]},
+             "dedupe_key": f"{SEND_JOB}:{row['id']}", "status": "queued", "run_at": send_at, "attempts": 0,
+             "max_attempts": MAIL_ATTEMPTS, "locked_by": None, "locked_until": None, "last_error": None,
+             "created_at": now, "updated_at": now}
+            for job_id, row in zip(job_ids, rows, strict=True)
+        ])
+    return results
+
+
+@dataclass(frozen=True)
+class InvitationQuery:
+    statuses: Sequence[str] | None = None
+    email: str | None = None
+    page: int = 1
+    limit: int = 20
+    descending: bool = True
+
+
+def list_invitations(session: Session, org_id: str, survey_id: str,
+                     q: InvitationQuery) -> tuple[list[dict[str, Any]], int]:
+    """One page of a survey's invitations, newest first, and how many match."""
+    conds: list[ColumnElement[bool]] = [Invitation.org_id == org_id, Invitation.survey_id == survey_id]
+    if q.statuses:
+        conds.append(Invitation.status.in_(list(q.statuses)))
+    if q.email:
+        conds.append(Invitation.email_key == email_key(q.email))
+    total = session.scalar(select(func.count()).select_from(Invitation).where(*conds)) or 0
+    order = (Invitation.created_at.desc(), Invitation.id.desc()) if q.descending else (
+        Invitation.created_at.asc(), Invitation.id.asc())
+    rows: list[Invitation] = []
+    if total > (q.page - 1) * q.limit:
+        rows = list(session.scalars(select(Invitation).where(*conds).order_by(*order)
+                                    .limit(q.limit).offset((q.page - 1) * q.limit)))
+    return [invitation_out(r) for r in rows], total
+
+
+def cancel_invitation(session: Session, inv: Invitation) -> dict[str, Any]:
+    """Cancel an invitation that has not been sent yet; 409 once it has been (or has failed)."""
+    if inv.status == "cancelled":
+        return invitation_out(inv)
+    now = utcnow()
+    done = session.execute(
+        update(Invitation).where(Invitation.id == inv.id, Invitation.org_id == inv.org_id,
+                                 Invitation.status == "queued")
+        .values(status="cancelled", cancelled_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(inv)
+    if not done:
+        raise Conflict(f"the invitation is {inv.status}; only queued invitations can be cancelled",
+                       [{"field": "status", "issue": f"is {inv.status}"}])
+    return invitation_out(inv)
+
+
+def response_rate(session: Session, org_id: str, survey_ids: list[str] | None) -> float | None:
+    """Answered invitations over sent ones (a fraction from 0 to 1), for the given surveys or all.
+
+    None while nothing has been sent. An invitation counts as sent once its mail was accepted by
+    the SMTP server (reminded and answered ones included); queued, failed and cancelled ones do not.
+    """
+    conds: list[ColumnElement[bool]] = [Invitation.org_id == org_id, Invitation.sent_at.is_not(None)]
+    if survey_ids is not None:
+        if not survey_ids:
+            return None
+        conds.append(Invitation.survey_id.in_(survey_ids))
+    sent, answered = session.execute(
+        select(func.count(), func.count(Invitation.answered_at)).where(*conds)).one()
+    return answered / sent if sent else None
+
+
+# ------------------------------------------------------------------------------------ unsubscribes
+
+
+def unsubscribe(session: Session, org_id: str, email: str, source: str,
+                invitation_id: str | None = None) -> tuple[dict[str, Any], bool]:
+    """Opt ``email`` out of the organization's surveys and cancel its queued invitations.
+
+    Returns the unsubscribe and whether it is new (only a new one emits ``unsubscribe.created``).
+    """
+    key = email_key(email)
+    lock_org_writes(session, org_id)
+    row = session.get(Unsubscribe, (org_id, key))
+    if row is not None:
+        return unsubscribe_out(row), False
+    now = utcnow()
+    row = Unsubscribe(org_id=org_id, email_key=key, email=email.strip(), source=source,
+                      invitation_id=invitation_id, created_at=now)
+    session.add(row)
+    session.flush()
+    session.execute(
+        update(Invitation).where(Invitation.org_id == org_id, Invitation.email_key == key,
+                                 Invitation.status == "queued")
+        .values(status="cancelled", cancelled_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    out = unsubscribe_out(row)
+    events.emit(session, org_id, "unsubscribe.created", [out])
+    return out, True
+
+
+def list_unsubscribes(session: Session, org_id: str, email: str | None, page: int,
+                      limit: int) -> tuple[list[dict[str, Any]], int]:
+    conds: list[ColumnElement[bool]] = [Unsubscribe.org_id == org_id]
+    if email:
+        conds.append(Unsubscribe.email_key == email_key(email))
+    total = session.scalar(select(func.count()).select_from(Unsubscribe).where(*conds)) or 0
+    rows: list[Unsubscribe] = []
+    if total > (page - 1) * limit:
+        rows = list(session.scalars(
+            select(Unsubscribe).where(*conds).order_by(Unsubscribe.created_at.desc(), Unsubscribe.email_key)
+            .limit(limit).offset((page - 1) * limit)))
+    return [unsubscribe_out(r) for r in rows], total
+
+
+def delete_unsubscribe(session: Session, org_id: str, email: str) -> None:
+    """Let the address receive invitations again (cancelled invitations stay cancelled)."""
+    row = session.get(Unsubscribe, (org_id, email_key(email)))
+    if row is None:
+        raise NotFound(f"no unsubscribe for {email}")
+    session.delete(row)
+    session.flush()
+
+
+def is_unsubscribed(session: Session, org_id: str, key: str) -> bool:
+    return session.get(Unsubscribe, (org_id, key)) is not None
+
+
+# ------------------------------------------------------------------------------ respondent pages
+
+
+def invitation_for_token(session: Session, token: str, for_update: bool = False) -> Invitation | None:
+    """The invitation a link token opens, or None (malformed tokens cost no query)."""
+    if not TOKEN_RE.match(token):
+        return None
+    stmt = select(Invitation).where(Invitation.token_hash == hash_token(token))
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalar(stmt)
+
+
+def answer_invitation(session: Session, inv: Invitation, survey: Survey, score: int,
+                      comment: str | None = None, with_comment: bool = False) -> dict[str, Any]:
+    """Record (or change) the answer of one invitation: one invitation, one record.
+
+    The first answer creates the NPS record (``dateSent`` from the invitation, ``dateAnswered``
+    now, ``campaignId`` the survey, source ``email``); later ones update the same record.
+    ``with_comment`` says whether the comment was part of this answer (the score links carry none).
+    """
+    now = utcnow()
+    values: dict[str, Any] = {"score": score}
+    if with_comment:
+        values["comment"] = comment
+    record = None
+    if inv.record_id is not None:
+        try:
+            record = records.update_record(session, inv.org_id, inv.record_id, NpsInput.model_validate(values))
+        except NotFound:
+            record = None  # deleted through the API meanwhile: the answer makes a new one
+    if record is None:
+        sent_at = inv.sent_at or now  # answered before being marked sent: the mail did go out
+        values.update(email=inv.email, campaignId=survey.id, source="email", dateSent=sent_at,
+                      dateAnswered=now)
+        if inv.reminded_at is not None:
+            values["dateReminderSent"] = inv.reminded_at
+        if inv.properties:
+            values["custom"] = inv.properties
+        if inv.company_id and session.scalar(
+                select(Company.id).where(Company.org_id == inv.org_id, Company.id == inv.company_id)):
+            values["cId"] = inv.company_id
+        record = records.create_record(session, inv.org_id, NpsInput.model_validate(values))
+        inv.record_id = record["id"]
+    if inv.sent_at is None:
+        inv.sent_at = now
+    if inv.answered_at is None:
+        inv.answered_at = now
+    inv.status = "answered"
+    inv.enduser_id = inv.enduser_id or record["enduser_id"]
+    inv.updated_at = now
+    session.flush()
+    return record
+
+
+def current_answer(session: Session, inv: Invitation) -> tuple[int | None, str | None]:
+    """The score and comment recorded for an invitation, to prefill the page."""
+    if inv.record_id is None:
+        return None, None
+    row = session.execute(select(records.T.c.score, records.T.c.comment).where(
+        records.T.c.org_id == inv.org_id, records.T.c.id == inv.record_id)).first()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def ensure_public_id(session: Session, org_id: str, survey_id: str) -> str:
+    """The survey's public link id, created on first use."""
+    current = session.scalar(select(Survey.public_id).where(Survey.org_id == org_id, Survey.id == survey_id))
+    if current:
+        return current
+    session.execute(update(Survey).where(Survey.org_id == org_id, Survey.id == survey_id,
+                                         Survey.public_id.is_(None))
+                    .values(public_id=secrets.token_urlsafe(16)).execution_options(synchronize_session=False))
+    public_id = session.scalar(select(Survey.public_id).where(Survey.org_id == org_id, Survey.id == survey_id))
+    if public_id is None:
+        raise NotFound(f"no survey {survey_id}")
+    return public_id
+
+
+def public_url(settings: Settings, public_id: str) -> str:
+    return f"{settings.base_url.rstrip('/')}/s/{public_id}"
+
+
+def survey_for_public_id(session: Session, public_id: str) -> Survey | None:
+    if not PUBLIC_ID_RE.match(public_id):
+        return None
+    return session.scalar(select(Survey).where(Survey.public_id == public_id))
+
+
+def answer_public(session: Session, survey: Survey, email: str | None, score: int,
+                  comment: str | None) -> dict[str, Any]:
+    """Record an answer given through the survey's public link (source ``link``).
+
+    Anonymous answers all belong to one contact, ``anonymous@npsd.invalid``, so they count in
+    the survey's NPS without inventing people.
+    """
+    values: dict[str, Any] = {"email": email or ANONYMOUS_EMAIL, "score": score, "campaignId": survey.id,
+                              "source": "link", "dateAnswered": utcnow()}
+    if comment is not None:
+        values["comment"] = comment
+    return records.create_record(session, survey.org_id, NpsInput.model_validate(values))
+
+
+# -------------------------------------------------------------------------------------------- jobs
+
+
+def mail_backoff(attempt: int) -> timedelta:
+    return timedelta(seconds=MAIL_BACKOFF[min(max(attempt, 1), len(MAIL_BACKOFF)) - 1])
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    invitation: Invitation
+    survey: Survey
+    unsubscribed: bool
+
+
+def _load(db: Database, invitation_id: str) -> _Loaded | None:
+    with db.transaction(write=False) as session:
+        inv = session.get(Invitation, invitation_id)
+        if inv is None:
+            return None
+        survey = session.get(Survey, inv.survey_id)
+        if survey is None:
+            return None
+        return _Loaded(inv, survey, is_unsubscribed(session, inv.org_id, inv.email_key))
+
+
+def _mail(settings: Settings, inv: Invitation, survey: Survey, reminder: bool) -> mailer.Mail:
+    lang = pick(inv.locale, survey.language)
+    return mailer.Mail(invitation_id=inv.id, to_email=inv.email, to_name=inv.name, lang=lang,
+                       question=question(survey.question, lang), token=invitation_token(settings, inv.id),
+                       base_url=settings.base_url, reminder=reminder)
+
+
+def _smtp(settings: Settings) -> mailer.SmtpConfig:
+    if not settings.smtp_url:
+        raise RetryLater(NO_SMTP_RETRY, "NPSD_SMTP_URL is not set; the invitation stays queued")
+    return mailer.SmtpConfig.from_url(settings.smtp_url)
+
+
+def _fail(db: Database, invitation_id: str, reason: str) -> None:
+    """Mark a queued invitation failed and tell the webhooks (``invitation.failed``)."""
+    with db.transaction() as session:
+        inv = session.get(Invitation, invitation_id)
+        if inv is None or inv.status != "queued":
+            return
+        now = utcnow()
+        inv.status = "failed"
+        inv.failed_reason = reason[:2000]
+        inv.updated_at = now
+        session.flush()
+        events.emit(session, inv.org_id, "invitation.failed", [invitation_out(inv)])
+
+
+def _send_failed(db: Database, job: JobInfo, reason: str) -> None:
+    _fail(db, job.payload["invitation_id"], f"gave up after {job.attempts} attempts: {reason}")
+
+
+@handler(SEND_JOB, backoff=mail_backoff, on_failure=_send_failed)
+def send_invitation(db: Database, job: JobInfo) -> None:
+    """Send the invitation e-mail once, when due; see the module docstring for why it is safe to rerun."""
+    loaded = _load(db, job.payload["invitation_id"])
+    if loaded is None or loaded.invitation.status != "queued":
+        return  # deleted with its survey, cancelled, or already sent before a restart
+    inv, survey = loaded.invitation, loaded.survey
+    now = utcnow()
+    if loaded.unsubscribed:
+        with db.transaction() as session:
+            session.execute(update(Invitation).where(Invitation.id == inv.id, Invitation.status == "queued")
+                            .values(status="cancelled", cancelled_at=now, updated_at=now))
+        return
+    if survey.ends_at is not None and now > survey.ends_at:
+        _fail(db, inv.id, f"the survey closed at {iso(survey.ends_at)} before the invitation was sent")
+        return
+    if not survey.is_active:
+        raise RetryLater(PAUSED_RETRY, "the survey is switched off; sending resumes when it is switched on")
+    if survey.starts_at is not None and now < survey.starts_at:
+        raise RetryLater(survey.starts_at - now, "the survey has not started yet")
+    settings = settings_for(db)
+    config = _smtp(settings)
+    message = mailer.compose(_mail(settings, inv, survey, reminder=False), settings.mail_from)
+    try:
+        mailer.send(config, message)
+    except Exception as exc:
+        if mailer.is_permanent(exc):
+            _fail(db, inv.id, mailer.describe(exc))
+            return
+        raise
+    with db.transaction() as session:
+        sent_at = utcnow()
+        marked = session.execute(
+            update(Invitation).where(Invitation.id == inv.id, Invitation.status == "queued")
+            .values(status="sent", sent_at=sent_at, updated_at=sent_at,
+                    expires_at=sent_at + timedelta(days=settings.invitation_ttl_days))
+        ).rowcount
+        if not marked:
+            log.warning("invitation %s changed state while its mail was being sent", inv.id)
+        elif survey.reminder_after_days:
+            enqueue(session, REMIND_JOB, {"invitation_id": inv.id}, org_id=inv.org_id,
+                    run_at=sent_at + timedelta(days=survey.reminder_after_days),
+                    dedupe_key=f"{REMIND_JOB}:{inv.id}", max_attempts=MAIL_ATTEMPTS)
+
+
+@handler(REMIND_JOB, backoff=mail_backoff)
+def send_reminder(db: Database, job: JobInfo) -> None:
+    """Send the one reminder, unless the invitation was answered, or the address unsubscribed, meanwhile."""
+    loaded = _load(db, job.payload["invitation_id"])
+    if loaded is None:
+        return
+    inv, survey = loaded.invitation, loaded.survey
+    if inv.status != "sent" or inv.reminded_at is not None or inv.sent_at is None or loaded.unsubscribed:
+        return
+    now = utcnow()
+    if survey.reminder_after_days is None or not is_open(survey, now)[0] or now >= inv.expires_at:
+        return
+    due = inv.sent_at + timedelta(days=survey.reminder_after_days)
+    if now < due:
+        raise RetryLater(due - now, "the reminder is not due yet")
+    settings = settings_for(db)
+    config = _smtp(settings)
+    message = mailer.compose(_mail(settings, inv, survey, reminder=True), settings.mail_from)
+    try:
+        mailer.send(config, message)
+    except Exception as exc:
+        if mailer.is_permanent(exc):
+            log.warning("reminder for invitation %s refused: %s", inv.id, mailer.describe(exc))
+            return
+        raise
+    with db.transaction() as session:
+        reminded_at = utcnow()
+        session.execute(
+            update(Invitation).where(Invitation.id == inv.id, Invitation.reminded_at.is_(None))
+            .values(reminded_at=reminded_at, updated_at=reminded_at,
+                    status=case((Invitation.status == "sent", "reminded"), else_=Invitation.status))
+        )
