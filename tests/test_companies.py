@@ -131,6 +131,16 @@ def test_get_by_extid_and_srcid(client, tenant: Tenant) -> None:
     assert client.get("/companies/extid-crm%2042%3Fx%26y", headers=tenant.viewer).json()["_id"] == c["_id"]
     assert client.get("/companies/srcid-hub-9", headers=tenant.viewer).json()["_id"] == c["_id"]
     assert_error(client.get("/companies/extid-nope", headers=tenant.viewer), 404)
+    # keys may hold slashes, sent raw or encoded; the contacts sub-path still works
+    slashed = make_company(client, tenant, name="Slash", externalId="sf/001/x", domains=["slash.com"])
+    assert client.get("/companies/extid-sf/001/x", headers=tenant.viewer).json()["_id"] == slashed["_id"]
+    assert client.get("/companies/extid-sf%2F001%2Fx", headers=tenant.viewer).json()["_id"] == slashed["_id"]
+    assert client.put("/companies/extid-sf/001/x", json={"phase": "p"}, headers=tenant.editor).json()["phase"] == "p"
+    client.post("/endusers", json={"email": "a@slash.com"}, headers=tenant.editor)
+    assert [e["email"] for e in client.get(f"/companies/{slashed['_id']}/endusers", headers=tenant.viewer).json()] == [
+        "a@slash.com"]
+    assert_error(client.get(f"/companies/{slashed['_id']}/nothing", headers=tenant.viewer), 400, "id")
+    assert client.delete("/companies/extid-sf/001/x", headers=tenant.admin).status_code == 200
     assert_error(client.get("/companies/srcid-nope", headers=tenant.viewer), 404)
     assert_error(client.get("/companies/0123456789abcdef01234567", headers=tenant.viewer), 404)
 

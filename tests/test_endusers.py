@@ -159,6 +159,9 @@ def test_get_put_delete_by_id_and_prefixes(client, tenant: Tenant) -> None:
     assert_error(client.get("/endusers/extid-ext%201", headers=tenant.viewer), 404)
     assert_error(client.delete(f"/endusers/{e['_id']}", headers=tenant.admin), 404)
     assert_error(client.get("/endusers/nonsense", headers=tenant.viewer), 400, "id")
+    slashed = make_enduser(client, tenant, email="s@x.com", sourceId="hub/spot/1")
+    assert client.get("/endusers/srcid-hub/spot/1", headers=tenant.viewer).json()["_id"] == slashed["_id"]
+    assert client.delete("/endusers/srcid-hub%2Fspot%2F1", headers=tenant.admin).status_code == 200
     assert_error(client.get("/endusers/srcid-%00", headers=tenant.viewer), 400, "id")
 
 

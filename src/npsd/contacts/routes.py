@@ -1,4 +1,9 @@
-"""Planhat-compatible ``/companies`` and ``/endusers``."""
+"""Planhat-compatible ``/companies`` and ``/endusers``.
+
+Keys are ``{key:path}`` so that ``extid-`` / ``srcid-`` keys may contain ``/`` (as on ``/nps``).
+``/companies/{key}/endusers`` is therefore declared before ``/companies/{key}``; any other
+sub-path of ``/companies/...`` must be declared in this router before the catch-all routes too.
+"""
 
 from __future__ import annotations
 
@@ -66,12 +71,19 @@ def list_companies(page: ListPage, principal: Viewer, session: DbSession) -> Res
     return json_response(service.list_companies(session, principal.org_id, page))
 
 
-@companies_router.get("/{key}", response_model=CompanyRead, description=f"Get a company by {KEY_DOC}.")
+@companies_router.get("/{key}/endusers", response_model=list[EnduserRead])
+def company_endusers(company: CompanyByKey, page: ListPage, principal: Viewer, session: DbSession) -> Response:
+    """The contacts of one company, with the same `limit`, `offset`, `sort` and `select` as `GET /endusers`."""
+    page.check_fields(service.ENDUSER_SORT)
+    return json_response(service.list_endusers(session, principal.org_id, page, company_ids=[company.id]))
+
+
+@companies_router.get("/{key:path}", response_model=CompanyRead, description=f"Get a company by {KEY_DOC}.")
 def get_company(company: CompanyByKey) -> Response:
     return json_response(service.company_out(company))
 
 
-@companies_router.put("/{key}", response_model=CompanyRead)
+@companies_router.put("/{key:path}", response_model=CompanyRead)
 def update_company(_: Editor, company: CompanyByKey, body: CompanyInput, session: DbSession) -> Response:
     """Update the fields sent (by id, `extid-` or `srcid-`); `custom` merges key by key.
 
@@ -81,7 +93,7 @@ def update_company(_: Editor, company: CompanyByKey, body: CompanyInput, session
     return json_response(service.company_out(service.update_company(session, company, body.column_values())))
 
 
-@companies_router.delete("/{key}", response_model=DeleteResult)
+@companies_router.delete("/{key:path}", response_model=DeleteResult)
 def delete_company(_: Admin, company: CompanyByKey, session: DbSession, cascade: Cascade = False) -> Response:
     """Delete a company and its contacts (admin only).
 
@@ -90,13 +102,6 @@ def delete_company(_: Admin, company: CompanyByKey, session: DbSession, cascade:
     """
     service.delete_company(session, company, cascade)
     return json_response(DELETED)
-
-
-@companies_router.get("/{key}/endusers", response_model=list[EnduserRead])
-def company_endusers(company: CompanyByKey, page: ListPage, principal: Viewer, session: DbSession) -> Response:
-    """The contacts of one company, with the same `limit`, `offset`, `sort` and `select` as `GET /endusers`."""
-    page.check_fields(service.ENDUSER_SORT)
-    return json_response(service.list_endusers(session, principal.org_id, page, company_ids=[company.id]))
 
 
 @endusers_router.post("", response_model=EnduserRead)
@@ -124,12 +129,12 @@ def list_endusers(
                                                email))
 
 
-@endusers_router.get("/{key}", response_model=EnduserRead, description=f"Get a contact by {KEY_DOC}.")
+@endusers_router.get("/{key:path}", response_model=EnduserRead, description=f"Get a contact by {KEY_DOC}.")
 def get_enduser(enduser: EnduserByKey) -> Response:
     return json_response(service.enduser_out(enduser))
 
 
-@endusers_router.put("/{key}", response_model=EnduserRead)
+@endusers_router.put("/{key:path}", response_model=EnduserRead)
 def update_enduser(_: Editor, enduser: EnduserByKey, body: EnduserInput, session: DbSession) -> Response:
     """Update the fields sent; `custom` merges key by key and `__v` increments when something changed.
 
@@ -139,7 +144,7 @@ def update_enduser(_: Editor, enduser: EnduserByKey, body: EnduserInput, session
     return json_response(service.enduser_out(service.update_enduser(session, enduser, body.column_values())))
 
 
-@endusers_router.delete("/{key}", response_model=DeleteResult)
+@endusers_router.delete("/{key:path}", response_model=DeleteResult)
 def delete_enduser(_: Admin, enduser: EnduserByKey, session: DbSession, cascade: Cascade = False) -> Response:
     """Delete a contact (admin only). One with NPS records is a 409 unless `cascade=true`."""
     service.delete_enduser(session, enduser, cascade)
