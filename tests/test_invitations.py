@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event, select
+
 from conftest import Tenant, TestDatabase, assert_error
 from mail_helpers import (
     Sink,
@@ -20,8 +22,6 @@ from mail_helpers import (
     smtp_server,
     unique_email,
 )
-from sqlalchemy import event, select
-
 from npsd.collect import service
 from npsd.models import Invitation, Job
 
