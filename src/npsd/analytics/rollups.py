@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -19,12 +20,17 @@ from sqlalchemy.orm import Session
 
 from npsd.analytics.nps import nps
 from npsd.models import Company, Enduser, NpsRecord, NpsRollup
+from npsd.records.fastsql import update_many
 from npsd.timeutil import utcnow
 
 COMPANY_NPS_WINDOW = timedelta(days=360)
 CHUNK = 900
 
 RollupKey = tuple[str, str, str, date, int]  # survey, company, source, day, score
+# A contact's latest answer, ordered as the roll-up orders them: by date answered, then record id.
+Latest = tuple[datetime, str, int, str | None]  # date_answered, record id, score, comment
+ROLLUP = NpsRollup.__table__
+ENDUSER = Enduser.__table__
 
 
 def rollup_key(campaign_id: str | None, company_id: str | None, source: str | None,
@@ -49,14 +55,96 @@ def apply_deltas(session: Session, org_id: str, deltas: Counter[RollupKey]) -> N
         return
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(NpsRollup)
+    stmt = insert(ROLLUP)  # the table, not the entity: a Core executemany without ORM bookkeeping
     stmt = stmt.on_conflict_do_update(
         index_elements=["org_id", "survey_id", "company_id", "source", "day", "score"],
-        set_={"count": NpsRollup.count + stmt.excluded.count},
+        set_={"count": ROLLUP.c.count + stmt.excluded.count},
     )
     session.execute(stmt, rows)
     if any(r["count"] < 0 for r in rows):
-        session.execute(NpsRollup.__table__.delete().where(NpsRollup.org_id == org_id, NpsRollup.count <= 0))
+        session.execute(ROLLUP.delete().where(ROLLUP.c.org_id == org_id, ROLLUP.c.count <= 0))
+
+
+@dataclass
+class ContactState:
+    """What the roll-up needs of one contact: its company and its stored latest answer."""
+
+    id: str
+    company_id: str | None
+    latest: Latest | None
+    is_new: bool = False
+    email_key: str = ""
+
+
+def contact_state(row: Any) -> ContactState:
+    """A :class:`ContactState` from ``(id, company_id, nps, nps_comment, nps_date, nps_id)``."""
+    eid, cid, score, comment, answered, rid = row
+    return ContactState(eid, cid, (answered, rid, score, comment) if rid is not None else None)
+
+
+CONTACT_STATE_COLUMNS = (ENDUSER.c.id, ENDUSER.c.company_id, ENDUSER.c.nps, ENDUSER.c.nps_comment,
+                         ENDUSER.c.nps_date, ENDUSER.c.nps_id)
+
+
+def plan_latest(states: Mapping[str, ContactState], written: Iterable[dict[str, Any]],
+                replaced: Iterable[dict[str, Any]]) -> tuple[dict[str, Latest | None], set[str]]:
+    """Each touched contact's new latest answer, from its stored one and the batch alone.
+
+    ``written`` are record rows as they will be after the batch (creates and updated rows),
+    ``replaced`` the rows that updates replace. The stored latest answer is the maximum of the
+    contact's records, so the new one is the maximum of it and the written rows, unless an update
+    moved the stored latest back in time or to another contact: then older records that are not
+    in the batch may win, and the contact is returned in the second set, to be recomputed from
+    the table (:func:`refresh_endusers`). The first result holds only contacts whose latest answer
+    changes (new contacts always).
+    """
+    candidates: dict[str, list[Latest]] = {}
+    for row in written:
+        candidates.setdefault(row["enduser_id"], []).append(
+            (row["date_answered"], row["id"], row["score"], row["comment"]))
+    after_of = {row["id"]: row for row in written}
+    recompute: set[str] = set()
+    replaced_ids: set[str] = set()
+    for before in replaced:
+        replaced_ids.add(before["id"])
+        state = states.get(before["enduser_id"])
+        if state is None or state.latest is None or state.latest[1] != before["id"]:
+            candidates.setdefault(before["enduser_id"], [])
+            continue
+        after = after_of.get(before["id"])
+        if (after is None or after["enduser_id"] != before["enduser_id"]
+                or (after["date_answered"], after["id"]) < state.latest[:2]):
+            recompute.add(before["enduser_id"])
+    changed: dict[str, Latest | None] = {}
+    for eid, cands in candidates.items():
+        if eid in recompute:
+            continue
+        state = states[eid]
+        stored = state.latest
+        if stored is not None and stored[1] not in replaced_ids:
+            cands = [*cands, stored]
+        best = max(cands, key=lambda c: (c[0], c[1])) if cands else None
+        if state.is_new or best != stored:
+            changed[eid] = best
+    return changed, recompute
+
+
+def write_latest(session: Session, org_id: str, changed: Mapping[str, Latest | None]) -> None:
+    """Store the latest answers :func:`plan_latest` found for existing contacts (one executemany)."""
+    if not changed:
+        return
+    rows = []
+    for eid, latest in changed.items():
+        row = latest_params(eid, latest)
+        row["id"] = row.pop("eid")
+        row["org_id"] = org_id
+        rows.append(row)
+    update_many(session, ENDUSER, ("nps", "nps_comment", "nps_date", "nps_id"), ("id", "org_id"), rows)
+
+
+def latest_params(eid: str, latest: Latest | None) -> dict[str, Any]:
+    answered, rid, score, comment = latest if latest is not None else (None, None, None, None)
+    return {"eid": eid, "nps": score, "nps_comment": comment, "nps_date": answered, "nps_id": rid}
 
 
 def refresh_endusers(session: Session, org_id: str, enduser_ids: Collection[str]) -> set[str]:
@@ -78,24 +166,10 @@ def refresh_endusers(session: Session, org_id: str, enduser_ids: Collection[str]
         )
         for row in session.execute(select(ranked).where(ranked.c.rank == 1)):
             latest[row[0]] = row
-    params = []
-    for eid in enduser_ids:
-        row = latest.get(eid)
-        params.append({
-            "eid": eid,
-            "nps": row[2] if row else None,
-            "nps_comment": row[3] if row else None,
-            "nps_date": row[4] if row else None,
-            "nps_id": row[1] if row else None,
-        })
-    table = Enduser.__table__
-    session.execute(
-        update(table).where(and_(table.c.id == bindparam("eid"), table.c.org_id == org_id)).values(
-            nps=bindparam("nps"), nps_comment=bindparam("nps_comment"), nps_date=bindparam("nps_date"),
-            nps_id=bindparam("nps_id"),
-        ).execution_options(synchronize_session=False),
-        params,
-    )
+    write_latest(session, org_id, {
+        eid: (row[4], row[1], row[2], row[3]) if (row := latest.get(eid)) is not None else None
+        for eid in enduser_ids
+    })
     companies: set[str] = set()
     for part in chunks(enduser_ids):
         companies.update(

@@ -88,16 +88,17 @@ class NpsInput(BaseModel):
 
     def column_values(self) -> dict[str, Any]:
         """The columns this input sets, with aliases resolved (explicit nulls included)."""
-        return {column: value for column, (_, value) in self.sent_columns().items()}
-
-    def sent_columns(self) -> dict[str, tuple[str, Any]]:
-        """column -> (the field name the client used, value), so errors name what was sent."""
         sent = self.model_fields_set
-        values: dict[str, tuple[str, Any]] = {}
+        values: dict[str, Any] = {}
         for name, column in FIELD_COLUMNS:
             if name in sent and column not in values:
-                values[column] = (name, getattr(self, name))
+                values[column] = getattr(self, name)
         return values
+
+    def sent_name(self, column: str) -> str:
+        """The field name the client used for ``column`` (for error messages)."""
+        sent = self.model_fields_set
+        return next((name for name, col in FIELD_COLUMNS if col == column and name in sent), column)
 
 
 class NpsRead(BaseModel):

@@ -10,7 +10,7 @@ half-applied item.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,29 +19,32 @@ from pydantic import ValidationError
 from sqlalchemy import (
     ColumnElement,
     Select,
-    and_,
-    bindparam,
     delete,
-    insert,
     select,
-    update,
 )
 from sqlalchemy.orm import Session
 
 from npsd.analytics.nps import category
 from npsd.analytics.rollups import (
+    CONTACT_STATE_COLUMNS,
+    ENDUSER,
+    ContactState,
     RollupKey,
     apply_deltas,
     chunks,
+    contact_state,
+    latest_params,
+    plan_latest,
     refresh_companies,
     refresh_endusers,
     rollup_key,
+    write_latest,
 )
-from npsd.contacts.service import endusers_for_emails
 from npsd.db import lock_org_writes
 from npsd.errors import BadRequest, Conflict, NotFound, NpsdError, summary, validation_details
 from npsd.ids import is_id, new_ids
-from npsd.models import Company, Enduser, NpsRecord
+from npsd.models import Company, CompanyDomain, Enduser, NpsRecord
+from npsd.records.fastsql import insert_many, update_many
 from npsd.records.schemas import NOT_NULL_COLUMNS, NpsInput
 from npsd.timeutil import iso, utcnow
 from npsd.validation import email_key
@@ -112,13 +115,23 @@ def find_record(session: Session, org_id: str, key: str) -> dict[str, Any]:
     return dict(zip(COLUMN_NAMES, row, strict=True))
 
 
-def _rows_by(session: Session, org_id: str, column: Any, values: set[str]) -> dict[str, dict[str, Any]]:
-    """The organization's records whose ``column`` is one of ``values``, keyed by that value."""
+def _rows_by(session: Session, org_id: str, column: Any, values: set[str],
+             states: dict[str, ContactState]) -> dict[str, dict[str, Any]]:
+    """The organization's records whose ``column`` is one of ``values``, keyed by that value.
+
+    Their contacts' roll-up state comes in the same query (into ``states``), for the write.
+    """
     found: dict[str, dict[str, Any]] = {}
+    width = len(COLUMNS)
     for part in chunks(values):
-        for row in session.execute(select(*COLUMNS).where(T.c.org_id == org_id, column.in_(part))):
-            rec = dict(zip(COLUMN_NAMES, row, strict=True))
+        for row in session.execute(
+            select(*COLUMNS, *CONTACT_STATE_COLUMNS).join_from(T, ENDUSER, ENDUSER.c.id == T.c.enduser_id)
+            .where(T.c.org_id == org_id, column.in_(part))
+        ):
+            rec = dict(zip(COLUMN_NAMES, row[:width], strict=True))
             found[rec[column.name]] = rec
+            state = contact_state(row[width:])
+            states[state.id] = state
     return found
 
 
@@ -155,6 +168,7 @@ class Batch:
     creates: list[dict[str, Any]] = field(default_factory=list)
     updates: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # (before, after)
     claimed_source_ids: dict[str, str] = field(default_factory=dict)  # sourceId -> record id in batch
+    states: dict[str, ContactState] = field(default_factory=dict)  # contacts known so far, by id
     # rows whose ``company_id`` is their contact's company, known only once contacts are resolved
     follow_contact: list[dict[str, Any]] = field(default_factory=list)
 
@@ -169,13 +183,16 @@ def parse_item(raw: Any) -> NpsInput:
         raise ItemError(summary(details), details[0]["field"] if details else None) from exc
 
 
-def _column_values(data: NpsInput, nullable: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """The columns ``data`` sets; a null in a required column is an error naming the field sent."""
-    sent = data.sent_columns()
-    for column in NOT_NULL_COLUMNS - nullable:
-        if column in sent and sent[column][1] is None:
-            raise ItemError("must not be null", sent[column][0])
-    return {column: value for column, (_, value) in sent.items()}
+NO_COLUMNS: frozenset[str] = frozenset()
+
+
+def _column_values(data: NpsInput, not_null: frozenset[str]) -> dict[str, Any]:
+    """The columns ``data`` sets; a null in a ``not_null`` column is an error naming the field sent."""
+    values = data.column_values()
+    for column in not_null:
+        if column in values and values[column] is None:
+            raise ItemError("must not be null", data.sent_name(column))
+    return values
 
 
 class Planner:
@@ -220,7 +237,8 @@ class Planner:
 
     def plan_create(self, data: NpsInput, record_id: str) -> dict[str, Any]:
         """Plan a new record; ``email`` and ``score`` are required, ``dateAnswered`` defaults to now."""
-        values = _column_values(data, nullable=frozenset({"email", "score", "date_answered"}))
+        # a null email or score is reported as missing below; a null dateAnswered means now
+        values = _column_values(data, NO_COLUMNS)
         if values.get("email") is None:
             raise ItemError("is required to create a record", "email")
         if values.get("score") is None:
@@ -246,7 +264,7 @@ class Planner:
         ``custom`` merges key by key. A new address moves the record to that address's contact
         (found or created), and to its company unless ``cId`` is sent too.
         """
-        values = _column_values(data)
+        values = _column_values(data, NOT_NULL_COLUMNS)
         if "company_id" in values:
             self._check_company(values["company_id"])
         if "source_id" in values:
@@ -272,56 +290,129 @@ class Planner:
         return True
 
 
-def _contact_companies(session: Session, org_id: str, enduser_ids: set[str]) -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for part in chunks(enduser_ids):
-        for eid, cid in session.execute(
-            select(Enduser.id, Enduser.company_id).where(Enduser.org_id == org_id, Enduser.id.in_(part))
+def _contact_states(session: Session, org_id: str, column: Any, values: Collection[str]) -> list[ContactState]:
+    """The contacts whose ``column`` is one of ``values``, with what the roll-up needs of them."""
+    found: list[ContactState] = []
+    for part in chunks(values):
+        for row in session.execute(
+            select(*CONTACT_STATE_COLUMNS, Enduser.email_key).where(Enduser.org_id == org_id, column.in_(part))
         ):
-            found[eid] = cid
+            state = contact_state(row[:6])
+            state.email_key = row[6]
+            found.append(state)
     return found
+
+
+def _companies_by_domain(session: Session, org_id: str, domains: set[str]) -> dict[str, str]:
+    """domain -> the company whose ``domains`` hold it (the smallest id when several do)."""
+    found: dict[str, str] = {}
+    for part in chunks(domains):
+        for domain, cid in session.execute(
+            select(CompanyDomain.domain, CompanyDomain.company_id)
+            .where(CompanyDomain.org_id == org_id, CompanyDomain.domain.in_(part))
+            .order_by(CompanyDomain.company_id)
+        ):
+            found.setdefault(domain, cid)
+    return found
+
+
+def _resolve_contacts(session: Session, batch: Batch, needs_contact: list[dict[str, Any]],
+                      states: dict[str, ContactState]) -> list[dict[str, Any]]:
+    """Give every row in ``needs_contact`` the contact of its address, found or new.
+
+    A new contact joins the row's ``cId``, else the company whose ``domains`` hold the address's
+    domain, else none. New contacts go into ``states`` and are returned as rows to insert, so
+    they can be inserted with their latest answer already set.
+    """
+    keys = {email_key(r["email"]) for r in needs_contact}
+    by_key = {s.email_key: s for s in _contact_states(session, batch.org_id, Enduser.email_key, keys)}
+    missing: dict[str, dict[str, Any]] = {}
+    for row in needs_contact:
+        key = email_key(row["email"])
+        if key not in by_key and key not in missing:
+            missing[key] = row
+    domains = _companies_by_domain(session, batch.org_id, {
+        key.rsplit("@", 1)[1] for key, row in missing.items() if row["company_id"] is None})
+    new_rows = []
+    for eid, (key, row) in zip(new_ids(len(missing)), missing.items(), strict=True):
+        company = row["company_id"] or domains.get(key.rsplit("@", 1)[1])
+        by_key[key] = ContactState(eid, company, None, is_new=True)
+        new_rows.append({"id": eid, "org_id": batch.org_id, "email": row["email"], "email_key": key,
+                         "company_id": company, "primary": False, "archived": False, "version": 0,
+                         "created_at": batch.now, "updated_at": batch.now})
+    for row in needs_contact:
+        state = by_key[email_key(row["email"])]
+        row["enduser_id"] = state.id
+        states[state.id] = state
+    return new_rows
 
 
 def write_batch(session: Session, batch: Batch) -> None:
     """Write a planned batch and bring every roll-up up to date, in the current transaction.
 
-    A fixed handful of set-based statements whatever the batch size: find or create contacts,
-    insert records, update records, roll-up deltas, contact and company roll-ups.
+    A fixed handful of set-based statements whatever the batch size: look up contacts (by
+    address and by id) and company domains, insert new contacts with their latest answer,
+    insert records, update records, add roll-up deltas, store the contacts' new latest answers
+    and recompute the touched companies. A contact's latest answer is worked out from its stored
+    one and the batch (:func:`plan_latest`); only a contact whose latest answer an update moved
+    back is recomputed from its records.
     """
     org_id = batch.org_id
+    states = batch.states
     needs_contact = [*batch.creates, *(a for _, a in batch.updates if a["enduser_id"] is None)]
-    if needs_contact:
-        contacts = endusers_for_emails(
-            session, org_id, [(r["email"], r["company_id"]) for r in needs_contact], batch.now)
-        for row in needs_contact:
-            row["enduser_id"] = contacts[email_key(row["email"])]
-    if batch.follow_contact:
-        companies = _contact_companies(session, org_id, {r["enduser_id"] for r in batch.follow_contact})
-        for row in batch.follow_contact:
-            row["company_id"] = companies.get(row["enduser_id"])
+    new_contacts = _resolve_contacts(session, batch, needs_contact, states) if needs_contact else []
+    known = {eid for before, after in batch.updates for eid in (before["enduser_id"], after["enduser_id"])}
+    known -= states.keys()
+    if known:
+        states.update((s.id, s) for s in _contact_states(session, org_id, Enduser.id, known))
+    for row in batch.follow_contact:
+        row["company_id"] = states[row["enduser_id"]].company_id
+    written = [*batch.creates, *(after for _, after in batch.updates)]
+    changed, recompute = plan_latest(states, written, [before for before, _ in batch.updates])
+    if new_contacts:
+        for row in new_contacts:
+            row.update(latest_params(row["id"], changed.pop(row["id"], None)))
+            del row["eid"]
+        insert_many(session, Enduser.__table__, new_contacts)
     deltas: Counter[RollupKey] = Counter()
-    touched_endusers: set[str] = set()
     if batch.creates:
-        session.execute(insert(T), batch.creates)
+        insert_many(session, T, batch.creates)
         for r in batch.creates:
             deltas[rollup_key(r["campaign_id"], r["company_id"], r["source"], r["date_answered"], r["score"])] += 1
-            touched_endusers.add(r["enduser_id"])
     if batch.updates:
-        params = []
+        _update_records(session, org_id, batch.updates)
         for before, after in batch.updates:
-            params.append({"rid": before["id"], **{c: after[c] for c in (*MUTABLE, "version", "updated_at")}})
             deltas[rollup_key(before["campaign_id"], before["company_id"], before["source"],
                               before["date_answered"], before["score"])] -= 1
             deltas[rollup_key(after["campaign_id"], after["company_id"], after["source"],
                               after["date_answered"], after["score"])] += 1
-            touched_endusers.update((before["enduser_id"], after["enduser_id"]))
-        session.execute(
-            update(T).where(and_(T.c.id == bindparam("rid"), T.c.org_id == org_id))
-            .values({c: bindparam(c) for c in (*MUTABLE, "version", "updated_at")}),
-            params,
-        )
     apply_deltas(session, org_id, deltas)
-    refresh_companies(session, org_id, refresh_endusers(session, org_id, touched_endusers))
+    write_latest(session, org_id, changed)
+    companies = {states[eid].company_id for eid in changed} | {c["company_id"] for c in new_contacts}
+    companies |= refresh_endusers(session, org_id, recompute)
+    refresh_companies(session, org_id, companies - {None})
+
+
+MAX_UPDATE_SHAPES = 8
+
+
+def _update_records(session: Session, org_id: str, updates: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    """Write updated records, setting only the columns that changed.
+
+    Rows are grouped by which columns changed, one ``executemany`` per group: a bulk update
+    usually changes the same few columns everywhere, and leaving the others out of ``SET``
+    spares the database the upkeep of the indexes on them. Past a few distinct groups the rest
+    are written with every column in one more statement, so a batch stays a handful of statements.
+    """
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for before, after in updates:
+        columns = tuple(c for c in MUTABLE if after[c] != before[c])
+        if columns not in groups and len(groups) >= MAX_UPDATE_SHAPES:
+            columns = MUTABLE
+        groups.setdefault(columns, []).append(after)
+    for columns, rows in groups.items():
+        update_many(session, T, (*columns, "version", "updated_at"), ("id", "org_id"),
+                    [{**row, "org_id": org_id} for row in rows])
 
 
 def create_record(session: Session, org_id: str, data: NpsInput) -> dict[str, Any]:
@@ -437,10 +528,12 @@ def bulk_upsert(session: Session, org_id: str, items: Any) -> BulkOutcome:
         except ItemError as exc:
             parsed.append(exc)
     keyables = [_keyables(raw) for raw in items]
-    by_id = _rows_by(session, org_id, T.c.id, {rid for rid, _ in keyables if is_id(rid)})
-    by_sid = _rows_by(session, org_id, T.c.source_id,
-                      {sid for _, sid in keyables if sid is not None and "\x00" not in sid and len(sid) <= 500})
     planner = Planner(session, org_id, utcnow())
+    states = planner.batch.states
+    by_id = _rows_by(session, org_id, T.c.id, {rid for rid, _ in keyables if is_id(rid)}, states)
+    by_sid = _rows_by(session, org_id, T.c.source_id,
+                      {sid for _, sid in keyables if sid is not None and "\x00" not in sid and len(sid) <= 500},
+                      states)
     planner.preload([p for p in parsed if isinstance(p, NpsInput)],
                     known_source_ids={sid: row["id"] for sid, row in by_sid.items()})
     new_record_ids = iter(new_ids(len(items)))
