@@ -246,12 +246,25 @@ def test_explicit_secret_key_writes_no_file(db_url: str, tmp_path: Path, monkeyp
         tokens.decode(Settings(database_url=db_url, secret_key="another key"), token)
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: a key file left empty (another process mid-write) yields an "
-                                       "empty signing key")
-def test_empty_key_file_is_not_used_as_a_key(tmp_path: Path) -> None:
+def test_unusable_key_file_is_refused_not_used(tmp_path: Path) -> None:
     (tmp_path / KEY_FILE).write_text("")
-    key = Settings(database_url=f"sqlite:///{tmp_path / 'npsd.db'}").signing_key
-    assert len(key) >= 32
+    with pytest.raises(RuntimeError, match="no usable signing key"):
+        _ = Settings(database_url=f"sqlite:///{tmp_path / 'npsd.db'}").signing_key
+
+
+def test_processes_starting_together_agree_on_one_key(tmp_path: Path) -> None:
+    import concurrent.futures
+
+    url = f"sqlite:///{tmp_path / 'npsd.db'}"
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: Settings(database_url=url).signing_key, range(16)))
+    assert len(keys) == 1 and len(keys.pop()) >= 32
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_postgresql_requires_an_explicit_key() -> None:
+    with pytest.raises(RuntimeError, match="NPSD_SECRET_KEY"):
+        _ = Settings(database_url="postgresql://postgres@127.0.0.1:5432/test", secret_key=None).signing_key
 
 
 def test_issued_tokens_expire_by_ttl(db_url: str) -> None:

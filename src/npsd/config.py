@@ -55,27 +55,45 @@ class Settings(BaseSettings):
     def signing_key(self) -> str:
         """The token signing key.
 
-        Without ``NPSD_SECRET_KEY`` a random key is generated once and kept beside the
-        database file (mode 0600), so tokens survive restarts of the same installation.
+        Without ``NPSD_SECRET_KEY`` a random key is generated once and kept beside the SQLite
+        file (mode 0600), so tokens survive restarts of the same installation. The file appears
+        atomically (written aside, then hard-linked into place), so two processes starting
+        together agree on one key and never read a half-written one. PostgreSQL deployments
+        usually run several servers, which must share one key: there the setting is required.
         """
         if self.secret_key:
             return self.secret_key
         db_file = self.sqlite_path()
+        if not self.is_sqlite:
+            raise RuntimeError("NPSD_SECRET_KEY must be set when NPSD_DATABASE_URL is PostgreSQL, "
+                               "so that every server signs and checks tokens with the same key")
         key_file = (db_file.parent if db_file else Path(".")) / ".npsd-secret-key"
         try:
-            return key_file.read_text().strip()
+            return _read_key(key_file)
         except FileNotFoundError:
             pass
-        key = secrets.token_urlsafe(48)
         key_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = key_file.with_name(f"{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, key.encode())
-        except Exception:
+            os.write(fd, secrets.token_urlsafe(48).encode())
+            os.fsync(fd)
+        finally:
             os.close(fd)
-            raise
-        os.close(fd)
-        return key
+        try:
+            os.link(tmp, key_file)  # fails if another process got there first: use its key
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        return _read_key(key_file)
+
+
+def _read_key(path: Path) -> str:
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise RuntimeError(f"{path} holds no usable signing key; delete it or set NPSD_SECRET_KEY")
+    return key
 
 
 def get_settings() -> Settings:
