@@ -72,8 +72,11 @@ def serve(
     from npsd.migrations import upgrade
 
     settings = get_settings()
+    try:
+        settings.signing_key  # noqa: B018 - create the key file once, before workers race for it
+    except RuntimeError as exc:
+        _fail(str(exc))
     upgrade(settings.database_url)
-    settings.signing_key  # noqa: B018 - create the key file once, before workers race for it
     err.print(f"npsd serving on http://{host}:{port} (database: {settings.database_url.split('@')[-1]})")
     uvicorn.run("npsd.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=settings.log_level, access_log=False)
@@ -86,6 +89,42 @@ def migrate() -> None:
 
     upgrade(get_settings().database_url)
     err.print("database is up to date")
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Run the jobs that are due now, then exit")] = False,
+) -> None:
+    """Run background jobs (survey e-mails, reminders, webhook deliveries) in the foreground.
+
+    `npsd serve` already runs a worker in-process (unless NPSD_WORKER=false); run this to scale
+    workers out separately. Several workers never take the same job.
+    """
+    import signal
+    import threading
+
+    from npsd.app import create_app
+    from npsd.jobs.service import Worker, run_pending
+    from npsd.migrations import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    create_app(settings)  # imports every module that registers a job handler
+    db = Database(settings.database_url, pool_size=2)
+    try:
+        if once:
+            err.print(f"ran {run_pending(db)} job(s)")
+            return
+        loop = Worker(db, settings.worker_poll_seconds)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        loop.start()
+        err.print("npsd worker running; Ctrl+C to stop")
+        stop.wait()
+        loop.stop()
+    finally:
+        db.dispose()
 
 
 @org_app.command("create")
