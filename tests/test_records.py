@@ -302,6 +302,31 @@ def test_post_bad_values_are_400(client: TestClient, tenant: Tenant) -> None:
     assert client.get("/nps", headers=tenant.viewer).json() == []
 
 
+def test_post_values_that_cannot_be_sent_back(client: TestClient, tenant: Tenant) -> None:
+    """Lone surrogates and numbers beyond 64 bits could be stored but not returned as JSON: 400, not 500."""
+    headers = {**tenant.editor, "Content-Type": "application/json"}
+    cases = [
+        (b'{"email":"a\\ud800@b.com","score":5}', "email"),
+        (b'{"email":"a@b.com","score":5,"comment":"\\udc00"}', "comment"),
+        (b'{"email":"a@b.com","score":5,"sourceId":"x\\ud800"}', "sourceId"),
+        (b'{"email":"a@b.com","score":5,"custom":{"k":"\\ud800"}}', "custom"),
+        (b'{"email":"a@b.com","score":5,"custom":{"\\ud800":1}}', "custom"),
+        (b'{"email":"a@b.com","score":5,"custom":{"n":100000000000000000000000000000}}', "custom"),
+        (b'{"email":"a@b.com","score":5,"custom":{"n":[-1e30]}}', "custom"),
+        (b'{"email":"a@b.com","score":5,"custom":{"n":9223372036854775808}}', "custom"),
+    ]
+    for raw, name in cases:
+        assert_error(client.post("/nps", content=raw, headers=headers), 400, name)
+        r = client.put("/nps", content=b"[" + raw + b"]", headers=headers)
+        assert r.status_code in (206, 400), r.text
+        if r.status_code == 206:
+            assert r.json()["created"] == 0 and name in r.json()["createdErrors"][0]["error"]
+    ok = create(client, tenant, custom={"big": 9223372036854775807, "small": -1.5e-300, "text": "\u00e9\U0001f600"})
+    assert ok["custom"] == {"big": 9223372036854775807, "small": -1.5e-300, "text": "\u00e9\U0001f600"}
+    assert client.get(f"/nps/{ok['_id']}", headers=tenant.viewer).json()["custom"] == ok["custom"]
+    assert [r["_id"] for r in client.get("/nps", headers=tenant.viewer).json()] == [ok["_id"]]
+
+
 def test_post_malformed_bodies(client: TestClient, tenant: Tenant) -> None:
     headers = {**tenant.editor, "Content-Type": "application/json"}
     for raw in (b"", b"{", b"[]", b"null", b"7", b'"x"', b"\xff\xfe", b'{"email": "a@b.com", "score": 7,}'):

@@ -287,3 +287,30 @@ def test_batch_of_5000(client: TestClient, tenant: Tenant) -> None:
     assert len(body["updatesKeys"]) == 5000
     assert get(client, tenant, "srcid-big-10")["score"] == 0 and get(client, tenant, "srcid-big-11")["score"] == 0
     assert get(client, tenant, "srcid-big-10")["__v"] == 1 and get(client, tenant, "srcid-big-11")["__v"] == 0
+
+
+def test_many_different_changes_in_one_batch(client: TestClient, tenant: Tenant) -> None:
+    """Updates are written grouped by what changed; past a few groups every column is written."""
+    co = client.post("/companies", json={"name": "Shapes"}, headers=tenant.editor).json()["_id"]
+    ids = bulk(client, tenant, [{"email": f"shape{i}@bulk.test", "score": 5, "sourceId": f"sh-{i}",
+                                 "dateAnswered": "2024-01-01T00:00:00.000Z"} for i in range(12)])["upsertedIds"]
+    changes: list[dict[str, Any]] = [
+        {"score": 9}, {"comment": "c"}, {"campaignId": "camp"}, {"source": "src"}, {"sourceId": "sh-new"},
+        {"dateSent": "2024-01-02T00:00:00.000Z"}, {"dateReminderSent": "2024-01-03T00:00:00.000Z"},
+        {"dateAnswered": "2024-01-04T00:00:00.000Z"}, {"custom": {"x": 1}}, {"cId": co},
+        {"email": "moved@bulk.test"}, {"score": 0, "comment": "both", "custom": {"y": [1, 2]}},
+    ]
+    body = bulk(client, tenant, [{"_id": rid, **change} for rid, change in zip(ids, changes, strict=True)])
+    assert body["updated"] == 12 and body["modified"] == ids
+    for rid, change in zip(ids, changes, strict=True):
+        rec = get(client, tenant, rid)
+        assert rec["__v"] == 1
+        for key, value in change.items():
+            assert rec[key] == value, (key, rec)
+        untouched = {"score": 5, "comment": None, "campaignId": None, "source": None, "custom": None,
+                     "dateAnswered": "2024-01-01T00:00:00.000Z", "dateSent": None, "dateReminderSent": None}
+        for key, value in untouched.items():
+            if key not in change:
+                assert rec[key] == value, (key, rec)
+    assert client.get("/nps/srcid-sh-4", headers=tenant.viewer).status_code == 404
+    assert get(client, tenant, "srcid-sh-new")["_id"] == ids[4]

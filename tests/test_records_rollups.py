@@ -120,6 +120,49 @@ def test_email_change_moves_the_answer_between_contacts(client: TestClient, tena
     assert (b["nps"], b["npsResponses"]) == (100.0, 1)
 
 
+def test_bulk_updates_that_move_the_latest_answer(client: TestClient, tenant: Tenant) -> None:
+    body = bulk(client, tenant, [
+        {"email": "m@r.test", "score": 3, "comment": "older", "dateAnswered": ago(10), "sourceId": "m-old"},
+        {"email": "m@r.test", "score": 9, "comment": "newer", "dateAnswered": ago(5), "sourceId": "m-new"},
+    ])
+    old_id, new_id = body["upsertedIds"]
+    eid = client.get(f"/nps/{old_id}", headers=tenant.viewer).json()["euId"]
+    assert enduser(client, tenant, eid)["npsId"] == new_id
+    # the latest answer moves back before the other one: the other becomes the latest
+    bulk(client, tenant, [{"sourceId": "m-new", "dateAnswered": ago(20)}])
+    assert latest_of(enduser(client, tenant, eid))[0:2] == (3, "older")
+    assert enduser(client, tenant, eid)["npsId"] == old_id
+    # moving it forward again, in the same batch as a change of the other
+    bulk(client, tenant, [{"sourceId": "m-new", "dateAnswered": ago(1)}, {"sourceId": "m-old", "score": 4}])
+    assert latest_of(enduser(client, tenant, eid))[0:2] == (9, "newer")
+    # the latest answer moves to another contact: the other answer is left
+    body = bulk(client, tenant, [{"sourceId": "m-new", "email": "elsewhere@r.test"}])
+    assert latest_of(enduser(client, tenant, eid))[0:2] == (4, "older")
+    moved = client.get(f"/nps/{new_id}", headers=tenant.viewer).json()
+    assert enduser(client, tenant, moved["euId"])["npsId"] == new_id
+
+
+def test_bulk_creates_and_updates_for_the_same_contact(client: TestClient, tenant: Tenant) -> None:
+    first = post(client, tenant, email="s@r.test", score=5, comment="first", dateAnswered=ago(10))
+    eid = first["euId"]
+    # an older answer plus a change to the latest one, in one batch
+    bulk(client, tenant, [{"email": "S@r.test", "score": 1, "dateAnswered": ago(30)},
+                          {"_id": first["_id"], "comment": "edited"}])
+    assert latest_of(enduser(client, tenant, eid)) == (5, "edited", first["dateAnswered"], first["_id"])
+    # a newer answer plus a change to the old latest one
+    body = bulk(client, tenant, [{"_id": first["_id"], "score": 6},
+                                 {"email": "s@R.test", "score": 10, "comment": "newest", "dateAnswered": ago(2)}])
+    newest = body["upsertedIds"][0]
+    assert enduser(client, tenant, eid)["npsId"] == newest and enduser(client, tenant, eid)["nps"] == 10
+    # re-surveying many known contacts with older answers changes none of them
+    others = bulk(client, tenant, [{"email": f"k{i}@r.test", "score": 9, "dateAnswered": ago(1)} for i in range(5)])
+    euids = [client.get(f"/nps/{i}", headers=tenant.viewer).json()["euId"] for i in others["upsertedIds"]]
+    bulk(client, tenant, [{"email": f"K{i}@r.test", "score": 0, "dateAnswered": ago(50)} for i in range(5)])
+    assert [enduser(client, tenant, e)["nps"] for e in euids] == [9] * 5
+    bulk(client, tenant, [{"email": f"k{i}@r.test", "score": i, "dateAnswered": ago(0.5)} for i in range(5)])
+    assert [enduser(client, tenant, e)["nps"] for e in euids] == [0, 1, 2, 3, 4]
+
+
 # ------------------------------------------------------------------------------------ companies
 
 
