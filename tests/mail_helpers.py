@@ -73,7 +73,10 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=policy.default)
+        if envelope.smtp_utf8:  # RFC 6531: headers are raw UTF-8, as a SMTPUTF8 client would read them
+            message = email.message_from_string(envelope.content.decode("utf-8"), policy=policy.default)
+        else:
+            message = email.message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(message, EmailMessage)
         with self.lock:
             self.received.append(Received(message, envelope.mail_from, list(envelope.rcpt_tos)))

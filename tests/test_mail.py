@@ -174,6 +174,37 @@ def test_custom_question_is_kept_and_escaped(client: Any, tenant: Tenant, databa
     assert "<b>Eve</b>" not in html and "&lt;b&gt;Eve&lt;/b&gt;" in html
 
 
+def test_names_cannot_add_headers_and_unicode_addresses_work(client: Any, tenant: Tenant,
+                                                             database: TestDatabase, smtp: Sink) -> None:
+    survey = make_survey(client, tenant, throttleDays=0)
+    plain, unicode = unique_email("inject"), f"jörg-{unique_email()}".replace("@example.com", "@exämple.com")
+    invite(client, tenant, survey["id"], [{"email": plain, "name": "Eve\r\nBcc: victim@example.com"},
+                                          {"email": unicode, "name": "Jörg Ümlaut"}])
+    run_jobs(database.db)
+    mail = only_mail(smtp, plain)
+    assert mail["Bcc"] is None
+    assert mail["To"].addresses[0].display_name == "Eve Bcc: victim@example.com"
+    assert [r.rcpt_tos for r in smtp.received if plain in r.rcpt_tos] == [[plain]]
+    other = only_mail(smtp, unicode)
+    assert other["To"].addresses[0].display_name == "Jörg Ümlaut"
+    assert len(score_links(part(other, "plain"))) == 11
+
+
+def test_links_follow_a_changed_secret_key(client: Any, tenant: Tenant, database: TestDatabase,
+                                           smtp: Sink) -> None:
+    """All processes of one installation share the key; should it change before a mail goes out,
+    the mail's link must still open the invitation."""
+    survey = make_survey(client, tenant)
+    address = unique_email()
+    inv_id = invite_one(client, tenant, survey["id"], address)
+    with database.db.transaction() as session:  # as if created under another key
+        session.execute(update(Invitation).where(Invitation.id == inv_id).values(token_hash="0" * 64))
+    run_jobs(database.db)
+    links = score_links(part(only_mail(smtp, address), "plain"))
+    assert client.get(local(links[7])).status_code == 200
+    assert records_of(client, tenant, address)[0]["score"] == 7
+
+
 # -------------------------------------------------------------------------------- following links
 
 

@@ -149,13 +149,16 @@ def _recipient(name: str, email: str) -> str | Address:
 
 
 def is_permanent(exc: BaseException) -> bool:
-    """Whether retrying cannot help: the server refused this recipient or this message for good (5xx).
+    """Whether retrying cannot help: the server refused this recipient or this message for good (5xx),
+    or cannot carry it at all (an internationalised address to a server without SMTPUTF8).
 
     Connection problems, 4xx replies and authentication failures are retried: they are the
     server's or the operator's to fix, not the recipient's.
     """
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return all(code >= 500 for code, _ in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPNotSupportedError):  # e.g. a non-ASCII address, server without SMTPUTF8
+        return True
     if isinstance(exc, smtplib.SMTPDataError):
         return exc.smtp_code >= 500
     return False

@@ -501,10 +501,22 @@ def _load(db: Database, invitation_id: str) -> _Loaded | None:
         return _Loaded(inv, survey, is_unsubscribed(session, inv.org_id, inv.email_key))
 
 
-def _mail(settings: Settings, inv: Invitation, survey: Survey, reminder: bool) -> mailer.Mail:
+def _token(db: Database, settings: Settings, inv: Invitation) -> str:
+    """The invitation's token under this process's key. Every npsd process of one installation must
+    share the secret key (API tokens need it too); should it have changed since the invitation was
+    created, the stored hash follows the new key, so the link in this mail works."""
+    token = invitation_token(settings, inv.id)
+    if hash_token(token) != inv.token_hash:
+        log.warning("invitation %s was created under another secret key; its link changes", inv.id)
+        with db.transaction() as session:
+            session.execute(update(Invitation).where(Invitation.id == inv.id).values(token_hash=hash_token(token)))
+    return token
+
+
+def _mail(db: Database, settings: Settings, inv: Invitation, survey: Survey, reminder: bool) -> mailer.Mail:
     lang = pick(inv.locale, survey.language)
     return mailer.Mail(invitation_id=inv.id, to_email=inv.email, to_name=inv.name, lang=lang,
-                       question=question(survey.question, lang), token=invitation_token(settings, inv.id),
+                       question=question(survey.question, lang), token=_token(db, settings, inv),
                        base_url=settings.base_url, reminder=reminder)
 
 
@@ -554,7 +566,7 @@ def send_invitation(db: Database, job: JobInfo) -> None:
         raise RetryLater(survey.starts_at - now, "the survey has not started yet")
     settings = settings_for(db)
     config = _smtp(settings)
-    message = mailer.compose(_mail(settings, inv, survey, reminder=False), settings.mail_from)
+    message = mailer.compose(_mail(db, settings, inv, survey, reminder=False), settings.mail_from)
     try:
         mailer.send(config, message)
     except Exception as exc:
@@ -594,7 +606,7 @@ def send_reminder(db: Database, job: JobInfo) -> None:
         raise RetryLater(due - now, "the reminder is not due yet")
     settings = settings_for(db)
     config = _smtp(settings)
-    message = mailer.compose(_mail(settings, inv, survey, reminder=True), settings.mail_from)
+    message = mailer.compose(_mail(db, settings, inv, survey, reminder=True), settings.mail_from)
     try:
         mailer.send(config, message)
     except Exception as exc:
