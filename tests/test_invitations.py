@@ -346,6 +346,20 @@ def test_cancel(client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink)
     assert get_invitation(client, tenant, ids[0])["status"] == "sent"
 
 
+def test_deleting_the_survey_drops_its_invitations(client: Any, tenant: Tenant, database: TestDatabase,
+                                                   smtp: Sink) -> None:
+    survey = make_survey(client, tenant)
+    address = unique_email()
+    inv_id = invite_one(client, tenant, survey["id"], address)
+    assert client.delete(f"/v1/nps-surveys/{survey['id']}", headers=tenant.admin).status_code == 204
+    assert_error(client.get(f"/v1/invitations/{inv_id}", headers=tenant.viewer), 404)
+    run_jobs(database.db)
+    assert smtp.to(address) == []
+    with database.db.transaction(write=False) as session:
+        job = session.scalar(select(Job).where(Job.dedupe_key == f"invitation.send:{inv_id}"))
+        assert job is not None and job.status == "done"
+
+
 def test_tenant_isolation(client: Any, tenant: Tenant, other: Tenant) -> None:
     survey = make_survey(client, tenant)
     inv_id = invite_one(client, tenant, survey["id"], unique_email())

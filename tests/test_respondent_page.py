@@ -5,6 +5,7 @@ one-click) and the public link ``/s/{publicId}`` (anonymous, identified, rate-li
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
@@ -152,6 +153,20 @@ def test_score_link_then_comment_updates_the_one_record(client: Any, tenant: Ten
     # clearing the comment
     client.post(form_url(links), data={"score": "10", "comment": "   "})
     assert records_of(client, tenant, address)[0]["comment"] is None
+
+
+def test_concurrent_clicks_make_one_record(client: Any, tenant: Tenant, database: TestDatabase,
+                                           smtp: Sink) -> None:
+    survey = make_survey(client, tenant)
+    inv_id, links, address = sent_invitation(client, tenant, database, smtp, survey["id"])
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda n: client.get(links[n]).status_code, [2, 3, 4, 5, 6, 7, 8, 9]))
+    assert statuses == [200] * 8
+    records = records_of(client, tenant, address)
+    assert len(records) == 1
+    assert get_invitation(client, tenant, inv_id)["responseId"] == records[0]["_id"]
+    assert records[0]["__v"] == 7  # one create, seven updates
+    assert client.get(f"/v1/nps-surveys/{survey['id']}", headers=tenant.viewer).json()["responseCount"] == 1
 
 
 def test_comments_are_stored_verbatim_and_escaped(client: Any, tenant: Tenant, database: TestDatabase,

@@ -381,10 +381,12 @@ def invitation_for_token(session: Session, token: str, for_update: bool = False)
     """The invitation a link token opens, or None (malformed tokens cost no query)."""
     if not TOKEN_RE.match(token):
         return None
-    stmt = select(Invitation).where(Invitation.token_hash == hash_token(token))
-    if for_update:
-        stmt = stmt.with_for_update()
-    return session.scalar(stmt)
+    inv = session.scalar(select(Invitation).where(Invitation.token_hash == hash_token(token)))
+    if inv is not None and for_update:
+        # the organization's write lock first, like every other writer, then the row: no lock cycle
+        lock_org_writes(session, inv.org_id)
+        session.refresh(inv, with_for_update=True)
+    return inv
 
 
 def answer_invitation(session: Session, inv: Invitation, survey: Survey, score: int,
