@@ -205,3 +205,23 @@ def test_bad_filters_and_auth(client: TestClient, tenant: Tenant) -> None:
     assert_error(client.get("/nps/export?format=csv"), 401)
     # /nps/export is not read as a record id
     assert client.get("/nps/export?format=json", headers=tenant.viewer).json() == []
+
+
+def test_dates_print_exactly_as_the_api_prints_them(client: TestClient, tenant: Tenant) -> None:
+    stamps = ["2026-01-01T23:59:59.999Z", "2026-01-02T00:00:00.001Z", "2026-02-28T12:00:00.5Z",
+              "2026-03-01T00:00:00Z", "2025-12-31T23:59:59.123+05:00", "1767225600"]
+    put(client, tenant, [{"email": f"d{i}@example.com", "score": 5, "dateAnswered": stamp, "dateSent": stamp,
+                          "dateReminderSent": stamp} for i, stamp in enumerate(stamps)])
+    listed = client.get("/nps", params=ALL, headers=tenant.viewer).json()
+    assert {o["dateAnswered"] for o in listed} == {
+        "2026-01-01T23:59:59.999Z", "2026-01-02T00:00:00.001Z", "2026-02-28T12:00:00.500Z",
+        "2026-03-01T00:00:00.000Z", "2025-12-31T18:59:59.123Z", "2026-01-01T00:00:00.000Z"}
+    dates = ("dateSent", "dateReminderSent", "dateAnswered", "createdAt", "updatedAt")
+    expected = [{k: o[k] for k in ("_id", *dates)} for o in listed]
+    assert [{k: o[k] for k in ("_id", *dates)} for o in export(client, tenant, "json", **ALL).json()] == expected
+    assert [{k: r[k] for k in ("_id", *dates)} for r in csv_rows(client, tenant, **ALL)] == expected
+    sheet = openpyxl.load_workbook(io.BytesIO(export(client, tenant, "xlsx", **ALL).content)).active
+    rows = list(sheet.iter_rows(values_only=True))
+    column = rows[0].index("dateAnswered")
+    assert [row[column].isoformat(timespec="milliseconds") + "Z" for row in rows[1:]] == [
+        o["dateAnswered"] for o in listed]

@@ -22,19 +22,20 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 import xlsxwriter
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Connection, Select, func, select, true
+from sqlalchemy import Connection, Select, String, Text, cast, func, select, true, type_coerce
 
 from npsd.analytics.nps import category
 from npsd.db import Database
 from npsd.errors import BadRequest
 from npsd.models import NpsRecord
-from npsd.timeutil import iso, utcnow
+from npsd.timeutil import utcnow
 
 FORMATS = ("csv", "xlsx", "json", "ndjson")
 MEDIA_TYPES = {
@@ -51,6 +52,8 @@ XLSX_MAX_ROWS = 1_048_576  # per sheet, header included
 CHUNK_BYTES = 64 * 1024
 EXPORT_SQLITE_CACHE_KIB = -2048  # negative: KiB, as PRAGMA cache_size reads it
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_START = frozenset(FORMULA_PREFIXES)
+CATEGORIES = tuple(category(score) for score in range(11))
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 T = NpsRecord.__table__
 
@@ -105,25 +108,57 @@ def stream_records(db: Database, stmt: Select[Any], fmt: str, filename_stem: str
 # ---------------------------------------------------------------------------------------- reading
 
 
+@dataclass(frozen=True)
+class Source:
+    """What a writer reads: the custom keys (or None) and batches of rows in which the dates are
+    ISO 8601 text (or ``datetime`` for XLSX) and ``custom`` is its stored JSON text."""
+
+    keys: list[str] | None
+    batches: Iterator[Sequence[Row]]
+
+
+def iso_text(column: Any, dialect: str) -> Any:
+    """SQL that prints a stored naive-UTC time as ``2024-01-02T10:30:00.123Z`` (what ``timeutil.iso``
+    prints), so a million rows need no ``datetime`` round trip in Python."""
+    if dialect == "postgresql":
+        return func.to_char(column, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+    return func.strftime("%Y-%m-%dT%H:%M:%fZ", column)
+
+
+def raw_columns(stmt: Select[Any], dialect: str, text_dates: bool) -> Select[Any]:
+    """``stmt`` selecting ``custom`` as its stored JSON text and, with ``text_dates``, the dates as
+    ISO 8601 text: parsing a million JSON objects with the stdlib, or decoding a million dates
+    only to print them again, would cost more than reading the rows."""
+    columns = list(stmt.selected_columns)
+    if len(columns) != len(FIELD_SOURCES) + 1:
+        raise ValueError("stream_records needs a select of npsd.records.service.COLUMNS")
+    if text_dates:
+        for index in DATE_COLUMNS:
+            columns[index] = iso_text(columns[index], dialect)
+    columns[CUSTOM] = cast(T.c.custom, Text) if dialect == "postgresql" else type_coerce(T.c.custom, String)
+    return stmt.with_only_columns(*columns)
+
+
 @contextmanager
-def open_rows(db: Database, stmt: Select[Any], want_keys: bool) -> Iterator[tuple[list[str] | None, Iterator[Row]]]:
-    """Open the export's own read transaction; yield (custom keys or None, the rows)."""
-    postgres = not db.is_sqlite
+def open_rows(db: Database, stmt: Select[Any], want_keys: bool, text_dates: bool = True) -> Iterator[Source]:
+    """Open the export's own read transaction and yield what the writers read."""
+    sqlite = db.is_sqlite
     with db.engine.connect() as conn:
-        if postgres:
+        if not sqlite:
             # one snapshot for the key query and the rows
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             previous_cache = None
-            if not postgres:
+            if sqlite:
                 # a one-pass scan gains nothing from a large page cache: keep this connection's small
                 previous_cache = int(conn.exec_driver_sql("PRAGMA cache_size").scalar() or 0)
                 conn.exec_driver_sql(f"PRAGMA cache_size={EXPORT_SQLITE_CACHE_KIB}")
             try:
                 keys = custom_keys(conn, stmt) if want_keys else None
-                result = conn.execution_options(yield_per=BATCH_ROWS).execute(stmt)
+                query = raw_columns(stmt, conn.dialect.name, text_dates)
+                result = conn.execution_options(yield_per=BATCH_ROWS).execute(query)
                 try:
-                    yield keys, (row for part in result.partitions() for row in part)
+                    yield Source(keys, result.partitions())
                 finally:
                     result.close()
             finally:
@@ -154,89 +189,98 @@ def header(keys: list[str]) -> list[str]:
     return [*FIELDS, *("custom" if k == "*" else f"custom.{k}" for k in keys)]
 
 
+def _custom(raw: str | None) -> Any:
+    return None if raw is None else orjson.loads(raw)
+
+
 # ---------------------------------------------------------------------------------------- CSV
 
 
 def _csv_custom(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return escape_cell(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
+    kind = type(value)
+    if kind is str:
+        return "'" + value if value[:1] in FORMULA_START else value
+    if kind is int or kind is float:
         return value
+    if value is None:
+        return None
+    if kind is bool:
+        return "true" if value else "false"
     return orjson.dumps(value).decode()
 
 
-def _text(value: str | None) -> str:
-    return "" if value is None else escape_cell(value)
-
-
 def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
-    """UTF-8 CSV with a header row; text cells that could run as formulas are escaped."""
-    with open_rows(db, stmt, want_keys=True) as (keys, rows):
-        assert keys is not None
+    """UTF-8 CSV with a header row; text cells that could run as formulas are escaped.
+
+    The hot loop is written out by hand: at a million rows every function call per cell shows.
+    """
+    with open_rows(db, stmt, want_keys=True) as src:
+        keys = src.keys or []
         whole_custom = keys == ["*"]
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(header(keys))
-        n = 0
-        for r in rows:
-            custom = r[CUSTOM]
-            line = [
-                r[ID], _text(r[EMAIL]), r[SCORE], category(r[SCORE]), _text(r[COMMENT]), r[EUID], r[CID] or "",
-                _text(r[CAMPAIGN]), _text(r[SOURCE]), _text(r[SOURCE_ID]), iso(r[SENT]) or "",
-                iso(r[REMINDED]) or "", iso(r[ANSWERED]), iso(r[CREATED]), iso(r[UPDATED]),
-            ]
-            if whole_custom:
-                line.append(orjson.dumps(custom).decode() if custom else "")
-            elif keys:
-                if isinstance(custom, dict):
-                    line.extend([_csv_custom(custom.get(k)) for k in keys])
-                else:
-                    line.extend([""] * len(keys))
-            writer.writerow(line)
-            n += 1
-            if n == BATCH_ROWS:
-                yield buffer.getvalue().encode()
-                buffer.seek(0)
-                buffer.truncate()
-                n = 0
         yield buffer.getvalue().encode()
+        unsafe = FORMULA_START
+        categories = CATEGORIES
+        blanks = [None] * len(keys)
+        for batch in src.batches:
+            buffer.seek(0)
+            buffer.truncate()
+            lines = []
+            for (rid, email, score, comment, euid, cid, campaign, source, source_id, sent, reminded, answered,
+                 custom, created, updated, _) in batch:
+                line = [
+                    rid,
+                    "'" + email if email[:1] in unsafe else email,
+                    score,
+                    categories[score],
+                    "" if comment is None else ("'" + comment if comment[:1] in unsafe else comment),
+                    euid,
+                    cid,
+                    None if campaign is None else ("'" + campaign if campaign[:1] in unsafe else campaign),
+                    None if source is None else ("'" + source if source[:1] in unsafe else source),
+                    None if source_id is None else ("'" + source_id if source_id[:1] in unsafe else source_id),
+                    sent, reminded, answered, created, updated,
+                ]
+                if whole_custom:
+                    line.append(custom if custom and custom != "null" else None)
+                elif keys:
+                    values = orjson.loads(custom) if custom else None
+                    if isinstance(values, dict):
+                        line.extend([_csv_custom(values.get(k)) for k in keys])
+                    else:
+                        line.extend(blanks)
+                lines.append(line)
+            writer.writerows(lines)
+            yield buffer.getvalue().encode()
 
 
 # ---------------------------------------------------------------------------------------- JSON
 
 
-def record_object(r: Row) -> dict[str, Any]:
-    """A record as exported in JSON: the ``GET /nps`` fields, ``custom`` nested."""
-    return {
-        "_id": r[ID], "email": r[EMAIL], "score": r[SCORE], "scoreType": category(r[SCORE]), "comment": r[COMMENT],
-        "euId": r[EUID], "cId": r[CID], "campaignId": r[CAMPAIGN], "source": r[SOURCE], "sourceId": r[SOURCE_ID],
-        "dateSent": iso(r[SENT]), "dateReminderSent": iso(r[REMINDED]), "dateAnswered": iso(r[ANSWERED]),
-        "createdAt": iso(r[CREATED]), "updatedAt": iso(r[UPDATED]), "custom": r[CUSTOM],
-    }
-
-
-def _batches(rows: Iterator[Row]) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for r in rows:
-        batch.append(record_object(r))
-        if len(batch) == BATCH_ROWS:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _objects(src: Source, batch: Sequence[Row]) -> list[dict[str, Any]]:
+    """Records as exported in JSON: the ``GET /nps`` fields, ``custom`` nested (passed through as
+    the stored JSON text, not parsed and re-encoded)."""
+    categories = CATEGORIES
+    fragment = orjson.Fragment
+    return [
+        {"_id": rid, "email": email, "score": score, "scoreType": categories[score], "comment": comment,
+         "euId": euid, "cId": cid, "campaignId": campaign, "source": source, "sourceId": source_id,
+         "dateSent": sent, "dateReminderSent": reminded, "dateAnswered": answered,
+         "createdAt": created, "updatedAt": updated, "custom": None if custom is None else fragment(custom)}
+        for (rid, email, score, comment, euid, cid, campaign, source, source_id, sent, reminded, answered, custom,
+             created, updated, _) in batch
+    ]
 
 
 def write_json(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
     """One JSON array of record objects, sent batch by batch."""
-    with open_rows(db, stmt, want_keys=False) as (_, rows):
+    with open_rows(db, stmt, want_keys=False) as src:
         yield b"["
         first = True
-        for batch in _batches(rows):
-            encoded = orjson.dumps(batch)[1:-1]  # the objects without the list's brackets
+        for batch in src.batches:
+            encoded = orjson.dumps(_objects(src, batch))[1:-1]  # the objects without the list's brackets
             yield encoded if first else b"," + encoded
             first = False
         yield b"]\n"
@@ -244,9 +288,9 @@ def write_json(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
 
 def write_ndjson(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
     """One record object per line."""
-    with open_rows(db, stmt, want_keys=False) as (_, rows):
-        for batch in _batches(rows):
-            yield b"".join(orjson.dumps(obj) + b"\n" for obj in batch)
+    with open_rows(db, stmt, want_keys=False) as src:
+        for batch in src.batches:
+            yield b"".join(orjson.dumps(obj) + b"\n" for obj in _objects(src, batch))
 
 
 # ---------------------------------------------------------------------------------------- XLSX
@@ -303,8 +347,8 @@ def write_xlsx(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
     fd, path = tempfile.mkstemp(prefix="npsd-export-", suffix=".xlsx")
     os.close(fd)
     try:
-        with open_rows(db, stmt, want_keys=True) as (keys, rows):
-            assert keys is not None
+        with open_rows(db, stmt, want_keys=True, text_dates=False) as src:
+            keys = src.keys or []
             whole_custom = keys == ["*"]
             workbook = xlsxwriter.Workbook(path, {
                 "constant_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
@@ -313,17 +357,23 @@ def write_xlsx(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
             sheets = _Sheets(workbook, header(keys))
             sheets.start()
             base = len(FIELDS)
-            for r in rows:
-                for col, src in enumerate(FIELD_SOURCES):
-                    sheets.cell(col, category(r[src]) if col == 3 else r[src])
-                custom = r[CUSTOM]
-                if whole_custom:
-                    if custom:
-                        sheets.cell(base, orjson.dumps(custom).decode())
-                elif keys and isinstance(custom, dict):
-                    for i, k in enumerate(keys):
-                        sheets.cell(base + i, custom.get(k))
-                sheets.next_row()
+            for batch in src.batches:
+                for r in batch:
+                    for col, index in enumerate(FIELD_SOURCES):
+                        value = r[index]
+                        if col == 3:
+                            value = CATEGORIES[value]
+                        sheets.cell(col, value)
+                    custom = r[CUSTOM]
+                    if whole_custom:
+                        if custom and custom != "null":
+                            sheets.cell(base, custom)
+                    elif keys:
+                        values = _custom(custom)
+                        if isinstance(values, dict):
+                            for i, k in enumerate(keys):
+                                sheets.cell(base + i, values.get(k))
+                    sheets.next_row()
             workbook.close()
         with open(path, "rb") as f:
             while chunk := f.read(CHUNK_BYTES):
