@@ -246,8 +246,9 @@ def test_score_link_records_the_answer(client: Any, tenant: Tenant, database: Te
 # ------------------------------------------------------------------------------------ no SMTP, failures
 
 
-def test_without_smtp_invitations_stay_queued(client: Any, tenant: Tenant, database: TestDatabase) -> None:
-    assert database.settings.smtp_url is None
+def test_without_smtp_invitations_stay_queued(client: Any, tenant: Tenant, database: TestDatabase,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(database.settings, "smtp_url", None)
     survey = make_survey(client, tenant)
     address = unique_email()
     inv_id = invite_one(client, tenant, survey["id"], address)
