@@ -225,3 +225,43 @@ def test_dates_print_exactly_as_the_api_prints_them(client: TestClient, tenant: 
     column = rows[0].index("dateAnswered")
     assert [row[column].isoformat(timespec="milliseconds") + "Z" for row in rows[1:]] == [
         o["dateAnswered"] for o in listed]
+
+
+def test_survey_responses_export_uses_the_same_writer(client: TestClient, tenant: Tenant, other: Tenant) -> None:
+    r = client.post("/v1/nps-surveys", json={"name": "Export me"}, headers=tenant.editor)
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    mine = put(client, tenant, [{"email": "s1@example.com", "score": 9, "campaignId": sid, "comment": "@home"},
+                                {"email": "s2@example.com", "score": 3, "campaignId": sid}])
+    put(client, tenant, [{"email": "s3@example.com", "score": 5}])
+    r = client.get(f"/v1/nps-surveys/{sid}/responses/export", params={"format": "csv"}, headers=tenant.viewer)
+    assert r.status_code == 200, r.text
+    assert re.fullmatch(rf"attachment; filename=nps-survey-{sid}-responses-\d{{4}}-\d{{2}}-\d{{2}}\.csv",
+                        r.headers["content-disposition"])
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert sorted(row["_id"] for row in rows) == sorted(mine)
+    assert {row["comment"] for row in rows} == {"'@home", ""}
+    body = assert_error(client.get(f"/v1/nps-surveys/{sid}/responses/export", params={"format": "pdf"},
+                                   headers=tenant.viewer), 400, "format")
+    assert "ndjson" in body["message"]
+    assert_error(client.get(f"/v1/nps-surveys/{sid}/responses/export", params={"format": "csv"},
+                            headers=other.viewer), 404)
+
+
+def test_too_many_custom_keys_become_one_json_column(client: TestClient, tenant: Tenant) -> None:
+    put(client, tenant, [
+        {"email": "k1@example.com", "score": 5, "custom": {f"a{i}": i for i in range(600)}},
+        {"email": "k2@example.com", "score": 6, "custom": {f"b{i}": "=x" for i in range(600)},
+         "comment": "control \x01 characters and " + "long " * 8000},
+    ])
+    rows = csv_rows(client, tenant)
+    assert list(rows[0]) == [*FIELDS, "custom"]
+    assert sorted(len(json.loads(r["custom"])) for r in rows) == [600, 600]
+    sheet = openpyxl.load_workbook(io.BytesIO(export(client, tenant, "xlsx").content)).active
+    cells = list(sheet.iter_rows(values_only=True))
+    assert cells[0][-1] == "custom" and len(cells) == 3
+    comment = cells[1][FIELDS.index("comment")]
+    # cut to a spreadsheet cell's limit of 32,767 characters; the control character is stored in
+    # OOXML's escaped form (_x0001_), which spreadsheets decode and openpyxl leaves as is
+    assert comment.startswith("control _x0001_ characters and long")
+    assert len(comment) == 32767 + len("_x0001_") - 1
