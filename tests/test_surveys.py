@@ -357,6 +357,8 @@ def test_openapi_documents_every_survey_route(client: Any) -> None:
         BASE + "/{id}/toggle": {"post": "200"},
         BASE + "/{id}/responses": {"get": "200", "post": "201"},
         BASE + "/{id}/responses/export": {"get": "200"},
+        BASE + "/{id}/invitations": {"get": "200", "post": "200"},
+        BASE + "/{id}/link": {"get": "200"},
     }
     assert {p: set(v) for p, v in paths.items()} == {p: set(v) for p, v in expected.items()}
     for path, methods in expected.items():
