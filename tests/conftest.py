@@ -78,7 +78,7 @@ def _make_database(kind: str, tmp: Path) -> TestDatabase:
     upgrade(url)
     settings = Settings(database_url=url, secret_key="test-secret-" + secrets.token_hex(16), worker=False, rate_limit=0,
                         webhook_allow_private=True)
-    return TestDatabase(kind, url, settings, Database(url, pool_size=5), cleanup)
+    return TestDatabase(kind, url, settings, Database(url, pool_size=5, settings=settings), cleanup)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

@@ -23,7 +23,6 @@ import uvicorn
 from conftest import Tenant, TestDatabase
 from mail_helpers import Sink, free_port, part, run_jobs, score_links, smtp_server, unique_email
 from npsd.app import create_app
-from npsd.collect import service
 from npsd.config import Settings
 from npsd.db import Database
 
@@ -48,7 +47,7 @@ def live(database: TestDatabase) -> Iterator[Live]:
     url = f"http://127.0.0.1:{port}"
     settings = Settings(database_url=database.url, secret_key=database.settings.secret_key, base_url=url,
                         worker=False, webhook_allow_private=True)
-    db = Database(database.url, pool_size=4)
+    db = Database(database.url, pool_size=4, settings=settings)
     server = uvicorn.Server(uvicorn.Config(create_app(settings, db), host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
@@ -57,7 +56,6 @@ def live(database: TestDatabase) -> Iterator[Live]:
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    service.bind_settings(db, settings)  # the jobs below run here, not in the server
     try:
         with smtp_server(settings) as sink:
             yield Live(url, settings, db, sink)

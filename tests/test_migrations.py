@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import TestDatabase
 
+from conftest import TestDatabase
 from npsd.migrations import upgrade
 from npsd.models import Base
 

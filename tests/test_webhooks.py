@@ -611,7 +611,7 @@ def test_deliveries_paging(client: TestClient, database: TestDatabase, tenant: T
 def guarded(database: TestDatabase) -> Iterator[tuple[TestClient, Database]]:
     """An app that refuses private targets, on its own engine over the same database."""
     settings = database.settings.model_copy(update={"webhook_allow_private": False})
-    db = Database(database.url, pool_size=2)
+    db = Database(database.url, pool_size=2, settings=settings)
     try:
         with TestClient(create_app(settings, db), raise_server_exceptions=False) as guarded_client:
             yield guarded_client, db

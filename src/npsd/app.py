@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     """Build the npsd ASGI app. The database engine is created here, migrations are not run
     (``npsd serve`` and ``npsd migrate`` do that once, before any worker starts)."""
     settings = settings or get_settings()
-    db = database or Database(settings.database_url, settings.db_pool_size)
+    db = database or Database(settings.database_url, settings.db_pool_size, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -110,7 +110,7 @@ def worker(
     settings = get_settings()
     upgrade(settings.database_url)
     create_app(settings)  # imports every module that registers a job handler
-    db = Database(settings.database_url, pool_size=2)
+    db = Database(settings.database_url, pool_size=2, settings=settings)
     try:
         if once:
             err.print(f"ran {run_pending(db)} job(s)")

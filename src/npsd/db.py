@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from npsd.config import Settings, get_settings
+
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 
@@ -63,15 +65,22 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
 
 
 class Database:
-    """One engine with a session factory for reads and one for writes."""
+    """One engine with a session factory for reads and one for writes, and the settings it serves
+    under (background job handlers receive the Database and read SMTP, base URL... from there)."""
 
-    def __init__(self, url: str, pool_size: int = 10) -> None:
+    def __init__(self, url: str, pool_size: int = 10, settings: Settings | None = None) -> None:
+        self.settings = settings
         self.engine = make_engine(url, pool_size)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         write_bind = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
         self.read_sessions = sessionmaker(bind=self.engine, expire_on_commit=False, autoflush=False)
         self.write_sessions = sessionmaker(bind=write_bind, expire_on_commit=False, autoflush=False)
         self._locks: dict[int, asyncio.Lock] = {}
+
+    @property
+    def config(self) -> Settings:
+        """The settings given at construction, else those of the environment."""
+        return self.settings if self.settings is not None else get_settings()
 
     def session(self, write: bool) -> Session:
         return (self.write_sessions if write else self.read_sessions)()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -49,11 +49,7 @@ IDENTIFIED_LIMIT = (3, 600.0)  # answers, seconds
 ANONYMOUS_LIMIT = (20, 600.0)
 
 
-def bind_request_settings(request: Request) -> None:
-    service.bind_settings(request.app.state.db, request.app.state.settings)
-
-
-router = APIRouter(include_in_schema=False, dependencies=[Depends(bind_request_settings)])
+router = APIRouter(include_in_schema=False)
 
 
 async def run_in_transaction(request: Request, write: bool, fn: Callable[..., T], *args: Any) -> T:

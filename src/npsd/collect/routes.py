@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.collect import service
-from npsd.collect.pages import bind_request_settings, run_in_transaction
+from npsd.collect.pages import run_in_transaction
 from npsd.collect.schemas import (
     InvitationRead,
     InvitationResults,
@@ -28,7 +28,7 @@ from npsd.models import Invitation
 from npsd.surveys.routes import SurveyById
 from npsd.validation import check_email
 
-router = APIRouter(prefix="/v1", tags=["collect"], dependencies=[Depends(bind_request_settings)])
+router = APIRouter(prefix="/v1", tags=["collect"])
 
 MAX_LIMIT = 100
 MAX_PAGE = 1_000_000

@@ -34,7 +34,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, case, func, insert, select, update
@@ -45,7 +44,7 @@ from npsd.analytics.rollups import chunks
 from npsd.collect import mailer
 from npsd.collect.i18n import pick, question
 from npsd.collect.schemas import InvitationsCreate, RecipientIn
-from npsd.config import Settings, get_settings
+from npsd.config import Settings
 from npsd.db import Database, lock_org_writes
 from npsd.errors import Conflict, NotFound, summary, validation_details
 from npsd.ids import new_ids
@@ -75,24 +74,9 @@ MAX_COMMENT = 65_536
 
 # --------------------------------------------------------------------------------------- settings
 
-_SETTINGS: WeakKeyDictionary[Database, Settings] = WeakKeyDictionary()
-
-
-def bind_settings(db: Database, settings: Settings) -> None:
-    """Tell the job handlers which settings belong to ``db`` (SMTP server, sender, base URL).
-
-    Handlers only receive the database; every request through the collect routers binds the
-    app's settings, and a worker with nothing bound reads the environment like ``npsd serve``.
-    """
-    if _SETTINGS.get(db) is not settings:
-        _SETTINGS[db] = settings
-
-
 def settings_for(db: Database) -> Settings:
-    settings = _SETTINGS.get(db)
-    if settings is None:
-        settings = _SETTINGS[db] = get_settings()
-    return settings
+    """The settings the job handlers work under: those the Database was built with."""
+    return db.config
 
 
 # ------------------------------------------------------------------------------------------ tokens

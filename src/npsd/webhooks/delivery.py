@@ -12,10 +12,8 @@ a failed attempt, so a public URL cannot bounce npsd onto an internal one.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
@@ -25,7 +23,6 @@ import httpx
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from npsd.config import Settings, get_settings
 from npsd.db import Database
 from npsd.ids import new_id, new_ids
 from npsd.jobs.service import JobInfo, handler
@@ -54,34 +51,9 @@ def retry_delay(attempt: int) -> timedelta:
 
 # ----------------------------------------------------------------------------------- configuration
 
-# The worker calls handlers with the Database only, so the setting that matters at delivery time
-# (may targets be private?) is registered per Database by the app's startup (see routes.py).
-# A Database nobody registered (a bare ``npsd worker``) reads the environment, like the app does.
-_allow_private: weakref.WeakKeyDictionary[Database, bool] = weakref.WeakKeyDictionary()
-_config_lock = threading.Lock()
-
-
-def configure(db: Database, settings: Settings) -> Callable[[], None]:
-    """Deliver from ``db`` under ``settings``; returns a function that restores the previous state."""
-    with _config_lock:
-        missing = object()
-        previous = _allow_private.get(db, missing)
-        _allow_private[db] = settings.webhook_allow_private
-
-    def restore() -> None:
-        with _config_lock:
-            if previous is missing:
-                _allow_private.pop(db, None)
-            else:
-                _allow_private[db] = bool(previous)
-
-    return restore
-
-
 def allow_private(db: Database) -> bool:
-    with _config_lock:
-        value = _allow_private.get(db)
-    return get_settings().webhook_allow_private if value is None else value
+    """Whether deliveries from ``db`` may target private addresses (its settings decide)."""
+    return db.config.webhook_allow_private
 
 
 # ---------------------------------------------------------------------------------------- enqueuing

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
 from npsd.auth.deps import Admin
 from npsd.http import AppSettings, DbSession
 from npsd.lookup import resolve
 from npsd.models import Webhook
-from npsd.webhooks import delivery, service
+from npsd.webhooks import service
 from npsd.webhooks.schemas import (
     DeliveryRead,
     DeliveryStatus,
@@ -29,17 +27,7 @@ TOTAL_HEADER = {200: {"headers": {"X-Total-Count": {
     "description": "Objects matching the filters, over all pages", "schema": {"type": "integer"}}}}}
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Tell the delivery jobs of this app's database whether private targets are allowed."""
-    restore = delivery.configure(app.state.db, app.state.settings)
-    try:
-        yield
-    finally:
-        restore()
-
-
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], lifespan=lifespan)
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 
 def webhook_by_id(
