@@ -140,10 +140,12 @@ def nps_metrics(q: MetricsQueryDep, principal: Viewer, session: DbSession) -> Re
 
     `trend` has one point per `interval` (`day`, ISO `week` starting Monday, or `month`) from
     the first to the last period with answers; empty periods in between are included with
-    `npsScore` null. `change` compares a period with the one just before it, and `significant`
-    says whether that change is beyond chance at 95%. With `groupBy`, `groups` breaks the same
-    answers down by survey, company or source (`key` null for answers without one).
+    `npsScore` null; `since` and `until` may cut the first and last periods short. `change`
+    compares a period with the one just before it, and `significant` says whether that change
+    is beyond chance at 95%. With `groupBy`, `groups` breaks the same answers down by survey,
+    company or source (`key` null for answers without one).
 
-    Figures come from the daily roll-up, so the cost follows the number of days, not answers.
+    Figures come from a daily roll-up of answer counts, so the cost follows the number of days
+    (and surveys, companies and sources), not the number of answers.
     """
     return json_response(metrics.nps_metrics(session, principal.org_id, q))
