@@ -42,12 +42,21 @@ async def request_session(request: Request) -> AsyncIterator[Session]:
         await lock.acquire()
     try:
         session = db.session(write)
+        # Ending a SQLite read transaction never waits on a lock (WAL): do it inline rather
+        # than pay a thread hop; everything else may wait (a commit, a network round trip).
+        inline = db.is_sqlite and not write
         try:
             yield session
         except BaseException:
-            await run_in_threadpool(_finish, session, False)
+            if inline:
+                _finish(session, False)
+            else:
+                await run_in_threadpool(_finish, session, False)
             raise
-        await run_in_threadpool(_finish, session, True)
+        if inline:
+            _finish(session, True)
+        else:
+            await run_in_threadpool(_finish, session, True)
     finally:
         if lock is not None:
             lock.release()

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPBearer
+from sqlalchemy import update
+from starlette.concurrency import run_in_threadpool
 
-from npsd.auth import tokens
+from npsd.auth import cache, tokens
+from npsd.config import Settings
+from npsd.db import Database
 from npsd.errors import Forbidden, Unauthorized
-from npsd.http import AppSettings, DbSession
+from npsd.http import AppSettings
 from npsd.models import ApiToken
 from npsd.timeutil import utcnow
 
@@ -61,29 +66,58 @@ def extract_token(request: Request) -> str:
     raise Unauthorized("missing credentials: send Authorization: Bearer <token>")
 
 
-def current_principal(
+def _verified_claims(settings: Settings, token: str) -> dict[str, Any]:
+    claims = cache.get_claims(settings.signing_key, token)
+    if claims is None:
+        try:
+            claims = tokens.decode(settings, token)
+        except tokens.InvalidToken as exc:
+            raise Unauthorized(str(exc)) from exc
+        cache.put_claims(settings.signing_key, token, claims)
+        return claims
+    now = time.time()  # a remembered token is still checked against the clock
+    if claims["exp"] < now - tokens.LEEWAY:
+        raise Unauthorized("token has expired")
+    if claims.get("nbf", 0) > now + tokens.LEEWAY:
+        raise Unauthorized("token is not valid yet")
+    return claims
+
+
+def _load_state(db: Database, jti: str) -> cache.TokenState | None:
+    """Read the token's row, and note its use (at most every few minutes, in its own transaction)."""
+    with db.transaction(write=False) as session:
+        row = session.get(ApiToken, jti)
+        state = None if row is None else cache.TokenState(
+            row.org_id, row.role, row.user_id, row.revoked_at is not None, row.expires_at, row.last_used_at)
+    now = utcnow()
+    if state is not None and not state.revoked and (
+        state.last_used_at is None or now - state.last_used_at > LAST_USED_GRANULARITY
+    ):
+        with db.transaction(write=True) as session:
+            session.execute(update(ApiToken).where(ApiToken.jti == jti).values(last_used_at=now))
+        state = cache.TokenState(state.org_id, state.role, state.user_id, False, state.expires_at, now)
+    cache.put_state(jti, state)
+    return state
+
+
+async def current_principal(
     request: Request,
-    session: DbSession,
     settings: AppSettings,
     _bearer: Annotated[object, Depends(bearer_scheme)] = None,
     _api_key: Annotated[object, Depends(api_key_scheme)] = None,
 ) -> Principal:
-    token = extract_token(request)
-    try:
-        claims = tokens.decode(settings, token)
-    except tokens.InvalidToken as exc:
-        raise Unauthorized(str(exc)) from exc
-    row = session.get(ApiToken, claims["jti"])
-    if row is None or row.revoked_at is not None or row.org_id != claims["org"] or row.role != claims["role"]:
+    """Verify the caller's token. Runs on the event loop: the database is read (in a worker
+    thread) only when the token's row is not in the short-lived cache (see auth/cache.py)."""
+    claims = _verified_claims(settings, extract_token(request))
+    jti = claims["jti"]
+    fresh, state = cache.get_state(jti)
+    if not fresh:
+        state = await run_in_threadpool(_load_state, request.app.state.db, jti)
+    if state is None or state.revoked or state.org_id != claims["org"] or state.role != claims["role"]:
         raise Unauthorized("token has been revoked or is unknown")
-    now = utcnow()
-    if row.expires_at < now - timedelta(seconds=5):
+    if state.expires_at < utcnow() - timedelta(seconds=tokens.LEEWAY):
         raise Unauthorized("token has expired")
-    if request.method not in ("GET", "HEAD") and (
-        row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY
-    ):
-        row.last_used_at = now  # written with the request's own (write) transaction
-    principal = Principal(org_id=row.org_id, role=row.role, jti=row.jti, user_id=row.user_id)
+    principal = Principal(org_id=state.org_id, role=state.role, jti=jti, user_id=state.user_id)
     request.state.principal = principal
     return principal
 
@@ -94,7 +128,7 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 def require_role(role: str) -> Callable[[Principal], Principal]:
     """A dependency that lets only ``role`` or higher through (403 otherwise)."""
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if not principal.can(role):
             raise Forbidden(f"this action needs the {role} role; your token has {principal.role}")
         return principal

@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from npsd.auth import tokens
+from npsd.auth import cache, tokens
 from npsd.auth.passwords import hash_password, verify_password
 from npsd.config import Settings
 from npsd.errors import BadRequest, Unauthorized
@@ -71,6 +71,7 @@ def revoke_token(session: Session, jti: str) -> bool:
         return False
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+    cache.forget(jti)
     return True
 
 

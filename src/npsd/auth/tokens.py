@@ -20,6 +20,7 @@ from npsd.config import Settings
 ALGORITHM = "HS256"
 ROLES = ("viewer", "editor", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+LEEWAY = 5  # seconds of clock skew tolerated on exp / nbf / iat
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def decode(settings: Settings, token: str) -> dict[str, Any]:
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             options={"require": ["exp", "iat", "aud", "iss", "jti", "sub"]},
-            leeway=5,
+            leeway=LEEWAY,
         )
     except jwt.ExpiredSignatureError as exc:
         raise InvalidToken("token has expired") from exc
