@@ -92,24 +92,34 @@ def bulk_upsert_nps(items: RawJson, principal: Editor, session: DbSession) -> Re
     return json_response(outcome.body(), status_code=206 if outcome.failed else 200)
 
 
+def record_by_key(key: RecordKey, principal: Viewer, session: DbSession) -> dict[str, Any]:
+    """The record named in the path, in the caller's organization, or 404 (400 for a malformed key)."""
+    return service.find_record(session, principal.org_id, key)
+
+
+RecordByKey = Annotated[dict[str, Any], Depends(record_by_key)]
+
+
 @router.get("/nps/{key:path}", response_model=NpsRead)
-def get_nps(key: RecordKey, principal: Viewer, session: DbSession) -> Response:
+def get_nps(record: RecordByKey) -> Response:
     """Get one record by `_id` or by `srcid-<sourceId>`."""
-    return json_response(service.to_output(tuple(service.find_record(session, principal.org_id, key).values())))
-
-
-@router.put("/nps/{key:path}", response_model=NpsRead)
-def update_nps(key: RecordKey, body: NpsInput, principal: Editor, session: DbSession) -> Response:
-    """Update a record by `_id` or `srcid-<sourceId>`: only the fields sent change.
-
-    `custom` is merged key by key, `__v` increments, and `scoreType` always follows `score`.
-    """
-    record = service.update_record(session, principal.org_id, key, body)
     return json_response(service.to_output(tuple(record.values())))
 
 
+@router.put("/nps/{key:path}", response_model=NpsRead)
+def update_nps(principal: Editor, record: RecordByKey, body: NpsInput, session: DbSession) -> Response:
+    """Update a record by `_id` or `srcid-<sourceId>`: only the fields sent change.
+
+    `custom` is merged key by key, `__v` increments (unless nothing changed), and `scoreType`
+    always follows `score`. Sending back a whole object read from the API is fine: read-only
+    fields are ignored.
+    """
+    updated = service.update_record(session, principal.org_id, record["id"], body)
+    return json_response(service.to_output(tuple(updated.values())))
+
+
 @router.delete("/nps/{key:path}", response_model=DeleteResult)
-def delete_nps(key: RecordKey, principal: Admin, session: DbSession) -> dict[str, Any]:
-    """Delete a record by `_id` or `srcid-<sourceId>`; contact and company NPS follow."""
-    n = service.delete_record(session, principal.org_id, key)
+def delete_nps(principal: Admin, record: RecordByKey, session: DbSession) -> dict[str, Any]:
+    """Delete a record by `_id` or `srcid-<sourceId>` (admin role); contact and company NPS follow."""
+    n = service.delete_record(session, principal.org_id, record["id"])
     return {"n": n, "ok": 1, "deletedCount": n}

@@ -1,7 +1,7 @@
 """NPS records: create, update, delete, list and bulk upsert, each keeping every roll-up exact.
 
-All writes go through :func:`write_batch`, so the single-record endpoints and the bulk upsert
-share one path: validate everything first, then write with a handful of set-based statements
+Creates and updates go through :func:`write_batch`, so the single-record endpoints and the bulk
+upsert share one path (deletes through :func:`delete_records`): validate everything first, then write with a handful of set-based statements
 (contacts, records, roll-up deltas, contact and company roll-ups) inside the request's
 transaction. A batch is therefore applied whole or not at all, and a killed process leaves no
 half-applied item.
@@ -119,6 +119,10 @@ def begin_write(session: Session, org_id: str) -> None:
     can turn a 5,000-row batch from milliseconds into seconds when statistics are stale.
     """
     lock_org_writes(session, org_id)
+    _custom_plans(session)
+
+
+def _custom_plans(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
@@ -467,10 +471,14 @@ def create_record(session: Session, org_id: str, data: NpsInput) -> dict[str, An
     return find_record(session, org_id, record_id)
 
 
-def update_record(session: Session, org_id: str, key: str, data: NpsInput) -> dict[str, Any]:
-    """``PUT /nps/{id}``: partial update; ``custom`` merges key by key and ``__v`` increments."""
+def update_record(session: Session, org_id: str, record_id: str, data: NpsInput) -> dict[str, Any]:
+    """``PUT /nps/{id}``: partial update; ``custom`` merges key by key and ``__v`` increments.
+
+    The record is read again once the organization's write lock is held, so two concurrent
+    updates of one record apply one after the other. Returns the stored row (``COLUMN_NAMES``).
+    """
     begin_write(session, org_id)
-    before = find_record(session, org_id, key)
+    before = find_record(session, org_id, record_id)
     planner = Planner(session, org_id, utcnow())
     planner.preload([data])
     try:
@@ -480,11 +488,15 @@ def update_record(session: Session, org_id: str, key: str, data: NpsInput) -> di
     if not changed:
         return before
     write_batch(session, planner.batch)
-    return find_record(session, org_id, before["id"])
+    return find_record(session, org_id, record_id)
 
 
 def delete_records(session: Session, org_id: str, condition: ColumnElement[bool]) -> int:
-    """Delete the organization's records matching ``condition`` and fix every roll-up."""
+    """Delete the organization's records matching ``condition`` and fix every roll-up.
+
+    Also the contacts' and surveys' cascades; the caller holds the organization's write lock.
+    """
+    _custom_plans(session)
     rows = session.execute(
         select(T.c.id, T.c.campaign_id, T.c.company_id, T.c.source, T.c.date_answered, T.c.score, T.c.enduser_id)
         .where(T.c.org_id == org_id, condition)
@@ -501,11 +513,13 @@ def delete_records(session: Session, org_id: str, condition: ColumnElement[bool]
     return len(rows)
 
 
-def delete_record(session: Session, org_id: str, key: str) -> int:
-    """``DELETE /nps/{id}``: one record, 404 when the organization has none by that key."""
+def delete_record(session: Session, org_id: str, record_id: str) -> int:
+    """``DELETE /nps/{id}``: one record; 404 if it is gone (deleted meanwhile)."""
     begin_write(session, org_id)
-    record = find_record(session, org_id, key)
-    return delete_records(session, org_id, T.c.id == record["id"])
+    n = delete_records(session, org_id, T.c.id == record_id)
+    if n == 0:
+        raise NotFound(f"no NPS record {record_id}")
+    return n
 
 
 @dataclass
