@@ -1,15 +1,23 @@
-"""``/v1/auth``: password login for people; machines use tokens from ``npsd token create``."""
+"""``/v1/auth``: password login for people; ``/v1/tokens``: API tokens for machines (admin)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from fastapi.responses import Response
 
 from npsd.auth import service
-from npsd.auth.schemas import LoginRequest, LoginResponse
+from npsd.auth.deps import Admin
+from npsd.auth.schemas import LoginRequest, LoginResponse, TokenCreate, TokenCreated, TokenRead
+from npsd.errors import NotFound
 from npsd.http import AppSettings, DbSession
+from npsd.models import ApiToken, Organization
 from npsd.timeutil import iso
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
+tokens_router = APIRouter(prefix="/v1/tokens", tags=["auth"])
 
 
 @router.post("/login", response_model=LoginResponse)
@@ -21,3 +29,38 @@ def login(body: LoginRequest, session: DbSession, settings: AppSettings) -> Logi
     """
     issued = service.login(session, settings, body.email, body.password)
     return LoginResponse(accessToken=issued.token, expiresAt=iso(issued.expires_at) or "")
+
+
+def _token_out(row: ApiToken) -> TokenRead:
+    return TokenRead(jti=row.jti, name=row.name, role=row.role, kind=row.kind, createdAt=iso(row.created_at) or "",
+                     expiresAt=iso(row.expires_at) or "", lastUsedAt=iso(row.last_used_at),
+                     revokedAt=iso(row.revoked_at))
+
+
+@tokens_router.get("", response_model=list[TokenRead])
+def list_tokens(principal: Admin, session: DbSession) -> list[TokenRead]:
+    """The tokens of your organization, oldest first (the secret itself is never shown again)."""
+    org = session.get(Organization, principal.org_id)
+    assert org is not None
+    return [_token_out(t) for t in service.list_tokens(session, org)]
+
+
+@tokens_router.post("", response_model=TokenCreated, status_code=201)
+def create_token(body: TokenCreate, principal: Admin, session: DbSession, settings: AppSettings) -> TokenCreated:
+    """Issue a token for your organization, like `npsd token create`. The token is in this reply only."""
+    org = session.get(Organization, principal.org_id)
+    assert org is not None
+    issued = service.create_token(session, settings, org, body.role, timedelta(days=body.ttlDays), name=body.name)
+    row = session.get(ApiToken, issued.jti)
+    assert row is not None
+    return TokenCreated(**_token_out(row).model_dump(), token=issued.token)
+
+
+@tokens_router.delete("/{jti}", status_code=204, response_class=Response)
+def revoke_token(jti: Annotated[str, Path(max_length=64)], principal: Admin, session: DbSession) -> Response:
+    """Revoke a token of your organization; it is refused from then on (other servers: within 2 s)."""
+    row = session.get(ApiToken, jti) if "\x00" not in jti else None
+    if row is None or row.org_id != principal.org_id:
+        raise NotFound(f"no token {jti}")
+    service.revoke_token(session, jti)
+    return Response(status_code=204)

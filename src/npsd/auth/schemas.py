@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from npsd.validation import text
@@ -19,3 +21,27 @@ class LoginResponse(BaseModel):
     accessToken: str
     tokenType: str = "Bearer"
     expiresAt: str
+
+
+class TokenCreate(BaseModel):
+    """A new API token of the caller's organization."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["admin", "editor", "viewer"]
+    name: text(200) | None = None  # type: ignore[valid-type]
+    ttlDays: int = Field(90, ge=1, le=3650, description="Lifetime in days")
+
+
+class TokenRead(BaseModel):
+    jti: str
+    name: str | None
+    role: str
+    kind: str = Field(description="api (made by `npsd token create` or POST /v1/tokens) or session (login)")
+    createdAt: str
+    expiresAt: str
+    lastUsedAt: str | None = Field(description="Updated at most every 5 minutes")
+    revokedAt: str | None
+
+
+class TokenCreated(TokenRead):
+    token: str = Field(description="The bearer token; shown only in this reply")
