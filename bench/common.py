@@ -182,3 +182,13 @@ def peak_rss_mib(pid: int) -> float:
         if text.startswith("VmHWM:"):
             return int(text.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc/<pid>/status")
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Start a new ``VmHWM`` measurement (Linux ``clear_refs`` 5), so the peak read afterwards
+    belongs to what ran since, not to start-up. False where the kernel does not allow it."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
