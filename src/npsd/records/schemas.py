@@ -169,12 +169,16 @@ class NpsRead(BaseModel):
 
 
 class DeleteResult(BaseModel):
+    """The Planhat (MongoDB-style) delete reply: ``{"n": 1, "ok": 1, "deletedCount": 1}``."""
+
     n: int
     ok: int
     deletedCount: int
 
 
 class ItemError(BaseModel):
+    """One bulk item that was not applied: its position in the array, the item as sent, and why."""
+
     index: int
     item: Any
     error: str
@@ -207,11 +211,5 @@ BULK_BODY_SCHEMA = {
                 }
             }
         },
-    }
-}
-SINGLE_BODY_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NpsInput"}}},
     }
 }
