@@ -136,6 +136,10 @@ _FRIENDLY = {
 }
 
 
+# What a missing parameter should have been, for parameters whose name alone does not say
+# (registered by the module that owns the parameter, e.g. exports' ``format``).
+REQUIRED_HINTS: dict[str, str] = {}
+
 _NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type"})
 
 
@@ -157,7 +161,7 @@ def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
         elif kind == "extra_forbidden":
             issue = "is not a known field"
         elif kind == "missing":
-            issue = "is required"
+            issue = "is required" + (f": {REQUIRED_HINTS[leaf]}" if leaf in REQUIRED_HINTS else "")
         elif kind in _NOT_AN_OBJECT:
             issue = "must be a JSON object"
         elif leaf in _FRIENDLY and err.get("type") != "missing":

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from npsd.auth.deps import Viewer
 from npsd.db import Database
-from npsd.exports.service import FORMATS, MEDIA_TYPES, stream_records
+from npsd.exports.service import EXPORT_CONTENT, FORMAT_QUERY, ExportFormat, stream_records
 from npsd.records.routes import ListQueryDep
 from npsd.records.service import filtered, ordered
 from npsd.timeutil import utcnow
@@ -20,11 +20,8 @@ from npsd.timeutil import utcnow
 router = APIRouter(tags=["exports"])
 
 EXPORT_RESPONSES: dict[int | str, dict[str, object]] = {
-    200: {
-        "description": "The records as a file download (`Content-Disposition: attachment`)",
-        "content": {media: {"schema": {"type": "string", "format": "binary"}}
-                    for media in MEDIA_TYPES.values()},
-    },
+    200: {"description": "The records as a file download (`Content-Disposition: attachment`)",
+          "content": EXPORT_CONTENT},
 }
 
 
@@ -33,7 +30,7 @@ def export_nps(
     request: Request,
     q: ListQueryDep,
     principal: Viewer,
-    format: Annotated[str | None, Query(description=f"Required: one of {', '.join(FORMATS)}")] = None,
+    format: Annotated[ExportFormat, FORMAT_QUERY],
 ) -> StreamingResponse:
     """Download every NPS record matching the `GET /nps` filters as CSV, XLSX, JSON or NDJSON.
 
@@ -53,4 +50,4 @@ def export_nps(
     """
     db: Database = request.app.state.db
     stmt = ordered(filtered(principal.org_id, q, utcnow()), q.sort)
-    return stream_records(db, stmt, format or "", "nps-records")
+    return stream_records(db, stmt, format, "nps-records")

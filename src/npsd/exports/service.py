@@ -24,20 +24,32 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import xlsxwriter
+from fastapi import Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Connection, Select, String, Text, cast, func, select, true, type_coerce
 
 from npsd.analytics.nps import category
 from npsd.db import Database
-from npsd.errors import BadRequest
+from npsd.errors import REQUIRED_HINTS, BadRequest
 from npsd.models import NpsRecord
 from npsd.timeutil import utcnow
 
 FORMATS = ("csv", "xlsx", "json", "ndjson")
+ExportFormat = Literal["csv", "xlsx", "json", "ndjson"]
+FORMAT_QUERY = Query(description="File format: csv, xlsx, json or ndjson")
+REQUIRED_HINTS["format"] = "one of " + ", ".join(FORMATS)
+# What the OpenAPI document says a 200 of an export route carries, per format.
+EXPORT_CONTENT: dict[str, dict[str, Any]] = {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+        "schema": {"type": "string", "format": "binary"}},
+    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+    "application/x-ndjson": {"schema": {"type": "string"}},
+}
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",

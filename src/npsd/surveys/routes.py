@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.errors import BadRequest
-from npsd.exports.service import stream_records
+from npsd.exports.service import EXPORT_CONTENT, FORMAT_QUERY, ExportFormat, stream_records
 from npsd.http import DbSession
 from npsd.listing import id_list
 from npsd.models import Survey
@@ -34,13 +34,6 @@ router = APIRouter(prefix="/v1/nps-surveys", tags=["surveys"])
 
 MAX_LIMIT = 100
 MAX_PAGE = 1_000_000
-EXPORT_TYPES = {
-    "text/csv": {"schema": {"type": "string"}},
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
-        "schema": {"type": "string", "format": "binary"}},
-    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
-    "application/x-ndjson": {"schema": {"type": "string"}},
-}
 
 
 IdParam = Annotated[str, Path(description="Survey id (24 hexadecimal characters)")]
@@ -206,10 +199,10 @@ def add_response(survey: SurveyToAnswer, body: ResponseCreate, session: DbSessio
 
 
 @router.get("/{id}/responses/export", response_model=None,
-            responses={200: {"description": "The file, streamed", "content": EXPORT_TYPES}})
+            responses={200: {"description": "The file, streamed", "content": EXPORT_CONTENT}})
 def export_responses(
     request: Request, survey: SurveyById, filters: ResponseFilters, principal: Viewer,
-    format: Annotated[str, Query(max_length=20, description="csv, xlsx, json or ndjson")],
+    format: Annotated[ExportFormat, FORMAT_QUERY],
 ) -> Response:
     """Download the responses matching the same filters as the responses list, streamed in
     constant memory, as `nps-survey-{id}-responses-YYYY-MM-DD.{ext}`."""
