@@ -8,7 +8,7 @@ sends nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -39,17 +39,19 @@ def body(event_type: str, timestamp: str, obj: dict[str, Any]) -> str:
     return orjson.dumps({"type": event_type, "timestamp": timestamp, "data": obj}).decode()
 
 
-def emit(session: Session, org_id: str, event_type: str, objects: Sequence[dict[str, Any]]) -> int:
+Objects = Sequence[dict[str, Any]] | Callable[[], Sequence[dict[str, Any]]]
+
+
+def emit(session: Session, org_id: str, event_type: str, objects: Objects) -> int:
     """Record one event per object for every matching webhook of ``org_id``, in the caller's
     transaction. ``objects`` are the API representations (for responses: the /nps record output,
     whose ``campaignId`` selects webhooks filtered by ``surveyIds``). Set-based: one query to find
     webhooks, one insert for deliveries and one for their jobs, whatever the number of objects;
     only the webhook query when the organization has no matching webhook. Returns the number of
-    deliveries queued."""
+    deliveries queued. ``objects`` may be a function that builds them: it is called only when
+    some webhook wants the event, so a bulk write pays nothing for events nobody listens to."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
-    if not objects:
-        return 0
     hooks = session.execute(
         select(Webhook.id, Webhook.events, Webhook.survey_ids)
         .where(Webhook.org_id == org_id, Webhook.is_active.is_(True))
@@ -57,6 +59,10 @@ def emit(session: Session, org_id: str, event_type: str, objects: Sequence[dict[
     targets = [(hook_id, set(survey_ids) if survey_ids else None)
                for hook_id, events, survey_ids in hooks if event_type in (events or ())]
     if not targets:
+        return 0
+    if callable(objects):
+        objects = objects()
+    if not objects:
         return 0
     timestamp = iso(utcnow()) or ""
     bodies = [body(event_type, timestamp, obj) for obj in objects]

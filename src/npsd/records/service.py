@@ -38,6 +38,7 @@ from npsd.analytics.rollups import (
 )
 from npsd.db import lock_org_writes
 from npsd.errors import BadRequest, Conflict, NotFound, NpsdError, summary, validation_details
+from npsd.events import emit
 from npsd.ids import is_id, new_ids
 from npsd.models import Company, CompanyDomain, Enduser, NpsRecord
 from npsd.records.fastsql import insert_many, update_many
@@ -430,6 +431,14 @@ def write_batch(session: Session, batch: Batch) -> None:
     companies = {states[eid].company_id for eid in changed} | {c["company_id"] for c in new_contacts}
     companies |= refresh_endusers(session, org_id, recompute)
     refresh_companies(session, org_id, companies - {None})
+    if batch.creates:
+        emit(session, org_id, "response.created", lambda: [_output_of(r) for r in batch.creates])
+    if batch.updates:
+        emit(session, org_id, "response.updated", lambda: [_output_of(after) for _, after in batch.updates])
+
+
+def _output_of(row: dict[str, Any]) -> dict[str, Any]:
+    return to_output(tuple(row[name] for name in COLUMN_NAMES))
 
 
 MAX_UPDATE_SHAPES = 8
@@ -497,19 +506,18 @@ def delete_records(session: Session, org_id: str, condition: ColumnElement[bool]
     Also the contacts' and surveys' cascades; the caller holds the organization's write lock.
     """
     _custom_plans(session)
-    rows = session.execute(
-        select(T.c.id, T.c.campaign_id, T.c.company_id, T.c.source, T.c.date_answered, T.c.score, T.c.enduser_id)
-        .where(T.c.org_id == org_id, condition)
-    ).all()
+    rows = [dict(zip(COLUMN_NAMES, row, strict=True))
+            for row in session.execute(select(*COLUMNS).where(T.c.org_id == org_id, condition))]
     if not rows:
         return 0
     deltas: Counter[RollupKey] = Counter()
-    for _, campaign, cid, source, answered, score, _ in rows:
-        deltas[rollup_key(campaign, cid, source, answered, score)] -= 1
-    for part in chunks([r[0] for r in rows]):
+    for r in rows:
+        deltas[rollup_key(r["campaign_id"], r["company_id"], r["source"], r["date_answered"], r["score"])] -= 1
+    for part in chunks([r["id"] for r in rows]):
         session.execute(delete(T).where(T.c.org_id == org_id, T.c.id.in_(part)))
     apply_deltas(session, org_id, deltas)
-    refresh_companies(session, org_id, refresh_endusers(session, org_id, {r[6] for r in rows}))
+    refresh_companies(session, org_id, refresh_endusers(session, org_id, {r["enduser_id"] for r in rows}))
+    emit(session, org_id, "response.deleted", lambda: [_output_of(r) for r in rows])
     return len(rows)
 
 
