@@ -36,7 +36,10 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     """Build the engine for ``url`` with the pragmas and transaction mode npsd relies on."""
     url = normalize_url(url)
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+        # No server-side prepared statements: a plan cached for one organization's (or one batch
+        # size's) parameters can be badly wrong for the next; every statement is planned fresh.
+        return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True,
+                             connect_args={"prepare_threshold": None})
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},

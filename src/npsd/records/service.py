@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import JSON, ColumnElement, DateTime, Select, String, delete, select, text, type_coerce
+from sqlalchemy import JSON, ColumnElement, DateTime, Select, String, delete, select, type_coerce
 from sqlalchemy.orm import Session
 
 from npsd.analytics.nps import category
@@ -111,21 +111,13 @@ def _raw_json(value: str | None) -> Any:
 
 
 def begin_write(session: Session, org_id: str) -> None:
-    """Start a record write: queue behind the organization's other writers, and on PostgreSQL
-    plan every statement of this transaction with its actual values.
+    """Start a record write: queue behind the organization's other writers.
 
-    psycopg prepares a statement it has run five times on a connection, and PostgreSQL may then
-    switch to a generic plan. For the bulk path's ``IN (...)`` lookups and per-row updates a
-    generic plan cannot use the values (no hashed ``IN`` lists, row estimates from defaults) and
-    can turn a 5,000-row batch from milliseconds into seconds when statistics are stale.
+    (On PostgreSQL every statement is planned with its actual values: db.py turns psycopg's
+    prepared statements off, whose generic plans turned 5,000-row batches from milliseconds into
+    seconds once statistics were stale.)
     """
     lock_org_writes(session, org_id)
-    _custom_plans(session)
-
-
-def _custom_plans(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
 # ---------------------------------------------------------------------------------------------- lookups
@@ -505,7 +497,6 @@ def delete_records(session: Session, org_id: str, condition: ColumnElement[bool]
 
     Also the contacts' and surveys' cascades; the caller holds the organization's write lock.
     """
-    _custom_plans(session)
     rows = [dict(zip(COLUMN_NAMES, row, strict=True))
             for row in session.execute(select(*COLUMNS).where(T.c.org_id == org_id, condition))]
     if not rows:
