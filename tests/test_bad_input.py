@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Any
 
 import orjson
@@ -74,7 +75,9 @@ def test_malformed_bulk_bodies_are_refused_whole(client: Any, tenant: Tenant) ->
 @pytest.mark.parametrize("path", ["/companies", "/endusers", "/v1/nps-surveys", "/v1/webhooks", "/v1/unsubscribes"])
 def test_malformed_bodies_elsewhere(client: Any, tenant: Tenant, path: str) -> None:
     for body in (b"{", b"[]", b'{"name": "a\\u0000b", "email": "a\\u0000@x.com"}', b"\xff\xfe",
-                 b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b"}", orjson.dumps({"name": "n" * 100_000})):
+                 b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b"}", orjson.dumps({"name": "n" * 100_000}),
+                 b'{"name": "\\ud800", "email": "\\ud800@x.com", "url": "http://\\ud800/"}',
+                 b'{"name": "n", "email": "n@example.com", "custom": {"big": 1e30}}'):
         r = client.post(path, content=body, headers={**tenant.admin, **JSON})
         assert 400 <= r.status_code < 500, (path, body[:40], r.status_code, r.text[:200])
         assert_error(r, r.status_code)
@@ -141,3 +144,17 @@ def test_hostile_text_is_stored_verbatim_and_escaped_on_export(client: Any, tena
             assert text in by_comment, text
     as_json = client.get("/nps/export", params={"format": "json", "npsExpiryDay": 0}, headers=tenant.viewer).json()
     assert sorted(r["comment"] for r in as_json) == sorted(HOSTILE_TEXT)
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/companies", {"name": "n", "custom": {"big": 1e30}}, "custom"),
+    ("/endusers", {"email": "big@example.com", "custom": {"nested": [{"big": -(2**70)}]}}, "custom"),
+    ("/companies", {"name": "\ud800"}, "name"),
+    ("/endusers", {"email": "x@example.com", "name": "a\ud800b"}, "name"),
+    ("/v1/nps-surveys", {"name": "survey \udfff"}, "name"),
+])
+def test_unstorable_values_are_refused_everywhere(client: Any, tenant: Tenant, path: str, body: dict[str, Any],
+                                                  field: str) -> None:
+    raw = json.dumps(body).encode()  # stdlib json writes lone surrogates and huge integers as given
+    r = client.post(path, content=raw, headers={**tenant.admin, **JSON})
+    assert_error(r, 400, field)

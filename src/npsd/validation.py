@@ -20,6 +20,9 @@ _EMAIL_RE = re.compile(
 )
 MAX_CUSTOM_DEPTH = 8
 MAX_CUSTOM_BYTES = 64 * 1024
+# Numbers in ``custom`` must survive a round trip through PostgreSQL's jsonb and back to JSON:
+# jsonb returns a float such as 1e30 as a huge integer, which JSON encoders then refuse.
+MAX_CUSTOM_NUMBER = 2**63
 
 
 def check_email(value: str) -> str:
@@ -37,9 +40,14 @@ def email_key(email: str) -> str:
     return email.strip().lower()
 
 
-def _no_nul(value: str) -> str:
+def _storable(value: str) -> str:
+    """Text both databases store and every encoder writes back: no NUL, no lone surrogate."""
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from exc
     return value
 
 
@@ -61,15 +69,15 @@ def _check_custom(value: Any, depth: int = 0) -> None:
         raise ValueError(f"must not nest deeper than {MAX_CUSTOM_DEPTH} levels")
     if isinstance(value, dict):
         for key, item in value.items():
-            if "\x00" in key:
-                raise ValueError("keys must not contain NUL characters")
+            _storable(key)
             _check_custom(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
             _check_custom(item, depth + 1)
     elif isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("strings must not contain NUL characters")
+        _storable(value)
+    elif isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= MAX_CUSTOM_NUMBER:
+        raise ValueError(f"numbers must be smaller than {MAX_CUSTOM_NUMBER} in magnitude")
     elif isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         raise ValueError("numbers must be finite")
 
@@ -85,10 +93,11 @@ def check_custom(value: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def text(max_length: int) -> Any:
     """A string of at most ``max_length`` characters without NUL bytes."""
-    return Annotated[str, Field(max_length=max_length), AfterValidator(_no_nul)]
+    return Annotated[str, Field(max_length=max_length), AfterValidator(_storable)]
 
 
-Email = Annotated[str, BeforeValidator(_strip_email), Field(max_length=320), AfterValidator(check_email)]
+Email = Annotated[str, BeforeValidator(_strip_email), Field(max_length=320), AfterValidator(check_email),
+                  AfterValidator(_storable)]
 UtcDatetime = Annotated[datetime, AfterValidator(to_utc)]
 Score = Annotated[StrictInt, Field(ge=0, le=10, description="Integer 0-10")]
 Custom = Annotated[dict[str, Any] | None, AfterValidator(check_custom)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from npsd.ids import is_id
@@ -30,45 +29,10 @@ def _milliseconds(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-MAX_CUSTOM_NUMBER = 2**63
-
-
-def _check_numbers(value: Any) -> None:
-    if isinstance(value, dict):
-        for item in value.values():
-            _check_numbers(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_numbers(item)
-    elif isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= MAX_CUSTOM_NUMBER:
-        raise ValueError(f"numbers must be smaller than {MAX_CUSTOM_NUMBER} in magnitude")
-
-
-def _storable_custom(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    # Whatever is stored is sent back as JSON: refuse here what cannot be, rather than fail on the
-    # way out with a 500: lone surrogates, and numbers beyond 64-bit integers (PostgreSQL's jsonb
-    # returns a large float such as 1e30 as an integer, which JSON encoders then refuse).
-    if value is not None:
-        _check_numbers(value)
-        try:
-            orjson.dumps(value)
-        except TypeError as exc:
-            raise ValueError(f"cannot be stored as JSON: {exc}") from exc
-    return value
-
-
-def _unicode(value: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("must be valid Unicode text (no lone surrogates)") from exc
-    return value
 
 
 ObjectId = Annotated[str, AfterValidator(_object_id)]
 Date = Annotated[UtcDatetime, AfterValidator(_milliseconds)]
-RecordEmail = Annotated[Email, AfterValidator(_unicode)]
-RecordCustom = Annotated[Custom, AfterValidator(_storable_custom)]
 CampaignId = text(64)
 SourceId = text(500)
 
@@ -99,7 +63,7 @@ class NpsInput(BaseModel):
     # Only the API names are accepted: ``id_`` / ``version_`` are Python spellings, not fields.
     model_config = ConfigDict(extra="forbid", validate_by_name=False, validate_by_alias=True)
 
-    email: RecordEmail | None = None
+    email: Email | None = None
     score: Score | None = None
     comment: LongText | None = None
     cId: ObjectId | None = Field(None, description="Company id; must exist in your organization")
@@ -109,7 +73,7 @@ class NpsInput(BaseModel):
     dateSent: Date | None = None
     dateReminderSent: Date | None = None
     dateAnswered: Date | None = Field(None, description="Defaults to now on create")
-    custom: RecordCustom = None
+    custom: Custom = None
     # legacy aliases
     nps: Score | None = Field(None, description="Alias of score")
     npsComment: LongText | None = Field(None, description="Alias of comment")
