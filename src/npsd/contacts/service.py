@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +20,7 @@ from npsd.analytics.rollups import (
 )
 from npsd.db import lock_org_writes
 from npsd.errors import BadRequest, Conflict
-from npsd.ids import new_id, new_ids
+from npsd.ids import new_id
 from npsd.listing import Page
 from npsd.models import Company, CompanyDomain, Enduser, NpsRecord
 from npsd.timeutil import iso, utcnow
@@ -176,7 +175,9 @@ def delete_company(session: Session, company: Company, cascade: bool) -> None:
 # ------------------------------------------------------------------------------------------- endusers
 
 
-def _company_for_domain(session: Session, org_id: str, domains: set[str]) -> dict[str, str]:
+def companies_by_domain(session: Session, org_id: str, domains: set[str]) -> dict[str, str]:
+    """domain -> the company whose ``domains`` hold it (the smallest id when several do): the
+    rule that files a new contact under its company by e-mail domain, for every path creating one."""
     found: dict[str, str] = {}
     for part in chunks(domains):
         for domain, cid in session.execute(
@@ -185,40 +186,6 @@ def _company_for_domain(session: Session, org_id: str, domains: set[str]) -> dic
             .order_by(CompanyDomain.company_id)
         ):
             found.setdefault(domain, cid)
-    return found
-
-
-def endusers_for_emails(session: Session, org_id: str, wanted: Sequence[tuple[str, str | None]],
-                        now: datetime) -> dict[str, str]:
-    """Find or create the contact of every address; returns email key -> enduser id.
-
-    A new contact joins the company given with it (``cId``), else the company whose ``domains``
-    hold the address's domain, else none.
-    """
-    keys = {email_key(email) for email, _ in wanted}
-    found: dict[str, str] = {}
-    for part in chunks(keys):
-        for eid, key in session.execute(
-            select(Enduser.id, Enduser.email_key).where(Enduser.org_id == org_id, Enduser.email_key.in_(part))
-        ):
-            found[key] = eid
-    missing: dict[str, tuple[str, str | None]] = {}
-    for email, cid in wanted:
-        key = email_key(email)
-        if key not in found and key not in missing:
-            missing[key] = (email, cid)
-    if not missing:
-        return found
-    domain_company = _company_for_domain(
-        session, org_id, {key.rsplit("@", 1)[1] for key, (_, cid) in missing.items() if cid is None})
-    ids = new_ids(len(missing))
-    rows = []
-    for eid, (key, (email, cid)) in zip(ids, missing.items(), strict=True):
-        company = cid or domain_company.get(key.rsplit("@", 1)[1])
-        rows.append({"id": eid, "org_id": org_id, "email": email, "email_key": key, "company_id": company,
-                     "primary": False, "archived": False, "version": 0, "created_at": now, "updated_at": now})
-        found[key] = eid
-    session.execute(insert(Enduser), rows)
     return found
 
 
@@ -245,7 +212,7 @@ def create_enduser(session: Session, org_id: str, values: dict[str, Any]) -> End
     if session.scalar(select(Enduser.id).where(Enduser.org_id == org_id, Enduser.email_key == key)):
         raise Conflict("a contact with this e-mail already exists", [{"field": "email", "issue": "already used"}])
     if values.get("company_id") is None:
-        values["company_id"] = _company_for_domain(session, org_id, {key.rsplit("@", 1)[1]}).get(
+        values["company_id"] = companies_by_domain(session, org_id, {key.rsplit("@", 1)[1]}).get(
             key.rsplit("@", 1)[1])
     _derive_name(values)
     now = utcnow()

@@ -36,11 +36,12 @@ from npsd.analytics.rollups import (
     rollup_key,
     write_latest,
 )
+from npsd.contacts.service import companies_by_domain
 from npsd.db import lock_org_writes
 from npsd.errors import BadRequest, Conflict, NotFound, NpsdError, summary, validation_details
 from npsd.events import emit
 from npsd.ids import is_id, new_ids
-from npsd.models import Company, CompanyDomain, Enduser, NpsRecord
+from npsd.models import Company, Enduser, NpsRecord
 from npsd.records.fastsql import insert_many, update_many
 from npsd.records.schemas import NOT_NULL_COLUMNS, NpsInput
 from npsd.timeutil import iso, utcnow
@@ -335,19 +336,6 @@ def _contact_states(session: Session, org_id: str, column: Any, values: Collecti
     return found
 
 
-def _companies_by_domain(session: Session, org_id: str, domains: set[str]) -> dict[str, str]:
-    """domain -> the company whose ``domains`` hold it (the smallest id when several do)."""
-    found: dict[str, str] = {}
-    for part in chunks(domains):
-        for domain, cid in session.execute(
-            select(CompanyDomain.domain, CompanyDomain.company_id)
-            .where(CompanyDomain.org_id == org_id, CompanyDomain.domain.in_(part))
-            .order_by(CompanyDomain.company_id)
-        ):
-            found.setdefault(domain, cid)
-    return found
-
-
 def _resolve_contacts(session: Session, batch: Batch, needs_contact: list[dict[str, Any]],
                       states: dict[str, ContactState]) -> list[dict[str, Any]]:
     """Give every row in ``needs_contact`` the contact of its address, found or new.
@@ -363,7 +351,7 @@ def _resolve_contacts(session: Session, batch: Batch, needs_contact: list[dict[s
         key = email_key(row["email"])
         if key not in by_key and key not in missing:
             missing[key] = row
-    domains = _companies_by_domain(session, batch.org_id, {
+    domains = companies_by_domain(session, batch.org_id, {
         key.rsplit("@", 1)[1] for key, row in missing.items() if row["company_id"] is None})
     new_rows = []
     for eid, (key, row) in zip(new_ids(len(missing)), missing.items(), strict=True):
