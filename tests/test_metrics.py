@@ -63,7 +63,7 @@ def test_known_data_gives_exact_metrics(client: TestClient, tenant: Tenant) -> N
         "npsScore": 30.8, "totalResponses": 13, "promoters": 7, "passives": 3, "detractors": 3,
         "promoterPercentage": 53.8, "passivePercentage": 23.1, "detractorPercentage": 23.1,
         "averageScore": 7.54, "distribution": [1, 0, 0, 1, 0, 0, 1, 1, 2, 4, 3],
-        "marginOfError": 44.6, "confidenceInterval": [-13.8, 75.4], "lowSample": True,
+        "marginOfError": 44.6, "confidenceInterval": [-13.8, 75.4], "lowSample": True, "responseRate": None,
     }
     assert m["trend"] == [
         {"period": "2025-01", "start": "2025-01-01", "end": "2025-01-31", "npsScore": 14.3, "responses": 7,
@@ -220,6 +220,8 @@ def test_stats(client: TestClient, tenant: Tenant, database: TestDatabase) -> No
             token_hash=new_id() + new_id() + "f" * 16, status="queued", send_at=now,
             expires_at=now + timedelta(days=30), created_at=now, updated_at=now))
     assert client.get(STATS, headers=tenant.viewer).json()["responseRate"] == 25.0
+    assert client.get(METRICS, params={"surveyId": s1}, headers=tenant.viewer).json()["responseRate"] == 25.0
+    assert client.get(METRICS, params={"surveyId": new_id()}, headers=tenant.viewer).json()["responseRate"] is None
 
 
 def test_static_paths_win_over_survey_ids(client: TestClient, tenant: Tenant) -> None:

@@ -18,11 +18,10 @@ from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from npsd.analytics.nps import Summary, change, is_significant
-from npsd.models import Company, Invitation, NpsRollup, Survey
+from npsd.models import Company, NpsRollup, Survey
 
 R = NpsRollup.__table__
 S = Survey.__table__
-INV = Invitation.__table__
 
 Interval = Literal["day", "week", "month"]
 GroupBy = Literal["survey", "company", "source"]
@@ -162,6 +161,7 @@ def nps_metrics(session: Session, org_id: str, q: MetricsQuery) -> dict[str, Any
             previous = current
 
     body = summary_fields(total)
+    body["responseRate"] = response_rate_percent(session, org_id, q.survey_ids)
     body["trend"] = trend
     body["groups"] = _groups(session, org_id, q, conds) if q.group_by else []
     return body
@@ -237,20 +237,15 @@ def survey_stats(session: Session, org_id: str, today: date) -> dict[str, Any]:
         "responsesLast30Days": recent,
         "averageScore": s.average,
         "npsScore": s.nps,
-        "responseRate": response_rate(session, org_id),
+        "responseRate": response_rate_percent(session, org_id),
     }
 
 
-def response_rate(session: Session, org_id: str) -> float | None:
-    """Answered invitations per invitation sent, in percent (one decimal).
+def response_rate_percent(session: Session, org_id: str, survey_ids: list[str] | None = None) -> float | None:
+    """Answered invitations per invitation sent, in percent (one decimal); None while none was sent.
 
-    Only invitations that went out (``sent_at`` set) count; queued or failed ones were never a
-    chance to answer. None while no invitation has been sent: a rate of nothing is undefined.
-    """
-    sent, answered = session.execute(
-        select(func.count(), func.coalesce(func.sum(case((INV.c.answered_at.is_not(None), 1), else_=0)), 0))
-        .where(INV.c.org_id == org_id, INV.c.sent_at.is_not(None))
-    ).one()
-    if not sent:
-        return None
-    return round(100.0 * int(answered) / int(sent), 1)
+    The counting rule lives with the invitations (``collect.service.response_rate``)."""
+    from npsd.collect.service import response_rate
+
+    rate = response_rate(session, org_id, survey_ids)
+    return None if rate is None else round(100.0 * rate, 1)

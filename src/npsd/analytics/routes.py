@@ -76,6 +76,9 @@ class NpsMetrics(BaseModel):
     confidenceInterval: tuple[float, float] | None = Field(
         description="[lower, upper] bounds of the 95% confidence interval, clipped to -100..100")
     lowSample: bool = Field(description="True below 30 answers or when the margin of error exceeds 10 points")
+    responseRate: float | None = Field(
+        description="Answered invitations per invitation sent (of the surveys filtered by surveyId), in percent; "
+                    "null while none was sent")
     trend: list[TrendPoint] = Field(
         description="One point per period from the first to the last period with answers, empty periods included")
     groups: list[GroupMetrics] = Field(description="With groupBy: one line per key, most answers first; else empty")
