@@ -208,6 +208,7 @@ class NpsRollup(Base):
     """
 
     __tablename__ = "nps_rollup"
+    __table_args__ = {"sqlite_with_rowid": False}
     org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True)
     survey_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     company_id: Mapped[str] = mapped_column(String(24), primary_key=True)
