@@ -30,7 +30,7 @@ import orjson
 import xlsxwriter
 from fastapi import Query
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Connection, Select, String, Text, cast, func, select, true, type_coerce
+from sqlalchemy import Connection, Select, String, Text, case, cast, func, literal, select, true, type_coerce
 
 from npsd.analytics.nps import category
 from npsd.db import Database
@@ -123,10 +123,12 @@ def stream_records(db: Database, stmt: Select[Any], fmt: str, filename_stem: str
 @dataclass(frozen=True)
 class Source:
     """What a writer reads: the custom keys (or None) and batches of rows in which the dates are
-    ISO 8601 text (or ``datetime`` for XLSX) and ``custom`` is its stored JSON text."""
+    ISO 8601 text (or ``datetime`` for XLSX) and ``custom`` is its stored JSON text; or, when
+    ``cells``, rows that are already the finished CSV cells."""
 
     keys: list[str] | None
     batches: Iterator[Sequence[Row]]
+    cells: bool = False
 
 
 def iso_text(column: Any, dialect: str) -> Any:
@@ -152,7 +154,8 @@ def raw_columns(stmt: Select[Any], dialect: str, text_dates: bool) -> Select[Any
 
 
 @contextmanager
-def open_rows(db: Database, stmt: Select[Any], want_keys: bool, text_dates: bool = True) -> Iterator[Source]:
+def open_rows(db: Database, stmt: Select[Any], want_keys: bool, text_dates: bool = True,
+              csv_cells_on_sqlite: bool = False) -> Iterator[Source]:
     """Open the export's own read transaction and yield what the writers read."""
     sqlite = db.is_sqlite
     with db.engine.connect() as conn:
@@ -167,10 +170,11 @@ def open_rows(db: Database, stmt: Select[Any], want_keys: bool, text_dates: bool
                 conn.exec_driver_sql(f"PRAGMA cache_size={EXPORT_SQLITE_CACHE_KIB}")
             try:
                 keys = custom_keys(conn, stmt) if want_keys else None
-                query = raw_columns(stmt, conn.dialect.name, text_dates)
+                cells = csv_cells_on_sqlite and sqlite and sqlite_paths_can_name(keys or [])
+                query = csv_cells(stmt, keys or []) if cells else raw_columns(stmt, conn.dialect.name, text_dates)
                 result = conn.execution_options(yield_per=BATCH_ROWS).execute(query)
                 try:
-                    yield Source(keys, result.partitions())
+                    yield Source(keys, result.partitions(), cells)
                 finally:
                     result.close()
             finally:
@@ -224,48 +228,97 @@ def _csv_custom(value: Any) -> Any:
 def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
     """UTF-8 CSV with a header row; text cells that could run as formulas are escaped.
 
-    The hot loop is written out by hand: at a million rows every function call per cell shows.
+    On SQLite every cell, formula escaping and ``custom.<key>`` columns included, is computed by
+    the database (:func:`csv_cells`), so the rows go straight into the C ``csv`` writer; other
+    databases, and key sets SQLite's JSON paths cannot name, take the Python loop below.
     """
-    with open_rows(db, stmt, want_keys=True) as src:
+    with open_rows(db, stmt, want_keys=True, csv_cells_on_sqlite=True) as src:
         keys = src.keys or []
-        whole_custom = keys == ["*"]
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(header(keys))
         yield buffer.getvalue().encode()
-        unsafe = FORMULA_START
-        categories = CATEGORIES
-        blanks = [None] * len(keys)
         for batch in src.batches:
             buffer.seek(0)
             buffer.truncate()
-            lines = []
-            for (rid, email, score, comment, euid, cid, campaign, source, source_id, sent, reminded, answered,
-                 custom, created, updated, _) in batch:
-                line = [
-                    rid,
-                    "'" + email if email[:1] in unsafe else email,
-                    score,
-                    categories[score],
-                    "" if comment is None else ("'" + comment if comment[:1] in unsafe else comment),
-                    euid,
-                    cid,
-                    None if campaign is None else ("'" + campaign if campaign[:1] in unsafe else campaign),
-                    None if source is None else ("'" + source if source[:1] in unsafe else source),
-                    None if source_id is None else ("'" + source_id if source_id[:1] in unsafe else source_id),
-                    sent, reminded, answered, created, updated,
-                ]
-                if whole_custom:
-                    line.append(custom if custom and custom != "null" else None)
-                elif keys:
-                    values = orjson.loads(custom) if custom else None
-                    if isinstance(values, dict):
-                        line.extend([_csv_custom(values.get(k)) for k in keys])
-                    else:
-                        line.extend(blanks)
-                lines.append(line)
-            writer.writerows(lines)
+            writer.writerows(batch if src.cells else _csv_lines(batch, keys))
             yield buffer.getvalue().encode()
+
+
+def _csv_lines(batch: Sequence[Row], keys: list[str]) -> list[list[Any]]:
+    """CSV cells of record rows, in Python. The hot loop is written out by hand: at a million
+    rows every function call per cell shows."""
+    unsafe = FORMULA_START
+    categories = CATEGORIES
+    whole_custom = keys == ["*"]
+    blanks = [None] * len(keys)
+    lines = []
+    for (rid, email, score, comment, euid, cid, campaign, source, source_id, sent, reminded, answered,
+         custom, created, updated, _) in batch:
+        line = [
+            rid,
+            "'" + email if email[:1] in unsafe else email,
+            score,
+            categories[score],
+            "" if comment is None else ("'" + comment if comment[:1] in unsafe else comment),
+            euid,
+            cid,
+            None if campaign is None else ("'" + campaign if campaign[:1] in unsafe else campaign),
+            None if source is None else ("'" + source if source[:1] in unsafe else source),
+            None if source_id is None else ("'" + source_id if source_id[:1] in unsafe else source_id),
+            sent, reminded, answered, created, updated,
+        ]
+        if whole_custom:
+            line.append(custom if custom and custom != "null" else None)
+        elif keys:
+            values = orjson.loads(custom) if custom else None
+            if isinstance(values, dict):
+                line.extend([_csv_custom(values.get(k)) for k in keys])
+            else:
+                line.extend(blanks)
+        lines.append(line)
+    return lines
+
+
+def _escaped(text_sql: Any) -> Any:
+    """SQL for a text cell with the formula guard applied (``'`` before =, +, -, @, TAB, CR)."""
+    return case((func.substr(text_sql, 1, 1).in_(FORMULA_PREFIXES), literal("'", String) + text_sql),
+                else_=text_sql)
+
+
+def _sqlite_custom_cell(custom: Any, key: str) -> Any:
+    path = f'$."{key}"'
+    kind = func.json_type(custom, path)
+    value = func.json_extract(custom, path)
+    return case(
+        (kind == "true", literal("true", String)),
+        (kind == "false", literal("false", String)),
+        (kind == "text", _escaped(type_coerce(value, String))),
+        else_=value,  # numbers as numbers, objects and arrays as compact JSON, null as empty
+    )
+
+
+def sqlite_paths_can_name(keys: list[str]) -> bool:
+    return keys != ["*"] and not any('"' in k or "\\" in k for k in keys)
+
+
+def csv_cells(stmt: Select[Any], keys: list[str]) -> Select[Any]:
+    """``stmt`` (record ``COLUMNS``) rewritten to select the finished CSV cells (SQLite SQL)."""
+    c = list(stmt.selected_columns)
+    def text_(i: int) -> Any:
+        return type_coerce(c[i], String)
+    custom = type_coerce(c[CUSTOM], String)
+    score = c[SCORE]
+    cells = [
+        c[ID], _escaped(text_(EMAIL)), score,
+        case((score >= 9, literal("promoter", String)), (score >= 7, literal("passive", String)),
+             else_=literal("detractor", String)),
+        func.coalesce(_escaped(text_(COMMENT)), literal("", String)),
+        c[EUID], c[CID], _escaped(text_(CAMPAIGN)), _escaped(text_(SOURCE)), _escaped(text_(SOURCE_ID)),
+        *(iso_text(c[i], "sqlite") for i in (SENT, REMINDED, ANSWERED, CREATED, UPDATED)),
+        *(_sqlite_custom_cell(custom, k) for k in keys),
+    ]
+    return stmt.with_only_columns(*cells)
 
 
 # ---------------------------------------------------------------------------------------- JSON
