@@ -75,9 +75,8 @@ def test_rate_limit_zero_turns_it_off(database: TestDatabase, tenant: Tenant) ->
             assert r.status_code == 200 and "X-RateLimit-Limit" not in r.headers
 
 
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # SQLite: one process, in-memory limiter
 def test_rate_limit_is_shared_across_processes_on_postgresql(database: TestDatabase, tenant: Tenant) -> None:
-    if database.kind != "postgresql":
-        pytest.skip("SQLite runs one process; its limiter is in memory")
     # two app instances with separate limiters stand for two server processes
     with client_with(database, rate_limit=4) as a, client_with(database, rate_limit=4) as b:
         statuses = [c.get("/nps", headers=tenant.viewer).status_code for c in (a, b, a, b, a, b)]
