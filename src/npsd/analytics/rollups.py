@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -44,6 +45,18 @@ def chunks(values: Collection[Any], size: int = CHUNK) -> Iterable[list[Any]]:
         yield items[start:start + size]
 
 
+@functools.cache
+def _upsert_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE count = count + excluded.count, built once per dialect
+    (building it costs more than running it for a single answer)."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(ROLLUP)  # the table, not the entity: a Core executemany without ORM bookkeeping
+    return stmt.on_conflict_do_update(
+        index_elements=["org_id", "survey_id", "company_id", "source", "day", "score"],
+        set_={"count": ROLLUP.c.count + stmt.excluded.count},
+    )
+
+
 def apply_deltas(session: Session, org_id: str, deltas: Counter[RollupKey]) -> None:
     """Add ``deltas`` to ``nps_rollup`` (insert or increment), then drop buckets that reached 0."""
     rows = [
@@ -53,14 +66,7 @@ def apply_deltas(session: Session, org_id: str, deltas: Counter[RollupKey]) -> N
     ]
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(ROLLUP)  # the table, not the entity: a Core executemany without ORM bookkeeping
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["org_id", "survey_id", "company_id", "source", "day", "score"],
-        set_={"count": ROLLUP.c.count + stmt.excluded.count},
-    )
-    session.execute(stmt, rows)
+    session.execute(_upsert_statement(session.get_bind().dialect.name), rows)
     if any(r["count"] < 0 for r in rows):
         session.execute(ROLLUP.delete().where(ROLLUP.c.org_id == org_id, ROLLUP.c.count <= 0))
 
