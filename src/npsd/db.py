@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from npsd.config import Settings, get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+SQLITE_POOL_SIZE = 40
 
 
 def normalize_url(url: str) -> str:
@@ -40,10 +41,12 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         # size's) parameters can be badly wrong for the next; every statement is planned fresh.
         return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True,
                              connect_args={"prepare_threshold": None})
+    # Keep as many SQLite connections as the thread pool has threads (40): an overflow connection
+    # is closed when returned, and opening one (file, WAL, pragmas) costs more than a request.
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-        pool_size=pool_size,
+        pool_size=max(pool_size, SQLITE_POOL_SIZE),
         max_overflow=pool_size * 2,
     )
 

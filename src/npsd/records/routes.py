@@ -101,8 +101,9 @@ RecordByKey = Annotated[dict[str, Any], Depends(record_by_key)]
 
 
 @router.get("/nps/{key:path}", response_model=NpsRead)
-def get_nps(record: RecordByKey) -> Response:
+async def get_nps(record: RecordByKey) -> Response:
     """Get one record by `_id` or by `srcid-<sourceId>`."""
+    # async: only formats what the lookup dependency read, so it needs no worker thread
     return json_response(service.to_output(tuple(record.values())))
 
 
