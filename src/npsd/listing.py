@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Query
 
@@ -59,3 +59,12 @@ def id_list(value: str | None, name: str) -> list[str] | None:
     if bad:
         raise BadRequest.field(name, f"{bad[0]!r} is not a 24-character hexadecimal id")
     return ids
+
+
+# SalesOS-style lists (``/v1/...``): ``page`` and ``limit``, a bare array, the total in a header.
+SALESOS_MAX_LIMIT = 100
+SALESOS_MAX_PAGE = 1_000_000
+PageParam = Annotated[int, Query(ge=1, le=SALESOS_MAX_PAGE, description="Page number, from 1")]
+LimitParam = Annotated[int, Query(ge=1, le=SALESOS_MAX_LIMIT, description="Items per page (1-100)")]
+TOTAL_COUNT_HEADER: dict[int | str, dict[str, Any]] = {200: {"headers": {"X-Total-Count": {
+    "description": "Items matching the filters, over all pages", "schema": {"type": "integer"}}}}}

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BeforeValidator, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StrictInt
 
 _EMAIL_RE = re.compile(
     r"^(?=.{3,320}$)"
@@ -104,3 +104,18 @@ Custom = Annotated[dict[str, Any] | None, AfterValidator(check_custom)]
 Name = text(500)
 ShortText = text(200)
 LongText = text(65_536)
+
+
+class ColumnInput(BaseModel):
+    """A request body whose fields map to table columns (``COLUMNS``: API field -> column).
+
+    ``column_values`` gives only what the client sent (explicit nulls included), so partial
+    updates change exactly those columns; a create sets every field, defaults included.
+    """
+
+    COLUMNS: ClassVar[dict[str, str]] = {}
+    SETS_EVERY_FIELD: ClassVar[bool] = False
+
+    def column_values(self) -> dict[str, Any]:
+        sent = self.model_fields_set
+        return {col: getattr(self, f) for f, col in self.COLUMNS.items() if self.SETS_EVERY_FIELD or f in sent}

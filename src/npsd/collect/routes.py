@@ -23,6 +23,7 @@ from npsd.collect.schemas import (
 )
 from npsd.errors import BadRequest
 from npsd.http import AppSettings, DbSession, json_response
+from npsd.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam
 from npsd.lookup import resolve
 from npsd.models import Invitation
 from npsd.surveys.routes import SurveyById
@@ -30,12 +31,6 @@ from npsd.validation import check_email
 
 router = APIRouter(prefix="/v1", tags=["collect"])
 
-MAX_LIMIT = 100
-MAX_PAGE = 1_000_000
-PageParam = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page number, from 1")]
-LimitParam = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page (1-100)")]
-TOTAL_HEADER = {200: {"headers": {"X-Total-Count": {"description": "Matching items over all pages",
-                                                     "schema": {"type": "integer"}}}}}
 
 
 def invitation_by_id(
@@ -92,7 +87,7 @@ def create_invitations(survey: SurveyById, body: InvitationsCreate, principal: E
     return json_response({"results": results})
 
 
-@router.get("/nps-surveys/{id}/invitations", response_model=list[InvitationRead], responses=TOTAL_HEADER)
+@router.get("/nps-surveys/{id}/invitations", response_model=list[InvitationRead], responses=TOTAL_COUNT_HEADER)
 def list_invitations(
     survey: SurveyById, principal: Viewer, session: DbSession,
     status: Annotated[str | None, Query(max_length=200, description=(
@@ -134,7 +129,7 @@ def cancel_invitation(invitation: InvitationById, _: Editor, session: DbSession)
 # ------------------------------------------------------------------------------------ unsubscribes
 
 
-@router.get("/unsubscribes", response_model=list[UnsubscribeRead], responses=TOTAL_HEADER)
+@router.get("/unsubscribes", response_model=list[UnsubscribeRead], responses=TOTAL_COUNT_HEADER)
 def list_unsubscribes(
     principal: Viewer, session: DbSession,
     email: Annotated[str | None, Query(max_length=320, description="Only this address (case-insensitive)")] = None,

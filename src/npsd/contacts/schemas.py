@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from npsd.records.schemas import ObjectId
-from npsd.validation import Custom, Email, LongText, Name, ShortText, text
+from npsd.validation import ColumnInput, Custom, Email, LongText, Name, ShortText, text
 
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
 
@@ -28,7 +28,7 @@ Domains = Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_lengt
 ExternalKey = text(500)
 
 
-class CompanyInput(BaseModel):
+class CompanyInput(ColumnInput):
     """A company as sent by a client (POST needs ``name``; PUT changes only the fields sent)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -53,8 +53,6 @@ class CompanyInput(BaseModel):
     COLUMNS: ClassVar[dict[str, str]] = {"name": "name", "domains": "domains", "externalId": "external_id", "sourceId": "source_id",
                "status": "status", "phase": "phase", "description": "description", "custom": "custom"}
 
-    def column_values(self) -> dict[str, Any]:
-        return {col: getattr(self, f) for f, col in self.COLUMNS.items() if f in self.model_fields_set}
 
 
 class CompanyRead(BaseModel):
@@ -76,7 +74,7 @@ class CompanyRead(BaseModel):
     version: int = Field(alias="__v")
 
 
-class EnduserInput(BaseModel):
+class EnduserInput(ColumnInput):
     """A contact as sent by a client (POST needs ``email``)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -109,8 +107,6 @@ class EnduserInput(BaseModel):
                "companyId": "company_id", "externalId": "external_id", "sourceId": "source_id",
                "custom": "custom"}
 
-    def column_values(self) -> dict[str, Any]:
-        return {col: getattr(self, f) for f, col in self.COLUMNS.items() if f in self.model_fields_set}
 
 
 class EnduserRead(BaseModel):

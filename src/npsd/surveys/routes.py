@@ -15,7 +15,7 @@ from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.errors import BadRequest
 from npsd.exports.service import EXPORT_CONTENT, FORMAT_QUERY, ExportFormat, stream_records
 from npsd.http import DbSession
-from npsd.listing import id_list
+from npsd.listing import LimitParam, PageParam, id_list
 from npsd.models import Survey
 from npsd.records.service import SCORE_TYPES
 from npsd.surveys import service
@@ -32,8 +32,6 @@ from npsd.validation import UtcDatetime
 
 router = APIRouter(prefix="/v1/nps-surveys", tags=["surveys"])
 
-MAX_LIMIT = 100
-MAX_PAGE = 1_000_000
 
 
 IdParam = Annotated[str, Path(description="Survey id (24 hexadecimal characters)")]
@@ -77,8 +75,6 @@ def _order(sort_by: str | None, sort_order: str | None, allowed: tuple[str, ...]
     return sort_by or default, order == "desc"
 
 
-PageParam = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page number, from 1")]
-LimitParam = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page (1-100)")]
 SortOrderParam = Annotated[str | None, Query(max_length=10, description="asc or desc (default desc)")]
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from npsd.records.schemas import ObjectId, SourceId
-from npsd.validation import Custom, Email, LongText, Score, ShortText, UtcDatetime, text
+from npsd.validation import ColumnInput, Custom, Email, LongText, Score, ShortText, UtcDatetime, text
 
 DEFAULT_QUESTION = "How likely are you to recommend us to a friend or colleague?"
 DEFAULT_FOLLOW_UP = "What is the most important reason for your score?"
@@ -41,7 +41,7 @@ ThrottleDays = Annotated[StrictInt, Field(ge=0, le=3650, description="Days befor
 ReminderDays = Annotated[StrictInt, Field(ge=1, le=365, description="Days before a reminder; null for none")]
 
 
-class SurveyUpdate(BaseModel):
+class SurveyUpdate(ColumnInput):
     """The fields of a survey a client may write. On update every field is optional and only the
     fields sent change; `name`, `question`, `surveyType`, `isActive`, `language` and `throttleDays`
     must not be null."""
@@ -76,13 +76,12 @@ class SurveyUpdate(BaseModel):
             raise ValueError("must not be null")
         return value
 
-    def column_values(self) -> dict[str, Any]:
-        """The columns this input sets (explicit nulls included)."""
-        return {col: getattr(self, f) for f, col in self.COLUMNS.items() if f in self.model_fields_set}
 
 
 class SurveyCreate(SurveyUpdate):
     """A new survey: `name` is required, the other fields have the defaults shown."""
+
+    SETS_EVERY_FIELD = True  # a create stores every field, defaults included
 
     name: SurveyName = Field(description="1-200 characters")  # type: ignore[assignment]
     surveyType: SurveyType = "RELATIONSHIP"  # type: ignore[assignment]
@@ -93,9 +92,6 @@ class SurveyCreate(SurveyUpdate):
     throttleDays: ThrottleDays = 90  # type: ignore[assignment]
     reminderAfterDays: ReminderDays | None = 3
 
-    def column_values(self) -> dict[str, Any]:
-        """Every column, defaults included."""
-        return {col: getattr(self, f) for f, col in self.COLUMNS.items()}
 
 
 class SurveyRead(BaseModel):

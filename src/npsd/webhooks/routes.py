@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from npsd.auth.deps import Admin
 from npsd.http import AppSettings, DbSession
+from npsd.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam
 from npsd.lookup import resolve
 from npsd.models import Webhook
 from npsd.webhooks import service
@@ -20,12 +21,6 @@ from npsd.webhooks.schemas import (
     WebhookRead,
     WebhookUpdate,
 )
-
-MAX_LIMIT = 100
-MAX_PAGE = 1_000_000
-TOTAL_HEADER = {200: {"headers": {"X-Total-Count": {
-    "description": "Objects matching the filters, over all pages", "schema": {"type": "integer"}}}}}
-
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -39,8 +34,6 @@ def webhook_by_id(
 
 
 WebhookById = Annotated[Webhook, Depends(webhook_by_id)]
-PageParam = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page number, from 1")]
-LimitParam = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page (1-100)")]
 
 
 @router.post("", response_model=WebhookCreated, status_code=201)
@@ -57,7 +50,7 @@ def create_webhook(body: WebhookCreate, principal: Admin, session: DbSession,
     return service.create_webhook(session, principal.org_id, body, settings.webhook_allow_private)
 
 
-@router.get("", response_model=list[WebhookRead], responses=TOTAL_HEADER)
+@router.get("", response_model=list[WebhookRead], responses=TOTAL_COUNT_HEADER)
 def list_webhooks(principal: Admin, session: DbSession, response: Response,
                   page: PageParam = 1, limit: LimitParam = 20) -> list[dict[str, Any]]:
     """List the organization's webhooks, newest first, as a bare array (total in `X-Total-Count`).
@@ -88,7 +81,7 @@ def delete_webhook(hook: WebhookById, session: DbSession) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/{id}/deliveries", response_model=list[DeliveryRead], responses=TOTAL_HEADER)
+@router.get("/{id}/deliveries", response_model=list[DeliveryRead], responses=TOTAL_COUNT_HEADER)
 def list_deliveries(
     hook: WebhookById, session: DbSession, response: Response,
     page: PageParam = 1, limit: LimitParam = 20,

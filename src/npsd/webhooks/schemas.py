@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from npsd.validation import text
+from npsd.validation import ColumnInput, text
 from npsd.webhooks import guard
 
 EventType = Literal["response.created", "response.updated", "response.deleted", "invitation.failed",
@@ -40,7 +40,7 @@ SurveyIds = Annotated[list[Annotated[text(64), AfterValidator(_survey_id)]],
                       Field(min_length=1, max_length=MAX_SURVEY_IDS), AfterValidator(_unique)]
 
 
-class WebhookUpdate(BaseModel):
+class WebhookUpdate(ColumnInput):
     """The fields of a webhook an admin may write. On update every field is optional and only the
     fields sent change; `url`, `events` and `isActive` must not be null, `surveyIds: null` removes
     the survey filter."""
@@ -68,20 +68,17 @@ class WebhookUpdate(BaseModel):
             raise ValueError("must not be null")
         return value
 
-    def column_values(self) -> dict[str, Any]:
-        """The columns this input sets (explicit nulls included)."""
-        return {col: getattr(self, f) for f, col in self.COLUMNS.items() if f in self.model_fields_set}
 
 
 class WebhookCreate(WebhookUpdate):
     """A new webhook: `url` and `events` are required."""
 
+    SETS_EVERY_FIELD = True  # a create stores every field, defaults included
+
     url: WebhookUrl = Field(description="http(s) URL the events are POSTed to")  # type: ignore[assignment]
     events: Events = Field(description="Event types to receive (at least one)")  # type: ignore[assignment]
     isActive: StrictBool = True  # type: ignore[assignment]
 
-    def column_values(self) -> dict[str, Any]:
-        return {col: getattr(self, f) for f, col in self.COLUMNS.items()}
 
 
 class WebhookRead(BaseModel):
