@@ -42,17 +42,19 @@ def prepare(url: str, secret: str, org: str = "bench") -> tuple[str, str]:
 
 
 @contextmanager
-def server(url: str, secret: str, workers: int = 1) -> Iterator[str]:
-    """Start ``npsd serve`` against ``url``; yield its base URL; stop it."""
+def serve_process(url: str, secret: str, workers: int = 1) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start ``npsd serve`` against ``url`` (rate limit and in-process worker off, so they do not
+    weigh on the figures); yield its base URL and process; stop it."""
     port = free_port()
-    env = {**os.environ, "NPSD_DATABASE_URL": url, "NPSD_SECRET_KEY": secret, "NPSD_LOG_LEVEL": "warning"}
+    env = {**os.environ, "NPSD_DATABASE_URL": url, "NPSD_SECRET_KEY": secret, "NPSD_LOG_LEVEL": "warning",
+           "NPSD_RATE_LIMIT": "0", "NPSD_WORKER": "false"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "npsd.cli", "serve", "--port", str(port), "--workers", str(workers)],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
                 if httpx.get(base + "/healthz", timeout=1).status_code == 200:
@@ -62,10 +64,17 @@ def server(url: str, secret: str, workers: int = 1) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("server did not start: " + (proc.stderr.read().decode() if proc.stderr else ""))
             time.sleep(0.1)
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextmanager
+def server(url: str, secret: str, workers: int = 1) -> Iterator[str]:
+    """Like :func:`serve_process`, yielding only the base URL."""
+    with serve_process(url, secret, workers) as (base, _):
+        yield base

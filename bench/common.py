@@ -9,13 +9,10 @@ consistently, ``nps_rollup`` (the same counts the write path keeps), on the app'
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import sqlite3
-import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -23,10 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import ROOT, free_port, prepare
+from _server import prepare, serve_process
 
 SOURCES = ("email",)
 SCORE_WEIGHTS = (2, 1, 1, 2, 2, 3, 5, 10, 15, 25, 34)  # a typical, promoter-heavy distribution
@@ -147,33 +142,7 @@ class Dataset:
             conn.execute("ANALYZE")
 
 
-@contextmanager
-def serve(url: str, secret: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``npsd serve`` (one uvicorn process) against ``url``; yield its base URL and process."""
-    port = free_port()
-    env = {**os.environ, "NPSD_DATABASE_URL": url, "NPSD_SECRET_KEY": secret, "NPSD_LOG_LEVEL": "warning",
-           "NPSD_RATE_LIMIT": "0", "NPSD_WORKER": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "npsd.cli", "serve", "--port", str(port)],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start: " + (proc.stderr.read().decode() if proc.stderr else ""))
-            time.sleep(0.1)
-        yield base, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+serve = serve_process  # one way to start a benchmarked server
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -98,7 +98,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'load.db'}"
         _, token = prepare(url, SECRET)
-        os.environ["NPSD_RATE_LIMIT"] = "0"
         with server(url, SECRET) as base:
             headers = {"Authorization": f"Bearer {token}"}
             rid = httpx.post(base + "/nps", json={"email": "seed@example.com", "score": 9}, headers=headers).json()["_id"]
