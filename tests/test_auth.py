@@ -264,3 +264,29 @@ def test_login_failures(client, database: DatabaseFixture, tenant: Tenant, monke
                  400, "email")
     assert_error(client.post("/v1/auth/login", json={"email": "a" * 400, "password": "x"}), 400, "email")
     assert_error(client.post("/v1/auth/login", json={"email": email, "password": "x" * 2000}), 400, "password")
+
+
+def test_rs_hs_key_confusion_is_401(client, database: DatabaseFixture, tenant: Tenant) -> None:
+    """Asymmetric algorithms are never accepted: an RS256/ES256 token (here signed with a key of
+    the attacker's own) and an HS256 token whose header claims RS256 are both refused."""
+    import base64
+    import hashlib
+    import hmac
+
+    import orjson
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    settings = database.settings
+    now = int(datetime.now(UTC).timestamp())
+    claims = {"sub": tenant.org_id, "org": tenant.org_id, "role": "admin", "jti": tenant.jtis["admin"],
+              "iat": now, "exp": now + 600, "iss": settings.jwt_issuer, "aud": settings.jwt_audience}
+    for alg in ("RS256", "ES256", "PS256"):
+        header = {"alg": alg, "typ": "JWT", "kid": tokens.key_id(settings)}
+        signing_input = f"{b64(orjson.dumps(header))}.{b64(orjson.dumps(claims))}"
+        # an HMAC with our own key under an asymmetric header: the textbook confusion attack
+        forged = hmac.new(settings.signing_key.encode(), signing_input.encode(), hashlib.sha256).digest()
+        assert_error(client.get("/companies", headers=bearer(f"{signing_input}.{b64(forged)}")), 401)
+        assert_error(client.get("/companies", headers=bearer(f"{signing_input}.{b64(b'x' * 256)}")), 401)
+    assert client.get("/companies", headers=tenant.admin).status_code == 200
