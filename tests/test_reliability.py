@@ -143,3 +143,48 @@ def test_sigkill_during_bulk_upserts_loses_nothing_acknowledged(tmp_path: Path) 
     assert rollup_mismatches(fresh.db, tenant.org_id) == []
     fresh.db.dispose()
 
+
+
+def test_concurrent_single_creates_are_each_answered_for_themselves(database: TestDatabase) -> None:
+    """16 clients POST /nps at once (group commit shares their transactions): every request gets its
+    own record or its own 409, sourceIds stay unique, and the roll-ups are exact."""
+    tenant = make_tenant(database)
+    server = ServerProcess(database.url, database.settings.secret_key or "")
+    server.start()
+    outcomes: list[tuple[str, int, dict[str, Any]]] = []
+    lock = threading.Lock()
+
+    def client_run(worker: int) -> None:
+        with httpx.Client(base_url=server.base_url, headers=tenant.editor, timeout=60) as client:
+            for i in range(25):
+                shared = f"shared-{i}"  # every client tries to claim the same 25 sourceIds
+                for sid, email in ((shared, f"c{worker}-{i}@example{i % 3}.com"),
+                                   (f"own-{worker}-{i}", f"own{worker}-{i}@example.com")):
+                    r = client.post("/nps", json={"email": email, "score": (worker + i) % 11, "sourceId": sid})
+                    with lock:
+                        outcomes.append((sid, r.status_code, r.json()))
+
+    threads = [threading.Thread(target=client_run, args=(w,)) for w in range(16)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+    finally:
+        server.stop()
+    assert len(outcomes) == 16 * 25 * 2
+    assert {status for _, status, _ in outcomes} <= {200, 409}
+    winners: dict[str, list[dict[str, Any]]] = {}
+    for sid, status, body in outcomes:
+        if status == 200:
+            assert body["sourceId"] == sid
+            winners.setdefault(sid, []).append(body)
+        else:
+            assert body["details"][0]["field"] == "sourceId"
+    assert all(len(bodies) == 1 for bodies in winners.values())
+    assert len(winners) == 25 + 16 * 25  # each shared sourceId once, every own one
+    with database.db.transaction(write=False) as s:
+        stored = {sid: rid for sid, rid in s.execute(
+            select(NpsRecord.source_id, NpsRecord.id).where(NpsRecord.org_id == tenant.org_id))}
+    assert stored == {sid: bodies[0]["_id"] for sid, bodies in winners.items()}
+    assert rollup_mismatches(database.db, tenant.org_id) == []

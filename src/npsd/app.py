@@ -17,6 +17,7 @@ from npsd.db import Database
 from npsd.errors import ErrorBody, install_error_handlers
 from npsd.idempotency import IdempotencyMiddleware
 from npsd.limits import BodyLimitMiddleware, RateLimiter, RateLimitMiddleware
+from npsd.records.batcher import CreateBatcher
 
 log = logging.getLogger("npsd")
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         # from walking it again on every collection (a 5,000-record upsert makes many objects).
         gc.freeze()
         yield
+        await app.state.create_batcher.close()
         if worker is not None:
             worker.stop()
         if database is None:
@@ -99,6 +101,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.create_batcher = CreateBatcher(db)
     install_error_handlers(app)
     # outermost last: request id, then body size, rate limit, idempotency, then the routes
     app.add_middleware(IdempotencyMiddleware, db=db, settings=settings)

@@ -453,16 +453,36 @@ def create_record(session: Session, org_id: str, data: NpsInput) -> dict[str, An
 
     Returns the stored row as a mapping of ``COLUMN_NAMES``.
     """
-    begin_write(session, org_id)
-    planner = Planner(session, org_id, utcnow())
-    planner.preload([data])
-    record_id = new_ids(1)[0]
-    try:
-        row = planner.plan_create(data, record_id)
-    except ItemError as exc:
-        raise exc.to_http() from exc
-    write_batch(session, planner.batch)
-    return {name: row[name] for name in COLUMN_NAMES}  # as written: no need to read it back
+    result = create_records(session, [(org_id, data)])[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def create_records(session: Session, items: Sequence[tuple[str, NpsInput]]) -> list[dict[str, Any] | Exception]:
+    """Create several independent records in the current transaction, one write per organization.
+
+    Each item succeeds (its stored row, as a mapping of ``COLUMN_NAMES``) or fails on its own
+    (the 400/409 it would get alone: e.g. the second of two items claiming one ``sourceId``).
+    """
+    results: list[dict[str, Any] | Exception] = [BadRequest("not applied")] * len(items)
+    by_org: dict[str, list[int]] = {}
+    for index, (org_id, _) in enumerate(items):
+        by_org.setdefault(org_id, []).append(index)
+    for org_id, indexes in by_org.items():
+        begin_write(session, org_id)
+        planner = Planner(session, org_id, utcnow())
+        planner.preload([items[i][1] for i in indexes])
+        rows: list[tuple[int, dict[str, Any]]] = []
+        for index, record_id in zip(indexes, new_ids(len(indexes)), strict=True):
+            try:
+                rows.append((index, planner.plan_create(items[index][1], record_id)))
+            except ItemError as exc:
+                results[index] = exc.to_http()
+        write_batch(session, planner.batch)
+        for index, row in rows:
+            results[index] = {name: row[name] for name in COLUMN_NAMES}  # as written: no read-back
+    return results
 
 
 def update_record(session: Session, org_id: str, record_id: str, data: NpsInput) -> dict[str, Any]:
