@@ -7,7 +7,7 @@ nesting), so bad input is a 400 naming the field rather than a 500 from the driv
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StrictInt
@@ -58,7 +58,10 @@ def _strip_email(value: Any) -> Any:
 def to_utc(value: datetime) -> datetime:
     """Normalize to naive UTC, the storage form of every time column."""
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+        # subtracting the offset is the same as astimezone(UTC) and much cheaper per value
+        # (a bulk upsert normalizes up to 10,000 of these)
+        offset = value.utcoffset()
+        value = (value - offset if offset else value).replace(tzinfo=None)
     if not 1970 <= value.year <= 2200:
         raise ValueError("must be a date between 1970 and 2200")
     return value
