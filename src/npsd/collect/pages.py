@@ -166,15 +166,23 @@ def _not_found(lang: str) -> Page:
 # --------------------------------------------------------------------------------- /r/{token}
 
 
-def _respond_get(session: Session, token: str, score_raw: str | None, write: bool, lang: str) -> Page:
+def _open_invitation(session: Session, token: str, write: bool, lang: str) -> tuple[Any, Survey, Words] | Page:
+    """The invitation of ``token``, its survey and the page's words; or the page that says why
+    it cannot be answered (unknown, expired, withdrawn, survey closed)."""
     inv = service.invitation_for_token(session, token, for_update=write)
     survey = session.get(Survey, inv.survey_id) if inv is not None else None
     if inv is None or survey is None:
         return _not_found(lang)
     words = Words(pick(inv.locale, survey.language))
     problem = _invitation_problem(words, inv, survey)
-    if problem is not None:
-        return problem
+    return problem if problem is not None else (inv, survey, words)
+
+
+def _respond_get(session: Session, token: str, score_raw: str | None, write: bool, lang: str) -> Page:
+    opened = _open_invitation(session, token, write, lang)
+    if not isinstance(opened, tuple):
+        return opened
+    inv, survey, words = opened
     score, comment = service.current_answer(session, inv)
     if score_raw is None:
         return form_page(words, survey, token, score=score, comment=comment)
@@ -188,14 +196,10 @@ def _respond_get(session: Session, token: str, score_raw: str | None, write: boo
 
 
 def _respond_post(session: Session, token: str, score_raw: Any, comment_raw: Any, lang: str) -> Page:
-    inv = service.invitation_for_token(session, token, for_update=True)
-    survey = session.get(Survey, inv.survey_id) if inv is not None else None
-    if inv is None or survey is None:
-        return _not_found(lang)
-    words = Words(pick(inv.locale, survey.language))
-    problem = _invitation_problem(words, inv, survey)
-    if problem is not None:
-        return problem
+    opened = _open_invitation(session, token, True, lang)
+    if not isinstance(opened, tuple):
+        return opened
+    inv, survey, words = opened
     score = parse_score(score_raw)
     comment, comment_ok = parse_comment(comment_raw)
     if score is None or not comment_ok:
