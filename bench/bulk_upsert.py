@@ -96,6 +96,42 @@ def baseline_rounds(url: str) -> tuple[list[float], list[float]]:
     return creates, updates
 
 
+def baseline_rounds_pg(base_url: str, schema: str) -> tuple[list[float], list[float]]:
+    """The same rows through raw psycopg ``executemany`` (pipelined) into the same tables."""
+    import datetime as dt
+
+    import psycopg
+
+    url = f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{schema}"
+    org_id, _ = prepare(url, SECRET, org="bench-baseline")
+    now = dt.datetime(2026, 11, 24)
+    creates, updates = [], []
+    with psycopg.connect(base_url, options=f"-csearch_path={schema}") as conn:
+        for r in range(ROUNDS):
+            its = items(r)
+            eus = [(f"{r + 16:06x}{i:018x}", org_id, it["email"], it["email"].lower(), False, False, 0, now, now)
+                   for i, it in enumerate(its)]
+            recs = [(f"{r + 16:06x}{i:018x}", org_id, eus[i][0], it["email"], it["score"], it["comment"],
+                     it["source"], "b" + it["sourceId"], dt.datetime.fromisoformat(it["dateAnswered"][:-1]), 0, now, now)
+                    for i, it in enumerate(its)]
+            t0 = time.perf_counter()
+            with conn.cursor() as cur:
+                cur.executemany('INSERT INTO enduser (id, org_id, email, email_key, "primary", archived, version, '
+                                "created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", eus)
+                cur.executemany("INSERT INTO nps_record (id, org_id, enduser_id, email, score, comment, source, "
+                                "source_id, date_answered, version, created_at, updated_at) "
+                                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", recs)
+            conn.commit()
+            creates.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            with conn.cursor() as cur:
+                cur.executemany("UPDATE nps_record SET score=%s, version=version+1 WHERE org_id=%s AND source_id=%s",
+                                [((it["score"] + 3) % 11, org_id, "b" + it["sourceId"]) for it in its])
+            conn.commit()
+            updates.append(time.perf_counter() - t0)
+    return creates, updates
+
+
 def report(name: str, ours: float, base: float | None, goal_rate: float | None, goal_ratio: float | None) -> None:
     rate = BATCH / ours
     line = f"{name} ours={rate:.0f}rec/s"
@@ -103,7 +139,7 @@ def report(name: str, ours: float, base: float | None, goal_rate: float | None, 
     met = True
     if base is not None:
         ratio = ours / base
-        line += f" baseline={BATCH / base:.0f}rec/s(raw-sqlite3) ratio={ratio:.2f}"
+        line += f" baseline={BATCH / base:.0f}rec/s({'raw-psycopg' if 'postgresql' in name else 'raw-sqlite3'}) ratio={ratio:.2f}"
         if goal_ratio is not None:
             goals.append(f"ratio<={goal_ratio}")
             met &= ratio <= goal_ratio
@@ -138,8 +174,9 @@ def main() -> None:
         try:
             sep = "&" if "?" in pg else "?"
             pc, pu = http_rounds(f"{pg}{sep}options=-csearch_path%3D{schema}")
-            report("bulk_create_postgresql", statistics.median(pc), None, 25_000, None)
-            report("bulk_update_postgresql", statistics.median(pu), None, None, None)
+            bc_pg, bu_pg = baseline_rounds_pg(pg, schema)
+            report("bulk_create_postgresql", statistics.median(pc), statistics.median(bc_pg), 25_000, 4)
+            report("bulk_update_postgresql", statistics.median(pu), statistics.median(bu_pg), None, None)
         finally:
             with admin.begin() as conn:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
