@@ -65,7 +65,8 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     @event.listens_for(engine, "begin")
     def _sqlite_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "NONE":
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
 
@@ -79,7 +80,11 @@ class Database:
         self.engine = make_engine(url, pool_size)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         write_bind = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
-        self.read_sessions = sessionmaker(bind=self.engine, expire_on_commit=False, autoflush=False)
+        # Request reads on SQLite run each statement in its own snapshot, as PostgreSQL's READ
+        # COMMITTED does: no BEGIN/COMMIT round trips. Exports, which need one
+        # snapshot over several statements, use the engine directly (BEGIN DEFERRED).
+        read_bind = self.engine.execution_options(sqlite_begin="NONE") if self.is_sqlite else self.engine
+        self.read_sessions = sessionmaker(bind=read_bind, expire_on_commit=False, autoflush=False)
         self.write_sessions = sessionmaker(bind=write_bind, expire_on_commit=False, autoflush=False)
         self._locks: dict[int, asyncio.Lock] = {}
 
