@@ -139,7 +139,7 @@ def iso_text(column: Any, dialect: str) -> Any:
     # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' (SQLAlchemy's form, always six digits): cutting
     # it up costs a fraction of strftime, and truncates to milliseconds exactly as iso() does.
     text_ = type_coerce(column, String)
-    return func.substr(text_, 1, 10) + literal("T", String) + func.substr(text_, 12, 12) + literal("Z", String)
+    return func.replace(func.substr(text_, 1, 23), literal(" ", String), literal("T", String)) + literal("Z", String)
 
 
 def raw_columns(stmt: Select[Any], dialect: str, text_dates: bool) -> Select[Any]:
@@ -297,7 +297,8 @@ def _csv_lines(batch: Sequence[Row], keys: list[str]) -> list[list[Any]]:
 
 def _escaped(text_sql: Any) -> Any:
     """SQL for a text cell with the formula guard applied (``'`` before =, +, -, @, TAB, CR)."""
-    return case((func.substr(text_sql, 1, 1).in_(FORMULA_PREFIXES), literal("'", String) + text_sql),
+    # unicode() reads the first character's code point without copying a substring
+    return case((func.unicode(text_sql).in_([ord(c) for c in FORMULA_PREFIXES]), literal("'", String) + text_sql),
                 else_=text_sql)
 
 
