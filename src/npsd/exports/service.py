@@ -203,7 +203,11 @@ def custom_keys(conn: Connection, stmt: Select[Any]) -> list[str]:
     More than ``MAX_CUSTOM_COLUMNS`` keys yields ``["*"]``: one JSON column instead of a
     column per key, so a spreadsheet never gets an unbounded number of columns.
     """
-    sub = stmt.with_only_columns(T.c.custom).order_by(None).where(T.c.custom.is_not(None)).subquery()
+    sub = stmt.with_only_columns(T.c.custom).order_by(None).where(T.c.custom.is_not(None))
+    if conn.dialect.name != "postgresql":
+        # records without custom hold the JSON text 'null': skip them before any JSON parsing
+        sub = sub.where(type_coerce(T.c.custom, String) != "null")
+    sub = sub.subquery()
     if conn.dialect.name == "postgresql":
         key = func.jsonb_object_keys(sub.c.custom).label("key")
         query = (select(key).where(func.jsonb_typeof(sub.c.custom) == "object").distinct()
