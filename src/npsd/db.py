@@ -11,8 +11,8 @@ PostgreSQL goes through psycopg 3 and needs neither.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -105,6 +105,17 @@ class Database:
         if lock is None:
             lock = self._locks[id(loop)] = asyncio.Lock()
         return lock
+
+    @asynccontextmanager
+    async def serialized(self, write: bool) -> AsyncIterator[None]:
+        """Hold this process's SQLite write turn (waiting in the event loop) for a write; no-op
+        for reads and on PostgreSQL. Every HTTP write path enters here before its transaction."""
+        lock = self.write_lock() if write else None
+        if lock is None:
+            yield
+            return
+        async with lock:
+            yield
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Session]:

@@ -37,29 +37,20 @@ async def request_session(request: Request) -> AsyncIterator[Session]:
     """
     db: Database = request.app.state.db
     write = request.method not in READ_METHODS
-    lock = db.write_lock() if write else None
-    if lock is not None:
-        await lock.acquire()
-    try:
+    # Ending a SQLite read transaction never waits on a lock (WAL): do it inline rather than pay
+    # a thread hop; everything else may wait (a commit, a network round trip).
+    inline = db.is_sqlite and not write
+    async with db.serialized(write):
         session = db.session(write)
-        # Ending a SQLite read transaction never waits on a lock (WAL): do it inline rather
-        # than pay a thread hop; everything else may wait (a commit, a network round trip).
-        inline = db.is_sqlite and not write
+        ok = False
         try:
             yield session
-        except BaseException:
+            ok = True
+        finally:
             if inline:
-                _finish(session, False)
+                _finish(session, ok)
             else:
-                await run_in_threadpool(_finish, session, False)
-            raise
-        if inline:
-            _finish(session, True)
-        else:
-            await run_in_threadpool(_finish, session, True)
-    finally:
-        if lock is not None:
-            lock.release()
+                await run_in_threadpool(_finish, session, ok)
 
 
 DbSession = Annotated[Session, Depends(request_session, scope="function")]

@@ -10,7 +10,15 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+)
 
 _EMAIL_RE = re.compile(
     r"^(?=.{3,320}$)"
@@ -118,6 +126,14 @@ class ColumnInput(BaseModel):
 
     COLUMNS: ClassVar[dict[str, str]] = {}
     SETS_EVERY_FIELD: ClassVar[bool] = False
+    NOT_NULL: ClassVar[frozenset[str]] = frozenset()  # fields that may be left out but not sent as null
+
+    @field_validator("*")
+    @classmethod
+    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name in cls.NOT_NULL:
+            raise ValueError("must not be null")
+        return value
 
     def column_values(self) -> dict[str, Any]:
         sent = self.model_fields_set

@@ -55,17 +55,11 @@ router = APIRouter(include_in_schema=False)
 async def run_in_transaction(request: Request, write: bool, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(session, *args)`` in a transaction of its own, committed before the page is sent.
 
-    Writes take the same per-process lock as API writes on SQLite (``db.write_lock``).
+    Writes take their SQLite write turn like API writes (``db.serialized``).
     """
     db: Database = request.app.state.db
-    lock = db.write_lock() if write else None
-    if lock is not None:
-        await lock.acquire()
-    try:
+    async with db.serialized(write):
         return await run_in_threadpool(_in_transaction, db, write, fn, args)
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 def _in_transaction(db: Database, write: bool, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -313,14 +307,21 @@ def _public_email(raw: Any) -> tuple[str | None, bool]:
         return None, False
 
 
-def _public_get(session: Session, public_id: str, email_raw: str | None, lang: str) -> Page:
+def _open_public(session: Session, public_id: str, lang: str) -> tuple[Survey, Words] | Page:
+    """The survey of a public link and the page's words; or the page saying it is unknown or closed."""
     survey = service.survey_for_public_id(session, public_id)
     if survey is None:
         return _not_found(lang)
     words = Words(pick(survey.language))
     closed = _closed(words, survey)
-    if closed is not None:
-        return closed
+    return closed if closed is not None else (survey, words)
+
+
+def _public_get(session: Session, public_id: str, email_raw: str | None, lang: str) -> Page:
+    opened = _open_public(session, public_id, lang)
+    if not isinstance(opened, tuple):
+        return opened
+    survey, words = opened
     email, ok = _public_email(email_raw)
     if not ok:
         return message(words, 400, "bad_email_title")
@@ -328,13 +329,10 @@ def _public_get(session: Session, public_id: str, email_raw: str | None, lang: s
 
 
 def _public_post(session: Session, public_id: str, form: dict[str, Any], client: str, lang: str) -> Page:
-    survey = service.survey_for_public_id(session, public_id)
-    if survey is None:
-        return _not_found(lang)
-    words = Words(pick(survey.language))
-    closed = _closed(words, survey)
-    if closed is not None:
-        return closed
+    opened = _open_public(session, public_id, lang)
+    if not isinstance(opened, tuple):
+        return opened
+    survey, words = opened
     email, email_ok = _public_email(form.get("email"))
     if not email_ok:
         return message(words, 400, "bad_email_title")

@@ -506,6 +506,20 @@ def _mail(db: Database, settings: Settings, inv: Invitation, survey: Survey, rem
                        base_url=settings.base_url, reminder=reminder)
 
 
+def _send_mail(db: Database, settings: Settings, inv: Invitation, survey: Survey, reminder: bool) -> str | None:
+    """Send the invitation (or its reminder). Returns why the server refused it for good, or None
+    once it was accepted; a temporary failure raises, so the job is retried with backoff."""
+    config = _smtp(settings)  # first: without an SMTP server the job waits, nothing is composed
+    message = mailer.compose(_mail(db, settings, inv, survey, reminder=reminder), settings.mail_from)
+    try:
+        mailer.send(config, message)
+    except Exception as exc:
+        if mailer.is_permanent(exc):
+            return mailer.describe(exc)
+        raise
+    return None
+
+
 def _smtp(settings: Settings) -> mailer.SmtpConfig:
     if not settings.smtp_url:
         raise RetryLater(NO_SMTP_RETRY, "NPSD_SMTP_URL is not set; the invitation stays queued")
@@ -551,15 +565,10 @@ def send_invitation(db: Database, job: JobInfo) -> None:
     if survey.starts_at is not None and now < survey.starts_at:
         raise RetryLater(survey.starts_at - now, "the survey has not started yet")
     settings = settings_for(db)
-    config = _smtp(settings)
-    message = mailer.compose(_mail(db, settings, inv, survey, reminder=False), settings.mail_from)
-    try:
-        mailer.send(config, message)
-    except Exception as exc:
-        if mailer.is_permanent(exc):
-            _fail(db, inv.id, mailer.describe(exc))
-            return
-        raise
+    refused = _send_mail(db, settings, inv, survey, reminder=False)
+    if refused is not None:
+        _fail(db, inv.id, refused)
+        return
     with db.transaction() as session:
         sent_at = utcnow()
         marked = session.execute(
@@ -590,16 +599,10 @@ def send_reminder(db: Database, job: JobInfo) -> None:
     due = inv.sent_at + timedelta(days=survey.reminder_after_days)
     if now < due:
         raise RetryLater(due - now, "the reminder is not due yet")
-    settings = settings_for(db)
-    config = _smtp(settings)
-    message = mailer.compose(_mail(db, settings, inv, survey, reminder=True), settings.mail_from)
-    try:
-        mailer.send(config, message)
-    except Exception as exc:
-        if mailer.is_permanent(exc):
-            log.warning("reminder for invitation %s refused: %s", inv.id, mailer.describe(exc))
-            return
-        raise
+    refused = _send_mail(db, settings_for(db), inv, survey, reminder=True)
+    if refused is not None:
+        log.warning("reminder for invitation %s refused: %s", inv.id, refused)
+        return
     with db.transaction() as session:
         reminded_at = utcnow()
         session.execute(

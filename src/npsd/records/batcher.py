@@ -61,12 +61,8 @@ class CreateBatcher:
             while len(items) < MAX_BATCH and not queue.empty():
                 items.append(queue.get_nowait())
             try:
-                lock = self.db.write_lock()
-                if lock is None:
+                async with self.db.serialized(True):
                     results = await run_in_threadpool(self._apply, items)
-                else:
-                    async with lock:
-                        results = await run_in_threadpool(self._apply, items)
             except Exception as exc:  # never let one batch stop the consumer
                 log.exception("group commit failed")
                 results = [exc] * len(items)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from npsd.records.schemas import ObjectId, SourceId
 from npsd.validation import ColumnInput, Custom, Email, LongText, Score, ShortText, UtcDatetime, text
@@ -68,13 +68,7 @@ class SurveyUpdate(ColumnInput):
         "language": "language", "throttleDays": "throttle_days", "reminderAfterDays": "reminder_after_days",
         "thankYouMessage": "thank_you_message", "startsAt": "starts_at", "endsAt": "ends_at",
     }
-
-    @field_validator("name", "surveyType", "question", "isActive", "language", "throttleDays")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("must not be null")
-        return value
+    NOT_NULL: ClassVar[frozenset[str]] = frozenset({"name", "surveyType", "question", "isActive", "language", "throttleDays"})
 
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from npsd.validation import ColumnInput, text
 from npsd.webhooks import guard
@@ -60,13 +60,7 @@ class WebhookUpdate(ColumnInput):
         "url": "url", "events": "events", "surveyIds": "survey_ids", "description": "description",
         "isActive": "is_active",
     }
-
-    @field_validator("url", "events", "isActive")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("must not be null")
-        return value
+    NOT_NULL: ClassVar[frozenset[str]] = frozenset({"url", "events", "isActive"})
 
 
 
