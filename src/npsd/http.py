@@ -3,8 +3,8 @@ fast JSON responses."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, Request
@@ -17,6 +17,7 @@ from npsd.db import Database
 from npsd.errors import BadRequest
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+T = TypeVar("T")
 
 
 def _finish(session: Session, ok: bool) -> None:
@@ -61,6 +62,20 @@ def get_settings(request: Request) -> Settings:
 
 
 AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+async def point_read(request: Request, fn: Callable[..., T], *args: Any) -> T:
+    """Run a lookup of a few rows by key: inline in a SQLite read request, else in a worker thread.
+
+    A SQLite reader in WAL mode never waits on a lock and a primary-key lookup takes tens of
+    microseconds, less than the hop to a worker thread and back. A write request's first
+    statement takes the write lock (``BEGIN IMMEDIATE``), which may wait on another process, and
+    a PostgreSQL read is a network round trip: neither may block the event loop.
+    """
+    db: Database = request.app.state.db
+    if db.is_sqlite and request.method in READ_METHODS:
+        return fn(*args)
+    return await run_in_threadpool(fn, *args)
 
 
 async def json_body(request: Request) -> Any:

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.errors import BadRequest
-from npsd.http import DbSession, RawJson, json_response
+from npsd.http import DbSession, RawJson, json_response, point_read
 from npsd.listing import Page, id_list, planhat_page
 from npsd.records import service
 from npsd.records.schemas import BULK_BODY_SCHEMA, BulkResult, DeleteResult, NpsInput, NpsRead
@@ -95,9 +95,9 @@ def bulk_upsert_nps(items: RawJson, principal: Editor, session: DbSession) -> Re
     return json_response(outcome.body(), status_code=206 if outcome.failed else 200)
 
 
-def record_by_key(key: RecordKey, principal: Viewer, session: DbSession) -> dict[str, Any]:
+async def record_by_key(request: Request, key: RecordKey, principal: Viewer, session: DbSession) -> dict[str, Any]:
     """The record named in the path, in the caller's organization, or 404 (400 for a malformed key)."""
-    return service.find_record(session, principal.org_id, key)
+    return await point_read(request, service.find_record, session, principal.org_id, key)
 
 
 RecordByKey = Annotated[dict[str, Any], Depends(record_by_key)]
