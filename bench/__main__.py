@@ -1,4 +1,5 @@
-"""Run every benchmark and print one table; write it with the machine's description to bench/RESULTS.md.
+"""Run every benchmark and print one table; a full run also writes it with the machine's description to
+bench/RESULTS.md.
 
     python -m bench            # all benchmarks
     python -m bench list bulk  # only those whose script name contains one of the words
@@ -78,10 +79,11 @@ def main(argv: list[str]) -> int:
     print()
     print(table)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    (HERE / "RESULTS.md").write_text(
-        f"# Benchmark results\n\nRun {stamp} on {machine()}.\n"
-        "Each figure is compared with a baseline measured in the same run (see each script's docstring).\n\n"
-        + table)
+    if chosen == SCRIPTS:  # a partial run does not replace the full table
+        (HERE / "RESULTS.md").write_text(
+            f"# Benchmark results\n\nRun {stamp} on {machine()}.\n"
+            "Each figure is compared with a baseline measured in the same run (see each script's docstring).\n\n"
+            + table)
     return 0 if all(r["met"] in ("yes", "-") for r in rows) else 1
 
 
