@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from conftest import TestDatabase, _make_database, make_tenant
 from invariants import rollup_mismatches
-from npsd.models import Enduser, NpsRecord
+from npsd.models import Enduser, NpsRecord, Survey
 from servers import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -188,3 +188,43 @@ def test_concurrent_single_creates_are_each_answered_for_themselves(database: Te
             select(NpsRecord.source_id, NpsRecord.id).where(NpsRecord.org_id == tenant.org_id))}
     assert stored == {sid: bodies[0]["_id"] for sid, bodies in winners.items()}
     assert rollup_mismatches(database.db, tenant.org_id) == []
+
+
+@pytest.mark.parametrize("route", ["post-nps", "bulk-put", "survey"])
+def test_idempotent_reply_survives_a_kill_right_after_it_is_sent(database: TestDatabase, route: str) -> None:
+    """The server is killed (-9) the moment the client has the reply: a retry with the same
+    Idempotency-Key after the restart replays that reply and applies nothing twice. The reply
+    is stored in the same transaction as the request's writes, so no crash falls between them."""
+    tenant = make_tenant(database)
+    server = ServerProcess(database.url, database.settings.secret_key or "")
+    requests = {
+        "post-nps": ("POST", "/nps", lambda n: {"email": f"kill{n}@example.com", "score": n % 11,
+                                                "sourceId": f"kill-{n}"}),
+        "bulk-put": ("PUT", "/nps", lambda n: [{"email": f"bulk{n}-{i}@example.com", "score": i % 11,
+                                                "sourceId": f"bulk-{n}-{i}"} for i in range(20)]),
+        "survey": ("POST", "/v1/nps-surveys", lambda n: {"name": f"Survey {n}"}),
+    }
+    method, path, body_of = requests[route]
+    rounds = 2  # before the fix, every round failed
+    try:
+        for n in range(rounds):
+            server.start()
+            headers = {**tenant.admin, "Idempotency-Key": f"crash-{route}-{n}"}
+            with httpx.Client(base_url=server.base_url, timeout=30) as client:
+                first = client.request(method, path, json=body_of(n), headers=headers)
+            server.kill()  # before the server can do anything after sending the reply
+            assert first.status_code in (200, 201), first.text
+            server.start()
+            with httpx.Client(base_url=server.base_url, timeout=30) as client:
+                again = client.request(method, path, json=body_of(n), headers=headers)
+            server.stop()
+            assert again.status_code == first.status_code, again.text
+            assert again.headers.get("idempotent-replayed") == "true"
+            assert again.json() == first.json()
+    finally:
+        server.kill()
+    with database.db.transaction(write=False) as s:
+        records = s.scalar(select(func.count()).select_from(NpsRecord).where(NpsRecord.org_id == tenant.org_id))
+        surveys = s.scalar(select(func.count()).select_from(Survey).where(Survey.org_id == tenant.org_id))
+    assert records == {"post-nps": rounds, "bulk-put": 20 * rounds, "survey": 0}[route]
+    assert surveys == (rounds if route == "survey" else 0)

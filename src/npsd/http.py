@@ -9,21 +9,58 @@ from typing import Annotated, Any, TypeVar
 import orjson
 from fastapi import Depends, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from npsd.config import Settings
 from npsd.db import Database
 from npsd.errors import BadRequest
+from npsd.idempotency import Pending, kept_headers, pending_in, store_reply
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+RESPONSE_SCOPE_KEY = "npsd.response"
 T = TypeVar("T")
 
 
-def _finish(session: Session, ok: bool) -> None:
+class TransactionRoute(APIRoute):
+    """The route class of every router: it keeps the finished response in the request scope.
+
+    The request's transaction (:func:`request_session`) ends after the response is built and
+    before it is sent, so a request carrying ``Idempotency-Key`` can store its reply in the same
+    transaction as its writes.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            response: Response = await handler(request)
+            request.scope[RESPONSE_SCOPE_KEY] = response
+            return response
+
+        return handle
+
+
+def _reply_to_keep(scope: dict[str, Any] | None) -> tuple[Pending, Response] | None:
+    pending = pending_in(scope) if scope is not None else None
+    response = scope.get(RESPONSE_SCOPE_KEY) if scope is not None else None
+    if pending is None or not isinstance(response, Response) or response.status_code >= 500:
+        return None
+    return pending, response
+
+
+def _finish(session: Session, ok: bool, scope: dict[str, Any] | None = None) -> None:
     try:
         if ok:
+            reply = _reply_to_keep(scope)
+            if reply is not None:
+                pending, response = reply
+                store_reply(session, pending, response.status_code, kept_headers(response.headers.raw),
+                            bytes(response.body))
             session.commit()
+            if reply is not None:
+                reply[0].stored = True
         else:
             session.rollback()
     finally:
@@ -33,8 +70,9 @@ def _finish(session: Session, ok: bool) -> None:
 async def request_session(request: Request) -> AsyncIterator[Session]:
     """The request's unit of work: committed when the handler returns, rolled back if it raises.
 
-    It ends before the response is sent (``scope="function"``), so a client never sees a 2xx
-    for a change that was not committed.
+    It ends after the response is built and before it is sent (``scope="function"``), so a
+    client never sees a 2xx for a change that was not committed, and an idempotent request's
+    reply commits with its writes.
     """
     db: Database = request.app.state.db
     write = request.method not in READ_METHODS
@@ -51,7 +89,7 @@ async def request_session(request: Request) -> AsyncIterator[Session]:
             if inline:
                 _finish(session, ok)
             else:
-                await run_in_threadpool(_finish, session, ok)
+                await run_in_threadpool(_finish, session, ok, request.scope if write else None)
 
 
 DbSession = Annotated[Session, Depends(request_session, scope="function")]

@@ -5,20 +5,26 @@ reply; a retry with the same key and the same method, path and body gets that re
 (with ``Idempotent-Replayed: true``); the same key with another body is a 422; a retry while the
 first is still running is a 409. Replies with status 5xx are not kept, so the retry runs again.
 A ``pending`` entry older than ``STALE`` (its request died) may be taken over.
+
+A request that writes stores its reply in its own transaction, together with its writes
+(:func:`store_reply`, called by the request's session and by the ``POST /nps`` group commit): a
+crash after the commit cannot leave the writes without the reply, so a retry is never applied
+twice. Replies of requests that wrote nothing (errors, reads) are stored afterwards, here.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from npsd.auth import tokens
-from npsd.auth.deps import extract_token
 from npsd.config import Settings
 from npsd.db import Database
 from npsd.errors import NpsdError
@@ -30,6 +36,36 @@ KEEP = timedelta(hours=24)
 STALE = timedelta(minutes=5)
 MAX_KEY_LENGTH = 200
 Scope = dict[str, Any]
+SCOPE_KEY = "npsd.idempotency"
+KEPT_HEADERS = (b"content-type", b"location")
+
+
+@dataclass
+class Pending:
+    """The key a running request answers for; ``stored`` once its reply is committed."""
+
+    org_id: str
+    key: str
+    stored: bool = False
+
+
+def pending_in(scope: Scope) -> Pending | None:
+    """The idempotency key of the request with this ``scope``, if it carries one and runs."""
+    return scope.get(SCOPE_KEY)
+
+
+def kept_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The reply headers a replay repeats (the others belong to the moment they were sent)."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k.lower() in KEPT_HEADERS}
+
+
+def store_reply(session: Session, pending: Pending, status: int, headers: dict[str, str], body: bytes) -> None:
+    """Record the reply of ``pending`` in ``session``'s transaction: it commits with the writes
+    that produced it, or not at all. The caller sets ``pending.stored`` once committed."""
+    session.execute(update(IdempotencyKey).where(
+        IdempotencyKey.org_id == pending.org_id, IdempotencyKey.key == pending.key).values(
+        status="done", response_status=status, response_headers=headers,
+        response_body=body.decode("utf-8", "replace")))
 
 
 class IdempotencyMiddleware:
@@ -39,7 +75,12 @@ class IdempotencyMiddleware:
         self.settings = settings
 
     def _org_of(self, scope: Scope) -> str | None:
+        # imported here: the auth dependencies import npsd.http, which stores replies through
+        # this module
         from starlette.requests import Request
+
+        from npsd.auth import tokens
+        from npsd.auth.deps import extract_token
 
         try:
             claims = tokens.decode(self.settings, extract_token(Request(scope)))
@@ -80,10 +121,7 @@ class IdempotencyMiddleware:
                 session.execute(delete(IdempotencyKey).where(IdempotencyKey.org_id == org_id,
                                                              IdempotencyKey.key == key))
                 return
-            session.execute(update(IdempotencyKey).where(
-                IdempotencyKey.org_id == org_id, IdempotencyKey.key == key).values(
-                status="done", response_status=status, response_headers=headers,
-                response_body=body.decode("utf-8", "replace")))
+            store_reply(session, Pending(org_id, key), status, headers, body)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         key_bytes = None
@@ -147,17 +185,16 @@ class IdempotencyMiddleware:
         async def capture_send(msg: dict[str, Any]) -> None:
             if msg["type"] == "http.response.start":
                 captured["status"] = msg["status"]
-                captured["headers"] = {
-                    k.decode("latin-1"): v.decode("latin-1") for k, v in msg.get("headers", [])
-                    if k.lower() in (b"content-type", b"location")
-                }
+                captured["headers"] = kept_headers(msg.get("headers", []))
             elif msg["type"] == "http.response.body":
                 captured["body"].append(msg.get("body", b""))
             await send(msg)
 
+        pending = scope[SCOPE_KEY] = Pending(org_id, key)
         try:
             await self.app(scope, replay_receive, capture_send)
         finally:
-            await run_in_threadpool(self._finish, org_id, key, captured["status"], captured["headers"],
-                                    b"".join(captured["body"]))
+            if not pending.stored:  # the request wrote nothing, failed, or died
+                await run_in_threadpool(self._finish, org_id, key, captured["status"], captured["headers"],
+                                        b"".join(captured["body"]))
 

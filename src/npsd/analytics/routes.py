@@ -14,12 +14,12 @@ from pydantic import BaseModel, Field
 from npsd.analytics import metrics
 from npsd.auth.deps import Viewer
 from npsd.errors import BadRequest
-from npsd.http import DbSession, json_response
+from npsd.http import DbSession, TransactionRoute, json_response
 from npsd.listing import id_list
 from npsd.timeutil import utcnow
 from npsd.validation import UtcDatetime
 
-router = APIRouter(prefix="/v1/nps-surveys", tags=["metrics"])
+router = APIRouter(route_class=TransactionRoute, prefix="/v1/nps-surveys", tags=["metrics"])
 
 
 class SurveyStats(BaseModel):

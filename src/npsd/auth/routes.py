@@ -12,12 +12,12 @@ from npsd.auth import service
 from npsd.auth.deps import Admin
 from npsd.auth.schemas import LoginRequest, LoginResponse, TokenCreate, TokenCreated, TokenRead
 from npsd.errors import NotFound
-from npsd.http import AppSettings, DbSession
+from npsd.http import AppSettings, DbSession, TransactionRoute
 from npsd.models import ApiToken, Organization
 from npsd.timeutil import iso
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"])
-tokens_router = APIRouter(prefix="/v1/tokens", tags=["auth"])
+router = APIRouter(route_class=TransactionRoute, prefix="/v1/auth", tags=["auth"])
+tokens_router = APIRouter(route_class=TransactionRoute, prefix="/v1/tokens", tags=["auth"])
 
 
 @router.post("/login", response_model=LoginResponse)

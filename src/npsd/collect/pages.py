@@ -29,6 +29,7 @@ from npsd.collect import service
 from npsd.collect.i18n import Words, follow_up, pick, question
 from npsd.collect.mailer import TEMPLATES
 from npsd.db import Database
+from npsd.http import TransactionRoute
 from npsd.models import Invitation, Survey
 from npsd.surveys.service import is_open
 from npsd.timeutil import utcnow
@@ -49,7 +50,7 @@ IDENTIFIED_LIMIT = (3, 600.0)  # answers, seconds
 ANONYMOUS_LIMIT = (20, 600.0)
 
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=TransactionRoute, include_in_schema=False)
 
 
 async def run_in_transaction(request: Request, write: bool, fn: Callable[..., T], *args: Any) -> T:

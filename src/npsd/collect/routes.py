@@ -22,14 +22,14 @@ from npsd.collect.schemas import (
     UnsubscribeRead,
 )
 from npsd.errors import BadRequest
-from npsd.http import AppSettings, DbSession, json_response
+from npsd.http import AppSettings, DbSession, TransactionRoute, json_response
 from npsd.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam
 from npsd.lookup import resolve
 from npsd.models import Invitation
 from npsd.surveys.routes import SurveyById
 from npsd.validation import check_email
 
-router = APIRouter(prefix="/v1", tags=["collect"])
+router = APIRouter(route_class=TransactionRoute, prefix="/v1", tags=["collect"])
 
 
 

@@ -16,14 +16,14 @@ from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.contacts import service
 from npsd.contacts.schemas import CompanyInput, CompanyRead, EnduserInput, EnduserRead
 from npsd.errors import BadRequest
-from npsd.http import DbSession, json_response
+from npsd.http import DbSession, TransactionRoute, json_response
 from npsd.listing import Page, id_list, planhat_page
 from npsd.lookup import resolve
 from npsd.models import Company, Enduser
 from npsd.records.schemas import DeleteResult
 
-companies_router = APIRouter(prefix="/companies", tags=["companies"])
-endusers_router = APIRouter(prefix="/endusers", tags=["endusers"])
+companies_router = APIRouter(route_class=TransactionRoute, prefix="/companies", tags=["companies"])
+endusers_router = APIRouter(route_class=TransactionRoute, prefix="/endusers", tags=["endusers"])
 
 KEY_DOC = "24-hex id, extid-<externalId> or srcid-<sourceId>"
 Cascade = Annotated[bool, Query(description="Also delete the NPS records (and, for a company, its contacts)")]

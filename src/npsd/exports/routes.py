@@ -13,11 +13,12 @@ from fastapi.responses import StreamingResponse
 from npsd.auth.deps import Viewer
 from npsd.db import Database
 from npsd.exports.service import EXPORT_CONTENT, FORMAT_QUERY, ExportFormat, stream_records
+from npsd.http import TransactionRoute
 from npsd.records.routes import ListQueryDep
 from npsd.records.service import filtered, ordered
 from npsd.timeutil import utcnow
 
-router = APIRouter(tags=["exports"])
+router = APIRouter(route_class=TransactionRoute, tags=["exports"])
 
 EXPORT_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"description": "The records as a file download (`Content-Disposition: attachment`)",

@@ -6,7 +6,8 @@ takes all of them (up to ``MAX_BATCH``) in one transaction through the bulk mach
 (:func:`service.create_records`). Each request still gets exactly its own answer: its record, or
 the 400/409 it would have got alone, and only after the transaction committed. Should the shared
 write fail as a whole, its items are retried one transaction each, so one bad item cannot sink
-the others.
+the others. A request carrying ``Idempotency-Key`` has its reply stored in the same
+transaction as its record (see npsd.idempotency).
 """
 
 from __future__ import annotations
@@ -16,15 +17,19 @@ import contextlib
 import logging
 from typing import Any
 
+import orjson
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from npsd.db import Database
+from npsd.idempotency import Pending, store_reply
 from npsd.records import service
 from npsd.records.schemas import NpsInput
 
 log = logging.getLogger("npsd.records")
 MAX_BATCH = 500
-Item = tuple[str, NpsInput, "asyncio.Future[dict[str, Any]]"]
+Item = tuple[str, NpsInput, Pending | None, "asyncio.Future[dict[str, Any]]"]
+Result = dict[str, Any] | Exception
 
 
 class CreateBatcher:
@@ -36,8 +41,11 @@ class CreateBatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def create(self, org_id: str, data: NpsInput) -> dict[str, Any]:
-        """Create one record; returns the stored row (``service.COLUMN_NAMES``) once committed."""
+    async def create(self, org_id: str, data: NpsInput, pending: Pending | None = None) -> dict[str, Any]:
+        """Create one record; returns the stored row (``service.COLUMN_NAMES``) once committed.
+
+        With ``pending`` (the request's idempotency key), the reply, :func:`reply_body` of the
+        row, is stored in the same transaction."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._task is None or self._task.done():
             self._loop = loop
@@ -45,7 +53,7 @@ class CreateBatcher:
             self._task = loop.create_task(self._consume(self._queue), name="npsd-create-batcher")
         assert self._queue is not None
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
-        await self._queue.put((org_id, data, future))
+        await self._queue.put((org_id, data, pending, future))
         return await future
 
     async def close(self) -> None:
@@ -66,7 +74,7 @@ class CreateBatcher:
             except Exception as exc:  # never let one batch stop the consumer
                 log.exception("group commit failed")
                 results = [exc] * len(items)
-            for (_, _, future), result in zip(items, results, strict=True):
+            for (_, _, _, future), result in zip(items, results, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, BaseException):
@@ -74,19 +82,39 @@ class CreateBatcher:
                 else:
                     future.set_result(result)
 
-    def _apply(self, items: list[Item]) -> list[dict[str, Any] | Exception]:
-        pairs = [(org_id, data) for org_id, data, _ in items]
+    def _apply(self, items: list[Item]) -> list[Result]:
         try:
-            with self.db.transaction(write=True) as session:
-                return service.create_records(session, pairs)
+            return self._write(items)
         except Exception as exc:
-            if len(pairs) == 1:
+            if len(items) == 1:
                 return [exc]
-        results: list[dict[str, Any] | Exception] = []
-        for pair in pairs:  # the shared write failed as a whole: isolate the culprit
+        results: list[Result] = []
+        for item in items:  # the shared write failed as a whole: isolate the culprit
             try:
-                with self.db.transaction(write=True) as session:
-                    results.append(service.create_records(session, [pair])[0])
+                results.extend(self._write([item]))
             except Exception as exc:
                 results.append(exc)
         return results
+
+    def _write(self, items: list[Item]) -> list[Result]:
+        """Create ``items`` in one transaction, with the replies of those that carry a key."""
+        with self.db.transaction(write=True) as session:
+            results = service.create_records(session, [(org_id, data) for org_id, data, _, _ in items])
+            kept = _store_replies(session, items, results)
+        for pending in kept:
+            pending.stored = True
+        return results
+
+
+def reply_body(row: dict[str, Any]) -> bytes:
+    """The body of ``POST /nps``'s reply for a created row."""
+    return orjson.dumps(service.to_output(tuple(row.values())))
+
+
+def _store_replies(session: Session, items: list[Item], results: list[Result]) -> list[Pending]:
+    kept = []
+    for (_, _, pending, _), result in zip(items, results, strict=True):
+        if pending is not None and not isinstance(result, Exception):
+            store_reply(session, pending, 200, {"content-type": "application/json"}, reply_body(result))
+            kept.append(pending)
+    return kept

@@ -9,13 +9,15 @@ from fastapi.responses import Response
 
 from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.errors import BadRequest
-from npsd.http import DbSession, RawJson, json_response, point_read
+from npsd.http import DbSession, RawJson, TransactionRoute, json_response, point_read
+from npsd.idempotency import pending_in
 from npsd.listing import Page, id_list, planhat_page
 from npsd.records import service
+from npsd.records.batcher import reply_body
 from npsd.records.schemas import BULK_BODY_SCHEMA, BulkResult, DeleteResult, NpsInput, NpsRead
 from npsd.validation import UtcDatetime
 
-router = APIRouter(tags=["nps"])
+router = APIRouter(route_class=TransactionRoute, tags=["nps"])
 RecordKey = Annotated[str, Path(description="The record's 24-hex `_id`, or `srcid-<sourceId>`")]
 
 
@@ -67,8 +69,8 @@ async def create_nps(body: NpsInput, principal: Editor, request: Request) -> Res
     """
     # Concurrent creates are committed together (group commit, see batcher.py); the reply is
     # still this record's own, or the 400/409 it would get alone.
-    row = await request.app.state.create_batcher.create(principal.org_id, body)
-    return json_response(service.to_output(tuple(row.values())))
+    row = await request.app.state.create_batcher.create(principal.org_id, body, pending_in(request.scope))
+    return Response(reply_body(row), media_type="application/json")
 
 
 @router.get("/nps", response_model=list[NpsRead])

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.errors import BadRequest
 from npsd.exports.service import EXPORT_CONTENT, FORMAT_QUERY, ExportFormat, stream_records
-from npsd.http import DbSession
+from npsd.http import DbSession, TransactionRoute
 from npsd.listing import LimitParam, PageParam, id_list
 from npsd.models import Survey
 from npsd.records.service import SCORE_TYPES
@@ -30,7 +30,7 @@ from npsd.surveys.schemas import (
 )
 from npsd.validation import UtcDatetime
 
-router = APIRouter(prefix="/v1/nps-surveys", tags=["surveys"])
+router = APIRouter(route_class=TransactionRoute, prefix="/v1/nps-surveys", tags=["surveys"])
 
 
 

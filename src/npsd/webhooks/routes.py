@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
 from npsd.auth.deps import Admin
-from npsd.http import AppSettings, DbSession
+from npsd.http import AppSettings, DbSession, TransactionRoute
 from npsd.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam
 from npsd.lookup import resolve
 from npsd.models import Webhook
@@ -22,7 +22,7 @@ from npsd.webhooks.schemas import (
     WebhookUpdate,
 )
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(route_class=TransactionRoute, prefix="/v1/webhooks", tags=["webhooks"])
 
 
 def webhook_by_id(
