@@ -5,9 +5,7 @@
 # also runs against PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v wrk >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  (apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)) >/dev/null
-fi
-python3 -m venv .venv
-.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+source scripts/setup.sh
+need_deb wrk wrk
+venv_install test
 .venv/bin/python -m bench "$@"
