@@ -4,11 +4,15 @@ roles and tenancy."""
 from __future__ import annotations
 
 import re
+import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from conftest import Tenant, assert_error
+from conftest import Tenant, TestDatabase, assert_error
+from npsd.jobs.service import run_pending
+from npsd.timeutil import iso, utcnow
 
 ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 ID_RE = re.compile(r"^[0-9a-f]{24}$")
@@ -388,3 +392,25 @@ def test_other_tenant_sees_nothing(client, tenant: Tenant, other: Tenant) -> Non
     eu = client.post("/endusers", json={"email": "a@mine.com"}, headers=other.editor).json()
     assert eu["companyId"] is None
     assert client.get(f"/companies/{c['_id']}", headers=tenant.viewer).json() == c
+
+
+def test_answers_leave_company_nps_when_360_days_old(client, tenant: Tenant, database: TestDatabase) -> None:
+    """A company's NPS counts the last 360 days as of now: an answer that ages out is dropped by
+    the job worker's upkeep without any write, while the contact keeps it as its latest."""
+    company = make_company(client, tenant, name="Aging", domains=["aging.example"])
+    now = utcnow()
+    ages_out_at = now + timedelta(seconds=2)
+    post_nps(client, tenant, "old@aging.example", 0, dateAnswered=iso(ages_out_at - timedelta(days=360)))
+    post_nps(client, tenant, "new@aging.example", 10, dateAnswered=iso(now - timedelta(days=30)))
+
+    def company_nps() -> tuple[Any, Any]:
+        body = client.get(f"/companies/{company['_id']}", headers=tenant.viewer).json()
+        return body["nps"], body["npsResponses"]
+
+    run_pending(database.db)
+    assert company_nps() == (0.0, 2)  # one promoter, one detractor; nothing is due yet
+    time.sleep(max(0.0, (ages_out_at - utcnow()).total_seconds()) + 0.2)
+    run_pending(database.db)
+    assert company_nps() == (100.0, 1)
+    contact = client.get("/endusers", params={"email": "old@aging.example"}, headers=tenant.viewer).json()
+    assert [(c["email"], c["nps"]) for c in contact] == [("old@aging.example", 0)]

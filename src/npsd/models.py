@@ -78,6 +78,7 @@ class Company(Base):
         UniqueConstraint("org_id", "external_id", name="uq_company_external_id"),
         UniqueConstraint("org_id", "source_id", name="uq_company_source_id"),
         Index("ix_company_org_name", "org_id", "name"),
+        Index("ix_company_nps_expires", "nps_expires_at"),
     )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
@@ -92,6 +93,8 @@ class Company(Base):
     nps: Mapped[float | None] = mapped_column(Float, nullable=True)
     nps_responses: Mapped[int] = mapped_column(Integer, default=0)
     nps_updated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # when the oldest answer counted in ``nps`` leaves the 360-day window: due for a recount
+    nps_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)

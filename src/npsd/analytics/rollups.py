@@ -3,6 +3,9 @@
 * ``nps_rollup``: answer counts per (survey, company, source, day, score), updated by delta.
 * enduser: ``nps``, ``nps_comment``, ``nps_date``, ``nps_id`` of its latest answer.
 * company: NPS over its endusers' latest answers of the last 360 days, and how many it counts.
+  Answers also leave that window with time alone: each company keeps ``nps_expires_at``, when
+  its oldest counted answer turns 360 days old, and the job worker recounts the companies
+  whose moment has passed (:func:`recount_aged_companies`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from npsd.analytics.nps import nps
+from npsd.db import Database, lock_org_writes
+from npsd.jobs.service import periodic
 from npsd.models import Company, Enduser, NpsRecord, NpsRollup
 from npsd.records.fastsql import update_many
 from npsd.timeutil import utcnow
@@ -187,12 +192,13 @@ def refresh_endusers(session: Session, org_id: str, enduser_ids: Collection[str]
 
 
 def refresh_companies(session: Session, org_id: str, company_ids: Collection[str]) -> None:
-    """Recompute each company's NPS from its endusers' latest answers of the last 360 days."""
+    """Recompute each company's NPS from its endusers' latest answers of the last 360 days, and
+    when the oldest of those answers will leave the window."""
     if not company_ids:
         return
     now = utcnow()
     since = now - COMPANY_NPS_WINDOW
-    tallies: dict[str, tuple[int, int, int]] = {}
+    tallies: dict[str, tuple[int, int, int, datetime | None]] = {}
     for part in chunks(company_ids):
         query = (
             select(
@@ -200,25 +206,50 @@ def refresh_companies(session: Session, org_id: str, company_ids: Collection[str
                 func.sum(_case(Enduser.nps >= 9)),
                 func.sum(_case(and_(Enduser.nps >= 7, Enduser.nps <= 8))),
                 func.sum(_case(Enduser.nps <= 6)),
+                func.min(Enduser.nps_date),
             )
             .where(Enduser.org_id == org_id, Enduser.company_id.in_(part), Enduser.nps.is_not(None),
                    Enduser.nps_date >= since)
             .group_by(Enduser.company_id)
         )
-        for cid, p, m, d in session.execute(query):
-            tallies[cid] = (int(p or 0), int(m or 0), int(d or 0))
+        for cid, p, m, d, oldest in session.execute(query):
+            tallies[cid] = (int(p or 0), int(m or 0), int(d or 0), oldest)
     params = []
     for cid in company_ids:
-        p, m, d = tallies.get(cid, (0, 0, 0))
-        params.append({"cid": cid, "nps": nps(p, m, d), "nps_responses": p + m + d, "nps_updated_at": now})
+        p, m, d, oldest = tallies.get(cid, (0, 0, 0, None))
+        params.append({"cid": cid, "nps": nps(p, m, d), "nps_responses": p + m + d, "nps_updated_at": now,
+                       "nps_expires_at": None if oldest is None else oldest + COMPANY_NPS_WINDOW})
     table = Company.__table__
     session.execute(
         update(table).where(and_(table.c.id == bindparam("cid"), table.c.org_id == org_id)).values(
             nps=bindparam("nps"), nps_responses=bindparam("nps_responses"),
-            nps_updated_at=bindparam("nps_updated_at"),
+            nps_updated_at=bindparam("nps_updated_at"), nps_expires_at=bindparam("nps_expires_at"),
         ),
         params,
     )
+
+
+@periodic
+def recount_aged_companies(db: Database, limit: int = 1000) -> int:
+    """Recount the companies (at most ``limit`` per call) whose oldest counted answer has left
+    the 360-day window since their NPS was computed; returns how many were recounted.
+
+    Checking costs one index range read, so the worker runs it on every poll.
+    """
+    now = utcnow()
+    with db.transaction(write=False) as session:
+        due = session.execute(
+            select(Company.org_id, Company.id).where(Company.nps_expires_at <= now).limit(limit)).all()
+    if not due:
+        return 0
+    by_org: dict[str, list[str]] = {}
+    for org_id, company_id in due:
+        by_org.setdefault(org_id, []).append(company_id)
+    with db.transaction(write=True) as session:
+        for org_id, company_ids in by_org.items():
+            lock_org_writes(session, org_id)  # queue behind the organization's record writers
+            refresh_companies(session, org_id, company_ids)
+    return len(due)
 
 
 def _case(condition: Any) -> Any:

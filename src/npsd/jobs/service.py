@@ -62,6 +62,15 @@ class Registration:
 
 
 HANDLERS: dict[str, Registration] = {}
+# Upkeep that depends on time passing rather than on a write: each runs before every round of
+# due jobs, so it must be cheap when there is nothing to do. Returns how much it did.
+PERIODIC: list[Callable[[Database], int]] = []
+
+
+def periodic(fn: Callable[[Database], int]) -> Callable[[Database], int]:
+    """Register ``fn`` to run with every round of due jobs (``npsd serve``, ``npsd worker``)."""
+    PERIODIC.append(fn)
+    return fn
 
 
 def default_backoff(attempt: int) -> timedelta:
@@ -166,8 +175,14 @@ def worker_name() -> str:
 
 
 def run_pending(db: Database, worker_id: str | None = None, limit: int = 1000) -> int:
-    """Run every job that is due now (tests and ``npsd worker --once`` call this); returns how many ran."""
+    """Run the periodic upkeep, then every job that is due now (tests and ``npsd worker --once``
+    call this); returns how many jobs ran."""
     worker_id = worker_id or worker_name()
+    for task in PERIODIC:
+        try:
+            task(db)
+        except Exception:  # upkeep must never stop the jobs
+            log.exception("periodic task %s failed", task.__name__)
     done = 0
     while done < limit:
         jobs = claim(db, worker_id, min(20, limit - done))

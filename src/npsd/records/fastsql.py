@@ -48,8 +48,25 @@ def _converters(conn: Connection, table: Table, names: Sequence[str]) -> list[tu
     return converters
 
 
+def _memo(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``convert`` remembering its results: in a batch most timestamps repeat (``createdAt`` and
+    ``updatedAt`` are one moment for every row), and a lookup costs less than formatting."""
+    cache: dict[Any, Any] = {}
+
+    def memo(value: Any) -> Any:
+        try:
+            return cache[value]
+        except KeyError:
+            result = cache[value] = convert(value)
+            return result
+
+    return memo
+
+
 def _params(rows: Sequence[Mapping[str, Any]], names: Sequence[str],
             converters: list[tuple[int, Callable[[Any], Any]]]) -> list[tuple[Any, ...]]:
+    converters = [(index, _memo(convert) if convert is _sqlite_datetime else convert)
+                  for index, convert in converters]
     params = []
     for row in rows:
         values = [row[name] for name in names]

@@ -26,7 +26,8 @@ def _object_id(value: str) -> str:
 def _milliseconds(value: datetime) -> datetime:
     # The API prints milliseconds; storing more would make a value read back and sent again
     # look like a change (a spurious ``__v`` bump, a wrong ``nonupdates`` count).
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    extra = value.microsecond % 1000
+    return value.replace(microsecond=value.microsecond - extra) if extra else value
 
 
 
