@@ -542,6 +542,48 @@ def test_no_reminder_once_the_survey_is_switched_off(client: Any, tenant: Tenant
     assert get_invitation(client, tenant, inv_id)["status"] == "sent"
 
 
+def test_remind_now_sends_one_reminder_to_those_who_have_not_answered(
+        client: Any, tenant: Tenant, other: Tenant, database: TestDatabase, smtp: Sink) -> None:
+    """POST /reminders sends at once what would wait reminderAfterDays (also when the survey has
+    no automatic reminder), skips the answered and the unsubscribed, and never sends two."""
+    for days in (7, None):
+        survey = make_survey(client, tenant, reminderAfterDays=days)
+        answered, leaving, waiting = (unique_email("answered"), unique_email("leaving"), unique_email("waiting"))
+        ids = [r["invitationId"] for r in invite(client, tenant, survey["id"],
+                                                 [{"email": answered}, {"email": leaving}, {"email": waiting}])]
+        path = f"/v1/nps-surveys/{survey['id']}/reminders"
+        assert client.post(path, headers=tenant.editor).json() == {"queued": 0}  # nothing sent yet
+        run_jobs(database.db)
+        assert client.get(local(score_links(part(only_mail(smtp, answered), "plain"))[8])).status_code == 200
+        assert client.post(local(unsubscribe_url(only_mail(smtp, leaving))),
+                           data={"List-Unsubscribe": "One-Click"}).status_code == 200
+
+        assert_error(client.post(path, headers=tenant.viewer), 403)
+        assert_error(client.post(path, headers=other.editor), 404)
+        r = client.post(path, headers=tenant.editor)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"queued": 1}  # waiting: not the answered, nor the unsubscribed
+        run_jobs(database.db)
+        assert [len(smtp.to(a)) for a in (answered, leaving, waiting)] == [1, 1, 2]
+        assert smtp.to(waiting)[1]["Message-ID"].startswith(f"<invitation.{ids[2]}.reminder@")
+        assert [get_invitation(client, tenant, i)["status"] for i in ids] == ["answered", "sent", "reminded"]
+        assert records_of(client, tenant, waiting) == []
+
+        # a second call, or the scheduled reminder coming due, sends nothing more
+        assert client.post(path, headers=tenant.editor).json() == {"queued": 0}
+        days_pass(database.db, ids, 30)
+        run_jobs(database.db)
+        assert [len(smtp.to(a)) for a in (answered, leaving, waiting)] == [1, 1, 2]
+
+
+def test_remind_now_on_a_closed_survey_is_409(client: Any, tenant: Tenant, smtp: Sink) -> None:
+    survey = make_survey(client, tenant)
+    client.post(f"/v1/nps-surveys/{survey['id']}/toggle", headers=tenant.editor)
+    r = client.post(f"/v1/nps-surveys/{survey['id']}/reminders", headers=tenant.editor)
+    assert_error(r, 409)
+    assert r.json()["details"][0]["field"] == "isActive"
+
+
 def test_switched_off_survey_holds_its_invitations(client: Any, tenant: Tenant, database: TestDatabase,
                                                    smtp: Sink) -> None:
     survey = make_survey(client, tenant)

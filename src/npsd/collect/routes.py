@@ -18,6 +18,7 @@ from npsd.collect.schemas import (
     InvitationResults,
     InvitationsCreate,
     LinkRead,
+    RemindersQueued,
     UnsubscribeCreate,
     UnsubscribeRead,
 )
@@ -101,6 +102,19 @@ def list_invitations(
                                 descending=_sort_order(sortOrder))
     rows, total = service.list_invitations(session, principal.org_id, survey.id, q)
     return json_response(rows, headers={"X-Total-Count": str(total)})
+
+
+@router.post("/nps-surveys/{id}/reminders", response_model=RemindersQueued)
+def remind_now(survey: SurveyById, _: Editor, session: DbSession) -> Any:
+    """Send the reminder now to everyone invited to this survey who has not answered, has not been
+    reminded and has not unsubscribed, instead of waiting `reminderAfterDays` (this works for a
+    survey without automatic reminders too). Each invitation still gets one reminder at most.
+
+    The reply says how many reminders were queued; the mails go out within seconds, and each
+    invitation's `remindedAt` is set once its reminder was accepted by the mail server. A closed
+    survey answers 409.
+    """
+    return {"queued": service.remind_now(session, survey)}
 
 
 @router.get("/nps-surveys/{id}/link", response_model=LinkRead)

@@ -102,6 +102,12 @@ class InvitationRead(BaseModel):
     updatedAt: str
 
 
+class RemindersQueued(BaseModel):
+    """How many reminders were queued to go out now."""
+
+    queued: int
+
+
 class LinkRead(BaseModel):
     """The survey's public link for the link channel (anonymous, or identified with `?email=`)."""
 

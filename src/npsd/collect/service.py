@@ -584,6 +584,38 @@ def send_invitation(db: Database, job: JobInfo) -> None:
                     dedupe_key=f"{REMIND_JOB}:{inv.id}", max_attempts=MAIL_ATTEMPTS)
 
 
+def remind_now(session: Session, survey: Survey) -> int:
+    """Make the reminder of every invitation of ``survey`` that was sent, is not answered, was not
+    reminded and whose address did not unsubscribe due now, instead of ``reminderAfterDays``
+    after the send (also for a survey without automatic reminders). Returns how many were queued;
+    the worker still skips one answered, or unsubscribed, before it gets to it.
+
+    An invitation keeps one pending reminder job: the scheduled one is retired and one due now
+    takes its place. A closed survey (switched off, or outside its window) answers 409.
+    """
+    now = utcnow()
+    ok, field, issue = is_open(survey, now)
+    if not ok:
+        raise Conflict("survey is not active", [{"field": field, "issue": issue}])
+    unsubscribed = select(Unsubscribe.email_key).where(Unsubscribe.org_id == survey.org_id)
+    invitation_ids = list(session.scalars(select(Invitation.id).where(
+        Invitation.org_id == survey.org_id, Invitation.survey_id == survey.id, Invitation.status == "sent",
+        Invitation.reminded_at.is_(None), Invitation.expires_at > now,
+        Invitation.email_key.not_in(unsubscribed))))
+    for part in chunks(invitation_ids):
+        session.execute(update(Job).where(
+            Job.dedupe_key.in_([f"{REMIND_JOB}:{i}" for i in part]), Job.status == "queued",
+        ).values(status="done", last_error="replaced by a reminder sent now", updated_at=now))
+        # asked for before, but not sent (its mail was refused): ask again
+        session.execute(update(Job).where(
+            Job.dedupe_key.in_([f"{REMIND_JOB}:{i}:now" for i in part]), Job.status.in_(("done", "failed")),
+        ).values(status="queued", run_at=now, attempts=0, last_error=None, updated_at=now))
+    for invitation_id in invitation_ids:
+        enqueue(session, REMIND_JOB, {"invitation_id": invitation_id, "now": True}, org_id=survey.org_id,
+                run_at=now, dedupe_key=f"{REMIND_JOB}:{invitation_id}:now", max_attempts=MAIL_ATTEMPTS)
+    return len(invitation_ids)
+
+
 @handler(REMIND_JOB, backoff=mail_backoff)
 def send_reminder(db: Database, job: JobInfo) -> None:
     """Send the one reminder, unless the invitation was answered, or the address unsubscribed, meanwhile."""
@@ -594,11 +626,14 @@ def send_reminder(db: Database, job: JobInfo) -> None:
     if inv.status != "sent" or inv.reminded_at is not None or inv.sent_at is None or loaded.unsubscribed:
         return
     now = utcnow()
-    if survey.reminder_after_days is None or not is_open(survey, now)[0] or now >= inv.expires_at:
+    if not is_open(survey, now)[0] or now >= inv.expires_at:
         return
-    due = inv.sent_at + timedelta(days=survey.reminder_after_days)
-    if now < due:
-        raise RetryLater(due - now, "the reminder is not due yet")
+    if not job.payload.get("now"):  # scheduled, not asked for (remind_now)
+        if survey.reminder_after_days is None:
+            return
+        due = inv.sent_at + timedelta(days=survey.reminder_after_days)
+        if now < due:
+            raise RetryLater(due - now, "the reminder is not due yet")
     refused = _send_mail(db, settings_for(db), inv, survey, reminder=True)
     if refused is not None:
         log.warning("reminder for invitation %s refused: %s", inv.id, refused)
