@@ -124,6 +124,19 @@ def test_invitation_fields_and_contact(client: Any, tenant: Tenant) -> None:
     assert stranger["enduserId"] is None and stranger["companyId"] is None
 
 
+def test_new_address_is_invited_for_the_company_of_its_domain(client: Any, tenant: Tenant, other: Tenant) -> None:
+    """As on every write path, an address without a contact belongs to the company whose domains
+    hold it (of the inviting organization only), so the invitation and its answer agree."""
+    survey = make_survey(client, tenant)
+    r = client.post("/companies", json={"name": "Domain Co", "domains": ["domainco.example"]}, headers=tenant.editor)
+    domain_co = r.json()["_id"]
+    client.post("/companies", json={"name": "Theirs", "domains": ["theirs.example"]}, headers=other.editor)
+    results = invite(client, tenant, survey["id"], [{"email": unique_email("new", "domainco.example")},
+                                                   {"email": unique_email("new", "theirs.example")}])
+    invited = [get_invitation(client, tenant, x["invitationId"]) for x in results]
+    assert [(i["enduserId"], i["companyId"]) for i in invited] == [(None, domain_co), (None, None)]
+
+
 def test_send_job_is_queued_at_send_at(client: Any, tenant: Tenant, database: TestDatabase) -> None:
     survey = make_survey(client, tenant)
     send_at = in_days(1)

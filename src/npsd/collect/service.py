@@ -45,6 +45,7 @@ from npsd.collect import mailer
 from npsd.collect.i18n import pick, question
 from npsd.collect.schemas import InvitationsCreate, RecipientIn
 from npsd.config import Settings
+from npsd.contacts.service import companies_by_domain
 from npsd.db import Database, lock_org_writes
 from npsd.errors import Conflict, NotFound, summary, validation_details
 from npsd.ids import new_ids
@@ -189,6 +190,9 @@ def create_invitations(session: Session, settings: Settings, survey: Survey,
     contacts = {key: (eid, cid) for eid, key, cid in _in_chunks(
         session, lambda p: select(Enduser.id, Enduser.email_key, Enduser.company_id).where(
             Enduser.org_id == org_id, Enduser.email_key.in_(p)), keys)}
+    # a new contact will join the company whose domains hold its address, as on every write path
+    by_domain = companies_by_domain(session, org_id, {
+        key.rsplit("@", 1)[1] for _, r, key in accepted if not r.companyId and key not in contacts})
     window = timedelta(days=survey.throttle_days)
     surveyed: dict[str, tuple[datetime, datetime]] = {}
     if survey.throttle_days > 0:
@@ -219,7 +223,8 @@ def create_invitations(session: Session, settings: Settings, survey: Survey,
         enduser_id, contact_company = contacts.get(key, (None, None))
         rows.append({
             "id": inv_id, "org_id": org_id, "survey_id": survey.id, "enduser_id": enduser_id,
-            "company_id": r.companyId or contact_company, "email": r.email, "email_key": key, "name": r.name,
+            "company_id": r.companyId or (contact_company if enduser_id else by_domain.get(key.rsplit("@", 1)[1])),
+            "email": r.email, "email_key": key, "name": r.name,
             "locale": r.locale, "properties": r.properties,
             "token_hash": hash_token(invitation_token(settings, inv_id)), "status": "queued", "send_at": send_at,
             "sent_at": None, "reminded_at": None, "answered_at": None, "cancelled_at": None,
