@@ -190,7 +190,7 @@ def token_list(org: Annotated[str, typer.Option("--org", help="Organization name
 
 @token_app.command("revoke")
 def token_revoke(jti: str) -> None:
-    """Revoke the token with this jti; it is refused from the next request on."""
+    """Revoke the token with this jti; running servers refuse it within 2 seconds (they cache tokens that briefly)."""
     from npsd.auth import service
 
     with _session() as session:
