@@ -247,9 +247,10 @@ def _csv_custom(value: Any) -> Any:
 def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
     """UTF-8 CSV with a header row; text cells that could run as formulas are escaped.
 
-    On SQLite every cell, formula escaping and ``custom.<key>`` columns included, is computed by
-    the database (:func:`csv_cells`), so the rows go straight into the C ``csv`` writer; other
-    databases, and key sets SQLite's JSON paths cannot name, take the Python loop below.
+    On SQLite every cell, quoting, formula escaping and ``custom.<key>`` columns included, is
+    finished as text by the database (:func:`csv_cells`), so a batch of rows becomes CSV with two
+    C-level joins; other databases, and key sets SQLite's JSON paths cannot name, go through the
+    ``csv`` module (:func:`_csv_lines`).
     """
     with open_rows(db, stmt, want_keys=True, csv_cells_on_sqlite=True) as src:
         keys = src.keys or []
@@ -257,10 +258,15 @@ def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
         writer = csv.writer(buffer)
         writer.writerow(header(keys))
         yield buffer.getvalue().encode()
+        if src.cells:
+            join = ",".join
+            for batch in src.batches:
+                yield ("\r\n".join(map(join, batch)) + "\r\n").encode()
+            return
         for batch in src.batches:
             buffer.seek(0)
             buffer.truncate()
-            writer.writerows(batch if src.cells else _csv_lines(batch, keys))
+            writer.writerows(_csv_lines(batch, keys))
             yield buffer.getvalue().encode()
 
 
@@ -306,15 +312,40 @@ def _escaped(text_sql: Any) -> Any:
                 else_=text_sql)
 
 
-def _sqlite_custom_cell(custom: Any, key: str) -> Any:
-    path = f'$."{key}"'
-    kind = func.json_type(custom, path)
-    value = func.json_extract(custom, path)
+# One GLOB scan tells whether a cell needs quotes: it holds a quote, a comma, LF or CR.
+NEEDS_QUOTES = '*[",\n\r]*'
+EMPTY = literal("", String)
+
+
+def _quoted(text_sql: Any, value: Any) -> Any:
+    """SQL: ``value`` as a finished CSV cell (RFC 4180 quotes when ``text_sql`` needs them; NULL is
+    the empty cell), as the ``csv`` module writes it."""
+    quote = literal('"', String)
     return case(
-        (kind == "true", literal("true", String)),
-        (kind == "false", literal("false", String)),
-        (kind == "text", _escaped(type_coerce(value, String))),
-        else_=value,  # numbers as numbers, objects and arrays as compact JSON, null as empty
+        (text_sql.op("GLOB")(literal(NEEDS_QUOTES, String)),
+         quote + func.replace(value, quote, literal('""', String)) + quote),
+        else_=func.coalesce(value, EMPTY))
+
+
+def _text_cell(text_sql: Any) -> Any:
+    """SQL: a text column as a finished CSV cell, formula guard included."""
+    return _quoted(text_sql, _escaped(text_sql))
+
+
+def _sqlite_custom_cell(custom: Any, key: str) -> Any:
+    """SQL: one ``custom`` key as a finished CSV cell. Numbers keep their stored JSON text (every
+    digit, no formula guard: ``-5`` is a number), booleans are ``true``/``false``, text is
+    guarded, objects and arrays are compact JSON, and null or a missing key is empty."""
+    path = literal(f'$."{key}"', String)
+    value = type_coerce(func.json_extract(custom, path), String)
+    as_json = type_coerce(custom.op("->")(path), String)  # the value's own JSON text
+    return case(
+        (func.json_type(custom, path).in_(["integer", "real"]), as_json),
+        (func.json_type(custom, path) == "true", literal("true", String)),
+        (func.json_type(custom, path) == "false", literal("false", String)),
+        (func.json_type(custom, path) == "text", _text_cell(value)),
+        (func.json_type(custom, path).in_(["object", "array"]), _quoted(as_json, as_json)),
+        else_=EMPTY,
     )
 
 
@@ -323,19 +354,20 @@ def sqlite_paths_can_name(keys: list[str]) -> bool:
 
 
 def csv_cells(stmt: Select[Any], keys: list[str]) -> Select[Any]:
-    """``stmt`` (record ``COLUMNS``) rewritten to select the finished CSV cells (SQLite SQL)."""
+    """``stmt`` (record ``COLUMNS``) rewritten to select finished CSV cells, all text (SQLite SQL)."""
     c = list(stmt.selected_columns)
     def text_(i: int) -> Any:
         return type_coerce(c[i], String)
     custom = type_coerce(c[CUSTOM], String)
     score = c[SCORE]
     cells = [
-        c[ID], _escaped(text_(EMAIL)), score,
+        c[ID], _text_cell(text_(EMAIL)), cast(score, String),
         case((score >= 9, literal("promoter", String)), (score >= 7, literal("passive", String)),
              else_=literal("detractor", String)),
-        func.coalesce(_escaped(text_(COMMENT)), literal("", String)),
-        c[EUID], c[CID], _escaped(text_(CAMPAIGN)), _escaped(text_(SOURCE)), _escaped(text_(SOURCE_ID)),
-        *(iso_text(c[i], "sqlite") for i in (SENT, REMINDED, ANSWERED, CREATED, UPDATED)),
+        _text_cell(text_(COMMENT)),
+        func.coalesce(c[EUID], EMPTY), func.coalesce(c[CID], EMPTY),
+        _text_cell(text_(CAMPAIGN)), _text_cell(text_(SOURCE)), _text_cell(text_(SOURCE_ID)),
+        *(func.coalesce(iso_text(c[i], "sqlite"), EMPTY) for i in (SENT, REMINDED, ANSWERED, CREATED, UPDATED)),
         *(_sqlite_custom_cell(custom, k) for k in keys),
     ]
     return stmt.with_only_columns(*cells)
