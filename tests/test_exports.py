@@ -311,3 +311,17 @@ def test_too_many_custom_keys_become_one_json_column(client: TestClient, tenant:
     # OOXML's escaped form (_x0001_), which spreadsheets decode and openpyxl leaves as is
     assert comment.startswith("control _x0001_ characters and long")
     assert len(comment) == 32767 + len("_x0001_") - 1
+
+
+def test_csv_with_more_custom_keys_than_one_sql_function_takes(client: TestClient, tenant: Tenant) -> None:
+    """150 custom keys: more cells than SQLite's printf() takes in one call (the line is built
+    from several calls); every value still lands under its own header."""
+    keys = [f"k{i:03d}" for i in range(150)]
+    put(client, tenant, [{"email": "wide@example.com", "score": 9, "custom": {k: f"v,{k}" for k in keys}},
+                         {"email": "narrow@example.com", "score": 3, "custom": {"k149": -1}}])
+    rows = csv_rows(client, tenant, **ALL)
+    by_email = {r["email"]: r for r in rows}
+    assert list(rows[0])[len(FIELDS):] == [f"custom.{k}" for k in keys]
+    assert all(by_email["wide@example.com"][f"custom.{k}"] == f"v,{k}" for k in keys)
+    assert by_email["narrow@example.com"]["custom.k149"] == "-1"
+    assert by_email["narrow@example.com"]["custom.k000"] == ""

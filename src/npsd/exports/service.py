@@ -65,6 +65,7 @@ CHUNK_BYTES = 64 * 1024
 EXPORT_SQLITE_CACHE_KIB = -2048  # negative: KiB, as PRAGMA cache_size reads it
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 FORMULA_START = frozenset(FORMULA_PREFIXES)
+FORMULA_GLOB = "[=+@\t\r-]*"  # text starting with one of FORMULA_PREFIXES ('-' last: not a range)
 CATEGORIES = tuple(category(score) for score in range(11))
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 T = NpsRecord.__table__
@@ -174,7 +175,7 @@ def open_rows(db: Database, stmt: Select[Any], want_keys: bool, text_dates: bool
             try:
                 keys = custom_keys(conn, stmt) if want_keys else None
                 cells = csv_cells_on_sqlite and sqlite and sqlite_paths_can_name(keys or [])
-                query = csv_cells(stmt, keys or []) if cells else raw_columns(stmt, conn.dialect.name, text_dates)
+                query = csv_lines_sql(stmt, keys or []) if cells else raw_columns(stmt, conn.dialect.name, text_dates)
                 if cells:
                     # finished cells need no result processing: read the driver's tuples directly
                     # (no yield_per here: its buffering would take rows off the cursor first)
@@ -213,9 +214,11 @@ def custom_keys(conn: Connection, stmt: Select[Any]) -> list[str]:
         query = (select(key).where(func.jsonb_typeof(sub.c.custom) == "object").distinct()
                  .limit(MAX_CUSTOM_COLUMNS + 1))
     else:
+        # only objects have keys; stored JSON text starts with its first character, so the test
+        # needs no parse (json_type would parse every record once more than json_each does)
         each = func.json_each(sub.c.custom).table_valued("key", name="custom_key")
         query = (select(each.c.key).select_from(sub).join(each, true())
-                 .where(func.json_type(sub.c.custom) == "object").distinct().limit(MAX_CUSTOM_COLUMNS + 1))
+                 .where(func.substr(sub.c.custom, 1, 1) == "{").distinct().limit(MAX_CUSTOM_COLUMNS + 1))
     keys = sorted(k for k in conn.execute(query).scalars() if k is not None)
     return ["*"] if len(keys) > MAX_CUSTOM_COLUMNS else keys
 
@@ -247,10 +250,10 @@ def _csv_custom(value: Any) -> Any:
 def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
     """UTF-8 CSV with a header row; text cells that could run as formulas are escaped.
 
-    On SQLite every cell, quoting, formula escaping and ``custom.<key>`` columns included, is
-    finished as text by the database (:func:`csv_cells`), so a batch of rows becomes CSV with two
-    C-level joins; other databases, and key sets SQLite's JSON paths cannot name, go through the
-    ``csv`` module (:func:`_csv_lines`).
+    On SQLite each row arrives as its finished CSV line, quoting, formula escaping and
+    ``custom.<key>`` columns included (:func:`csv_lines_sql`), so a batch becomes CSV with one
+    join; other databases, and key sets SQLite's JSON paths cannot name, go through the ``csv``
+    module (:func:`_csv_lines`).
     """
     with open_rows(db, stmt, want_keys=True, csv_cells_on_sqlite=True) as src:
         keys = src.keys or []
@@ -259,9 +262,8 @@ def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
         writer.writerow(header(keys))
         yield buffer.getvalue().encode()
         if src.cells:
-            join = ",".join
             for batch in src.batches:
-                yield ("\r\n".join(map(join, batch)) + "\r\n").encode()
+                yield "".join([line for line, in batch]).encode()
             return
         for batch in src.batches:
             buffer.seek(0)
@@ -307,8 +309,8 @@ def _csv_lines(batch: Sequence[Row], keys: list[str]) -> list[list[Any]]:
 
 def _escaped(text_sql: Any) -> Any:
     """SQL for a text cell with the formula guard applied (``'`` before =, +, -, @, TAB, CR)."""
-    # unicode() reads the first character's code point without copying a substring
-    return case((func.unicode(text_sql).in_([ord(c) for c in FORMULA_PREFIXES]), literal("'", String) + text_sql),
+    # one GLOB on the first character (the trailing * matches the rest at once)
+    return case((text_sql.op("GLOB")(literal(FORMULA_GLOB, String)), literal("'", String) + text_sql),
                 else_=text_sql)
 
 
@@ -339,13 +341,11 @@ def _sqlite_custom_cell(custom: Any, key: str) -> Any:
     path = literal(f'$."{key}"', String)
     value = type_coerce(func.json_extract(custom, path), String)
     as_json = type_coerce(custom.op("->")(path), String)  # the value's own JSON text
-    return case(
-        (func.json_type(custom, path).in_(["integer", "real"]), as_json),
-        (func.json_type(custom, path) == "true", literal("true", String)),
-        (func.json_type(custom, path) == "false", literal("false", String)),
-        (func.json_type(custom, path) == "text", _text_cell(value)),
-        (func.json_type(custom, path).in_(["object", "array"]), _quoted(as_json, as_json)),
-        else_=EMPTY,
+    nested = _quoted(as_json, as_json)
+    return case(  # CASE json_type(...) WHEN ...: the type is looked up once
+        {"integer": as_json, "real": as_json, "true": literal("true", String), "false": literal("false", String),
+         "text": _text_cell(value), "object": nested, "array": nested},
+        value=func.json_type(custom, path), else_=EMPTY,
     )
 
 
@@ -353,8 +353,27 @@ def sqlite_paths_can_name(keys: list[str]) -> bool:
     return keys != ["*"] and not any('"' in k or "\\" in k for k in keys)
 
 
-def csv_cells(stmt: Select[Any], keys: list[str]) -> Select[Any]:
-    """``stmt`` (record ``COLUMNS``) rewritten to select finished CSV cells, all text (SQLite SQL)."""
+PRINTF_ARGS = 100  # cells per printf() call: SQLite functions take at most 127 arguments
+
+
+def csv_lines_sql(stmt: Select[Any], keys: list[str]) -> Select[Any]:
+    """``stmt`` (record ``COLUMNS``) rewritten to select one column: each record's finished CSV
+    line, ``\\r\\n`` included (SQLite SQL). ``printf`` builds the line in one buffer, where
+    handing 17 cells to Python, or concatenating them with ``||``, would cost a string each."""
+    cells = csv_cells(stmt, keys)
+    parts = []
+    for start in range(0, len(cells), PRINTF_ARGS):
+        chunk = cells[start:start + PRINTF_ARGS]
+        end = "\r\n" if start + PRINTF_ARGS >= len(cells) else ","
+        parts.append(func.printf(literal(",".join(["%s"] * len(chunk)) + end, String), *chunk, type_=String))
+    line = parts[0]
+    for part in parts[1:]:
+        line = line + part  # String + String: SQL ||
+    return stmt.with_only_columns(line)
+
+
+def csv_cells(stmt: Select[Any], keys: list[str]) -> list[Any]:
+    """The finished CSV cells of ``stmt``'s rows (record ``COLUMNS``), all text (SQLite SQL)."""
     c = list(stmt.selected_columns)
     def text_(i: int) -> Any:
         return type_coerce(c[i], String)
@@ -370,7 +389,7 @@ def csv_cells(stmt: Select[Any], keys: list[str]) -> Select[Any]:
         *(func.coalesce(iso_text(c[i], "sqlite"), EMPTY) for i in (SENT, REMINDED, ANSWERED, CREATED, UPDATED)),
         *(_sqlite_custom_cell(custom, k) for k in keys),
     ]
-    return stmt.with_only_columns(*cells)
+    return cells
 
 
 # ---------------------------------------------------------------------------------------- JSON
