@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     # background jobs
     worker: bool = Field(True, description="Run the job worker inside `npsd serve`")
     worker_poll_seconds: float = Field(1.0, gt=0, description="How often an idle worker looks for due jobs")
+    # exports
+    export_workers: int = Field(
+        default_factory=lambda: min(os.cpu_count() or 1, 4), ge=0,
+        description="Processes writing one large CSV export on SQLite (0 or 1: the server writes it alone)")
+    export_parallel_rows: int = Field(
+        50_000, ge=1, description="Rows from which a CSV export on SQLite uses the export workers")
 
     @property
     def is_sqlite(self) -> bool:

@@ -30,11 +30,29 @@ import orjson
 import xlsxwriter
 from fastapi import Query
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Connection, Select, String, Text, case, cast, func, literal, select, true, type_coerce
+from sqlalchemy import (
+    Column,
+    Connection,
+    Select,
+    String,
+    Text,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    true,
+    tuple_,
+    type_coerce,
+)
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from npsd.analytics.nps import category
-from npsd.db import Database
+from npsd.db import SQLITE_BUSY_TIMEOUT_MS, Database
 from npsd.errors import REQUIRED_HINTS, BadRequest
+from npsd.exports.parallel import PIN, Block, Workers
 from npsd.models import NpsRecord
 from npsd.timeutil import utcnow
 
@@ -255,6 +273,10 @@ def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
     join; other databases, and key sets SQLite's JSON paths cannot name, go through the ``csv``
     module (:func:`_csv_lines`).
     """
+    plan = _parallel_plan(db, stmt)
+    if plan is not None:
+        yield from _write_csv_parallel(db, stmt, *plan)
+        return
     with open_rows(db, stmt, want_keys=True, csv_cells_on_sqlite=True) as src:
         keys = src.keys or []
         buffer = io.StringIO()
@@ -270,6 +292,111 @@ def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
             buffer.truncate()
             writer.writerows(_csv_lines(batch, keys))
             yield buffer.getvalue().encode()
+
+
+def _header_bytes(keys: list[str]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(header(keys))
+    return buffer.getvalue().encode()
+
+
+def _parallel_plan(db: Database, stmt: Select[Any]) -> tuple[str, Any, bool, int] | None:
+    """(file, sort column, descending, workers) when a CSV export of ``stmt`` is worth writing
+    with worker processes (npsd.exports.parallel): SQLite in a file, ``export_workers`` of 2 or
+    more, rows ordered by a NOT NULL column then ``id`` (so blocks can be cut by key), and at
+    least ``export_parallel_rows`` of them. None means one reader writes it."""
+    settings = db.config
+    path = db.engine.url.database
+    if not db.is_sqlite or settings.export_workers < 2 or not path or path == ":memory:":
+        return None
+    order = list(stmt._order_by_clauses)
+    if len(order) != 2 or not all(isinstance(o, UnaryExpression) for o in order):
+        return None
+    (column, direction), (tie, tie_direction) = ((o.element, o.modifier) for o in order)
+    if (tie is not T.c.id or direction is not tie_direction or not isinstance(column, Column)
+            or column.table is not T or column.nullable or direction not in (operators.desc_op, operators.asc_op)):
+        return None
+    with db.engine.connect() as conn:
+        rows = conn.execute(stmt.with_only_columns(func.count()).order_by(None)).scalar_one()
+    if rows < settings.export_parallel_rows:
+        return None
+    return path, column, direction is operators.desc_op, settings.export_workers
+
+
+def _block_rows(settings_rows: int) -> int:
+    """Rows per block: a tenth of the parallel threshold, at most 5,000 (about 1 MB of CSV)."""
+    return max(1, min(5000, settings_rows // 10))
+
+
+def _sqlite_param(value: Any) -> Any:
+    """A bound value as SQLite stores it (what SQLAlchemy's bind processing would send)."""
+    if isinstance(value, datetime):
+        return value.isoformat(" ", "microseconds")
+    return value
+
+
+def _write_csv_parallel(db: Database, stmt: Select[Any], path: str, column: Any, descending: bool,
+                        count: int) -> Iterator[bytes]:
+    """CSV of ``stmt`` written by ``count`` worker processes, block by block, in order."""
+    block = _block_rows(db.config.export_parallel_rows)
+    workers = Workers(path, count, SQLITE_BUSY_TIMEOUT_MS)
+    try:
+        with db.engine.connect() as conn, conn.begin():
+            workers.pin(lambda: conn.exec_driver_sql(PIN).all())
+            keys = custom_keys(conn, stmt)
+            if not sqlite_paths_can_name(keys):  # one JSON column: the Python writer does it alone
+                workers.close()
+                yield _header_bytes(keys)
+                result = conn.execute(raw_columns(stmt, "sqlite", True))
+                for batch in _fetch(result.cursor):
+                    buffer = io.StringIO()
+                    csv.writer(buffer).writerows(_csv_lines(batch, keys))
+                    yield buffer.getvalue().encode()
+                return
+            lines = csv_lines_sql(stmt, keys)
+            key = tuple_(column, T.c.id)
+
+            def beyond(name: str) -> Any:  # rows after the key ``name`` in the export's order
+                bound = tuple_(bindparam(f"{name}_k", ""), bindparam(f"{name}_i", ""))
+                return key < bound if descending else key > bound
+
+            def through(name: str) -> Any:  # rows up to the key ``name``, included
+                bound = tuple_(bindparam(f"{name}_k", ""), bindparam(f"{name}_i", ""))
+                return key >= bound if descending else key <= bound
+
+            queries = {"only": lines, "first": lines.where(through("lo")),
+                       "middle": lines.where(beyond("hi"), through("lo")), "last": lines.where(beyond("hi"))}
+            compiled = {kind: q.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+                        for kind, q in queries.items()}
+            # the key that ends the block starting after ``hi``: a block's worth of index entries on
+            first_end = stmt.with_only_columns(column, T.c.id).offset(block - 1).limit(1)
+            next_end = first_end.where(beyond("hi"))
+
+            def blocks() -> Iterator[Block]:
+                previous: tuple[Any, Any] | None = None
+                while True:
+                    if previous is None:
+                        end = conn.execute(first_end).first()
+                    else:
+                        end = conn.execute(next_end, {"hi_k": previous[0], "hi_i": previous[1]}).first()
+                    kind = {(False, False): "only", (False, True): "first", (True, True): "middle",
+                            (True, False): "last"}[(previous is not None, end is not None)]
+                    values: dict[str, Any] = {}
+                    if previous is not None:
+                        values.update(hi_k=previous[0], hi_i=previous[1])
+                    if end is not None:
+                        values.update(lo_k=end[0], lo_i=end[1])
+                    c = compiled[kind]
+                    merged = {**c.params, **values}
+                    yield kind, [_sqlite_param(merged[name]) for name in c.positiontup or ()]
+                    if end is None:
+                        return
+                    previous = (end[0], end[1])
+
+            yield _header_bytes(keys)
+            yield from workers.run({kind: c.string for kind, c in compiled.items()}, blocks())
+    finally:
+        workers.close()
 
 
 def _csv_lines(batch: Sequence[Row], keys: list[str]) -> list[list[Any]]:

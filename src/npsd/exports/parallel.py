@@ -1,0 +1,139 @@
+"""Large CSV exports on SQLite, written by several processes at once.
+
+A SQLite export spends nearly all its time in the database computing each record's CSV line
+(see ``csv_lines_sql``), on one core. Threads cannot share that work: SQLite's allocator takes one
+process-wide lock, so two reading threads run no faster than one. Worker processes can. The
+sorted rows are cut into blocks of consecutive sort keys; worker ``k`` writes blocks ``k``,
+``k + n``, ``k + 2n``... and the response sends them in order, so the file is byte for byte the
+one a single reader writes.
+
+Every reader must see the same rows. A WAL reader's snapshot is fixed by its first read, so the
+export takes the write lock (``BEGIN IMMEDIATE``: no commit can happen meanwhile), has the
+workers and its own connection read once, and releases the lock: a pause for writers of a few
+milliseconds, however large the export. Memory stays flat: a worker writes one block into its pipe
+and waits until the response has taken it, and the reader cuts the next block (a keyset
+query that skips a block's worth of index entries) only when a worker needs one.
+
+This module's own code uses only the standard library: it is what the spawned workers import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import sqlite3
+from collections import deque
+from collections.abc import Iterator, Sequence
+from multiprocessing.connection import Connection as Pipe
+from typing import Any
+
+log = logging.getLogger("npsd.exports")
+PIN = "SELECT 1 FROM sqlite_master LIMIT 1"  # any read fixes a WAL reader's snapshot
+READY_SECONDS = 30.0  # how long a worker may take to start before the export gives up on them
+
+
+Block = tuple[str, Sequence[Any]]  # (which SQL text, its parameters)
+
+
+def _worker(path: str, busy_ms: int, pipe: Pipe, index: int, count: int) -> None:
+    """A worker process: connect, fix the snapshot when asked, then write its blocks in order."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+        pipe.send("ready")
+        if pipe.recv() != "pin":
+            return
+        conn.execute("BEGIN")
+        conn.execute(PIN).fetchall()
+        pipe.send("pinned")
+        sql: dict[str, str] = pipe.recv()  # the SQL texts, then one block at a time, then None
+        while (block := pipe.recv()) is not None:
+            kind, params = block
+            cursor = conn.execute(sql[kind], params)
+            parts = []
+            while batch := cursor.fetchmany(2000):
+                parts.append("".join([line for line, in batch]))
+            pipe.send_bytes("".join(parts).encode())
+    except (BrokenPipeError, EOFError, KeyboardInterrupt):
+        pass  # the response went away: nothing left to do
+    finally:
+        conn.close()
+
+
+class Workers:
+    """``count`` worker processes for one export, sharing one snapshot with ``reader``."""
+
+    def __init__(self, path: str, count: int, busy_ms: int) -> None:
+        self.path = path
+        self.busy_ms = busy_ms
+        ctx = multiprocessing.get_context("spawn")  # no copy of the server's threads and sockets
+        self.pipes: list[Pipe] = []
+        self.processes: list[Any] = []
+        for index in range(count):
+            ours, theirs = ctx.Pipe()
+            process = ctx.Process(target=_worker, args=(path, busy_ms, theirs, index, count), daemon=True,
+                                  name=f"npsd-export-{index}")
+            process.start()
+            theirs.close()
+            self.pipes.append(ours)
+            self.processes.append(process)
+
+    def _expect(self, word: str) -> None:
+        for pipe in self.pipes:
+            if not pipe.poll(READY_SECONDS) or pipe.recv() != word:
+                raise RuntimeError(f"an export worker did not answer {word!r}")
+
+    def pin(self, pin_reader: Any) -> None:
+        """Fix the workers' snapshot and ``pin_reader()``'s to one moment: all read once while
+        this process holds the write lock."""
+        self._expect("ready")  # started and connected: the lock is held only for the pinning
+        lock = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_ms / 1000)
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            try:
+                for pipe in self.pipes:
+                    pipe.send("pin")
+                pin_reader()
+                self._expect("pinned")
+            finally:
+                lock.execute("ROLLBACK")
+        finally:
+            lock.close()
+
+    def run(self, sql: dict[str, str], blocks: Iterator[Block]) -> Iterator[bytes]:
+        """Hand out the blocks round robin, a few ahead of what was sent, and yield their CSV in
+        order. ``blocks`` is read lazily: cutting the next block costs the reader some work."""
+        for pipe in self.pipes:
+            pipe.send(sql)
+        waiting: deque[int] = deque()  # the worker of each block handed out and not yet sent on
+        number = 0
+        ahead = 2 * len(self.pipes)
+
+        def hand_out() -> None:
+            nonlocal number
+            block = next(blocks, None)
+            if block is not None:
+                worker = number % len(self.pipes)
+                self.pipes[worker].send(block)
+                waiting.append(worker)
+                number += 1
+
+        for _ in range(ahead):
+            hand_out()
+        while waiting:
+            data = self.pipes[waiting.popleft()].recv_bytes()
+            hand_out()
+            yield data
+        for pipe in self.pipes:
+            pipe.send(None)
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError):
+                pipe.close()
+        for process in self.processes:
+            process.join(1)
+            if process.is_alive():
+                process.kill()
+                process.join(1)
