@@ -15,7 +15,7 @@ import sqlite3
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -151,6 +151,39 @@ def peak_rss_mib(pid: int) -> float:
         if text.startswith("VmHWM:"):
             return int(text.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc/<pid>/status")
+
+
+class ChildrenPeak:
+    """Samples the summed resident memory of a process's children (export workers) every 20 ms
+    while running: their own peaks cannot be read once they have exited."""
+
+    def __init__(self, pid: int) -> None:
+        import threading
+
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.peak_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.02):
+            total = 0
+            for child in self.process.children(recursive=True):
+                with suppress(psutil.Error):
+                    total += child.memory_info().rss
+            self.peak_mib = max(self.peak_mib, total / 1024 / 1024)
+
+    def __enter__(self) -> ChildrenPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def reset_peak_rss(pid: int) -> bool:
