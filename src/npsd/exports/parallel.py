@@ -26,6 +26,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection as Pipe
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("npsd.exports")
@@ -38,7 +39,8 @@ Block = tuple[str, Sequence[Any]]  # (which SQL text, its parameters)
 
 def _worker(path: str, busy_ms: int, pipe: Pipe, index: int, count: int) -> None:
     """A worker process: connect, fix the snapshot when asked, then write its blocks in order."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    uri = Path(path).resolve().as_uri() + "?mode=ro"  # percent-encoded: any file name is safe
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout={busy_ms}")
         pipe.send("ready")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import re
 import tempfile
@@ -56,6 +57,7 @@ from npsd.exports.parallel import PIN, Block, Workers
 from npsd.models import NpsRecord
 from npsd.timeutil import utcnow
 
+log = logging.getLogger("npsd.exports")
 FORMATS = ("csv", "xlsx", "json", "ndjson")
 ExportFormat = Literal["csv", "xlsx", "json", "ndjson"]
 FORMAT_QUERY = Query(description="File format: csv, xlsx, json or ndjson")
@@ -275,8 +277,15 @@ def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
     """
     plan = _parallel_plan(db, stmt)
     if plan is not None:
-        yield from _write_csv_parallel(db, stmt, *plan)
-        return
+        parallel = _write_csv_parallel(db, stmt, *plan)
+        try:
+            first = next(parallel)  # the workers started and share the snapshot
+        except (OSError, RuntimeError, EOFError):
+            log.warning("export workers could not start; writing the export alone", exc_info=True)
+        else:
+            yield first
+            yield from parallel
+            return
     with open_rows(db, stmt, want_keys=True, csv_cells_on_sqlite=True) as src:
         keys = src.keys or []
         buffer = io.StringIO()
