@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Query
+from pydantic import BaseModel, Field, create_model
 
 from npsd.errors import BadRequest
 from npsd.ids import is_id
@@ -68,3 +70,23 @@ PageParam = Annotated[int, Query(ge=1, le=SALESOS_MAX_PAGE, description="Page nu
 LimitParam = Annotated[int, Query(ge=1, le=SALESOS_MAX_LIMIT, description="Items per page (1-100)")]
 TOTAL_COUNT_HEADER: dict[int | str, dict[str, Any]] = {200: {"headers": {"X-Total-Count": {
     "description": "Items matching the filters, over all pages", "schema": {"type": "integer"}}}}}
+
+
+@functools.cache
+def selectable(model: type[BaseModel]) -> type[BaseModel]:
+    """The list item schema of ``model`` for a list that takes ``select``: the same fields, of which
+    only ``_id`` is always present (with ``select``, an object holds ``_id`` and the fields named).
+
+    Only the OpenAPI document reads it (list replies are serialized directly), so a client that
+    validates replies against the schema accepts a selected list as well as a whole one.
+    """
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if name == "id":
+            fields[name] = (info.annotation, info)
+        else:
+            # not required, and never null unless the whole model says so
+            fields[name] = (info.annotation, Field(None, alias=info.alias, description=info.description))
+    partial: type[BaseModel] = create_model(f"{model.__name__}Item", __config__=model.model_config, **fields)
+    partial.__doc__ = (model.__doc__ or "").strip() + " With `select`, only `_id` and the selected fields."
+    return partial

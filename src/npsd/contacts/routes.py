@@ -17,7 +17,7 @@ from npsd.contacts import service
 from npsd.contacts.schemas import CompanyInput, CompanyRead, EnduserInput, EnduserRead
 from npsd.errors import BadRequest
 from npsd.http import DbSession, TransactionRoute, json_response
-from npsd.listing import Page, id_list, planhat_page
+from npsd.listing import Page, id_list, planhat_page, selectable
 from npsd.lookup import resolve
 from npsd.models import Company, Enduser
 from npsd.records.schemas import DeleteResult
@@ -61,7 +61,7 @@ def create_company(body: CompanyInput, principal: Editor, session: DbSession) ->
                                                                     body.column_values())))
 
 
-@companies_router.get("", response_model=list[CompanyRead])
+@companies_router.get("", response_model=list[selectable(CompanyRead)])
 def list_companies(page: ListPage, principal: Viewer, session: DbSession) -> Response:
     """List companies with their NPS (`nps`, `npsResponses`), oldest first unless `sort` says otherwise.
 
@@ -71,7 +71,7 @@ def list_companies(page: ListPage, principal: Viewer, session: DbSession) -> Res
     return json_response(service.list_companies(session, principal.org_id, page))
 
 
-@companies_router.get("/{key}/endusers", response_model=list[EnduserRead])
+@companies_router.get("/{key}/endusers", response_model=list[selectable(EnduserRead)])
 def company_endusers(company: CompanyByKey, page: ListPage, principal: Viewer, session: DbSession) -> Response:
     """The contacts of one company, with the same `limit`, `offset`, `sort` and `select` as `GET /endusers`."""
     page.check_fields(service.ENDUSER_SORT)
@@ -115,7 +115,7 @@ def create_enduser(body: EnduserInput, principal: Editor, session: DbSession) ->
                                                                     body.column_values())))
 
 
-@endusers_router.get("", response_model=list[EnduserRead])
+@endusers_router.get("", response_model=list[selectable(EnduserRead)])
 def list_endusers(
     page: ListPage, principal: Viewer, session: DbSession,
     companyId: Annotated[str | None, Query(description="Comma-separated company ids")] = None,

@@ -11,7 +11,7 @@ from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.errors import BadRequest
 from npsd.http import DbSession, RawJson, TransactionRoute, json_response, point_read
 from npsd.idempotency import pending_in
-from npsd.listing import Page, id_list, planhat_page
+from npsd.listing import Page, id_list, planhat_page, selectable
 from npsd.records import service
 from npsd.records.batcher import reply_body
 from npsd.records.schemas import BULK_BODY_SCHEMA, BulkResult, DeleteResult, NpsInput, NpsRead
@@ -73,7 +73,7 @@ async def create_nps(body: NpsInput, principal: Editor, request: Request) -> Res
     return Response(reply_body(row), media_type="application/json")
 
 
-@router.get("/nps", response_model=list[NpsRead])
+@router.get("/nps", response_model=list[selectable(NpsRead)])
 def list_nps(q: ListQueryDep, principal: Viewer, session: DbSession) -> Response:
     """List NPS records, newest answer first unless `sort` says otherwise.
 
