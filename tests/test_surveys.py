@@ -359,6 +359,7 @@ def test_openapi_documents_every_survey_route(client: Any) -> None:
         BASE + "/{id}/responses/export": {"get": "200"},
         BASE + "/{id}/invitations": {"get": "200", "post": "200"},
         BASE + "/{id}/link": {"get": "200"},
+        BASE + "/{id}/reminders": {"post": "200"},
     }
     assert {p: set(v) for p, v in paths.items()} == {p: set(v) for p, v in expected.items()}
     for path, methods in expected.items():
