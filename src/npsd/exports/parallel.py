@@ -10,9 +10,10 @@ one a single reader writes.
 Every reader must see the same rows. A WAL reader's snapshot is fixed by its first read, so the
 export takes the write lock (``BEGIN IMMEDIATE``: no commit can happen meanwhile), has the
 workers and its own connection read once, and releases the lock: a pause for writers of a few
-milliseconds, however large the export. Memory stays flat: a worker writes one block into its pipe
-and waits until the response has taken it, and the reader cuts the next block (a keyset
-query that skips a block's worth of index entries) only when a worker needs one.
+milliseconds, however large the export. Memory stays flat: a worker sends its block in batches of
+a few hundred rows and waits on the pipe until the response has taken them, and the reader cuts
+the next block (a keyset query that skips a block's worth of index entries) only when a worker
+needs one.
 
 This module uses only the standard library: the workers run it (``python -m npsd.exports.parallel``),
 and start in a few tens of milliseconds.
@@ -34,7 +35,8 @@ from typing import Any
 
 log = logging.getLogger("npsd.exports")
 PIN = "SELECT 1 FROM sqlite_master LIMIT 1"  # any read fixes a WAL reader's snapshot
-READY_SECONDS = 30.0  # how long a worker may take to start before the export gives up on them
+READY_SECONDS = 30.0
+BATCH_ROWS = 500  # rows a worker fetches and sends at a time  # how long a worker may take to start before the export gives up on them
 
 
 Block = tuple[str, Sequence[Any]]  # (which SQL text, its parameters)
@@ -56,11 +58,10 @@ def _worker(path: str, busy_ms: int, pipe: Pipe, index: int, count: int) -> None
         while (block := pipe.recv()) is not None:
             kind, params = block
             cursor = conn.execute(sql[kind], params)
-            parts = []
-            while batch := cursor.fetchmany(2000):
-                parts.append("".join([line for line, in batch]))
-            pipe.send_bytes("".join(parts).encode())
-    except (BrokenPipeError, EOFError, KeyboardInterrupt):
+            while batch := cursor.fetchmany(BATCH_ROWS):  # sent as it comes: memory stays one batch
+                pipe.send_bytes("".join([line for line, in batch]).encode())
+            pipe.send_bytes(b"")  # the end of the block
+    except (BrokenPipeError, ConnectionResetError, EOFError, KeyboardInterrupt):
         pass  # the response went away: nothing left to do
     finally:
         conn.close()
@@ -133,22 +134,28 @@ class Workers:
         for _ in range(ahead):
             hand_out()
         while waiting:
-            data = self.pipes[waiting.popleft()].recv_bytes()
+            pipe = self.pipes[waiting.popleft()]
             hand_out()
-            yield data
+            while data := pipe.recv_bytes():
+                yield data
         for pipe in self.pipes:
             pipe.send(None)
 
     def close(self) -> None:
+        """Stop the workers at once: a finished one has exited already, one still writing holds
+        nothing but a read snapshot. Never waits long: this may run on the event loop's thread,
+        when a client that went away has its response collected."""
         for pipe in self.pipes:
             with contextlib.suppress(OSError):
-                pipe.close()  # a worker waiting on it, or writing to it, ends
+                pipe.close()
         for process in self.processes:
-            try:
-                process.wait(1)
-            except subprocess.TimeoutExpired:
+            if process.poll() is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(0.05)  # one that was told to finish exits at once
+            if process.poll() is None:
                 process.kill()
-                process.wait(1)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(1)
 
 
 if __name__ == "__main__":  # a worker: python -m npsd.exports.parallel FD PATH BUSY_MS INDEX COUNT

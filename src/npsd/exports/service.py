@@ -20,7 +20,9 @@ import io
 import logging
 import os
 import re
+import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,17 +49,21 @@ from sqlalchemy import (
     tuple_,
     type_coerce,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
 from npsd.analytics.nps import category
-from npsd.db import SQLITE_BUSY_TIMEOUT_MS, Database
+from npsd.db import Database
 from npsd.errors import REQUIRED_HINTS, BadRequest
 from npsd.exports.parallel import PIN, Block, Workers
 from npsd.models import NpsRecord
 from npsd.timeutil import utcnow
 
 log = logging.getLogger("npsd.exports")
+# How long an export waits for the write lock it holds a moment to fix its readers' snapshot;
+# past it, the server writes the export alone (which needs no lock).
+LOCK_TIMEOUT_MS = 10_000
 FORMATS = ("csv", "xlsx", "json", "ndjson")
 ExportFormat = Literal["csv", "xlsx", "json", "ndjson"]
 FORMAT_QUERY = Query(description="File format: csv, xlsx, json or ndjson")
@@ -194,7 +200,7 @@ def open_rows(db: Database, stmt: Select[Any], want_keys: bool, text_dates: bool
                 conn.exec_driver_sql(f"PRAGMA cache_size={EXPORT_SQLITE_CACHE_KIB}")
             try:
                 keys = custom_keys(conn, stmt) if want_keys else None
-                cells = csv_cells_on_sqlite and sqlite and sqlite_paths_can_name(keys or [])
+                cells = csv_cells_on_sqlite and sqlite and sql_cells_possible(keys or [])
                 query = csv_lines_sql(stmt, keys or []) if cells else raw_columns(stmt, conn.dialect.name, text_dates)
                 if cells:
                     # finished cells need no result processing: read the driver's tuples directly
@@ -280,7 +286,7 @@ def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
         parallel = _write_csv_parallel(db, stmt, *plan)
         try:
             first = next(parallel)  # the workers started and share the snapshot
-        except (OSError, RuntimeError, EOFError):
+        except (OSError, RuntimeError, EOFError, sqlite3.Error, SQLAlchemyError):
             log.warning("export workers could not start; writing the export alone", exc_info=True)
         else:
             yield first
@@ -332,6 +338,11 @@ def _parallel_plan(db: Database, stmt: Select[Any]) -> tuple[str, Any, bool, int
     return path, column, direction is operators.desc_op, settings.export_workers
 
 
+# Exports written by workers at once, in this process: beyond, exports are written by one reader
+# each, so many large downloads at a time never start processes without bound.
+PARALLEL_EXPORTS = threading.BoundedSemaphore(2)
+
+
 def _block_rows(settings_rows: int) -> int:
     """Rows per block: a tenth of the parallel threshold, at most 5,000 (about 1 MB of CSV)."""
     return max(1, min(5000, settings_rows // 10))
@@ -344,16 +355,26 @@ def _sqlite_param(value: Any) -> Any:
     return value
 
 
+def _after(key: tuple[Any, Any], previous: tuple[Any, Any], descending: bool) -> bool:
+    return key < previous if descending else key > previous
+
+
 def _write_csv_parallel(db: Database, stmt: Select[Any], path: str, column: Any, descending: bool,
                         count: int) -> Iterator[bytes]:
     """CSV of ``stmt`` written by ``count`` worker processes, block by block, in order."""
+    if not PARALLEL_EXPORTS.acquire(blocking=False):
+        raise RuntimeError("as many exports as allowed are using workers")
     block = _block_rows(db.config.export_parallel_rows)
-    workers = Workers(path, count, SQLITE_BUSY_TIMEOUT_MS)
+    try:
+        workers = Workers(path, count, LOCK_TIMEOUT_MS)
+    except BaseException:
+        PARALLEL_EXPORTS.release()
+        raise
     try:
         with db.engine.connect() as conn, conn.begin():
             workers.pin(lambda: conn.exec_driver_sql(PIN).all())
             keys = custom_keys(conn, stmt)
-            if not sqlite_paths_can_name(keys):  # one JSON column: the Python writer does it alone
+            if not sql_cells_possible(keys):  # e.g. one JSON column: the Python writer does it alone
                 workers.close()
                 yield _header_bytes(keys)
                 result = conn.execute(raw_columns(stmt, "sqlite", True))
@@ -377,8 +398,10 @@ def _write_csv_parallel(db: Database, stmt: Select[Any], path: str, column: Any,
                        "middle": lines.where(beyond("hi"), through("lo")), "last": lines.where(beyond("hi"))}
             compiled = {kind: q.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
                         for kind, q in queries.items()}
-            # the key that ends the block starting after ``hi``: a block's worth of index entries on
-            first_end = stmt.with_only_columns(column, T.c.id).offset(block - 1).limit(1)
+            # the key that ends the block starting after ``hi``: a block's worth of index entries
+            # on. Keys are read as stored (a time as its text, never a datetime that the driver
+            # would print another way) and handed back unchanged.
+            first_end = stmt.with_only_columns(type_coerce(column, String), T.c.id).offset(block - 1).limit(1)
             next_end = first_end.where(beyond("hi"))
 
             def blocks() -> Iterator[Block]:
@@ -400,12 +423,15 @@ def _write_csv_parallel(db: Database, stmt: Select[Any], path: str, column: Any,
                     yield kind, [_sqlite_param(merged[name]) for name in c.positiontup or ()]
                     if end is None:
                         return
+                    if previous is not None and not _after((end[0], end[1]), previous, descending):
+                        raise RuntimeError(f"export blocks stopped moving at {previous!r}")  # never loop
                     previous = (end[0], end[1])
 
             yield _header_bytes(keys)
             yield from workers.run({kind: c.string for kind, c in compiled.items()}, blocks())
     finally:
         workers.close()
+        PARALLEL_EXPORTS.release()
 
 
 def _csv_lines(batch: Sequence[Row], keys: list[str]) -> list[list[Any]]:
@@ -485,8 +511,14 @@ def _sqlite_custom_cell(custom: Any, key: str) -> Any:
     )
 
 
-def sqlite_paths_can_name(keys: list[str]) -> bool:
-    return keys != ["*"] and not any('"' in k or "\\" in k for k in keys)
+MAX_SQL_CUSTOM_KEYS = 250  # each key's cell binds ~50 values; SQLite allows 32,766 per statement
+
+
+def sql_cells_possible(keys: list[str]) -> bool:
+    """Whether SQLite can write the CSV lines itself: JSON paths must name every key, the key
+    count keep the statement's bound values within SQLite's limit, and ``->`` exist (3.38)."""
+    return (keys != ["*"] and len(keys) <= MAX_SQL_CUSTOM_KEYS and sqlite3.sqlite_version_info >= (3, 38)
+            and not any('"' in k or "\\" in k for k in keys))
 
 
 PRINTF_ARGS = 100  # cells per printf() call: SQLite functions take at most 127 arguments
