@@ -111,7 +111,9 @@ async def point_read(request: Request, fn: Callable[..., T], *args: Any) -> T:
     a PostgreSQL read is a network round trip: neither may block the event loop.
     """
     db: Database = request.app.state.db
-    if db.is_sqlite and request.method in READ_METHODS:
+    pool: Any = db.engine.pool
+    # inline only with a connection to spare: waiting for one would stop the event loop
+    if db.is_sqlite and request.method in READ_METHODS and pool.checkedout() < pool.size():
         return fn(*args)
     return await run_in_threadpool(fn, *args)
 

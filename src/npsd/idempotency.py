@@ -8,8 +8,8 @@ A ``pending`` entry older than ``STALE`` (its request died) may be taken over.
 
 A request that writes stores its reply in its own transaction, together with its writes
 (:func:`store_reply`, called by the request's session and by the ``POST /nps`` group commit): a
-crash after the commit cannot leave the writes without the reply, so a retry is never applied
-twice. Replies of requests that wrote nothing (errors, reads) are stored afterwards, here.
+crash after the commit cannot leave the writes without the reply, so a retry after a crash is
+not applied twice. (A first request still running after ``STALE`` can be overtaken by a retry.) Replies of requests that wrote nothing (errors, reads) are stored afterwards, here.
 """
 
 from __future__ import annotations

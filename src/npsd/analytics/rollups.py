@@ -245,8 +245,9 @@ def recount_aged_companies(db: Database, limit: int = 1000) -> int:
     by_org: dict[str, list[str]] = {}
     for org_id, company_id in due:
         by_org.setdefault(org_id, []).append(company_id)
-    with db.transaction(write=True) as session:
-        for org_id, company_ids in by_org.items():
+    for org_id, company_ids in sorted(by_org.items()):
+        # one short transaction per organization: never two organizations' write locks at once
+        with db.transaction(write=True) as session:
             lock_org_writes(session, org_id)  # queue behind the organization's record writers
             refresh_companies(session, org_id, company_ids)
     return len(due)

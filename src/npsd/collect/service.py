@@ -596,28 +596,41 @@ def remind_now(session: Session, survey: Survey) -> int:
     the worker still skips one answered, or unsubscribed, before it gets to it.
 
     An invitation keeps one pending reminder job: the scheduled one is retired and one due now
-    takes its place. A closed survey (switched off, or outside its window) answers 409.
+    takes its place; one whose reminder is being sent right now is left to it. A closed survey
+    (switched off, or outside its window) answers 409.
     """
     now = utcnow()
     ok, field, issue = is_open(survey, now)
     if not ok:
         raise Conflict("survey is not active", [{"field": field, "issue": issue}])
+    lock_org_writes(session, survey.org_id)  # two of these at once queue rather than collide
     unsubscribed = select(Unsubscribe.email_key).where(Unsubscribe.org_id == survey.org_id)
-    invitation_ids = list(session.scalars(select(Invitation.id).where(
+    candidates = list(session.scalars(select(Invitation.id).where(
         Invitation.org_id == survey.org_id, Invitation.survey_id == survey.id, Invitation.status == "sent",
         Invitation.reminded_at.is_(None), Invitation.expires_at > now,
         Invitation.email_key.not_in(unsubscribed))))
+    jobs: dict[str, str] = {}  # dedupe key -> status, of the candidates' reminder jobs
+    for part in chunks(candidates):
+        keys = [k for i in part for k in (f"{REMIND_JOB}:{i}", f"{REMIND_JOB}:{i}:now")]
+        jobs.update(session.execute(select(Job.dedupe_key, Job.status).where(Job.dedupe_key.in_(keys))).tuples().all())
+    invitation_ids = [i for i in candidates
+                      if "running" not in (jobs.get(f"{REMIND_JOB}:{i}"), jobs.get(f"{REMIND_JOB}:{i}:now"))]
     for part in chunks(invitation_ids):
         session.execute(update(Job).where(
             Job.dedupe_key.in_([f"{REMIND_JOB}:{i}" for i in part]), Job.status == "queued",
         ).values(status="done", last_error="replaced by a reminder sent now", updated_at=now))
-        # asked for before, but not sent (its mail was refused): ask again
+        # asked for before and not sent (its mail was refused): ask again
         session.execute(update(Job).where(
             Job.dedupe_key.in_([f"{REMIND_JOB}:{i}:now" for i in part]), Job.status.in_(("done", "failed")),
         ).values(status="queued", run_at=now, attempts=0, last_error=None, updated_at=now))
-    for invitation_id in invitation_ids:
-        enqueue(session, REMIND_JOB, {"invitation_id": invitation_id, "now": True}, org_id=survey.org_id,
-                run_at=now, dedupe_key=f"{REMIND_JOB}:{invitation_id}:now", max_attempts=MAIL_ATTEMPTS)
+    fresh = [i for i in invitation_ids if f"{REMIND_JOB}:{i}:now" not in jobs]
+    if fresh:
+        session.execute(insert(Job), [
+            {"id": job_id, "org_id": survey.org_id, "kind": REMIND_JOB,
+             "payload": {"invitation_id": invitation_id, "now": True}, "dedupe_key": f"{REMIND_JOB}:{invitation_id}:now",
+             "status": "queued", "run_at": now, "attempts": 0, "max_attempts": MAIL_ATTEMPTS, "locked_by": None,
+             "locked_until": None, "last_error": None, "created_at": now, "updated_at": now}
+            for job_id, invitation_id in zip(new_ids(len(fresh)), fresh, strict=True)])
     return len(invitation_ids)
 
 
