@@ -10,8 +10,8 @@ one a single reader writes.
 Every reader must see the same rows. A WAL reader's snapshot is fixed by its first read, so the
 export takes the write lock (``BEGIN IMMEDIATE``: no commit can happen meanwhile), has the
 workers and its own connection read once, and releases the lock: a pause for writers of a few
-milliseconds, however large the export. Memory stays flat: a worker sends its block in batches of
-a few hundred rows and waits on the pipe until the response has taken them, and the reader cuts
+milliseconds, however large the export. Memory stays flat: a worker sends its block in pieces of
+about a megabyte and waits on the pipe until the response has taken them, and the reader cuts
 the next block (a keyset query that skips a block's worth of index entries) only when a worker
 needs one.
 
@@ -35,8 +35,9 @@ from typing import Any
 
 log = logging.getLogger("npsd.exports")
 PIN = "SELECT 1 FROM sqlite_master LIMIT 1"  # any read fixes a WAL reader's snapshot
-READY_SECONDS = 30.0
-BATCH_ROWS = 500  # rows a worker fetches and sends at a time  # how long a worker may take to start before the export gives up on them
+READY_SECONDS = 30.0  # how long a worker may take to start before the export gives up on them
+FETCH_ROWS = 500  # rows a worker fetches at a time
+SEND_BYTES = 1 << 20  # a worker sends about this much at a time: few, large messages, bounded memory
 
 
 Block = tuple[str, Sequence[Any]]  # (which SQL text, its parameters)
@@ -58,8 +59,17 @@ def _worker(path: str, busy_ms: int, pipe: Pipe, index: int, count: int) -> None
         while (block := pipe.recv()) is not None:
             kind, params = block
             cursor = conn.execute(sql[kind], params)
-            while batch := cursor.fetchmany(BATCH_ROWS):  # sent as it comes: memory stays one batch
-                pipe.send_bytes("".join([line for line, in batch]).encode())
+            parts: list[bytes] = []
+            size = 0
+            while batch := cursor.fetchmany(FETCH_ROWS):
+                part = "".join([line for line, in batch]).encode()
+                parts.append(part)
+                size += len(part)
+                if size >= SEND_BYTES:  # however long the rows, a worker holds about this much
+                    pipe.send_bytes(b"".join(parts))
+                    parts, size = [], 0
+            if parts:
+                pipe.send_bytes(b"".join(parts))
             pipe.send_bytes(b"")  # the end of the block
     except (BrokenPipeError, ConnectionResetError, EOFError, KeyboardInterrupt):
         pass  # the response went away: nothing left to do
