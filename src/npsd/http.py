@@ -102,6 +102,14 @@ def get_settings(request: Request) -> Settings:
 AppSettings = Annotated[Settings, Depends(get_settings)]
 
 
+def _connection_to_spare(db: Database) -> bool:
+    """Whether the pool has an idle connection (inline, waiting for one would stop the event loop)."""
+    pool: Any = db.engine.pool
+    if not hasattr(pool, "checkedout") or not hasattr(pool, "size"):
+        return False
+    return bool(pool.checkedout() < pool.size())
+
+
 async def point_read(request: Request, fn: Callable[..., T], *args: Any) -> T:
     """Run a lookup of a few rows by key: inline in a SQLite read request, else in a worker thread.
 
@@ -111,9 +119,7 @@ async def point_read(request: Request, fn: Callable[..., T], *args: Any) -> T:
     a PostgreSQL read is a network round trip: neither may block the event loop.
     """
     db: Database = request.app.state.db
-    pool: Any = db.engine.pool
-    # inline only with a connection to spare: waiting for one would stop the event loop
-    if db.is_sqlite and request.method in READ_METHODS and pool.checkedout() < pool.size():
+    if db.is_sqlite and request.method in READ_METHODS and _connection_to_spare(db):
         return fn(*args)
     return await run_in_threadpool(fn, *args)
 
