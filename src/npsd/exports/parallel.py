@@ -22,7 +22,6 @@ and start in a few tens of milliseconds.
 from __future__ import annotations
 
 import contextlib
-import logging
 import socket
 import sqlite3
 import subprocess
@@ -33,7 +32,6 @@ from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("npsd.exports")
 PIN = "SELECT 1 FROM sqlite_master LIMIT 1"  # any read fixes a WAL reader's snapshot
 READY_SECONDS = 30.0  # how long a worker may take to start before the export gives up on them
 FETCH_ROWS = 500  # rows a worker fetches at a time
@@ -78,7 +76,7 @@ def _worker(path: str, busy_ms: int, pipe: Pipe, index: int, count: int) -> None
 
 
 class Workers:
-    """``count`` worker processes for one export, sharing one snapshot with ``reader``."""
+    """``count`` worker processes for one export; :meth:`pin` gives them and the export's own reader one snapshot."""
 
     def __init__(self, path: str, count: int, busy_ms: int) -> None:
         self.path = path
