@@ -9,9 +9,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 
 from npsd.analytics import metrics
+from npsd.analytics.schemas import NpsMetrics, SurveyStats
 from npsd.auth.deps import Viewer
 from npsd.errors import BadRequest
 from npsd.http import DbSession, TransactionRoute, json_response
@@ -20,68 +20,6 @@ from npsd.timeutil import utcnow
 from npsd.validation import UtcDatetime
 
 router = APIRouter(route_class=TransactionRoute, prefix="/v1/nps-surveys", tags=["metrics"])
-
-
-class SurveyStats(BaseModel):
-    total: int = Field(description="Surveys in your organization")
-    active: int = Field(description="Surveys with isActive true")
-    inactive: int
-    totalResponses: int = Field(description="Responses to your surveys (records whose campaignId is one of them)")
-    responsesLast30Days: int = Field(description="Of those, answered in the last 30 UTC days, today included")
-    averageScore: float | None = Field(description="Mean score 0-10, two decimals; null without responses")
-    npsScore: float | None = Field(description="NPS -100..100, one decimal; null without responses, never 0")
-    responseRate: float | None = Field(
-        description="Answered invitations per invitation sent, in percent; null while no invitation has been sent")
-
-
-class TrendPoint(BaseModel):
-    period: str = Field(description="2024-03-05 (day), 2024-W10 (ISO week) or 2024-03 (month)")
-    start: str = Field(description="First day of the period (UTC)")
-    end: str = Field(description="Last day of the period (UTC)")
-    npsScore: float | None = Field(description="null for a period without answers")
-    responses: int
-    promoters: int
-    passives: int
-    detractors: int
-    marginOfError: float | None
-    change: float | None = Field(description="npsScore minus the previous period's; null if either has no answers")
-    significant: bool | None = Field(
-        description="Whether the change from the previous period is beyond chance at 95%: "
-                    "|Δ| > 1.96·sqrt(SE₁² + SE₂²); null if either period has no answers")
-
-
-class GroupMetrics(BaseModel):
-    key: str | None = Field(description="Survey id, company id or source; null for answers without one")
-    name: str | None = Field(description="Survey name, company name or the source; null if unknown")
-    npsScore: float | None
-    responses: int
-    promoters: int
-    passives: int
-    detractors: int
-    marginOfError: float | None
-
-
-class NpsMetrics(BaseModel):
-    npsScore: float | None = Field(description="round(100·(promoters - detractors)/total, 1); null without answers")
-    totalResponses: int
-    promoters: int = Field(description="Scores 9-10")
-    passives: int = Field(description="Scores 7-8")
-    detractors: int = Field(description="Scores 0-6")
-    promoterPercentage: float | None
-    passivePercentage: float | None
-    detractorPercentage: float | None
-    averageScore: float | None = Field(description="Mean score 0-10, two decimals")
-    distribution: list[int] = Field(min_length=11, max_length=11, description="Counts of scores 0, 1, ..., 10")
-    marginOfError: float | None = Field(description="Half-width of the 95% confidence interval, in NPS points")
-    confidenceInterval: tuple[float, float] | None = Field(
-        description="[lower, upper] bounds of the 95% confidence interval, clipped to -100..100")
-    lowSample: bool = Field(description="True below 30 answers or when the margin of error exceeds 10 points")
-    responseRate: float | None = Field(
-        description="Answered invitations per invitation sent (of the surveys filtered by surveyId), in percent; "
-                    "null while none was sent")
-    trend: list[TrendPoint] = Field(
-        description="One point per period from the first to the last period with answers, empty periods included")
-    groups: list[GroupMetrics] = Field(description="With groupBy: one line per key, most answers first; else empty")
 
 
 def metrics_query(

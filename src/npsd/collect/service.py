@@ -49,7 +49,7 @@ from npsd.contacts.service import companies_by_domain
 from npsd.db import Database, lock_org_writes
 from npsd.errors import Conflict, NotFound, summary, validation_details
 from npsd.ids import new_ids
-from npsd.jobs.service import JobInfo, RetryLater, enqueue, handler
+from npsd.jobs.service import JobInfo, RetryLater, enqueue, enqueue_new, handler
 from npsd.models import Company, Enduser, Invitation, Job, Survey, Unsubscribe
 from npsd.records import service as records
 from npsd.records.schemas import NpsInput
@@ -234,14 +234,8 @@ def create_invitations(session: Session, settings: Settings, survey: Survey,
         results[index] = {"email": r.email, "status": "queued", "invitationId": inv_id}
     if rows:
         session.execute(insert(Invitation), rows)
-        job_ids = new_ids(len(rows))
-        session.execute(insert(Job), [
-            {"id": job_id, "org_id": org_id, "kind": SEND_JOB, "payload": {"invitation_id": row["id"]},
-             "dedupe_key": f"{SEND_JOB}:{row['id']}", "status": "queued", "run_at": send_at, "attempts": 0,
-             "max_attempts": MAIL_ATTEMPTS, "locked_by": None, "locked_until": None, "last_error": None,
-             "created_at": now, "updated_at": now}
-            for job_id, row in zip(job_ids, rows, strict=True)
-        ])
+        enqueue_new(session, SEND_JOB, [({"invitation_id": row["id"]}, f"{SEND_JOB}:{row['id']}") for row in rows],
+                    org_id=org_id, run_at=send_at, max_attempts=MAIL_ATTEMPTS)
     return results
 
 
@@ -623,14 +617,9 @@ def remind_now(session: Session, survey: Survey) -> int:
         session.execute(update(Job).where(
             Job.dedupe_key.in_([f"{REMIND_JOB}:{i}:now" for i in part]), Job.status.in_(("done", "failed")),
         ).values(status="queued", run_at=now, attempts=0, last_error=None, updated_at=now))
-    fresh = [i for i in invitation_ids if f"{REMIND_JOB}:{i}:now" not in jobs]
-    if fresh:
-        session.execute(insert(Job), [
-            {"id": job_id, "org_id": survey.org_id, "kind": REMIND_JOB,
-             "payload": {"invitation_id": invitation_id, "now": True}, "dedupe_key": f"{REMIND_JOB}:{invitation_id}:now",
-             "status": "queued", "run_at": now, "attempts": 0, "max_attempts": MAIL_ATTEMPTS, "locked_by": None,
-             "locked_until": None, "last_error": None, "created_at": now, "updated_at": now}
-            for job_id, invitation_id in zip(new_ids(len(fresh)), fresh, strict=True)])
+    enqueue_new(session, REMIND_JOB, [({"invitation_id": i, "now": True}, f"{REMIND_JOB}:{i}:now")
+                                      for i in invitation_ids if f"{REMIND_JOB}:{i}:now" not in jobs],
+                org_id=survey.org_id, run_at=now, max_attempts=MAIL_ATTEMPTS)
     return len(invitation_ids)
 
 

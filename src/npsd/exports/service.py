@@ -294,25 +294,29 @@ def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
             return
     with open_rows(db, stmt, want_keys=True, csv_cells_on_sqlite=True) as src:
         keys = src.keys or []
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(header(keys))
-        yield buffer.getvalue().encode()
+        yield _header_bytes(keys)
         if src.cells:
             for batch in src.batches:
                 yield "".join([line for line, in batch]).encode()
-            return
-        for batch in src.batches:
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerows(_csv_lines(batch, keys))
-            yield buffer.getvalue().encode()
+        else:
+            yield from _python_csv(src.batches, keys)
 
 
 def _header_bytes(keys: list[str]) -> bytes:
     buffer = io.StringIO()
     csv.writer(buffer).writerow(header(keys))
     return buffer.getvalue().encode()
+
+
+def _python_csv(batches: Iterator[Sequence[Row]], keys: list[str]) -> Iterator[bytes]:
+    """CSV of record rows (dates as text, ``custom`` as its JSON text) through the ``csv`` module."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for batch in batches:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows(_csv_lines(batch, keys))
+        yield buffer.getvalue().encode()
 
 
 def _parallel_plan(db: Database, stmt: Select[Any]) -> tuple[str, Any, bool, int] | None:
@@ -377,11 +381,7 @@ def _write_csv_parallel(db: Database, stmt: Select[Any], path: str, column: Any,
             if not sql_cells_possible(keys):  # e.g. one JSON column: the Python writer does it alone
                 workers.close()
                 yield _header_bytes(keys)
-                result = conn.execute(raw_columns(stmt, "sqlite", True))
-                for batch in _fetch(result.cursor):
-                    buffer = io.StringIO()
-                    csv.writer(buffer).writerows(_csv_lines(batch, keys))
-                    yield buffer.getvalue().encode()
+                yield from _python_csv(_fetch(conn.execute(raw_columns(stmt, "sqlite", True)).cursor), keys)
                 return
             lines = csv_lines_sql(stmt, keys)
             key = tuple_(column, T.c.id)

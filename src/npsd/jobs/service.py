@@ -15,16 +15,16 @@ import os
 import socket
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from npsd.db import Database
-from npsd.ids import new_id
+from npsd.ids import new_id, new_ids
 from npsd.models import Job
 from npsd.timeutil import utcnow
 
@@ -103,6 +103,21 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any], *, org_id: str
     session.add(job)
     session.flush()
     return job.id
+
+
+def enqueue_new(session: Session, kind: str, jobs: Sequence[tuple[dict[str, Any], str]], *, org_id: str | None,
+                run_at: datetime, max_attempts: int = 8) -> None:
+    """Add many jobs, each ``(payload, dedupe_key)``, in one statement, in the caller's
+    transaction. For keys the caller knows to be new (unlike :func:`enqueue`, which looks first)."""
+    if not jobs:
+        return
+    now = utcnow()
+    session.execute(insert(Job), [
+        {"id": job_id, "org_id": org_id, "kind": kind, "payload": payload, "dedupe_key": dedupe_key,
+         "status": "queued", "run_at": run_at, "attempts": 0, "max_attempts": max_attempts, "locked_by": None,
+         "locked_until": None, "last_error": None, "created_at": now, "updated_at": now}
+        for job_id, (payload, dedupe_key) in zip(new_ids(len(jobs)), jobs, strict=True)
+    ])
 
 
 def claim(db: Database, worker_id: str, limit: int = 20) -> list[JobInfo]:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from npsd.analytics.schemas import NpsSummary
 from npsd.records.schemas import ObjectId, SourceId
 from npsd.validation import ColumnInput, Custom, Email, LongText, Score, ShortText, UtcDatetime, text
 
@@ -147,7 +148,7 @@ class ResponseRead(BaseModel):
     custom: dict[str, Any] | None
 
 
-class Breakdown(BaseModel):
+class Breakdown(NpsSummary):
     """NPS over every response matching the filters, not only the page.
 
     Counts and percentages are flat fields (`promoters` + `promoterPercentage`), the same names
@@ -156,19 +157,6 @@ class Breakdown(BaseModel):
     """
 
     total: int
-    promoters: int
-    passives: int
-    detractors: int
-    promoterPercentage: float | None
-    passivePercentage: float | None
-    detractorPercentage: float | None
-    npsScore: float | None = Field(description="round(100·(promoters - detractors)/total, 1)")
-    averageScore: float | None = Field(description="Mean score 0-10, two decimals")
-    distribution: list[int] = Field(min_length=11, max_length=11, description="Counts of scores 0, 1, ..., 10")
-    marginOfError: float | None = Field(description="Half-width of the 95% confidence interval, in NPS points")
-    confidenceInterval: tuple[float, float] | None = Field(
-        description="[lower, upper] bounds of the 95% confidence interval, clipped to -100..100")
-    lowSample: bool = Field(description="True below 30 responses or when the margin of error exceeds 10 points")
 
 
 class Pagination(BaseModel):
