@@ -12,7 +12,7 @@ import secrets
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +165,24 @@ def assert_error(response: Any, status: int, field: str | None = None) -> dict[s
         fields = [d["field"] for d in body["details"]]
         assert any(f == field or f.startswith(field + ".") or f.endswith("." + field) for f in fields), body
     return body
+
+
+def iso_ms(dt: datetime) -> str:
+    """An aware time as the API prints times: UTC, milliseconds, ``Z``."""
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def post_nps(client: Any, tenant: Tenant, email: str, score: int, **fields: Any) -> dict[str, Any]:
+    """``POST /nps`` as the tenant's editor; the created record."""
+    r = client.post("/nps", json={"email": email, "score": score, **fields}, headers=tenant.editor)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.fixture
+def smtp(database: TestDatabase) -> Iterator[Any]:
+    """A real SMTP server (aiosmtpd) that the database's settings send to; its received mails."""
+    from mail_helpers import smtp_server
+
+    with smtp_server(database.settings) as sink:
+        yield sink

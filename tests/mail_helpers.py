@@ -11,7 +11,6 @@ from __future__ import annotations
 import email
 import re
 import secrets
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,14 +30,9 @@ from npsd.db import Database
 from npsd.jobs.service import run_pending
 from npsd.models import Invitation, Job
 from npsd.timeutil import utcnow
+from servers import free_port
 
 SCORE_LINK = re.compile(r"https?://[^\s\"'<>]+/r/([A-Za-z0-9_-]+)\?score=(\d+)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def unique_email(prefix: str = "r", domain: str = "example.com") -> str:

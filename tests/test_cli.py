@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from npsd.app import create_app
 from npsd.auth import tokens
 from npsd.cli import app as cli_app
 from npsd.config import Settings
+from servers import free_port
 
 KEY_FILE = ".npsd-secret-key"
 
@@ -302,12 +302,6 @@ def test_npsd_help_as_a_real_executable(tmp_path: Path) -> None:
     assert result.returncode == 0
     for flag in ("--org", "--role", "--ttl", "--name"):
         assert flag in result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

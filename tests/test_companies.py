@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Tenant, TestDatabase, assert_error
+from conftest import Tenant, TestDatabase, assert_error, post_nps
 from npsd.jobs.service import run_pending
 from npsd.timeutil import iso, utcnow
 
@@ -23,12 +23,6 @@ OUTPUT_KEYS = {"_id", "name", "domains", "externalId", "sourceId", "status", "ph
 def make_company(client: Any, tenant: Tenant, **fields: Any) -> dict[str, Any]:
     body = {"name": "Acme", **fields}
     r = client.post("/companies", json=body, headers=tenant.editor)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def post_nps(client: Any, tenant: Tenant, email: str, score: int, **fields: Any) -> dict[str, Any]:
-    r = client.post("/nps", json={"email": email, "score": score, **fields}, headers=tenant.editor)
     assert r.status_code == 200, r.text
     return r.json()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Tenant, assert_error
+from conftest import Tenant, assert_error, post_nps
 
 ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 OUTPUT_KEYS = {"_id", "email", "name", "firstName", "lastName", "position", "phone", "primary", "archived",
@@ -24,12 +24,6 @@ def make_company(client: Any, tenant: Tenant, **fields: Any) -> dict[str, Any]:
 
 def make_enduser(client: Any, tenant: Tenant, **fields: Any) -> dict[str, Any]:
     r = client.post("/endusers", json={"email": "jane@example.com", **fields}, headers=tenant.editor)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def post_nps(client: Any, tenant: Tenant, email: str, score: int, **fields: Any) -> dict[str, Any]:
-    r = client.post("/nps", json={"email": email, "score": score, **fields}, headers=tenant.editor)
     assert r.status_code == 200, r.text
     return r.json()
 

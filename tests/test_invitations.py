@@ -4,14 +4,12 @@ and that queueing thousands of recipients costs a fixed number of queries."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import event, select
 
-from conftest import Tenant, TestDatabase, assert_error
+from conftest import Tenant, TestDatabase, assert_error, iso_ms
 from mail_helpers import (
     Sink,
     get_invitation,
@@ -19,7 +17,6 @@ from mail_helpers import (
     invite_one,
     make_survey,
     run_jobs,
-    smtp_server,
     unique_email,
 )
 from npsd.collect import service
@@ -28,23 +25,13 @@ from npsd.models import Invitation, Job
 ISO_LEN = len("2021-07-29T20:09:50.914Z")
 
 
-@pytest.fixture
-def smtp(database: TestDatabase) -> Iterator[Sink]:
-    with smtp_server(database.settings) as sink:
-        yield sink
-
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
-
-
 def parse(value: str) -> datetime:
     assert value.endswith("Z") and len(value) == ISO_LEN, value
     return datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
 
 
 def in_days(days: float) -> str:
-    return iso(datetime.now(UTC) + timedelta(days=days))
+    return iso_ms(datetime.now(UTC) + timedelta(days=days))
 
 
 def company(client: Any, tenant: Tenant) -> str:
@@ -147,7 +134,7 @@ def test_send_job_is_queued_at_send_at(client: Any, tenant: Tenant, database: Te
             select(Job).where(Job.dedupe_key.in_([f"invitation.send:{inv_id}", f"invitation.send:{later}"])))}
     assert set(jobs) == {inv_id, later}
     assert jobs[later].kind == "invitation.send" and jobs[later].status == "queued"
-    assert iso(jobs[later].run_at.replace(tzinfo=UTC)) == send_at
+    assert iso_ms(jobs[later].run_at.replace(tzinfo=UTC)) == send_at
     assert jobs[inv_id].run_at <= datetime.now(UTC).replace(tzinfo=None)
 
 

@@ -9,7 +9,6 @@ import re
 import shutil
 import ssl
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,12 +58,6 @@ SCALE_ENDS = {
     "fr": ("Pas du tout probable", "Très probable"),
     "es": ("Nada probable", "Muy probable"),
 }
-
-
-@pytest.fixture
-def smtp(database: TestDatabase) -> Iterator[Sink]:
-    with smtp_server(database.settings) as sink:
-        yield sink
 
 
 def parse(value: str) -> datetime:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import Tenant, assert_error
+from conftest import Tenant, assert_error, iso_ms
 
 OUTPUT_FIELDS = {
     "_id", "email", "score", "comment", "scoreType", "euId", "cId", "campaignId", "source", "sourceId",
@@ -39,10 +39,6 @@ def company(client: TestClient, tenant: Tenant, **body: Any) -> dict[str, Any]:
     r = client.post("/companies", json=body, headers=tenant.editor)
     assert r.status_code == 200, r.text
     return r.json()
-
-
-def iso_ms(dt: datetime) -> str:
-    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def ago(days: float) -> str:

@@ -4,7 +4,6 @@ one-click) and the public link ``/s/{publicId}`` (anonymous, identified, rate-li
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from conftest import Tenant, TestDatabase, assert_error
+from conftest import Tenant, TestDatabase, assert_error, iso_ms
 from mail_helpers import (
     Sink,
     get_invitation,
@@ -25,23 +24,12 @@ from mail_helpers import (
     records_of,
     run_jobs,
     score_links,
-    smtp_server,
     token_of,
     unique_email,
     unsubscribe_url,
 )
 from npsd.collect import pages, service
 from npsd.models import Invitation
-
-
-@pytest.fixture
-def smtp(database: TestDatabase) -> Iterator[Sink]:
-    with smtp_server(database.settings) as sink:
-        yield sink
-
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def sent_invitation(client: Any, tenant: Tenant, database: TestDatabase, sink: Sink, survey_id: str,
@@ -232,12 +220,12 @@ def test_closed_survey_is_410_and_records_nothing(client: Any, tenant: Tenant, d
     # outside its window
     client.post(f"/v1/nps-surveys/{survey['id']}/toggle", headers=tenant.editor)
     now = datetime.now(UTC)
-    r = client.patch(f"/v1/nps-surveys/{survey['id']}", json={"startsAt": iso(now - timedelta(days=5)),
-                                                              "endsAt": iso(now - timedelta(days=1))},
+    r = client.patch(f"/v1/nps-surveys/{survey['id']}", json={"startsAt": iso_ms(now - timedelta(days=5)),
+                                                              "endsAt": iso_ms(now - timedelta(days=1))},
                      headers=tenant.editor)
     assert r.status_code == 200, r.text
     assert client.get(links[9]).status_code == 410
-    r = client.patch(f"/v1/nps-surveys/{survey['id']}", json={"startsAt": iso(now + timedelta(days=1)),
+    r = client.patch(f"/v1/nps-surveys/{survey['id']}", json={"startsAt": iso_ms(now + timedelta(days=1)),
                                                               "endsAt": None}, headers=tenant.editor)
     assert r.status_code == 200, r.text
     assert client.get(links[9]).status_code == 410
