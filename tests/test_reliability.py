@@ -21,6 +21,14 @@ from servers import ServerProcess
 pytestmark = pytest.mark.slow
 
 
+def run_all(threads: list[threading.Thread]) -> None:
+    """Start the client threads together and wait for every one (at most 5 minutes each)."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+
+
 def test_concurrent_bulk_upserts_with_overlapping_source_ids(database: TestDatabase) -> None:
     """8 clients upsert overlapping sourceIds at once: no 5xx, no duplicates, exact counts and roll-ups."""
     tenant = make_tenant(database)
@@ -57,10 +65,7 @@ def test_concurrent_bulk_upserts_with_overlapping_source_ids(database: TestDatab
 
     threads = [threading.Thread(target=client_run, args=(plans[i], i)) for i in range(8)]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(300)
+        run_all(threads)
     finally:
         server.stop()
     assert errors == []
@@ -166,10 +171,7 @@ def test_concurrent_single_creates_are_each_answered_for_themselves(database: Te
 
     threads = [threading.Thread(target=client_run, args=(w,)) for w in range(16)]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(300)
+        run_all(threads)
     finally:
         server.stop()
     assert len(outcomes) == 16 * 25 * 2

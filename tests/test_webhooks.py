@@ -423,30 +423,30 @@ def test_event_and_survey_filters(client: TestClient, database: TestDatabase, te
 
 def test_emit_is_set_based(database: TestDatabase, tenant: Tenant, client: TestClient, receiver: Receiver) -> None:
     """An organization without webhooks costs one query; 5,000 objects cost a few statements, not 5,000."""
-    statements: list[str] = []
+    def emitted(objects: list[dict[str, Any]]) -> tuple[int, list[str]]:
+        """How many events ``emit`` queued, and the SQL statements it ran to do so."""
+        statements: list[str] = []
 
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
+        def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(statement)
+
+        with database.db.transaction() as session:
+            session.connection()
+            event.listen(database.db.engine, "before_cursor_execute", count)
+            try:
+                queued = events.emit(session, tenant.org_id, "response.created", objects)
+            finally:
+                event.remove(database.db.engine, "before_cursor_execute", count)
+        return queued, statements
 
     objects = [record(campaignId="c") for _ in range(5000)]
-    with database.db.transaction() as session:
-        session.connection()
-        event.listen(database.db.engine, "before_cursor_execute", count)
-        try:
-            assert events.emit(session, tenant.org_id, "response.created", objects) == 0
-        finally:
-            event.remove(database.db.engine, "before_cursor_execute", count)
+    queued, statements = emitted(objects)
+    assert queued == 0
     assert len(statements) == 1 and statements[0].lstrip().upper().startswith("SELECT"), statements
 
     hook = create_hook(client, tenant, receiver.url, ["response.created"])
-    statements.clear()
-    with database.db.transaction() as session:
-        session.connection()
-        event.listen(database.db.engine, "before_cursor_execute", count)
-        try:
-            assert events.emit(session, tenant.org_id, "response.created", objects) == 5000
-        finally:
-            event.remove(database.db.engine, "before_cursor_execute", count)
+    queued, statements = emitted(objects)
+    assert queued == 5000
     assert len(statements) <= 25, len(statements)
     assert len(deliveries(client, tenant, hook["id"], limit=1)) == 1
     with database.db.transaction() as session:
