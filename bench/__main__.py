@@ -38,8 +38,10 @@ def machine() -> str:
         mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return (f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu}){mem}, "
-            f"Python {platform.python_version()}")
+    return (
+        f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu}){mem}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def fields(rest: str) -> dict[str, str]:
@@ -53,8 +55,9 @@ def main(argv: list[str]) -> int:
     for script in chosen:
         path = HERE / script
         if not path.exists():
-            rows.append({"name": script, "ours": "-", "baseline": "-", "ratio": "-", "goal": "-",
-                         "met": "missing"})
+            rows.append(
+                {"name": script, "ours": "-", "baseline": "-", "ratio": "-", "goal": "-", "met": "missing"}
+            )
             continue
         print(f"== {script}", flush=True)
         t0 = time.monotonic()
@@ -62,20 +65,37 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(proc.stdout)
         if proc.returncode != 0:
             sys.stdout.write(proc.stderr[-3000:])
-            rows.append({"name": script, "ours": "-", "baseline": "-", "ratio": "-", "goal": "-",
-                         "met": f"error (exit {proc.returncode})"})
+            rows.append(
+                {
+                    "name": script,
+                    "ours": "-",
+                    "baseline": "-",
+                    "ratio": "-",
+                    "goal": "-",
+                    "met": f"error (exit {proc.returncode})",
+                }
+            )
             continue
         for line in proc.stdout.splitlines():
             m = LINE.match(line.strip())
             if m:
                 f = fields(m.group("rest"))
-                rows.append({"name": m.group("name"), "ours": f.get("ours", "-"), "baseline": f.get("baseline", "-"),
-                             "ratio": f.get("ratio", f.get("growth", f.get("vs_scan", "-"))),
-                             "goal": f.get("goal", "-"), "met": m.group("met")})
+                rows.append(
+                    {
+                        "name": m.group("name"),
+                        "ours": f.get("ours", "-"),
+                        "baseline": f.get("baseline", "-"),
+                        "ratio": f.get("ratio", f.get("growth", f.get("vs_scan", "-"))),
+                        "goal": f.get("goal", "-"),
+                        "met": m.group("met"),
+                    }
+                )
         print(f"   ({time.monotonic() - t0:.0f} s)")
     header = "| benchmark | ours | baseline | ratio | goal | met |\n|---|---|---|---|---|---|\n"
     table = header + "".join(
-        f"| {r['name']} | {r['ours']} | {r['baseline']} | {r['ratio']} | {r['goal']} | {r['met']} |\n" for r in rows)
+        f"| {r['name']} | {r['ours']} | {r['baseline']} | {r['ratio']} | {r['goal']} | {r['met']} |\n"
+        for r in rows
+    )
     print()
     print(table)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -83,7 +103,8 @@ def main(argv: list[str]) -> int:
         (HERE / "RESULTS.md").write_text(
             f"# Benchmark results\n\nRun {stamp} on {machine()}.\n"
             "Each figure is compared with a baseline measured in the same run (see each script's docstring).\n\n"
-            + table)
+            + table
+        )
     return 0 if all(r["met"] in ("yes", "-") for r in rows) else 1
 
 

@@ -46,11 +46,20 @@ def serve_process(url: str, secret: str, workers: int = 1) -> Iterator[tuple[str
     """Start ``npsd serve`` against ``url`` (rate limit and in-process worker off, so they do not
     weigh on the figures); yield its base URL and process; stop it."""
     port = free_port()
-    env = {**os.environ, "NPSD_DATABASE_URL": url, "NPSD_SECRET_KEY": secret, "NPSD_LOG_LEVEL": "warning",
-           "NPSD_RATE_LIMIT": "0", "NPSD_WORKER": "false"}
+    env = {
+        **os.environ,
+        "NPSD_DATABASE_URL": url,
+        "NPSD_SECRET_KEY": secret,
+        "NPSD_LOG_LEVEL": "warning",
+        "NPSD_RATE_LIMIT": "0",
+        "NPSD_WORKER": "false",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "npsd.cli", "serve", "--port", str(port), "--workers", str(workers)],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -62,7 +71,9 @@ def serve_process(url: str, secret: str, workers: int = 1) -> Iterator[tuple[str
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start: " + (proc.stderr.read().decode() if proc.stderr else ""))
+                raise RuntimeError(
+                    "server did not start: " + (proc.stderr.read().decode() if proc.stderr else "")
+                )
             time.sleep(0.1)
         yield base, proc
     finally:

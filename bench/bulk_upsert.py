@@ -34,9 +34,14 @@ SECRET = "bench-" + secrets.token_hex(16)
 
 def items(round_no: int, score_shift: int = 0) -> list[dict[str, Any]]:
     return [
-        {"email": f"user{round_no}-{i}@example{i % 50}.com", "score": (i + score_shift) % 11,
-         "comment": f"comment {i}", "sourceId": f"r{round_no}-{i}", "source": "bench",
-         "dateAnswered": f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}T12:00:00Z"}
+        {
+            "email": f"user{round_no}-{i}@example{i % 50}.com",
+            "score": (i + score_shift) % 11,
+            "comment": f"comment {i}",
+            "sourceId": f"r{round_no}-{i}",
+            "source": "bench",
+            "dateAnswered": f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}T12:00:00Z",
+        }
         for i in range(BATCH)
     ]
 
@@ -53,8 +58,9 @@ def http_rounds(url: str) -> tuple[list[float], list[float]]:
             resp = client.put("/nps", content=body)
             creates.append(time.perf_counter() - t0)
             assert resp.status_code == 200 and resp.json()["created"] == BATCH, resp.text[:500]
-            body = orjson.dumps([{"sourceId": it["sourceId"], "score": (it["score"] + 3) % 11}
-                                 for it in items(r)])
+            body = orjson.dumps(
+                [{"sourceId": it["sourceId"], "score": (it["score"] + 3) % 11} for it in items(r)]
+            )
             t0 = time.perf_counter()
             resp = client.put("/nps", content=body)
             updates.append(time.perf_counter() - t0)
@@ -73,23 +79,47 @@ def baseline_rounds(url: str) -> tuple[list[float], list[float]]:
     creates, updates = [], []
     for r in range(ROUNDS):
         its = items(r)
-        eus = [(f"{r:06x}{i:018x}", org_id, it["email"], it["email"].lower(), 0, 0, 0, now, now)
-               for i, it in enumerate(its)]
-        recs = [(f"{r:06x}{i:018x}", org_id, eus[i][0], it["email"], it["score"], it["comment"], it["source"],
-                 it["sourceId"], it["dateAnswered"].replace("T", " ").replace("Z", ".000000"), 0, now, now)
-                for i, it in enumerate(its)]
+        eus = [
+            (f"{r:06x}{i:018x}", org_id, it["email"], it["email"].lower(), 0, 0, 0, now, now)
+            for i, it in enumerate(its)
+        ]
+        recs = [
+            (
+                f"{r:06x}{i:018x}",
+                org_id,
+                eus[i][0],
+                it["email"],
+                it["score"],
+                it["comment"],
+                it["source"],
+                it["sourceId"],
+                it["dateAnswered"].replace("T", " ").replace("Z", ".000000"),
+                0,
+                now,
+                now,
+            )
+            for i, it in enumerate(its)
+        ]
         t0 = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany('INSERT INTO enduser (id, org_id, email, email_key, "primary", archived, version, '
-                         "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)", eus)
-        conn.executemany("INSERT INTO nps_record (id, org_id, enduser_id, email, score, comment, source, source_id, "
-                         "date_answered, version, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", recs)
+        conn.executemany(
+            'INSERT INTO enduser (id, org_id, email, email_key, "primary", archived, version, '
+            "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            eus,
+        )
+        conn.executemany(
+            "INSERT INTO nps_record (id, org_id, enduser_id, email, score, comment, source, source_id, "
+            "date_answered, version, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            recs,
+        )
         conn.execute("COMMIT")
         creates.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("UPDATE nps_record SET score=?, version=version+1 WHERE org_id=? AND source_id=?",
-                         [((it["score"] + 3) % 11, org_id, it["sourceId"]) for it in its])
+        conn.executemany(
+            "UPDATE nps_record SET score=?, version=version+1 WHERE org_id=? AND source_id=?",
+            [((it["score"] + 3) % 11, org_id, it["sourceId"]) for it in its],
+        )
         conn.execute("COMMIT")
         updates.append(time.perf_counter() - t0)
     conn.close()
@@ -109,30 +139,56 @@ def baseline_rounds_pg(base_url: str, schema: str) -> tuple[list[float], list[fl
     with psycopg.connect(base_url, options=f"-csearch_path={schema}") as conn:
         for r in range(ROUNDS):
             its = items(r)
-            eus = [(f"{r + 16:06x}{i:018x}", org_id, it["email"], it["email"].lower(), False, False, 0, now, now)
-                   for i, it in enumerate(its)]
-            recs = [(f"{r + 16:06x}{i:018x}", org_id, eus[i][0], it["email"], it["score"], it["comment"],
-                     it["source"], "b" + it["sourceId"], dt.datetime.fromisoformat(it["dateAnswered"][:-1]), 0, now, now)
-                    for i, it in enumerate(its)]
+            eus = [
+                (f"{r + 16:06x}{i:018x}", org_id, it["email"], it["email"].lower(), False, False, 0, now, now)
+                for i, it in enumerate(its)
+            ]
+            recs = [
+                (
+                    f"{r + 16:06x}{i:018x}",
+                    org_id,
+                    eus[i][0],
+                    it["email"],
+                    it["score"],
+                    it["comment"],
+                    it["source"],
+                    "b" + it["sourceId"],
+                    dt.datetime.fromisoformat(it["dateAnswered"][:-1]),
+                    0,
+                    now,
+                    now,
+                )
+                for i, it in enumerate(its)
+            ]
             t0 = time.perf_counter()
             with conn.cursor() as cur:
-                cur.executemany('INSERT INTO enduser (id, org_id, email, email_key, "primary", archived, version, '
-                                "created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", eus)
-                cur.executemany("INSERT INTO nps_record (id, org_id, enduser_id, email, score, comment, source, "
-                                "source_id, date_answered, version, created_at, updated_at) "
-                                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", recs)
+                cur.executemany(
+                    'INSERT INTO enduser (id, org_id, email, email_key, "primary", archived, version, '
+                    "created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                    eus,
+                )
+                cur.executemany(
+                    "INSERT INTO nps_record (id, org_id, enduser_id, email, score, comment, source, "
+                    "source_id, date_answered, version, created_at, updated_at) "
+                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                    recs,
+                )
             conn.commit()
             creates.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             with conn.cursor() as cur:
-                cur.executemany("UPDATE nps_record SET score=%s, version=version+1 WHERE org_id=%s AND source_id=%s",
-                                [((it["score"] + 3) % 11, org_id, "b" + it["sourceId"]) for it in its])
+                cur.executemany(
+                    "UPDATE nps_record SET score=%s, version=version+1 WHERE org_id=%s AND source_id=%s",
+                    [((it["score"] + 3) % 11, org_id, "b" + it["sourceId"]) for it in its],
+                )
             conn.commit()
             updates.append(time.perf_counter() - t0)
     return creates, updates
 
 
-def report(name: str, ours: float, base: float | None, goal_rate: float | None, goal_ratio: float | None) -> None:
+def report(
+    name: str, ours: float, base: float | None, goal_rate: float | None, goal_ratio: float | None
+) -> None:
     rate = BATCH / ours
     line = f"{name} ours={rate:.0f}rec/s"
     goals = []

@@ -25,9 +25,18 @@ from _server import prepare, serve_process
 
 SOURCES = ("email",)
 SCORE_WEIGHTS = (2, 1, 1, 2, 2, 3, 5, 10, 15, 25, 34)  # a typical, promoter-heavy distribution
-COMMENTS = ("Great product, the reporting is excellent", "Support was slow to answer", "", "",
-            "Too expensive for what we use", "Love it", "", "-- would not recommend", "Onboarding took too long, "
-            "but the team helped", "")
+COMMENTS = (
+    "Great product, the reporting is excellent",
+    "Support was slow to answer",
+    "",
+    "",
+    "Too expensive for what we use",
+    "Love it",
+    "",
+    "-- would not recommend",
+    "Onboarding took too long, but the team helped",
+    "",
+)
 ENDUSERS = 20_000
 SURVEYS = 5
 DAYS = 730
@@ -35,8 +44,10 @@ DAYS = 730
 
 def line(name: str, ours: float, baseline: float, ratio: float, goal: str, met: bool, unit: str = "") -> str:
     """``name ours=... baseline=... ratio=... goal=... met=yes|no``, the format every benchmark prints."""
-    return (f"{name:<24} ours={ours:.4g}{unit} baseline={baseline:.4g}{unit} ratio={ratio:.3f} "
-            f"goal={goal} met={'yes' if met else 'no'}")
+    return (
+        f"{name:<24} ours={ours:.4g}{unit} baseline={baseline:.4g}{unit} ratio={ratio:.3f} "
+        f"goal={goal} met={'yes' if met else 'no'}"
+    )
 
 
 def _ts(moment: datetime) -> str:
@@ -65,17 +76,21 @@ class Dataset:
         ds = cls(path, url, org_id, token, [], [])
         stamp = _ts(ds.now)
         ds.surveys = [f"{0xB0000000000000000000000 + i:024x}" for i in range(SURVEYS)]
-        ds.endusers = [(f"{0xE0000000000000000000000 + i:024x}", f"user{i}@example{i % 100}.com")
-                       for i in range(ENDUSERS)]
+        ds.endusers = [
+            (f"{0xE0000000000000000000000 + i:024x}", f"user{i}@example{i % 100}.com")
+            for i in range(ENDUSERS)
+        ]
         with ds.connect() as conn:
             conn.executemany(
                 "INSERT INTO survey (id, org_id, name, survey_type, question, is_active, language, throttle_days, "
                 "created_at, updated_at) VALUES (?, ?, ?, 'RELATIONSHIP', 'How likely...?', 1, 'en', 90, ?, ?)",
-                [(sid, org_id, f"Survey {i}", stamp, stamp) for i, sid in enumerate(ds.surveys)])
+                [(sid, org_id, f"Survey {i}", stamp, stamp) for i, sid in enumerate(ds.surveys)],
+            )
             conn.executemany(
                 'INSERT INTO enduser (id, org_id, email, email_key, "primary", archived, version, created_at, '
                 "updated_at) VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?)",
-                [(eid, org_id, email, email, stamp, stamp) for eid, email in ds.endusers])
+                [(eid, org_id, email, email, stamp, stamp) for eid, email in ds.endusers],
+            )
         return ds
 
     @contextmanager
@@ -95,8 +110,16 @@ class Dataset:
     def copy(self, path: Path) -> Dataset:
         """A copy of the database file at ``path`` (same organization and token)."""
         shutil.copyfile(self.path, path)
-        return Dataset(path, f"sqlite:///{path}", self.org_id, self.token, self.surveys, self.endusers, self.now,
-                       self.records)
+        return Dataset(
+            path,
+            f"sqlite:///{path}",
+            self.org_id,
+            self.token,
+            self.surveys,
+            self.endusers,
+            self.now,
+            self.records,
+        )
 
     def grow(self, total: int, seed: int = 1) -> None:
         """Add records until there are ``total``: answers spread evenly over the last two years
@@ -123,20 +146,36 @@ class Dataset:
                     score = scores[j]
                     at = _ts(answered)
                     sent = _ts(answered - timedelta(hours=1 + n % 48))
-                    rows.append((f"{0xA0000000000000000000000 + n:024x}", self.org_id, survey, eid, email, score,
-                                 COMMENTS[n % len(COMMENTS)] or None, source, sent, at,
-                                 f'{{"plan": "{("free", "pro", "enterprise")[n % 3]}", "seats": {n % 500}}}',
-                                 at, at))
+                    rows.append(
+                        (
+                            f"{0xA0000000000000000000000 + n:024x}",
+                            self.org_id,
+                            survey,
+                            eid,
+                            email,
+                            score,
+                            COMMENTS[n % len(COMMENTS)] or None,
+                            source,
+                            sent,
+                            at,
+                            f'{{"plan": "{("free", "pro", "enterprise")[n % 3]}", "seats": {n % 500}}}',
+                            at,
+                            at,
+                        )
+                    )
                     rollup[(survey, source, at[:10], score)] += 1
                 conn.executemany(
                     "INSERT INTO nps_record (id, org_id, campaign_id, enduser_id, email, score, comment, source, "
                     "date_sent, date_answered, custom, version, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)", rows)
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                    rows,
+                )
             conn.executemany(
                 "INSERT INTO nps_rollup (org_id, survey_id, company_id, source, day, score, count) "
                 "VALUES (?, ?, '', ?, ?, ?, ?) ON CONFLICT (org_id, survey_id, company_id, source, day, score) "
                 "DO UPDATE SET count = count + excluded.count",
-                [(self.org_id, s, src, day, score, n) for (s, src, day, score), n in rollup.items()])
+                [(self.org_id, s, src, day, score, n) for (s, src, day, score), n in rollup.items()],
+            )
         self.records = total
         with closing(sqlite3.connect(self.path)) as conn:
             conn.execute("ANALYZE")

@@ -34,8 +34,10 @@ from common import ChildrenPeak, Dataset, line, peak_rss_mib, reset_peak_rss, se
 
 SECRET = "bench-" + secrets.token_hex(16)
 GOAL_ROWS_PER_S = 150_000
-COLUMNS = ("id, email, score, comment, enduser_id, company_id, campaign_id, source, source_id, date_sent, "
-           "date_reminder_sent, date_answered, custom, created_at, updated_at")
+COLUMNS = (
+    "id, email, score, comment, enduser_id, company_id, campaign_id, source, source_id, date_sent, "
+    "date_reminder_sent, date_answered, custom, created_at, updated_at"
+)
 
 
 class NullSink:
@@ -49,8 +51,9 @@ def download(base: str, token: str, params: str) -> int:
     url = f"{base}/nps/export?{params}"
     newlines = 0
     if shutil.which("curl"):
-        with subprocess.Popen(["curl", "-sS", "--fail", "-H", f"Authorization: Bearer {token}", url],
-                              stdout=subprocess.PIPE) as proc:
+        with subprocess.Popen(
+            ["curl", "-sS", "--fail", "-H", f"Authorization: Bearer {token}", url], stdout=subprocess.PIPE
+        ) as proc:
             assert proc.stdout is not None
             while chunk := proc.stdout.read(1 << 20):
                 newlines += chunk.count(b"\n")
@@ -66,7 +69,9 @@ def download(base: str, token: str, params: str) -> int:
 def export_once(ds: Dataset) -> tuple[float, int, float, float]:
     """(seconds, rows, peak RSS before, peak RSS after) for one CSV export in a fresh server."""
     with serve(ds.url, SECRET) as (base, proc):
-        httpx.get(f"{base}/nps", params={"limit": 10}, headers={"Authorization": f"Bearer {ds.token}"})  # warm up
+        httpx.get(
+            f"{base}/nps", params={"limit": 10}, headers={"Authorization": f"Bearer {ds.token}"}
+        )  # warm up
         before = peak_rss_mib(proc.pid)
         if not reset_peak_rss(proc.pid):
             print("# cannot reset the peak RSS; it includes start-up", flush=True)
@@ -83,8 +88,10 @@ def baseline(ds: Dataset) -> float:
     with closing(sqlite3.connect(ds.path)) as conn:
         t0 = time.perf_counter()
         writer = csv.writer(NullSink())
-        cursor = conn.execute(f"SELECT {COLUMNS} FROM nps_record WHERE org_id = ? "
-                              "ORDER BY date_answered DESC, id DESC", (ds.org_id,))
+        cursor = conn.execute(
+            f"SELECT {COLUMNS} FROM nps_record WHERE org_id = ? ORDER BY date_answered DESC, id DESC",
+            (ds.org_id,),
+        )
         n = 0
         while rows := cursor.fetchmany(5000):
             writer.writerows(rows)
@@ -100,17 +107,27 @@ def main() -> None:
         ds.grow(100_000)
         t_small, rows, before_small, rss_small = export_once(ds)
         assert rows == 100_000, rows
-        print(f"# 100k: {t_small:.2f} s, {rows / t_small:,.0f} rows/s, peak RSS {before_small:.0f} MiB up to the "
-              f"export, {rss_small:.0f} MiB during it", flush=True)
+        print(
+            f"# 100k: {t_small:.2f} s, {rows / t_small:,.0f} rows/s, peak RSS {before_small:.0f} MiB up to the "
+            f"export, {rss_small:.0f} MiB during it",
+            flush=True,
+        )
         ds.grow(1_000_000)
         t_large, rows, before_large, rss_large = export_once(ds)
         assert rows == 1_000_000, rows
-        print(f"# 1M: {t_large:.2f} s, {rows / t_large:,.0f} rows/s, peak RSS {before_large:.0f} MiB up to the "
-              f"export, {rss_large:.0f} MiB during it", flush=True)
+        print(
+            f"# 1M: {t_large:.2f} s, {rows / t_large:,.0f} rows/s, peak RSS {before_large:.0f} MiB up to the "
+            f"export, {rss_large:.0f} MiB during it",
+            flush=True,
+        )
         t_base = baseline(ds)
     ours = 1_000_000 / t_large
     base = 1_000_000 / t_base
-    print(line("export_csv_rows_per_s", ours, base, ours / base, f">={GOAL_ROWS_PER_S}", ours >= GOAL_ROWS_PER_S))
+    print(
+        line(
+            "export_csv_rows_per_s", ours, base, ours / base, f">={GOAL_ROWS_PER_S}", ours >= GOAL_ROWS_PER_S
+        )
+    )
     ratio = rss_large / rss_small
     print(line("export_peak_rss", rss_large, rss_small, ratio, "<=1.3", ratio <= 1.3, "MiB"))
 

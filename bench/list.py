@@ -27,16 +27,26 @@ from _server import prepare, server
 N = 10_000
 ROUNDS = 7
 SECRET = "bench-" + secrets.token_hex(16)
-COLUMNS = ("id, email, score, comment, enduser_id, company_id, campaign_id, source, source_id, date_sent, "
-           "date_reminder_sent, date_answered, custom, created_at, updated_at, version")
+COLUMNS = (
+    "id, email, score, comment, enduser_id, company_id, campaign_id, source, source_id, date_sent, "
+    "date_reminder_sent, date_answered, custom, created_at, updated_at, version"
+)
 
 
 def seed(client: httpx.Client) -> None:
     for part in range(0, N, 5000):
-        body = [{"email": f"user{i}@example{i % 40}.com", "score": i % 11, "comment": f"comment number {i}",
-                 "sourceId": f"s{i}", "source": "bench", "custom": {"plan": "pro", "seats": i % 50},
-                 "dateAnswered": f"2026-{1 + i % 10:02d}-{1 + i % 28:02d}T{i % 24:02d}:00:00Z"}
-                for i in range(part, part + 5000)]
+        body = [
+            {
+                "email": f"user{i}@example{i % 40}.com",
+                "score": i % 11,
+                "comment": f"comment number {i}",
+                "sourceId": f"s{i}",
+                "source": "bench",
+                "custom": {"plan": "pro", "seats": i % 50},
+                "dateAnswered": f"2026-{1 + i % 10:02d}-{1 + i % 28:02d}T{i % 24:02d}:00:00Z",
+            }
+            for i in range(part, part + 5000)
+        ]
         r = client.put("/nps", content=orjson.dumps(body))
         assert r.status_code == 200, r.text[:300]
 
@@ -61,16 +71,21 @@ def main() -> None:
         names = [c.strip() for c in COLUMNS.split(",")]
         for _ in range(ROUNDS):
             t0 = time.perf_counter()
-            rows = conn.execute(f"SELECT {COLUMNS} FROM nps_record WHERE org_id=? "
-                                "ORDER BY date_answered DESC, id DESC LIMIT ?", (org_id, N)).fetchall()
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM nps_record WHERE org_id=? "
+                "ORDER BY date_answered DESC, id DESC LIMIT ?",
+                (org_id, N),
+            ).fetchall()
             encoded = json.dumps([dict(zip(names, row, strict=True)) for row in rows]).encode()
             base_times.append(time.perf_counter() - t0)
             assert len(rows) == N and encoded
         conn.close()
     o, b = statistics.median(ours), statistics.median(base_times)
     ratio = o / b
-    print(f"list_10000_sqlite ours={o * 1000:.1f}ms baseline={b * 1000:.1f}ms(raw-sqlite3+json) ratio={ratio:.2f} "
-          f"goal=ratio<=3 met={'yes' if ratio <= 3 else 'no'}")
+    print(
+        f"list_10000_sqlite ours={o * 1000:.1f}ms baseline={b * 1000:.1f}ms(raw-sqlite3+json) ratio={ratio:.2f} "
+        f"goal=ratio<=3 met={'yes' if ratio <= 3 else 'no'}"
+    )
 
 
 if __name__ == "__main__":

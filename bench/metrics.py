@@ -32,8 +32,10 @@ from npsd.config import Settings
 
 SECRET = "bench-" + secrets.token_hex(16)
 ROUNDS = 31
-SCAN = ("SELECT substr(date_answered, 1, 7) AS period, score, count(*) FROM nps_record WHERE org_id = ? "
-        "GROUP BY period, score")
+SCAN = (
+    "SELECT substr(date_answered, 1, 7) AS period, score, count(*) FROM nps_record WHERE org_id = ? "
+    "GROUP BY period, score"
+)
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -48,10 +50,12 @@ def metrics_call(ds: Dataset) -> Iterator[Callable[[], dict[str, Any]]]:
     settings = Settings(database_url=ds.url, secret_key=SECRET, rate_limit=0, worker=False)
     headers = {"Authorization": f"Bearer {ds.token}"}
     with TestClient(create_app(settings)) as client:
+
         def call() -> dict[str, Any]:
             r = client.get("/v1/nps-surveys/nps-metrics", params={"interval": "month"}, headers=headers)
             assert r.status_code == 200, r.text
             return r.json()
+
         yield call
 
 
@@ -86,12 +90,16 @@ def main() -> None:
 
         def scan() -> None:
             rows[:] = conn.execute(SCAN, (ds.org_id,)).fetchall()
+
         scan()
         t_scan = statistics.median(timed(scan) for _ in range(5))
         conn.close()
         assert sum(r[2] for r in rows) == 1_000_000
-        print(f"# 100k: {t_small * 1000:.1f} ms over {small_cells} roll-up rows; 1M: {t_large * 1000:.1f} ms over "
-              f"{cells} roll-up rows; raw GROUP BY over 1M records: {t_scan * 1000:.1f} ms", flush=True)
+        print(
+            f"# 100k: {t_small * 1000:.1f} ms over {small_cells} roll-up rows; 1M: {t_large * 1000:.1f} ms over "
+            f"{cells} roll-up rows; raw GROUP BY over 1M records: {t_scan * 1000:.1f} ms",
+            flush=True,
+        )
 
     growth = t_large / t_small
     vs_scan = t_large / t_scan

@@ -70,8 +70,15 @@ end
 
 
 def wrk(url: str, token: str, seconds: int, script: str | None = None, threads: int = 1) -> str:
-    cmd = ["wrk", f"-t{threads}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency",
-           "-H", f"Authorization: Bearer {token}"]
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        "--latency",
+        "-H",
+        f"Authorization: Bearer {token}",
+    ]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         if script:
             f.write(script)
@@ -101,9 +108,13 @@ def main() -> None:
         _, token = prepare(url, SECRET)
         with server(url, SECRET) as base:
             headers = {"Authorization": f"Bearer {token}"}
-            rid = httpx.post(base + "/nps", json={"email": "seed@example.com", "score": 9}, headers=headers).json()["_id"]
+            rid = httpx.post(
+                base + "/nps", json={"email": "seed@example.com", "score": 9}, headers=headers
+            ).json()["_id"]
             for i in range(200):
-                httpx.post(base + "/nps", json={"email": f"s{i}@example.com", "score": i % 11}, headers=headers)
+                httpx.post(
+                    base + "/nps", json={"email": f"s{i}@example.com", "score": i % 11}, headers=headers
+                )
             trivial = rps(wrk(base + "/healthz", token, DURATION))
             get_one = rps(wrk(f"{base}/nps/{rid}", token, DURATION))
             trivial2 = rps(wrk(base + "/healthz", token, DURATION))
@@ -111,14 +122,20 @@ def main() -> None:
             base_rps = (trivial + trivial2) / 2
             for name, ours in (("http_get_nps_by_id", get_one), ("http_post_nps", post)):
                 ratio = ours / base_rps
-                print(f"{name} ours={ours:.0f}req/s baseline={base_rps:.0f}req/s(GET/healthz) "
-                      f"ratio={ratio:.2f} goal=ratio>=0.4 met={'yes' if ratio >= 0.4 else 'no'}")
-            out = wrk(base, token, MIXED_SECONDS, MIXED_LUA.replace("%(rid)s", rid).replace("%(token)s", token))
+                print(
+                    f"{name} ours={ours:.0f}req/s baseline={base_rps:.0f}req/s(GET/healthz) "
+                    f"ratio={ratio:.2f} goal=ratio>=0.4 met={'yes' if ratio >= 0.4 else 'no'}"
+                )
+            out = wrk(
+                base, token, MIXED_SECONDS, MIXED_LUA.replace("%(rid)s", rid).replace("%(token)s", token)
+            )
             match = re.search(r"p50_us=(\d+) p99_us=(\d+) requests=(\d+) non2xx_or_socket=(\d+)", out)
             assert match, out
             p50, p99, total, errors = (int(x) for x in match.groups())
-            print(f"http_mixed_{MIXED_SECONDS}s ours={errors}errors baseline=- p50={p50 / 1000:.1f}ms "
-                  f"p99={p99 / 1000:.1f}ms requests={total} goal=0errors met={'yes' if errors == 0 else 'no'}")
+            print(
+                f"http_mixed_{MIXED_SECONDS}s ours={errors}errors baseline=- p50={p50 / 1000:.1f}ms "
+                f"p99={p99 / 1000:.1f}ms requests={total} goal=0errors met={'yes' if errors == 0 else 'no'}"
+            )
 
 
 if __name__ == "__main__":

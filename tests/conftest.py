@@ -76,8 +76,13 @@ def _make_database(kind: str, tmp: Path) -> TestDatabase:
 
         cleanup = [drop]
     upgrade(url)
-    settings = Settings(database_url=url, secret_key="test-secret-" + secrets.token_hex(16), worker=False, rate_limit=0,
-                        webhook_allow_private=True)
+    settings = Settings(
+        database_url=url,
+        secret_key="test-secret-" + secrets.token_hex(16),
+        worker=False,
+        rate_limit=0,
+        webhook_allow_private=True,
+    )
     return TestDatabase(kind, url, settings, Database(url, pool_size=5, settings=settings), cleanup)
 
 
@@ -135,8 +140,9 @@ def make_tenant(database: TestDatabase, name: str | None = None) -> Tenant:
     with database.db.transaction() as session:
         org = auth_service.ensure_org(session, name)
         for role in ("admin", "editor", "viewer"):
-            issued = auth_service.create_token(session, database.settings, org, role, timedelta(days=1),
-                                               name=f"test {role}")
+            issued = auth_service.create_token(
+                session, database.settings, org, role, timedelta(days=1), name=f"test {role}"
+            )
             tokens[role] = issued.token
             jtis[role] = issued.jti
         org_id = org.id

@@ -18,18 +18,32 @@ def rollup_mismatches(db: Database, org_id: str) -> list[str]:
     """Differences between the stored roll-ups of ``org_id`` and a recomputation (empty when exact)."""
     problems: list[str] = []
     with db.transaction(write=False) as s:
-        records = s.execute(select(NpsRecord.id, NpsRecord.campaign_id, NpsRecord.company_id, NpsRecord.source,
-                                   NpsRecord.date_answered, NpsRecord.score, NpsRecord.enduser_id,
-                                   NpsRecord.comment).where(NpsRecord.org_id == org_id)).all()
+        records = s.execute(
+            select(
+                NpsRecord.id,
+                NpsRecord.campaign_id,
+                NpsRecord.company_id,
+                NpsRecord.source,
+                NpsRecord.date_answered,
+                NpsRecord.score,
+                NpsRecord.enduser_id,
+                NpsRecord.comment,
+            ).where(NpsRecord.org_id == org_id)
+        ).all()
         expected: Counter[tuple[Any, ...]] = Counter()
         for _, campaign, cid, source, answered, score, _, _ in records:
             expected[(campaign or "", cid or "", source or "", answered.date(), score)] += 1
-        stored = Counter({
-            (r.survey_id, r.company_id, r.source, r.day, r.score): r.count
-            for r in s.scalars(select(NpsRollup).where(NpsRollup.org_id == org_id)) if r.count
-        })
+        stored = Counter(
+            {
+                (r.survey_id, r.company_id, r.source, r.day, r.score): r.count
+                for r in s.scalars(select(NpsRollup).where(NpsRollup.org_id == org_id))
+                if r.count
+            }
+        )
         if stored != expected:
-            problems.append(f"nps_rollup differs: stored-expected={stored - expected}, expected-stored={expected - stored}")
+            problems.append(
+                f"nps_rollup differs: stored-expected={stored - expected}, expected-stored={expected - stored}"
+            )
         latest: dict[str, tuple[Any, ...]] = {}
         for rec in records:
             cur = latest.get(rec[6])
@@ -44,8 +58,11 @@ def rollup_mismatches(db: Database, org_id: str) -> list[str]:
                 problems.append(f"enduser {e.id}: stored {got}, expected {exp}")
         since = utcnow() - timedelta(days=360)
         for c in s.scalars(select(Company).where(Company.org_id == org_id)):
-            scores = [latest[e.id][5] for e in endusers
-                      if e.company_id == c.id and e.id in latest and latest[e.id][4] >= since]
+            scores = [
+                latest[e.id][5]
+                for e in endusers
+                if e.company_id == c.id and e.id in latest and latest[e.id][4] >= since
+            ]
             p = sum(1 for x in scores if x >= 9)
             d = sum(1 for x in scores if x <= 6)
             exp_c = (nps(p, len(scores) - p - d, d), len(scores))

@@ -58,8 +58,9 @@ class Sink:
     refuse: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         for needle, reply in self.refuse.items():
             if needle in address:
                 return reply
@@ -83,8 +84,9 @@ class Sink:
 
 
 @contextmanager
-def smtp_server(settings: Settings, scheme: str = "smtp", user: str | None = None,
-                **controller_kwargs: Any) -> Iterator[Sink]:
+def smtp_server(
+    settings: Settings, scheme: str = "smtp", user: str | None = None, **controller_kwargs: Any
+) -> Iterator[Sink]:
     """Run an SMTP server and point ``settings.smtp_url`` at it for the duration."""
     port = free_port()
     sink = Sink()
@@ -161,16 +163,24 @@ def days_pass(db: Database, invitation_ids: list[str], days: float) -> None:
             assert inv is not None and inv.sent_at is not None, inv_id
             inv.sent_at = inv.sent_at - delta
             inv.expires_at = inv.expires_at - delta
-            session.execute(update(Job).where(Job.dedupe_key == f"invitation.remind:{inv_id}",
-                                              Job.status == "queued").values(run_at=utcnow()))
+            session.execute(
+                update(Job)
+                .where(Job.dedupe_key == f"invitation.remind:{inv_id}", Job.status == "queued")
+                .values(run_at=utcnow())
+            )
 
 
 def make_jobs_due(db: Database, invitation_ids: list[str]) -> None:
     """Retries wait (backoff); make the send jobs of these invitations due now."""
     with db.transaction() as session:
-        session.execute(update(Job).where(
-            Job.dedupe_key.in_([f"invitation.send:{i}" for i in invitation_ids]), Job.status == "queued",
-        ).values(run_at=utcnow()))
+        session.execute(
+            update(Job)
+            .where(
+                Job.dedupe_key.in_([f"invitation.send:{i}" for i in invitation_ids]),
+                Job.status == "queued",
+            )
+            .values(run_at=utcnow())
+        )
 
 
 # ------------------------------------------------------------------------------------------- API
@@ -182,9 +192,14 @@ def make_survey(client: Any, tenant: Any, **fields: Any) -> dict[str, Any]:
     return r.json()
 
 
-def invite(client: Any, tenant: Any, survey_id: str, recipients: list[Any], **body: Any) -> list[dict[str, Any]]:
-    r = client.post(f"/v1/nps-surveys/{survey_id}/invitations", json={"recipients": recipients, **body},
-                    headers=tenant.editor)
+def invite(
+    client: Any, tenant: Any, survey_id: str, recipients: list[Any], **body: Any
+) -> list[dict[str, Any]]:
+    r = client.post(
+        f"/v1/nps-surveys/{survey_id}/invitations",
+        json={"recipients": recipients, **body},
+        headers=tenant.editor,
+    )
     assert r.status_code == 200, r.text
     results = r.json()["results"]
     assert len(results) == len(recipients)

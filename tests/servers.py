@@ -37,11 +37,31 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> None:
-        env = {**os.environ, "NPSD_DATABASE_URL": self.database_url, "NPSD_SECRET_KEY": self.secret_key,
-               "NPSD_LOG_LEVEL": "warning", "NPSD_RATE_LIMIT": "0", "NPSD_WORKER": "false", **self.extra_env}
+        env = {
+            **os.environ,
+            "NPSD_DATABASE_URL": self.database_url,
+            "NPSD_SECRET_KEY": self.secret_key,
+            "NPSD_LOG_LEVEL": "warning",
+            "NPSD_RATE_LIMIT": "0",
+            "NPSD_WORKER": "false",
+            **self.extra_env,
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "npsd.cli", "serve", "--port", str(self.port), "--workers", str(self.workers)],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "npsd.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while True:

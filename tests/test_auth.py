@@ -30,15 +30,31 @@ def b64url(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-def craft(database: DatabaseFixture, org_id: str, *, key: str | None = None, headers: dict[str, Any] | None = None,
-          record: bool = True, **overrides: Any) -> str:
+def craft(
+    database: DatabaseFixture,
+    org_id: str,
+    *,
+    key: str | None = None,
+    headers: dict[str, Any] | None = None,
+    record: bool = True,
+    **overrides: Any,
+) -> str:
     """A token with the claims npsd issues, changed by ``overrides`` (None removes a claim), and its
     ``jti`` recorded like an issued token, so the one change is the only thing wrong with it."""
     settings = database.settings
     now = int(datetime.now(UTC).timestamp())
     jti = tokens.new_jti()
-    claims: dict[str, Any] = {"sub": org_id, "org": org_id, "role": "admin", "jti": jti, "iat": now, "nbf": now,
-                              "exp": now + 3600, "iss": settings.jwt_issuer, "aud": settings.jwt_audience}
+    claims: dict[str, Any] = {
+        "sub": org_id,
+        "org": org_id,
+        "role": "admin",
+        "jti": jti,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3600,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+    }
     for name, value in overrides.items():
         if value is None:
             claims.pop(name, None)
@@ -46,10 +62,22 @@ def craft(database: DatabaseFixture, org_id: str, *, key: str | None = None, hea
             claims[name] = value
     if record:
         with database.db.transaction() as session:
-            session.add(ApiToken(jti=jti, org_id=org_id, role="admin", kind="api", created_at=utcnow(),
-                                 expires_at=utcnow() + timedelta(hours=1)))
-    return jwt.encode(claims, key or settings.signing_key, algorithm="HS256",
-                      headers={"kid": tokens.key_id(settings), **(headers or {})})
+            session.add(
+                ApiToken(
+                    jti=jti,
+                    org_id=org_id,
+                    role="admin",
+                    kind="api",
+                    created_at=utcnow(),
+                    expires_at=utcnow() + timedelta(hours=1),
+                )
+            )
+    return jwt.encode(
+        claims,
+        key or settings.signing_key,
+        algorithm="HS256",
+        headers={"kid": tokens.key_id(settings), **(headers or {})},
+    )
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -68,8 +96,14 @@ def test_bearer_api_key_and_basic_all_work(client, tenant: Tenant, other: Tenant
     token = tenant.tokens["viewer"]
     client.post("/companies", json={"name": "Mine"}, headers=tenant.editor)
     client.post("/companies", json={"name": "Theirs"}, headers=other.editor)
-    for headers in (bearer(token), {"Authorization": f"bearer   {token}"}, {"X-API-Key": token},
-                    basic(token), basic(token, "anything"), basic("", token)):
+    for headers in (
+        bearer(token),
+        {"Authorization": f"bearer   {token}"},
+        {"X-API-Key": token},
+        basic(token),
+        basic(token, "anything"),
+        basic("", token),
+    ):
         r = client.get("/companies", headers=headers)
         assert r.status_code == 200, (headers, r.text)
         assert [c["name"] for c in r.json()] == ["Mine"]
@@ -83,14 +117,25 @@ def test_crafted_control_token_works(client, database: DatabaseFixture, tenant: 
 # ---------------------------------------------------------------------------------- refused tokens
 
 
-@pytest.mark.parametrize("headers", [
-    {}, {"Authorization": ""}, {"Authorization": "Bearer"}, {"Authorization": "Bearer "},
-    {"Authorization": "Token abc"}, {"Authorization": "Basic !!!not-base64"}, {"Authorization": "Basic "},
-    {"Authorization": "Basic " + base64.b64encode(b":").decode()},
-    {"Authorization": "Basic " + base64.b64encode(b"\xff\xfe:").decode()},
-    {"Authorization": "Bearer not.a.jwt"}, {"Authorization": "Bearer abc"}, {"X-API-Key": "garbage"},
-    {"X-API-Key": ""}, {"Authorization": "Bearer " + "a" * 10000},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": ""},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Token abc"},
+        {"Authorization": "Basic !!!not-base64"},
+        {"Authorization": "Basic "},
+        {"Authorization": "Basic " + base64.b64encode(b":").decode()},
+        {"Authorization": "Basic " + base64.b64encode(b"\xff\xfe:").decode()},
+        {"Authorization": "Bearer not.a.jwt"},
+        {"Authorization": "Bearer abc"},
+        {"X-API-Key": "garbage"},
+        {"X-API-Key": ""},
+        {"Authorization": "Bearer " + "a" * 10000},
+    ],
+)
 def test_missing_or_malformed_credentials_are_401(client, headers: dict[str, str]) -> None:
     r = client.get("/companies", headers=headers)
     body = assert_error(r, 401)
@@ -122,20 +167,39 @@ def test_other_algorithms_and_keys_are_401(client, database: DatabaseFixture, te
     # signed with another key but claiming our kid
     assert_error(client.get("/companies", headers=bearer(craft(database, tenant.org_id, key="k" * 40))), 401)
     # another kid
-    assert_error(client.get("/companies", headers=bearer(craft(database, tenant.org_id, headers={"kid": "x"}))), 401)
+    assert_error(
+        client.get("/companies", headers=bearer(craft(database, tenant.org_id, headers={"kid": "x"}))), 401
+    )
     # HS512 with the right key is still not the fixed algorithm
     settings = database.settings
     now = int(datetime.now(UTC).timestamp())
-    token = jwt.encode({"sub": "s", "org": tenant.org_id, "role": "admin", "jti": tenant.jtis["admin"], "iat": now,
-                        "exp": now + 60, "iss": settings.jwt_issuer, "aud": settings.jwt_audience},
-                       settings.signing_key, algorithm="HS512", headers={"kid": tokens.key_id(settings)})
+    token = jwt.encode(
+        {
+            "sub": "s",
+            "org": tenant.org_id,
+            "role": "admin",
+            "jti": tenant.jtis["admin"],
+            "iat": now,
+            "exp": now + 60,
+            "iss": settings.jwt_issuer,
+            "aud": settings.jwt_audience,
+        },
+        settings.signing_key,
+        algorithm="HS512",
+        headers={"kid": tokens.key_id(settings)},
+    )
     assert_error(client.get("/companies", headers=bearer(token)), 401)
 
 
 def test_expired_token_is_401(client, database: DatabaseFixture, tenant: Tenant) -> None:
     now = int(datetime.now(UTC).timestamp())
-    body = assert_error(client.get("/companies", headers=bearer(
-        craft(database, tenant.org_id, iat=now - 7200, nbf=now - 7200, exp=now - 3600))), 401)
+    body = assert_error(
+        client.get(
+            "/companies",
+            headers=bearer(craft(database, tenant.org_id, iat=now - 7200, nbf=now - 7200, exp=now - 3600)),
+        ),
+        401,
+    )
     assert "expired" in body["message"]
     # issued by the service with a TTL that has already run out
     with database.db.transaction() as session:
@@ -145,13 +209,27 @@ def test_expired_token_is_401(client, database: DatabaseFixture, tenant: Tenant)
     assert_error(client.get("/companies", headers=bearer(issued.token)), 401)
 
 
-@pytest.mark.parametrize("overrides", [
-    {"aud": "someone-else"}, {"iss": "evil"}, {"aud": None}, {"iss": None}, {"exp": None}, {"iat": None},
-    {"jti": None}, {"sub": None}, {"role": "owner"}, {"role": None}, {"org": None}, {"org": 5},
-    {"nbf": int(datetime.now(UTC).timestamp()) + 3600},
-])
-def test_wrong_or_missing_claims_are_401(client, database: DatabaseFixture, tenant: Tenant,
-                                         overrides: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"aud": "someone-else"},
+        {"iss": "evil"},
+        {"aud": None},
+        {"iss": None},
+        {"exp": None},
+        {"iat": None},
+        {"jti": None},
+        {"sub": None},
+        {"role": "owner"},
+        {"role": None},
+        {"org": None},
+        {"org": 5},
+        {"nbf": int(datetime.now(UTC).timestamp()) + 3600},
+    ],
+)
+def test_wrong_or_missing_claims_are_401(
+    client, database: DatabaseFixture, tenant: Tenant, overrides: dict[str, Any]
+) -> None:
     assert_error(client.get("/companies", headers=bearer(craft(database, tenant.org_id, **overrides))), 401)
 
 
@@ -160,8 +238,9 @@ def test_unrecorded_jti_is_401(client, database: DatabaseFixture, tenant: Tenant
     assert_error(client.get("/companies", headers=bearer(craft(database, tenant.org_id, record=False))), 401)
 
 
-def test_token_naming_another_org_than_its_record_is_401(client, database: DatabaseFixture, tenant: Tenant,
-                                                          other: Tenant) -> None:
+def test_token_naming_another_org_than_its_record_is_401(
+    client, database: DatabaseFixture, tenant: Tenant, other: Tenant
+) -> None:
     token = craft(database, tenant.org_id, jti=tenant.jtis["viewer"], org=other.org_id, role="viewer")
     assert_error(client.get("/companies", headers=bearer(token)), 401)
     escalated = craft(database, tenant.org_id, jti=tenant.jtis["viewer"], role="admin")
@@ -181,12 +260,15 @@ def test_revoked_token_is_401(client, database: DatabaseFixture, tenant: Tenant)
     assert client.get("/companies", headers=tenant.viewer).status_code == 200
 
 
-def test_cli_token_create_and_revoke_against_the_api(client, database: DatabaseFixture, tenant: Tenant,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_token_create_and_revoke_against_the_api(
+    client, database: DatabaseFixture, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, value in cli_env(database).items():
         monkeypatch.setenv(name, value)
     runner = CliRunner()
-    made = runner.invoke(cli_app, ["token", "create", "--org", tenant.name, "--role", "editor", "--name", "ci"])
+    made = runner.invoke(
+        cli_app, ["token", "create", "--org", tenant.name, "--role", "editor", "--name", "ci"]
+    )
     assert made.exit_code == 0, made.output
     token = made.stdout.strip()
     r = client.post("/companies", json={"name": "Via CLI"}, headers=bearer(token))
@@ -211,19 +293,24 @@ def test_role_errors_are_403_in_the_error_shape(client, tenant: Tenant) -> None:
 # ---------------------------------------------------------------------------------------- login
 
 
-def make_user(database: DatabaseFixture, monkeypatch: pytest.MonkeyPatch, org: str, role: str,
-              password: str) -> str:
+def make_user(
+    database: DatabaseFixture, monkeypatch: pytest.MonkeyPatch, org: str, role: str, password: str
+) -> str:
     for name, value in cli_env(database).items():
         monkeypatch.setenv(name, value)
     email = f"User.{secrets.token_hex(4)}@Example.com"
-    result = CliRunner().invoke(cli_app, ["user", "create", "--org", org, "--email", email, "--role", role,
-                                          "--password-stdin"], input=password + "\n")
+    result = CliRunner().invoke(
+        cli_app,
+        ["user", "create", "--org", org, "--email", email, "--role", role, "--password-stdin"],
+        input=password + "\n",
+    )
     assert result.exit_code == 0, result.output
     return email
 
 
-def test_login_returns_a_working_token(client, database: DatabaseFixture, tenant: Tenant,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_login_returns_a_working_token(
+    client, database: DatabaseFixture, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
     email = make_user(database, monkeypatch, tenant.name, "editor", "correct horse battery")
     r = client.post("/v1/auth/login", json={"email": email.lower(), "password": "correct horse battery"})
     assert r.status_code == 200, r.text
@@ -237,33 +324,50 @@ def test_login_returns_a_working_token(client, database: DatabaseFixture, tenant
     created = client.post("/companies", json={"name": "By login"}, headers=headers)
     assert created.status_code == 200, created.text
     assert [c["name"] for c in client.get("/companies", headers=tenant.viewer).json()] == ["By login"]
-    assert_error(client.delete(f"/companies/{created.json()['_id']}", headers=headers), 403)  # editor, not admin
+    assert_error(
+        client.delete(f"/companies/{created.json()['_id']}", headers=headers), 403
+    )  # editor, not admin
 
 
-def test_login_as_viewer_cannot_write(client, database: DatabaseFixture, tenant: Tenant,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_login_as_viewer_cannot_write(
+    client, database: DatabaseFixture, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
     email = make_user(database, monkeypatch, tenant.name, "viewer", "pa55word!")
-    token = client.post("/v1/auth/login", json={"email": email, "password": "pa55word!"}).json()["accessToken"]
+    token = client.post("/v1/auth/login", json={"email": email, "password": "pa55word!"}).json()[
+        "accessToken"
+    ]
     assert client.get("/companies", headers=bearer(token)).status_code == 200
     assert_error(client.post("/companies", json={"name": "x"}, headers=bearer(token)), 403)
 
 
-def test_login_failures(client, database: DatabaseFixture, tenant: Tenant, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_login_failures(
+    client, database: DatabaseFixture, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
     email = make_user(database, monkeypatch, tenant.name, "admin", "the-right-one")
-    wrong = assert_error(client.post("/v1/auth/login", json={"email": email, "password": "the-wrong-one"}), 401)
-    unknown = assert_error(client.post("/v1/auth/login", json={"email": "nobody@example.com",
-                                                                "password": "the-right-one"}), 401)
+    wrong = assert_error(
+        client.post("/v1/auth/login", json={"email": email, "password": "the-wrong-one"}), 401
+    )
+    unknown = assert_error(
+        client.post("/v1/auth/login", json={"email": "nobody@example.com", "password": "the-right-one"}), 401
+    )
     assert wrong["message"] == unknown["message"]  # does not tell which part was wrong
     assert_error(client.post("/v1/auth/login", json={"email": email}), 400, "password")
     assert_error(client.post("/v1/auth/login", json={"password": "x"}), 400, "email")
     assert_error(client.post("/v1/auth/login", json={"email": email, "password": 5}), 400, "password")
     assert_error(client.post("/v1/auth/login", json={"email": email, "password": "x", "otp": 1}), 400, "otp")
     assert_error(client.post("/v1/auth/login", json=[email, "the-right-one"]), 400)
-    assert_error(client.post("/v1/auth/login", content=b"{nope", headers={"Content-Type": "application/json"}), 400)
-    assert_error(client.post("/v1/auth/login", json={"email": email + "\x00", "password": "the-right-one"}),
-                 400, "email")
+    assert_error(
+        client.post("/v1/auth/login", content=b"{nope", headers={"Content-Type": "application/json"}), 400
+    )
+    assert_error(
+        client.post("/v1/auth/login", json={"email": email + "\x00", "password": "the-right-one"}),
+        400,
+        "email",
+    )
     assert_error(client.post("/v1/auth/login", json={"email": "a" * 400, "password": "x"}), 400, "email")
-    assert_error(client.post("/v1/auth/login", json={"email": email, "password": "x" * 2000}), 400, "password")
+    assert_error(
+        client.post("/v1/auth/login", json={"email": email, "password": "x" * 2000}), 400, "password"
+    )
 
 
 def test_rs_hs_key_confusion_is_401(client, database: DatabaseFixture, tenant: Tenant) -> None:
@@ -280,8 +384,16 @@ def test_rs_hs_key_confusion_is_401(client, database: DatabaseFixture, tenant: T
 
     settings = database.settings
     now = int(datetime.now(UTC).timestamp())
-    claims = {"sub": tenant.org_id, "org": tenant.org_id, "role": "admin", "jti": tenant.jtis["admin"],
-              "iat": now, "exp": now + 600, "iss": settings.jwt_issuer, "aud": settings.jwt_audience}
+    claims = {
+        "sub": tenant.org_id,
+        "org": tenant.org_id,
+        "role": "admin",
+        "jti": tenant.jtis["admin"],
+        "iat": now,
+        "exp": now + 600,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+    }
     for alg in ("RS256", "ES256", "PS256"):
         header = {"alg": alg, "typ": "JWT", "kid": tokens.key_id(settings)}
         signing_input = f"{b64(orjson.dumps(header))}.{b64(orjson.dumps(claims))}"

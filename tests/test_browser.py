@@ -28,8 +28,14 @@ from npsd.db import Database
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @dataclass
@@ -45,11 +51,19 @@ def live(database: TestDatabase) -> Iterator[Live]:
     """npsd served by uvicorn on a free port, on the test database, mailing to a test SMTP server."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = Settings(database_url=database.url, secret_key=database.settings.secret_key, base_url=url,
-                        worker=False, webhook_allow_private=True)
+    settings = Settings(
+        database_url=database.url,
+        secret_key=database.settings.secret_key,
+        base_url=url,
+        worker=False,
+        webhook_allow_private=True,
+    )
     db = Database(database.url, pool_size=4, settings=settings)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, db), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, db), host="127.0.0.1", port=port, log_level="warning", access_log=False
+        )
+    )
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -103,8 +117,9 @@ def emailed_links(live: Live, tenant: Tenant, **survey: Any) -> tuple[dict[int, 
         created = api.post("/v1/nps-surveys", json={"name": "Browser NPS", **survey})
         assert created.status_code == 201, created.text
         address = unique_email("browser")
-        invited = api.post(f"/v1/nps-surveys/{created.json()['id']}/invitations",
-                           json={"recipients": [{"email": address}]})
+        invited = api.post(
+            f"/v1/nps-surveys/{created.json()['id']}/invitations", json={"recipients": [{"email": address}]}
+        )
         assert invited.json()["results"][0]["status"] == "queued", invited.text
     run_jobs(live.db)
     [mail] = live.sink.to(address)
@@ -139,7 +154,9 @@ def style(page: Any, selector: str, prop: str) -> str:
 # ----------------------------------------------------------------------------------------------- tests
 
 
-def test_answer_with_the_mouse(live: Live, tenant: Tenant, browser: Any, request: pytest.FixtureRequest) -> None:
+def test_answer_with_the_mouse(
+    live: Live, tenant: Tenant, browser: Any, request: pytest.FixtureRequest
+) -> None:
     links, address, _ = emailed_links(live, tenant, thankYouMessage="Thanks from the Acme team!")
     with page_for(browser, request) as page:
         page.goto(links[6])
@@ -155,12 +172,16 @@ def test_answer_with_the_mouse(live: Live, tenant: Tenant, browser: Any, request
         assert page.inner_text("h1") == "Thank you"
         assert page.inner_text("p.message") == "Thanks from the Acme team!"
     record = record_of(live, tenant, address)
-    assert (record["score"], record["comment"], record["source"]) == (9, "Great onboarding.\n<b>Really</b> helpful",
-                                                                      "email")
+    assert (record["score"], record["comment"], record["source"]) == (
+        9,
+        "Great onboarding.\n<b>Really</b> helpful",
+        "email",
+    )
 
 
-def test_answer_by_keyboard_alone(live: Live, tenant: Tenant, browser: Any,
-                                  request: pytest.FixtureRequest) -> None:
+def test_answer_by_keyboard_alone(
+    live: Live, tenant: Tenant, browser: Any, request: pytest.FixtureRequest
+) -> None:
     links, address, _ = emailed_links(live, tenant)
     with page_for(browser, request) as page:
         page.goto(links[5])
@@ -187,28 +208,45 @@ def test_answer_by_keyboard_alone(live: Live, tenant: Tenant, browser: Any,
     assert (record["score"], record["comment"]) == (8, "Typed without a mouse")
 
 
-def test_phone_screen_and_contrast(live: Live, tenant: Tenant, browser: Any,
-                                   request: pytest.FixtureRequest) -> None:
+def test_phone_screen_and_contrast(
+    live: Live, tenant: Tenant, browser: Any, request: pytest.FixtureRequest
+) -> None:
     links, _, _ = emailed_links(live, tenant, language="fr")
-    with page_for(browser, request, viewport={"width": 360, "height": 740}, is_mobile=True,
-                  has_touch=True) as page:
+    with page_for(
+        browser, request, viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True
+    ) as page:
         page.goto(links[0].split("?")[0])
         assert page.get_attribute("html", "lang") == "fr"
-        assert page.inner_text("legend") == ("Quelle est la probabilité que vous nous recommandiez à un ami "
-                                             "ou à un collègue ?")
+        assert page.inner_text("legend") == (
+            "Quelle est la probabilité que vous nous recommandiez à un ami ou à un collègue ?"
+        )
         # nothing wider than the screen; every number is a comfortable touch target
         assert page.evaluate("document.documentElement.scrollWidth") <= 360
-        heights = page.eval_on_selector_all(".opt label", "els => els.map(e => e.getBoundingClientRect().height)")
-        widths = page.eval_on_selector_all(".opt label", "els => els.map(e => e.getBoundingClientRect().width)")
+        heights = page.eval_on_selector_all(
+            ".opt label", "els => els.map(e => e.getBoundingClientRect().height)"
+        )
+        widths = page.eval_on_selector_all(
+            ".opt label", "els => els.map(e => e.getBoundingClientRect().width)"
+        )
         assert len(heights) == 11 and min(heights) >= 44 and min(widths) >= 44
         # WCAG AA contrast for text: page, numbers, the chosen number, the button
         assert contrast(style(page, "legend", "color"), style(page, "main", "backgroundColor")) >= 4.5
-        assert contrast(style(page, "label[for=score-3]", "color"),
-                        style(page, "label[for=score-3]", "backgroundColor")) >= 4.5
+        assert (
+            contrast(
+                style(page, "label[for=score-3]", "color"),
+                style(page, "label[for=score-3]", "backgroundColor"),
+            )
+            >= 4.5
+        )
         page.get_by_role("radio", name="3", exact=True).tap()
         assert page.is_checked("#score-3")
-        assert contrast(style(page, "label[for=score-3]", "color"),
-                        style(page, "label[for=score-3]", "backgroundColor")) >= 4.5
+        assert (
+            contrast(
+                style(page, "label[for=score-3]", "color"),
+                style(page, "label[for=score-3]", "backgroundColor"),
+            )
+            >= 4.5
+        )
         assert contrast(style(page, "button", "color"), style(page, "button", "backgroundColor")) >= 4.5
         with page.expect_navigation():
             page.tap("button[type=submit]")

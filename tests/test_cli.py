@@ -122,8 +122,10 @@ def test_token_create_prints_only_the_token_and_creates_the_org(db_url: str) -> 
         assert r.status_code == 403
 
 
-@pytest.mark.parametrize("ttl, seconds", [("90d", 90 * 86400), ("12h", 12 * 3600), ("30m", 1800), ("2w", 14 * 86400),
-                                          ("45s", 45), ("1D", 86400)])
+@pytest.mark.parametrize(
+    "ttl, seconds",
+    [("90d", 90 * 86400), ("12h", 12 * 3600), ("30m", 1800), ("2w", 14 * 86400), ("45s", 45), ("1D", 86400)],
+)
 def test_token_ttl(db_url: str, ttl: str, seconds: int) -> None:
     token = ok("token", "create", "--org", "o", "--role", "viewer", "--ttl", ttl).strip()
     claims = jwt.decode(token, options={"verify_signature": False})
@@ -172,7 +174,9 @@ def test_token_list_and_revoke(db_url: str) -> None:
         r = client.get("/companies", headers=headers)
         assert r.status_code == 401 and r.json()["statusCode"] == 401
         assert client.get("/companies", headers={"Authorization": f"Bearer {viewer}"}).status_code == 200
-    rows = {row.split("\t")[0]: row.split("\t") for row in ok("token", "list", "--org", "acme").splitlines()[1:]}
+    rows = {
+        row.split("\t")[0]: row.split("\t") for row in ok("token", "list", "--org", "acme").splitlines()[1:]
+    }
     assert rows[jti][7].endswith("Z")  # revoked at
     assert rows[jti][6].endswith("Z")  # last used (by the POST)
     assert rows[viewer_jti][7] == ""
@@ -185,8 +189,18 @@ def test_token_list_and_revoke(db_url: str) -> None:
 
 
 def test_user_create_and_login(db_url: str) -> None:
-    out = ok("user", "create", "--org", "acme", "--email", "Ann@Example.com", "--role", "editor",
-             "--password-stdin", input="s3cret password\n")
+    out = ok(
+        "user",
+        "create",
+        "--org",
+        "acme",
+        "--email",
+        "Ann@Example.com",
+        "--role",
+        "editor",
+        "--password-stdin",
+        input="s3cret password\n",
+    )
     assert len(out.strip()) == 24 and out.count("\n") == 1
     with api(db_url) as client:
         r = client.post("/v1/auth/login", json={"email": "ann@example.com", "password": "s3cret password"})
@@ -197,25 +211,103 @@ def test_user_create_and_login(db_url: str) -> None:
         assert claims["role"] == "editor" and claims["org"] == ok("org", "create", "acme").strip()
         headers = {"Authorization": f"Bearer {body['accessToken']}"}
         assert client.post("/companies", json={"name": "x"}, headers=headers).status_code == 200
-        assert client.post("/v1/auth/login", json={"email": "ann@example.com", "password": "nope"}).status_code == 401
+        assert (
+            client.post("/v1/auth/login", json={"email": "ann@example.com", "password": "nope"}).status_code
+            == 401
+        )
     # the login token is listed like the others
     kinds = [row.split("\t")[3] for row in ok("token", "list", "--org", "acme").splitlines()[1:]]
     assert kinds == ["session"]
 
 
 def test_user_create_failures(db_url: str) -> None:
-    ok("user", "create", "--org", "acme", "--email", "a@example.com", "--role", "admin", "--password-stdin",
-       input="long enough\n")
-    assert "already exists" in fails("user", "create", "--org", "acme", "--email", "A@EXAMPLE.com", "--role",
-                                     "viewer", "--password-stdin", input="long enough\n").stderr
-    assert "8 characters" in fails("user", "create", "--org", "acme", "--email", "b@example.com", "--role", "viewer",
-                                   "--password-stdin", input="short\n").stderr
-    assert "role" in fails("user", "create", "--org", "acme", "--email", "c@example.com", "--role", "boss",
-                           "--password-stdin", input="long enough\n").stderr
-    assert "e-mail" in fails("user", "create", "--org", "acme", "--email", "not-an-email", "--role", "viewer",
-                             "--password-stdin", input="long enough\n").stderr
-    assert "8 characters" in fails("user", "create", "--org", "acme", "--email", "d@example.com", "--role", "viewer",
-                                   "--password-stdin", input="").stderr
+    ok(
+        "user",
+        "create",
+        "--org",
+        "acme",
+        "--email",
+        "a@example.com",
+        "--role",
+        "admin",
+        "--password-stdin",
+        input="long enough\n",
+    )
+    assert (
+        "already exists"
+        in fails(
+            "user",
+            "create",
+            "--org",
+            "acme",
+            "--email",
+            "A@EXAMPLE.com",
+            "--role",
+            "viewer",
+            "--password-stdin",
+            input="long enough\n",
+        ).stderr
+    )
+    assert (
+        "8 characters"
+        in fails(
+            "user",
+            "create",
+            "--org",
+            "acme",
+            "--email",
+            "b@example.com",
+            "--role",
+            "viewer",
+            "--password-stdin",
+            input="short\n",
+        ).stderr
+    )
+    assert (
+        "role"
+        in fails(
+            "user",
+            "create",
+            "--org",
+            "acme",
+            "--email",
+            "c@example.com",
+            "--role",
+            "boss",
+            "--password-stdin",
+            input="long enough\n",
+        ).stderr
+    )
+    assert (
+        "e-mail"
+        in fails(
+            "user",
+            "create",
+            "--org",
+            "acme",
+            "--email",
+            "not-an-email",
+            "--role",
+            "viewer",
+            "--password-stdin",
+            input="long enough\n",
+        ).stderr
+    )
+    assert (
+        "8 characters"
+        in fails(
+            "user",
+            "create",
+            "--org",
+            "acme",
+            "--email",
+            "d@example.com",
+            "--role",
+            "viewer",
+            "--password-stdin",
+            input="",
+        ).stderr
+    )
 
 
 # ---------------------------------------------------------------------------------- signing key
@@ -235,12 +327,15 @@ def test_signing_key_is_kept_beside_the_database(db_url: str, tmp_path: Path) ->
     assert key_file.read_text().strip() == key  # never regenerated
 
 
-def test_explicit_secret_key_writes_no_file(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_explicit_secret_key_writes_no_file(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("NPSD_SECRET_KEY", "an explicit key of enough length 0123456789")
     token = ok("token", "create", "--org", "o", "--role", "admin").strip()
     assert not (tmp_path / "data" / KEY_FILE).exists()
-    claims = tokens.decode(Settings(database_url=db_url, secret_key="an explicit key of enough length 0123456789"),
-                           token)
+    claims = tokens.decode(
+        Settings(database_url=db_url, secret_key="an explicit key of enough length 0123456789"), token
+    )
     assert claims["role"] == "admin"
     with pytest.raises(tokens.InvalidToken):
         tokens.decode(Settings(database_url=db_url, secret_key="another key"), token)
@@ -292,13 +387,25 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def test_npsd_help_as_a_real_executable(tmp_path: Path) -> None:
-    result = subprocess.run([*npsd_command(), "--help"], capture_output=True, text=True, timeout=120,
-                            env=clean_env(COLUMNS="200"), cwd=tmp_path)
+    result = subprocess.run(
+        [*npsd_command(), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(COLUMNS="200"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     for command in ("serve", "migrate", "org", "token", "user"):
         assert command in result.stdout
-    result = subprocess.run([*npsd_command(), "token", "create", "--help"], capture_output=True, text=True,
-                            timeout=120, env=clean_env(COLUMNS="200"), cwd=tmp_path)
+    result = subprocess.run(
+        [*npsd_command(), "token", "create", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(COLUMNS="200"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0
     for flag in ("--org", "--role", "--ttl", "--name"):
         assert flag in result.stdout
@@ -311,8 +418,13 @@ def server_runner(tmp_path: Path) -> Iterator[Any]:
 
     def start(db_url: str, port: int) -> subprocess.Popen[bytes]:
         log = open(tmp_path / f"serve-{len(started)}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([*npsd_command(), "serve", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                                env=clean_env(NPSD_DATABASE_URL=db_url), cwd=tmp_path)
+        proc = subprocess.Popen(
+            [*npsd_command(), "serve", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=clean_env(NPSD_DATABASE_URL=db_url),
+            cwd=tmp_path,
+        )
         started.append(proc)
         deadline = time.monotonic() + 60  # a bound on waiting, not an assertion about speed
         while time.monotonic() < deadline:
@@ -339,7 +451,9 @@ def server_runner(tmp_path: Path) -> Iterator[Any]:
         stop(proc)
 
 
-def test_serve_real_process_and_tokens_survive_restart(db_url: str, server_runner: Any, tmp_path: Path) -> None:
+def test_serve_real_process_and_tokens_survive_restart(
+    db_url: str, server_runner: Any, tmp_path: Path
+) -> None:
     token = ok("token", "create", "--org", "acme", "--role", "admin").strip()
     headers = {"Authorization": f"Bearer {token}"}
     port = free_port()

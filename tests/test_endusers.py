@@ -11,9 +11,28 @@ import pytest
 from conftest import Tenant, assert_error, post_nps
 
 ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-OUTPUT_KEYS = {"_id", "email", "name", "firstName", "lastName", "position", "phone", "primary", "archived",
-               "companyId", "externalId", "sourceId", "custom", "nps", "npsComment", "npsDate", "npsId",
-               "createdAt", "updatedAt", "__v"}
+OUTPUT_KEYS = {
+    "_id",
+    "email",
+    "name",
+    "firstName",
+    "lastName",
+    "position",
+    "phone",
+    "primary",
+    "archived",
+    "companyId",
+    "externalId",
+    "sourceId",
+    "custom",
+    "nps",
+    "npsComment",
+    "npsDate",
+    "npsId",
+    "createdAt",
+    "updatedAt",
+    "__v",
+}
 
 
 def make_company(client: Any, tenant: Tenant, **fields: Any) -> dict[str, Any]:
@@ -39,17 +58,35 @@ def company(client: Any, tenant: Tenant, cid: str) -> dict[str, Any]:
 
 def test_create_with_every_field(client, tenant: Tenant) -> None:
     c = make_company(client, tenant)
-    r = client.post("/endusers", json={
-        "email": "Jane.Doe@Example.com", "name": "Jane D.", "firstName": "Jane", "lastName": "Doe",
-        "position": "CTO", "phone": "+1 555 0100", "primary": True, "archived": False, "companyId": c["_id"],
-        "externalId": "crm-7", "sourceId": "hs-7", "custom": {"lang": "en"},
-    }, headers=tenant.editor)
+    r = client.post(
+        "/endusers",
+        json={
+            "email": "Jane.Doe@Example.com",
+            "name": "Jane D.",
+            "firstName": "Jane",
+            "lastName": "Doe",
+            "position": "CTO",
+            "phone": "+1 555 0100",
+            "primary": True,
+            "archived": False,
+            "companyId": c["_id"],
+            "externalId": "crm-7",
+            "sourceId": "hs-7",
+            "custom": {"lang": "en"},
+        },
+        headers=tenant.editor,
+    )
     assert r.status_code == 200, r.text
     e = r.json()
     assert set(e) == OUTPUT_KEYS
     assert e["email"] == "Jane.Doe@Example.com"  # kept as given
     assert (e["name"], e["firstName"], e["lastName"], e["position"], e["phone"]) == (
-        "Jane D.", "Jane", "Doe", "CTO", "+1 555 0100")
+        "Jane D.",
+        "Jane",
+        "Doe",
+        "CTO",
+        "+1 555 0100",
+    )
     assert (e["primary"], e["archived"], e["companyId"]) == (True, False, c["_id"])
     assert (e["externalId"], e["sourceId"], e["custom"]) == ("crm-7", "hs-7", {"lang": "en"})
     assert (e["nps"], e["npsComment"], e["npsDate"], e["npsId"]) == (None, None, None, None)
@@ -65,16 +102,28 @@ def test_create_defaults_and_derived_name(client, tenant: Tenant) -> None:
     assert (e2["primary"], e2["archived"], e2["name"]) == (False, False, None)
 
 
-@pytest.mark.parametrize("body, field", [
-    ({}, "email"), ({"email": None}, "email"), ({"email": ""}, "email"), ({"email": "no-at-sign"}, "email"),
-    ({"email": "a@b"}, "email"), ({"email": 5}, "email"), ({"email": "a\x00@b.com"}, "email"),
-    ({"email": "a" * 320 + "@b.com"}, "email"),
-    ({"email": "a@b.com", "primary": "yes"}, "primary"), ({"email": "a@b.com", "archived": 1}, "archived"),
-    ({"email": "a@b.com", "companyId": "abc"}, "companyId"), ({"email": "a@b.com", "companyId": 3}, "companyId"),
-    ({"email": "a@b.com", "companyId": "0123456789abcdef01234567"}, "companyId"),
-    ({"email": "a@b.com", "custom": []}, "custom"), ({"email": "a@b.com", "phone": "1" * 101}, "phone"),
-    ({"email": "a@b.com", "name": "n\x00"}, "name"), ({"email": "a@b.com", "hobby": "golf"}, "hobby"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "email"),
+        ({"email": None}, "email"),
+        ({"email": ""}, "email"),
+        ({"email": "no-at-sign"}, "email"),
+        ({"email": "a@b"}, "email"),
+        ({"email": 5}, "email"),
+        ({"email": "a\x00@b.com"}, "email"),
+        ({"email": "a" * 320 + "@b.com"}, "email"),
+        ({"email": "a@b.com", "primary": "yes"}, "primary"),
+        ({"email": "a@b.com", "archived": 1}, "archived"),
+        ({"email": "a@b.com", "companyId": "abc"}, "companyId"),
+        ({"email": "a@b.com", "companyId": 3}, "companyId"),
+        ({"email": "a@b.com", "companyId": "0123456789abcdef01234567"}, "companyId"),
+        ({"email": "a@b.com", "custom": []}, "custom"),
+        ({"email": "a@b.com", "phone": "1" * 101}, "phone"),
+        ({"email": "a@b.com", "name": "n\x00"}, "name"),
+        ({"email": "a@b.com", "hobby": "golf"}, "hobby"),
+    ],
+)
 def test_create_rejects_bad_input(client, tenant: Tenant, body: dict[str, Any], field: str) -> None:
     assert_error(client.post("/endusers", json=body, headers=tenant.editor), 400, field)
     assert client.get("/endusers", headers=tenant.viewer).json() == []
@@ -82,10 +131,13 @@ def test_create_rejects_bad_input(client, tenant: Tenant, body: dict[str, Any], 
 
 def test_email_is_unique_per_org_case_insensitively(client, tenant: Tenant, other: Tenant) -> None:
     first = make_enduser(client, tenant, email="Pat@Example.com")
-    body = assert_error(client.post("/endusers", json={"email": "pat@EXAMPLE.com"}, headers=tenant.editor),
-                        409, "email")
+    body = assert_error(
+        client.post("/endusers", json={"email": "pat@EXAMPLE.com"}, headers=tenant.editor), 409, "email"
+    )
     assert "e-mail" in body["message"]
-    assert_error(client.post("/endusers", json={"email": " PAT@example.com "}, headers=tenant.editor), 409, "email")
+    assert_error(
+        client.post("/endusers", json={"email": " PAT@example.com "}, headers=tenant.editor), 409, "email"
+    )
     # another organization may hold the same address
     assert make_enduser(client, other, email="pat@example.com")["_id"] != first["_id"]
     # a contact created by POST /nps is the same contact
@@ -95,19 +147,38 @@ def test_email_is_unique_per_org_case_insensitively(client, tenant: Tenant, othe
 
 def test_duplicate_external_and_source_ids_are_409(client, tenant: Tenant) -> None:
     make_enduser(client, tenant, email="a@x.com", externalId="e1", sourceId="s1")
-    assert_error(client.post("/endusers", json={"email": "b@x.com", "externalId": "e1"}, headers=tenant.editor),
-                 409, "externalId")
-    assert_error(client.post("/endusers", json={"email": "b@x.com", "sourceId": "s1"}, headers=tenant.editor),
-                 409, "sourceId")
+    assert_error(
+        client.post("/endusers", json={"email": "b@x.com", "externalId": "e1"}, headers=tenant.editor),
+        409,
+        "externalId",
+    )
+    assert_error(
+        client.post("/endusers", json={"email": "b@x.com", "sourceId": "s1"}, headers=tenant.editor),
+        409,
+        "sourceId",
+    )
     b = make_enduser(client, tenant, email="b@x.com")
-    assert_error(client.put(f"/endusers/{b['_id']}", json={"externalId": "e1"}, headers=tenant.editor),
-                 409, "externalId")
+    assert_error(
+        client.put(f"/endusers/{b['_id']}", json={"externalId": "e1"}, headers=tenant.editor),
+        409,
+        "externalId",
+    )
 
 
 def test_read_only_fields_ignored(client, tenant: Tenant) -> None:
-    e = make_enduser(client, tenant, _id="0123456789abcdef01234567", nps=10, npsComment="hi",
-                     npsDate="2020-01-01T00:00:00Z", npsId="x", __v=5, createdAt="old", updatedAt=None,
-                     companyName="Whatever")
+    e = make_enduser(
+        client,
+        tenant,
+        _id="0123456789abcdef01234567",
+        nps=10,
+        npsComment="hi",
+        npsDate="2020-01-01T00:00:00Z",
+        npsId="x",
+        __v=5,
+        createdAt="old",
+        updatedAt=None,
+        companyName="Whatever",
+    )
     assert e["_id"] != "0123456789abcdef01234567"
     assert (e["nps"], e["npsComment"], e["npsDate"], e["npsId"], e["__v"]) == (None, None, None, None, 0)
 
@@ -122,7 +193,10 @@ def test_new_contact_joins_company_by_email_domain(client, tenant: Tenant) -> No
     assert make_enduser(client, tenant, email="sue@sub.acme.com")["companyId"] is None  # exact domain only
     assert make_enduser(client, tenant, email="ann@gmail.com")["companyId"] is None
     # an explicit companyId wins over the domain
-    assert make_enduser(client, tenant, email="eve@acme.com", companyId=other["_id"])["companyId"] == other["_id"]
+    assert (
+        make_enduser(client, tenant, email="eve@acme.com", companyId=other["_id"])["companyId"]
+        == other["_id"]
+    )
     # POST /nps creates contacts with the same rule
     rec = post_nps(client, tenant, "zed@other.org", 9)
     assert client.get(f"/endusers/{rec['euId']}", headers=tenant.viewer).json()["companyId"] == other["_id"]
@@ -130,11 +204,19 @@ def test_new_contact_joins_company_by_email_domain(client, tenant: Tenant) -> No
 
 def test_company_id_must_be_in_your_org(client, tenant: Tenant, other: Tenant) -> None:
     theirs = make_company(client, other)
-    assert_error(client.post("/endusers", json={"email": "a@b.com", "companyId": theirs["_id"]},
-                             headers=tenant.editor), 400, "companyId")
+    assert_error(
+        client.post(
+            "/endusers", json={"email": "a@b.com", "companyId": theirs["_id"]}, headers=tenant.editor
+        ),
+        400,
+        "companyId",
+    )
     e = make_enduser(client, tenant)
-    assert_error(client.put(f"/endusers/{e['_id']}", json={"companyId": theirs["_id"]}, headers=tenant.editor),
-                 400, "companyId")
+    assert_error(
+        client.put(f"/endusers/{e['_id']}", json={"companyId": theirs["_id"]}, headers=tenant.editor),
+        400,
+        "companyId",
+    )
     assert client.get(f"/endusers/{e['_id']}", headers=tenant.viewer).json()["companyId"] is None
 
 
@@ -145,10 +227,18 @@ def test_get_put_delete_by_id_and_prefixes(client, tenant: Tenant) -> None:
     e = make_enduser(client, tenant, externalId="ext 1", sourceId="src-1")
     assert client.get("/endusers/extid-ext%201", headers=tenant.viewer).json()["_id"] == e["_id"]
     assert client.get("/endusers/srcid-src-1", headers=tenant.viewer).json()["_id"] == e["_id"]
-    assert client.put("/endusers/extid-ext%201", json={"position": "VP"}, headers=tenant.editor).json()[
-        "position"] == "VP"
+    assert (
+        client.put("/endusers/extid-ext%201", json={"position": "VP"}, headers=tenant.editor).json()[
+            "position"
+        ]
+        == "VP"
+    )
     assert client.put("/endusers/srcid-src-1", json={"phone": "1"}, headers=tenant.editor).json()["__v"] == 2
-    assert client.delete("/endusers/srcid-src-1", headers=tenant.admin).json() == {"n": 1, "ok": 1, "deletedCount": 1}
+    assert client.delete("/endusers/srcid-src-1", headers=tenant.admin).json() == {
+        "n": 1,
+        "ok": 1,
+        "deletedCount": 1,
+    }
     assert_error(client.get(f"/endusers/{e['_id']}", headers=tenant.viewer), 404)
     assert_error(client.get("/endusers/extid-ext%201", headers=tenant.viewer), 404)
     assert_error(client.delete(f"/endusers/{e['_id']}", headers=tenant.admin), 404)
@@ -164,23 +254,34 @@ def test_get_put_delete_by_id_and_prefixes(client, tenant: Tenant) -> None:
 
 def test_put_partial_merge_and_version(client, tenant: Tenant) -> None:
     e = make_enduser(client, tenant, firstName="Ann", lastName="Lee", custom={"a": 1, "b": 1})
-    u = client.put(f"/endusers/{e['_id']}", json={"lastName": "Long", "custom": {"b": 2, "c": 3}},
-                   headers=tenant.editor).json()
+    u = client.put(
+        f"/endusers/{e['_id']}", json={"lastName": "Long", "custom": {"b": 2, "c": 3}}, headers=tenant.editor
+    ).json()
     assert (u["firstName"], u["lastName"], u["name"]) == ("Ann", "Long", "Ann Long")
     assert u["custom"] == {"a": 1, "b": 2, "c": 3} and u["__v"] == 1
     same = client.put(f"/endusers/{e['_id']}", json={"lastName": "Long"}, headers=tenant.editor).json()
     assert same["__v"] == 1
-    u = client.put(f"/endusers/{e['_id']}", json={"primary": True, "archived": True}, headers=tenant.editor).json()
+    u = client.put(
+        f"/endusers/{e['_id']}", json={"primary": True, "archived": True}, headers=tenant.editor
+    ).json()
     assert (u["primary"], u["archived"], u["__v"]) == (True, True, 2)
-    assert_error(client.put(f"/endusers/{e['_id']}", json={"email": None}, headers=tenant.editor), 400, "email")
-    assert_error(client.put(f"/endusers/{e['_id']}", json={"email": "bad"}, headers=tenant.editor), 400, "email")
-    assert_error(client.put(f"/endusers/{e['_id']}", json={"primary": "no"}, headers=tenant.editor), 400, "primary")
+    assert_error(
+        client.put(f"/endusers/{e['_id']}", json={"email": None}, headers=tenant.editor), 400, "email"
+    )
+    assert_error(
+        client.put(f"/endusers/{e['_id']}", json={"email": "bad"}, headers=tenant.editor), 400, "email"
+    )
+    assert_error(
+        client.put(f"/endusers/{e['_id']}", json={"primary": "no"}, headers=tenant.editor), 400, "primary"
+    )
 
 
 def test_put_email(client, tenant: Tenant) -> None:
     a = make_enduser(client, tenant, email="a@x.com")
     make_enduser(client, tenant, email="b@x.com")
-    assert_error(client.put(f"/endusers/{a['_id']}", json={"email": "B@X.com"}, headers=tenant.editor), 409, "email")
+    assert_error(
+        client.put(f"/endusers/{a['_id']}", json={"email": "B@X.com"}, headers=tenant.editor), 409, "email"
+    )
     u = client.put(f"/endusers/{a['_id']}", json={"email": "A@X.com"}, headers=tenant.editor).json()
     assert u["email"] == "A@X.com" and u["__v"] == 1
     u = client.put(f"/endusers/{a['_id']}", json={"email": "c@x.com"}, headers=tenant.editor).json()
@@ -195,15 +296,20 @@ def test_get_then_put_whole_object_round_trip(client, tenant: Tenant) -> None:
     post_nps(client, tenant, "pat@acme.com", 6, comment="meh")
     eu = client.get("/endusers", params={"email": "pat@acme.com"}, headers=tenant.viewer).json()[0]
     assert eu["companyId"] == c["_id"] and eu["nps"] == 6 and eu["npsComment"] == "meh"
-    whole = client.put(f"/endusers/{eu['_id']}", json={"custom": {"x": [1]}, "position": "Dev"},
-                       headers=tenant.editor).json()
+    whole = client.put(
+        f"/endusers/{eu['_id']}", json={"custom": {"x": [1]}, "position": "Dev"}, headers=tenant.editor
+    ).json()
     r = client.put(f"/endusers/{eu['_id']}", json=whole, headers=tenant.editor)
     assert r.status_code == 200, r.text
     assert r.json() == whole
     whole.update(nps=10, npsComment="ignored", name="Pat")
     changed = client.put(f"/endusers/{eu['_id']}", json=whole, headers=tenant.editor).json()
-    assert (changed["name"], changed["nps"], changed["npsComment"], changed["__v"]) == ("Pat", 6, "meh",
-                                                                                         whole["__v"] + 1)
+    assert (changed["name"], changed["nps"], changed["npsComment"], changed["__v"]) == (
+        "Pat",
+        6,
+        "meh",
+        whole["__v"] + 1,
+    )
     whole["extra"] = True
     assert_error(client.put(f"/endusers/{eu['_id']}", json=whole, headers=tenant.editor), 400, "extra")
 
@@ -222,21 +328,35 @@ def test_list_filters_sort_select(client, tenant: Tenant) -> None:
     assert all_ids == [e1["_id"], e2["_id"], e3["_id"], e4["_id"]]
     by_a = client.get("/endusers", params={"companyId": a["_id"]}, headers=tenant.viewer).json()
     assert [e["_id"] for e in by_a] == [e1["_id"], e3["_id"]]
-    both = client.get("/endusers", params={"companyId": f"{a['_id']}, {b['_id']}", "sort": "email"},
-                      headers=tenant.viewer).json()
+    both = client.get(
+        "/endusers", params={"companyId": f"{a['_id']}, {b['_id']}", "sort": "email"}, headers=tenant.viewer
+    ).json()
     assert [e["email"] for e in both] == ["amy@b.com", "bob@a.com", "zed@a.com"]
-    assert [e["email"] for e in client.get("/endusers", params={"sort": "-email", "limit": 2, "offset": 1},
-                                           headers=tenant.viewer).json()] == ["cat@none.com", "bob@a.com"]
-    assert client.get("/endusers", params={"email": "BOB@A.COM", "select": "email,companyId"},
-                      headers=tenant.viewer).json() == [{"_id": e3["_id"], "email": "bob@a.com", "companyId": a["_id"]}]
+    assert [
+        e["email"]
+        for e in client.get(
+            "/endusers", params={"sort": "-email", "limit": 2, "offset": 1}, headers=tenant.viewer
+        ).json()
+    ] == ["cat@none.com", "bob@a.com"]
+    assert client.get(
+        "/endusers", params={"email": "BOB@A.COM", "select": "email,companyId"}, headers=tenant.viewer
+    ).json() == [{"_id": e3["_id"], "email": "bob@a.com", "companyId": a["_id"]}]
     assert client.get("/endusers", params={"email": "nobody@a.com"}, headers=tenant.viewer).json() == []
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"companyId": "nope"}, "companyId"), ({"companyId": "0123456789abcdef01234567,x"}, "companyId"),
-    ({"sort": "age"}, "sort"), ({"select": "age"}, "select"), ({"limit": -1}, "limit"), ({"offset": "a"}, "offset"),
-    ({"email": "x" * 321}, "email"), ({"email": "a\x00@b.com"}, "email"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"companyId": "nope"}, "companyId"),
+        ({"companyId": "0123456789abcdef01234567,x"}, "companyId"),
+        ({"sort": "age"}, "sort"),
+        ({"select": "age"}, "select"),
+        ({"limit": -1}, "limit"),
+        ({"offset": "a"}, "offset"),
+        ({"email": "x" * 321}, "email"),
+        ({"email": "a\x00@b.com"}, "email"),
+    ],
+)
 def test_list_bad_params(client, tenant: Tenant, params: dict[str, Any], field: str) -> None:
     assert_error(client.get("/endusers", params=params, headers=tenant.viewer), 400, field)
 
@@ -251,7 +371,11 @@ def test_output_carries_latest_answer(client, tenant: Tenant) -> None:
     post_nps(client, tenant, "kim@x.com", 0, comment="older", dateAnswered="2029-01-01T00:00:00Z")
     got = client.get(f"/endusers/{e['_id']}", headers=tenant.viewer).json()
     assert (got["nps"], got["npsComment"], got["npsDate"], got["npsId"]) == (
-        9, "new", "2030-02-01T10:00:00.500Z", latest["_id"])
+        9,
+        "new",
+        "2030-02-01T10:00:00.500Z",
+        latest["_id"],
+    )
     client.delete(f"/nps/{latest['_id']}", headers=tenant.admin)
     got = client.get(f"/endusers/{e['_id']}", headers=tenant.viewer).json()
     assert (got["nps"], got["npsComment"]) == (3, "old")
@@ -263,7 +387,10 @@ def test_moving_a_contact_moves_its_nps(client, tenant: Tenant) -> None:
     post_nps(client, tenant, "one@a.com", 10)
     post_nps(client, tenant, "two@a.com", 0)
     post_nps(client, tenant, "three@b.com", 10)
-    assert (company(client, tenant, a["_id"])["nps"], company(client, tenant, a["_id"])["npsResponses"]) == (0.0, 2)
+    assert (company(client, tenant, a["_id"])["nps"], company(client, tenant, a["_id"])["npsResponses"]) == (
+        0.0,
+        2,
+    )
     assert company(client, tenant, b["_id"])["nps"] == 100.0
     two = client.get("/endusers", params={"email": "two@a.com"}, headers=tenant.viewer).json()[0]
     moved = client.put(f"/endusers/{two['_id']}", json={"companyId": b["_id"]}, headers=tenant.editor)
@@ -277,8 +404,9 @@ def test_moving_a_contact_moves_its_nps(client, tenant: Tenant) -> None:
     assert moved_rec["cId"] == b["_id"] and moved_rec["__v"] == 1
     by_b = client.get("/nps", params={"companyId": b["_id"], "sort": "score"}, headers=tenant.viewer).json()
     assert [(r["email"], r["score"]) for r in by_b] == [("two@a.com", 0), ("three@b.com", 10)]
-    assert [r["email"] for r in client.get("/nps", params={"companyId": a["_id"]}, headers=tenant.viewer).json()] == [
-        "one@a.com"]
+    assert [
+        r["email"] for r in client.get("/nps", params={"companyId": a["_id"]}, headers=tenant.viewer).json()
+    ] == ["one@a.com"]
     for cid, expected in ((a["_id"], (100.0, 1)), (b["_id"], (0.0, 2))):
         m = client.get("/v1/nps-surveys/metrics/nps", params={"companyId": cid}, headers=tenant.viewer)
         assert m.status_code == 200, m.text
@@ -312,7 +440,9 @@ def test_delete_contact_with_records_needs_cascade(client, tenant: Tenant) -> No
     body = assert_error(client.delete(f"/endusers/{r1['euId']}", headers=tenant.admin), 409, "cascade")
     assert "NPS records" in body["message"]
     assert company(client, tenant, c["_id"])["npsResponses"] == 2
-    assert_error(client.delete(f"/endusers/{r1['euId']}", params={"cascade": "true"}, headers=tenant.editor), 403)
+    assert_error(
+        client.delete(f"/endusers/{r1['euId']}", params={"cascade": "true"}, headers=tenant.editor), 403
+    )
     r = client.delete(f"/endusers/{r1['euId']}", params={"cascade": "true"}, headers=tenant.admin)
     assert r.status_code == 200, r.text
     assert r.json() == {"n": 1, "ok": 1, "deletedCount": 1}
@@ -335,7 +465,9 @@ def test_roles(client, tenant: Tenant) -> None:
     assert_error(client.put(f"/endusers/{e['_id']}", json={"name": "V"}, headers=tenant.viewer), 403)
     assert_error(client.delete(f"/endusers/{e['_id']}", headers=tenant.viewer), 403)
     assert_error(client.delete(f"/endusers/{e['_id']}", headers=tenant.editor), 403)
-    assert client.put(f"/endusers/{e['_id']}", json={"name": "E"}, headers=tenant.editor).json()["name"] == "E"
+    assert (
+        client.put(f"/endusers/{e['_id']}", json={"name": "E"}, headers=tenant.editor).json()["name"] == "E"
+    )
     assert client.get(f"/endusers/{e['_id']}", headers=tenant.viewer).json()["name"] == "E"
     assert_error(client.get(f"/endusers/{e['_id']}"), 401)
 

@@ -33,8 +33,16 @@ def test_two_errors_get_different_request_ids(client) -> None:
     assert a != b
 
 
-@pytest.mark.parametrize("method, path", [("DELETE", "/companies"), ("PATCH", "/companies/0123456789abcdef01234567"),
-                                          ("PUT", "/endusers"), ("GET", "/v1/auth/login"), ("POST", "/healthz")])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("DELETE", "/companies"),
+        ("PATCH", "/companies/0123456789abcdef01234567"),
+        ("PUT", "/endusers"),
+        ("GET", "/v1/auth/login"),
+        ("POST", "/healthz"),
+    ],
+)
 def test_wrong_method_is_405(client, tenant: Tenant, method: str, path: str) -> None:
     r = client.request(method, path, headers=tenant.admin)
     body = assert_error(r, 405)
@@ -44,8 +52,9 @@ def test_wrong_method_is_405(client, tenant: Tenant, method: str, path: str) -> 
 
 
 @pytest.mark.parametrize("path", ["/companies", "/endusers", "/v1/auth/login"])
-@pytest.mark.parametrize("raw", [b"{", b'{"name": "x",}', b"{'name': 'x'}", b'{"name": "x"} trailing', b"\xff\xfe",
-                                 b"NaN"])
+@pytest.mark.parametrize(
+    "raw", [b"{", b'{"name": "x",}', b"{'name': 'x'}", b'{"name": "x"} trailing', b"\xff\xfe", b"NaN"]
+)
 def test_malformed_json_is_400(client, tenant: Tenant, path: str, raw: bytes) -> None:
     r = client.post(path, content=raw, headers={**tenant.editor, "Content-Type": "application/json"})
     body = assert_error(r, 400, "body")
@@ -62,20 +71,28 @@ def test_non_object_body_is_400(client, tenant: Tenant, path: str, payload: obje
 def test_non_object_body_on_put_is_400(client, tenant: Tenant) -> None:
     cid = client.post("/companies", json={"name": "A"}, headers=tenant.editor).json()["_id"]
     assert_error(client.put(f"/companies/{cid}", json=[{"name": "B"}], headers=tenant.editor), 400, "body")
-    assert_error(client.put(f"/companies/{cid}", content=b"[", headers={**tenant.editor,
-                                                                      "Content-Type": "application/json"}), 400)
+    assert_error(
+        client.put(
+            f"/companies/{cid}", content=b"[", headers={**tenant.editor, "Content-Type": "application/json"}
+        ),
+        400,
+    )
     assert client.get(f"/companies/{cid}", headers=tenant.viewer).json()["name"] == "A"
 
 
 def test_missing_body_is_400(client, tenant: Tenant) -> None:
     body = assert_error(client.post("/companies", headers=tenant.editor), 400, "body")
     assert body["message"] == "body is required"
-    assert_error(client.post("/companies", content=b"", headers={**tenant.editor,
-                                                                 "Content-Type": "application/json"}), 400)
+    assert_error(
+        client.post("/companies", content=b"", headers={**tenant.editor, "Content-Type": "application/json"}),
+        400,
+    )
 
 
 def test_non_json_content_type_is_4xx(client, tenant: Tenant) -> None:
-    r = client.post("/companies", content=b'{"name": "x"}', headers={**tenant.editor, "Content-Type": "text/plain"})
+    r = client.post(
+        "/companies", content=b'{"name": "x"}', headers={**tenant.editor, "Content-Type": "text/plain"}
+    )
     assert r.status_code in (400, 415), r.text
     assert_error(r, r.status_code)
     r = client.post("/companies", data={"name": "x"}, headers=tenant.editor)  # form encoded
@@ -84,15 +101,18 @@ def test_non_json_content_type_is_4xx(client, tenant: Tenant) -> None:
 
 
 def test_validation_errors_list_every_field(client, tenant: Tenant) -> None:
-    body = assert_error(client.post("/companies", json={"name": 1, "custom": 2, "bogus": 3}, headers=tenant.editor),
-                        400)
+    body = assert_error(
+        client.post("/companies", json={"name": 1, "custom": 2, "bogus": 3}, headers=tenant.editor), 400
+    )
     assert {d["field"] for d in body["details"]} == {"name", "custom", "bogus"}
     assert all(d["issue"] for d in body["details"])
     assert body["error"] == "Bad Request"
 
 
 def test_query_parameter_errors_name_the_parameter(client, tenant: Tenant) -> None:
-    body = assert_error(client.get("/companies", params={"limit": "many"}, headers=tenant.viewer), 400, "limit")
+    body = assert_error(
+        client.get("/companies", params={"limit": "many"}, headers=tenant.viewer), 400, "limit"
+    )
     assert body["path"] == "/companies"
 
 
@@ -123,8 +143,14 @@ def test_unexpected_crash_is_500_in_the_shape(database: DatabaseFixture) -> None
 
 def test_openapi_documents_contacts(client) -> None:
     doc = client.get("/openapi.json").json()
-    for path in ("/companies", "/companies/{key}", "/companies/{key}/endusers", "/endusers", "/endusers/{key}",
-                 "/v1/auth/login"):
+    for path in (
+        "/companies",
+        "/companies/{key}",
+        "/companies/{key}/endusers",
+        "/endusers",
+        "/endusers/{key}",
+        "/v1/auth/login",
+    ):
         assert path in doc["paths"], path
     assert "ErrorBody" in doc["components"]["schemas"]
     assert set(doc["paths"]["/companies/{key}"]) == {"get", "put", "delete"}

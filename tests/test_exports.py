@@ -16,8 +16,23 @@ from fastapi.testclient import TestClient
 from conftest import Tenant, assert_error
 from npsd.exports.service import BATCH_ROWS
 
-FIELDS = ["_id", "email", "score", "scoreType", "comment", "euId", "cId", "campaignId", "source", "sourceId",
-          "dateSent", "dateReminderSent", "dateAnswered", "createdAt", "updatedAt"]
+FIELDS = [
+    "_id",
+    "email",
+    "score",
+    "scoreType",
+    "comment",
+    "euId",
+    "cId",
+    "campaignId",
+    "source",
+    "sourceId",
+    "dateSent",
+    "dateReminderSent",
+    "dateAnswered",
+    "createdAt",
+    "updatedAt",
+]
 ALL = {"npsExpiryDay": 0}
 
 
@@ -42,31 +57,56 @@ def csv_rows(client: TestClient, tenant: Tenant, **params: Any) -> list[dict[str
 @pytest.fixture
 def sample(client: TestClient, tenant: Tenant) -> list[str]:
     """Three records with text that spreadsheets would run, typed custom values and dates."""
-    return put(client, tenant, [
-        {"email": "ann@example.com", "score": 10, "comment": "=HYPERLINK(\"http://evil\")", "source": "email",
-         "sourceId": "s-1", "campaignId": "c1", "dateSent": "2026-01-01T09:00:00Z",
-         "dateAnswered": "2026-01-02T10:30:00.123Z",
-         "custom": {"plan": "pro", "seats": 12, "vip": True, "note": "-2+3", "tags": ["a", "b"]}},
-        {"email": "bob@example.com", "score": 7, "comment": "+ fine\nsecond line, with comma", "source": "web",
-         "campaignId": "c2", "dateAnswered": "2026-01-03T10:00:00Z", "custom": {"plan": "@cmd"}},
-        {"email": "cat@example.com", "score": 2, "comment": "\tnope", "source": "-web",
-         "dateAnswered": "2026-01-04T10:00:00Z"},
-    ])
+    return put(
+        client,
+        tenant,
+        [
+            {
+                "email": "ann@example.com",
+                "score": 10,
+                "comment": '=HYPERLINK("http://evil")',
+                "source": "email",
+                "sourceId": "s-1",
+                "campaignId": "c1",
+                "dateSent": "2026-01-01T09:00:00Z",
+                "dateAnswered": "2026-01-02T10:30:00.123Z",
+                "custom": {"plan": "pro", "seats": 12, "vip": True, "note": "-2+3", "tags": ["a", "b"]},
+            },
+            {
+                "email": "bob@example.com",
+                "score": 7,
+                "comment": "+ fine\nsecond line, with comma",
+                "source": "web",
+                "campaignId": "c2",
+                "dateAnswered": "2026-01-03T10:00:00Z",
+                "custom": {"plan": "@cmd"},
+            },
+            {
+                "email": "cat@example.com",
+                "score": 2,
+                "comment": "\tnope",
+                "source": "-web",
+                "dateAnswered": "2026-01-04T10:00:00Z",
+            },
+        ],
+    )
 
 
-def test_csv_header_values_escaping_and_custom_columns(client: TestClient, tenant: Tenant,
-                                                       sample: list[str]) -> None:
+def test_csv_header_values_escaping_and_custom_columns(
+    client: TestClient, tenant: Tenant, sample: list[str]
+) -> None:
     r = export(client, tenant, "csv", **ALL)
     assert r.headers["content-type"] == "text/csv; charset=utf-8"
-    assert re.fullmatch(r"attachment; filename=nps-records-\d{4}-\d{2}-\d{2}\.csv",
-                        r.headers["content-disposition"])
+    assert re.fullmatch(
+        r"attachment; filename=nps-records-\d{4}-\d{2}-\d{2}\.csv", r.headers["content-disposition"]
+    )
     text = r.content.decode("utf-8")
     header = next(csv.reader(io.StringIO(text)))
     assert header == [*FIELDS, "custom.note", "custom.plan", "custom.seats", "custom.tags", "custom.vip"]
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [row["_id"] for row in rows] == list(reversed(sample))  # newest answer first, like GET /nps
     cat, bob, ann = rows
-    assert ann["comment"] == "'=HYPERLINK(\"http://evil\")"
+    assert ann["comment"] == '\'=HYPERLINK("http://evil")'
     assert bob["comment"] == "'+ fine\nsecond line, with comma"
     assert cat["comment"] == "'\tnope"
     assert cat["source"] == "'-web"
@@ -87,6 +127,7 @@ def _expected_csv(records: list[dict[str, Any]], keys: list[str]) -> bytes:
     """What the CSV export must hold, written independently with the csv module from the JSON
     export: the documented formula guard on text, numbers as they are, booleans as true/false,
     objects and arrays as compact JSON, null and missing as empty."""
+
     def guard(text: str) -> str:
         return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
@@ -106,8 +147,12 @@ def _expected_csv(records: list[dict[str, Any]], keys: list[str]) -> bytes:
     writer.writerow([*FIELDS, *(f"custom.{k}" for k in keys)])
     for r in records:
         custom = r["custom"] or {}
-        writer.writerow([*(r[f] if f in ("score", "scoreType") else cell(r[f]) for f in FIELDS),
-                         *(cell(custom.get(k)) for k in keys)])
+        writer.writerow(
+            [
+                *(r[f] if f in ("score", "scoreType") else cell(r[f]) for f in FIELDS),
+                *(cell(custom.get(k)) for k in keys),
+            ]
+        )
     return out.getvalue().encode()
 
 
@@ -115,13 +160,40 @@ def test_csv_bytes_equal_the_csv_module_on_hostile_text(client: TestClient, tena
     """Quotes, commas, CR, LF, formula starts and typed custom values: the CSV export is byte for
     byte what the csv module writes from the same records (SQLite finishes the cells in SQL, other
     databases in Python; both must agree with this)."""
-    texts = ['say "hi", then leave', "line one\nline two", "cr\rhere", "crlf\r\nend", '=1+2, "x"', "-",
-             "", "plain", "\t\"tab\"", "@at,", "ünïcødé ✓ 日本", '"', ",", "+"]
-    items = [{"email": f"q{i}@example.com", "score": i % 11, "comment": t, "source": t or None,
-              "sourceId": f"s-{i}" + t, "campaignId": t[:60] or None, "dateAnswered": f"2026-02-{1 + i:02d}T10:00:00Z",
-              "custom": {"text": t, "n": [12, -5, 0.30000000000000004, 2**53 + 1, 1.5, 0][i % 6],
-                         "flag": [True, False, None][i % 3], "nested": {"a": t, "b": [1, "x,y"]}}}
-             for i, t in enumerate(texts)]
+    texts = [
+        'say "hi", then leave',
+        "line one\nline two",
+        "cr\rhere",
+        "crlf\r\nend",
+        '=1+2, "x"',
+        "-",
+        "",
+        "plain",
+        '\t"tab"',
+        "@at,",
+        "ünïcødé ✓ 日本",
+        '"',
+        ",",
+        "+",
+    ]
+    items = [
+        {
+            "email": f"q{i}@example.com",
+            "score": i % 11,
+            "comment": t,
+            "source": t or None,
+            "sourceId": f"s-{i}" + t,
+            "campaignId": t[:60] or None,
+            "dateAnswered": f"2026-02-{1 + i:02d}T10:00:00Z",
+            "custom": {
+                "text": t,
+                "n": [12, -5, 0.30000000000000004, 2**53 + 1, 1.5, 0][i % 6],
+                "flag": [True, False, None][i % 3],
+                "nested": {"a": t, "b": [1, "x,y"]},
+            },
+        }
+        for i, t in enumerate(texts)
+    ]
     put(client, tenant, items)
     body = export(client, tenant, "csv", **ALL).content
     records = json.loads(export(client, tenant, "json", **ALL).content)
@@ -129,7 +201,9 @@ def test_csv_bytes_equal_the_csv_module_on_hostile_text(client: TestClient, tena
     assert body == _expected_csv(records, ["flag", "n", "nested", "text"])
 
 
-def test_json_and_ndjson_parse_to_the_same_records(client: TestClient, tenant: Tenant, sample: list[str]) -> None:
+def test_json_and_ndjson_parse_to_the_same_records(
+    client: TestClient, tenant: Tenant, sample: list[str]
+) -> None:
     r = export(client, tenant, "json", **ALL)
     assert r.headers["content-type"] == "application/json"
     assert r.headers["content-disposition"].endswith(".json")
@@ -137,7 +211,7 @@ def test_json_and_ndjson_parse_to_the_same_records(client: TestClient, tenant: T
     assert [o["_id"] for o in array] == list(reversed(sample))
     ann = array[2]
     assert ann["custom"] == {"plan": "pro", "seats": 12, "vip": True, "note": "-2+3", "tags": ["a", "b"]}
-    assert ann["comment"] == "=HYPERLINK(\"http://evil\")"  # JSON is data, not a spreadsheet: no escaping
+    assert ann["comment"] == '=HYPERLINK("http://evil")'  # JSON is data, not a spreadsheet: no escaping
     assert ann["score"] == 10 and ann["scoreType"] == "promoter" and ann["cId"] is None
     assert list(ann) == [*FIELDS, "custom"]
     listed = {o["_id"]: o for o in client.get("/nps", params=ALL, headers=tenant.viewer).json()}
@@ -166,7 +240,7 @@ def test_xlsx_has_typed_and_escaped_cells(client: TestClient, tenant: Tenant, sa
     assert ann["dateAnswered"] == datetime(2026, 1, 2, 10, 30, 0, 123000)
     assert ann["dateSent"] == datetime(2026, 1, 1, 9, 0)
     assert ann["dateReminderSent"] is None and ann["cId"] is None
-    assert ann["comment"] == "'=HYPERLINK(\"http://evil\")"
+    assert ann["comment"] == '\'=HYPERLINK("http://evil")'
     assert bob["comment"] == "'+ fine\nsecond line, with comma"
     assert cat["comment"] == "'\tnope" and cat["source"] == "'-web"
     assert ann["custom.seats"] == 12 and ann["custom.vip"] is True and ann["custom.note"] == "'-2+3"
@@ -179,9 +253,15 @@ def test_filters_are_those_of_the_list(client: TestClient, tenant: Tenant, sampl
     assert [r["_id"] for r in csv_rows(client, tenant, scoreType="promoter", **ALL)] == [sample[0]]
     assert [r["_id"] for r in csv_rows(client, tenant, campaignId="c1,c2", **ALL)] == [sample[1], sample[0]]
     assert [r["_id"] for r in csv_rows(client, tenant, email="BOB@example.com", **ALL)] == [sample[1]]
-    assert [r["_id"] for r in csv_rows(client, tenant, since="2026-01-03T00:00:00Z", until="2026-01-03T23:59:59Z",
-                                       **ALL)] == [sample[1]]
-    assert [r["_id"] for r in csv_rows(client, tenant, sort="score", **ALL)] == [sample[2], sample[1], sample[0]]
+    assert [
+        r["_id"]
+        for r in csv_rows(client, tenant, since="2026-01-03T00:00:00Z", until="2026-01-03T23:59:59Z", **ALL)
+    ] == [sample[1]]
+    assert [r["_id"] for r in csv_rows(client, tenant, sort="score", **ALL)] == [
+        sample[2],
+        sample[1],
+        sample[0],
+    ]
     # limit and offset do not cut an export
     assert len(csv_rows(client, tenant, limit=1, offset=1, **ALL)) == 3
     # a filter on custom keys: the columns follow the rows exported
@@ -190,10 +270,14 @@ def test_filters_are_those_of_the_list(client: TestClient, tenant: Tenant, sampl
 
 
 def test_default_window_is_the_lists(client: TestClient, tenant: Tenant) -> None:
-    old, new = put(client, tenant, [
-        {"email": "old@example.com", "score": 5, "dateAnswered": "2015-06-01T00:00:00Z"},
-        {"email": "new@example.com", "score": 9},
-    ])
+    old, new = put(
+        client,
+        tenant,
+        [
+            {"email": "old@example.com", "score": 5, "dateAnswered": "2015-06-01T00:00:00Z"},
+            {"email": "new@example.com", "score": 9},
+        ],
+    )
     assert [r["_id"] for r in csv_rows(client, tenant)] == [new]
     assert {r["_id"] for r in csv_rows(client, tenant, npsExpiryDay=0)} == {old, new}
 
@@ -203,17 +287,32 @@ def test_empty_exports_are_well_formed(client: TestClient, tenant: Tenant) -> No
     assert r.text.splitlines() == [",".join(FIELDS)]
     assert export(client, tenant, "json").json() == []
     assert export(client, tenant, "ndjson").content == b""
-    rows = list(openpyxl.load_workbook(io.BytesIO(export(client, tenant, "xlsx").content)).active
-                .iter_rows(values_only=True))
+    rows = list(
+        openpyxl.load_workbook(io.BytesIO(export(client, tenant, "xlsx").content)).active.iter_rows(
+            values_only=True
+        )
+    )
     assert rows == [tuple(FIELDS)]
 
 
 def test_batches_add_up(client: TestClient, tenant: Tenant) -> None:
     n = BATCH_ROWS + 321
-    put(client, tenant, [{"email": f"u{i}@example.com", "score": i % 11, "custom": {"i": i},
-                          "dateAnswered": f"2026-0{1 + i % 9}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z"}
-                         for i in range(n)])
-    listed = [o["_id"] for o in client.get("/nps", params={"limit": 10000, **ALL}, headers=tenant.viewer).json()]
+    put(
+        client,
+        tenant,
+        [
+            {
+                "email": f"u{i}@example.com",
+                "score": i % 11,
+                "custom": {"i": i},
+                "dateAnswered": f"2026-0{1 + i % 9}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z",
+            }
+            for i in range(n)
+        ],
+    )
+    listed = [
+        o["_id"] for o in client.get("/nps", params={"limit": 10000, **ALL}, headers=tenant.viewer).json()
+    ]
     assert len(listed) == n
     assert [r["_id"] for r in csv_rows(client, tenant, **ALL)] == listed
     assert [o["_id"] for o in export(client, tenant, "json", **ALL).json()] == listed
@@ -223,8 +322,18 @@ def test_batches_add_up(client: TestClient, tenant: Tenant) -> None:
 
 
 def test_tenant_isolation(client: TestClient, tenant: Tenant, other: Tenant, sample: list[str]) -> None:
-    put(client, other, [{"email": "zed@example.com", "score": 1, "custom": {"secret": "x"},
-                         "dateAnswered": "2026-01-05T00:00:00Z"}])
+    put(
+        client,
+        other,
+        [
+            {
+                "email": "zed@example.com",
+                "score": 1,
+                "custom": {"secret": "x"},
+                "dateAnswered": "2026-01-05T00:00:00Z",
+            }
+        ],
+    )
     mine = csv_rows(client, tenant, **ALL)
     assert {r["_id"] for r in mine} == set(sample)
     assert "custom.secret" not in mine[0]
@@ -244,62 +353,118 @@ def test_format_is_required_and_checked(client: TestClient, tenant: Tenant) -> N
 def test_bad_filters_and_auth(client: TestClient, tenant: Tenant) -> None:
     assert_error(client.get("/nps/export?format=csv&companyId=nope", headers=tenant.viewer), 400, "companyId")
     assert_error(client.get("/nps/export?format=csv&since=yesterday", headers=tenant.viewer), 400, "since")
-    assert_error(client.get("/nps/export?format=csv&scoreType=happy", headers=tenant.viewer), 400, "scoreType")
+    assert_error(
+        client.get("/nps/export?format=csv&scoreType=happy", headers=tenant.viewer), 400, "scoreType"
+    )
     assert_error(client.get("/nps/export?format=csv&sort=password", headers=tenant.viewer), 400, "sort")
-    assert_error(client.get("/nps/export?format=csv&since=2026-02-01&until=2026-01-01", headers=tenant.viewer),
-                 400, "since")
+    assert_error(
+        client.get("/nps/export?format=csv&since=2026-02-01&until=2026-01-01", headers=tenant.viewer),
+        400,
+        "since",
+    )
     assert_error(client.get("/nps/export?format=csv"), 401)
     # /nps/export is not read as a record id
     assert client.get("/nps/export?format=json", headers=tenant.viewer).json() == []
 
 
 def test_dates_print_exactly_as_the_api_prints_them(client: TestClient, tenant: Tenant) -> None:
-    stamps = ["2026-01-01T23:59:59.999Z", "2026-01-02T00:00:00.001Z", "2026-02-28T12:00:00.5Z",
-              "2026-03-01T00:00:00Z", "2025-12-31T23:59:59.123+05:00", "1767225600"]
-    put(client, tenant, [{"email": f"d{i}@example.com", "score": 5, "dateAnswered": stamp, "dateSent": stamp,
-                          "dateReminderSent": stamp} for i, stamp in enumerate(stamps)])
+    stamps = [
+        "2026-01-01T23:59:59.999Z",
+        "2026-01-02T00:00:00.001Z",
+        "2026-02-28T12:00:00.5Z",
+        "2026-03-01T00:00:00Z",
+        "2025-12-31T23:59:59.123+05:00",
+        "1767225600",
+    ]
+    put(
+        client,
+        tenant,
+        [
+            {
+                "email": f"d{i}@example.com",
+                "score": 5,
+                "dateAnswered": stamp,
+                "dateSent": stamp,
+                "dateReminderSent": stamp,
+            }
+            for i, stamp in enumerate(stamps)
+        ],
+    )
     listed = client.get("/nps", params=ALL, headers=tenant.viewer).json()
     assert {o["dateAnswered"] for o in listed} == {
-        "2026-01-01T23:59:59.999Z", "2026-01-02T00:00:00.001Z", "2026-02-28T12:00:00.500Z",
-        "2026-03-01T00:00:00.000Z", "2025-12-31T18:59:59.123Z", "2026-01-01T00:00:00.000Z"}
+        "2026-01-01T23:59:59.999Z",
+        "2026-01-02T00:00:00.001Z",
+        "2026-02-28T12:00:00.500Z",
+        "2026-03-01T00:00:00.000Z",
+        "2025-12-31T18:59:59.123Z",
+        "2026-01-01T00:00:00.000Z",
+    }
     dates = ("dateSent", "dateReminderSent", "dateAnswered", "createdAt", "updatedAt")
     expected = [{k: o[k] for k in ("_id", *dates)} for o in listed]
-    assert [{k: o[k] for k in ("_id", *dates)} for o in export(client, tenant, "json", **ALL).json()] == expected
+    assert [
+        {k: o[k] for k in ("_id", *dates)} for o in export(client, tenant, "json", **ALL).json()
+    ] == expected
     assert [{k: r[k] for k in ("_id", *dates)} for r in csv_rows(client, tenant, **ALL)] == expected
     sheet = openpyxl.load_workbook(io.BytesIO(export(client, tenant, "xlsx", **ALL).content)).active
     rows = list(sheet.iter_rows(values_only=True))
     column = rows[0].index("dateAnswered")
     assert [row[column].isoformat(timespec="milliseconds") + "Z" for row in rows[1:]] == [
-        o["dateAnswered"] for o in listed]
+        o["dateAnswered"] for o in listed
+    ]
 
 
-def test_survey_responses_export_uses_the_same_writer(client: TestClient, tenant: Tenant, other: Tenant) -> None:
+def test_survey_responses_export_uses_the_same_writer(
+    client: TestClient, tenant: Tenant, other: Tenant
+) -> None:
     r = client.post("/v1/nps-surveys", json={"name": "Export me"}, headers=tenant.editor)
     assert r.status_code == 201, r.text
     sid = r.json()["id"]
-    mine = put(client, tenant, [{"email": "s1@example.com", "score": 9, "campaignId": sid, "comment": "@home"},
-                                {"email": "s2@example.com", "score": 3, "campaignId": sid}])
+    mine = put(
+        client,
+        tenant,
+        [
+            {"email": "s1@example.com", "score": 9, "campaignId": sid, "comment": "@home"},
+            {"email": "s2@example.com", "score": 3, "campaignId": sid},
+        ],
+    )
     put(client, tenant, [{"email": "s3@example.com", "score": 5}])
     r = client.get(f"/v1/nps-surveys/{sid}/responses/export", params={"format": "csv"}, headers=tenant.viewer)
     assert r.status_code == 200, r.text
-    assert re.fullmatch(rf"attachment; filename=nps-survey-{sid}-responses-\d{{4}}-\d{{2}}-\d{{2}}\.csv",
-                        r.headers["content-disposition"])
+    assert re.fullmatch(
+        rf"attachment; filename=nps-survey-{sid}-responses-\d{{4}}-\d{{2}}-\d{{2}}\.csv",
+        r.headers["content-disposition"],
+    )
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert sorted(row["_id"] for row in rows) == sorted(mine)
     assert {row["comment"] for row in rows} == {"'@home", ""}
-    body = assert_error(client.get(f"/v1/nps-surveys/{sid}/responses/export", params={"format": "pdf"},
-                                   headers=tenant.viewer), 400, "format")
+    body = assert_error(
+        client.get(
+            f"/v1/nps-surveys/{sid}/responses/export", params={"format": "pdf"}, headers=tenant.viewer
+        ),
+        400,
+        "format",
+    )
     assert "ndjson" in body["message"]
-    assert_error(client.get(f"/v1/nps-surveys/{sid}/responses/export", params={"format": "csv"},
-                            headers=other.viewer), 404)
+    assert_error(
+        client.get(f"/v1/nps-surveys/{sid}/responses/export", params={"format": "csv"}, headers=other.viewer),
+        404,
+    )
 
 
 def test_too_many_custom_keys_become_one_json_column(client: TestClient, tenant: Tenant) -> None:
-    put(client, tenant, [
-        {"email": "k1@example.com", "score": 5, "custom": {f"a{i}": i for i in range(600)}},
-        {"email": "k2@example.com", "score": 6, "custom": {f"b{i}": "=x" for i in range(600)},
-         "comment": "control \x01 characters and " + "long " * 8000},
-    ])
+    put(
+        client,
+        tenant,
+        [
+            {"email": "k1@example.com", "score": 5, "custom": {f"a{i}": i for i in range(600)}},
+            {
+                "email": "k2@example.com",
+                "score": 6,
+                "custom": {f"b{i}": "=x" for i in range(600)},
+                "comment": "control \x01 characters and " + "long " * 8000,
+            },
+        ],
+    )
     rows = csv_rows(client, tenant)
     assert list(rows[0]) == [*FIELDS, "custom"]
     assert sorted(len(json.loads(r["custom"])) for r in rows) == [600, 600]
@@ -317,11 +482,17 @@ def test_csv_with_more_custom_keys_than_one_sql_function_takes(client: TestClien
     """150 custom keys: more cells than SQLite's printf() takes in one call (the line is built
     from several calls); every value still lands under its own header."""
     keys = [f"k{i:03d}" for i in range(150)]
-    put(client, tenant, [{"email": "wide@example.com", "score": 9, "custom": {k: f"v,{k}" for k in keys}},
-                         {"email": "narrow@example.com", "score": 3, "custom": {"k149": -1}}])
+    put(
+        client,
+        tenant,
+        [
+            {"email": "wide@example.com", "score": 9, "custom": {k: f"v,{k}" for k in keys}},
+            {"email": "narrow@example.com", "score": 3, "custom": {"k149": -1}},
+        ],
+    )
     rows = csv_rows(client, tenant, **ALL)
     by_email = {r["email"]: r for r in rows}
-    assert list(rows[0])[len(FIELDS):] == [f"custom.{k}" for k in keys]
+    assert list(rows[0])[len(FIELDS) :] == [f"custom.{k}" for k in keys]
     assert all(by_email["wide@example.com"][f"custom.{k}"] == f"v,{k}" for k in keys)
     assert by_email["narrow@example.com"]["custom.k149"] == "-1"
     assert by_email["narrow@example.com"]["custom.k000"] == ""

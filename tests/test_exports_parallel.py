@@ -58,14 +58,21 @@ def clients(sqlite_db: TestDatabase) -> Iterator[tuple[TestClient, TestClient, D
 
 def _records(n: int, company: str | None = None) -> list[dict[str, Any]]:
     hostile = ['say "hi", then', "two\nlines", "=SUM(A1)", "-", "", "ünï ✓", ",", None]
-    return [{"email": f"p{i % 13}@par{i % 3}.example", "score": i % 11,
-             "comment": hostile[i % len(hostile)], "source": ["email", "web", None][i % 3],
-             "sourceId": f"par-{i}", "cId": company,
-             # a few distinct answer times only: the sort key has long runs of ties
-             "dateAnswered": f"2026-03-0{1 + i % 4}T10:00:00Z",
-             "dateSent": None if i % 5 else "2026-02-01T08:00:00Z",
-             "custom": {"n": i, "f": i / 7, "t": hostile[(i + 1) % len(hostile)], "b": i % 2 == 0}}
-            for i in range(n)]
+    return [
+        {
+            "email": f"p{i % 13}@par{i % 3}.example",
+            "score": i % 11,
+            "comment": hostile[i % len(hostile)],
+            "source": ["email", "web", None][i % 3],
+            "sourceId": f"par-{i}",
+            "cId": company,
+            # a few distinct answer times only: the sort key has long runs of ties
+            "dateAnswered": f"2026-03-0{1 + i % 4}T10:00:00Z",
+            "dateSent": None if i % 5 else "2026-02-01T08:00:00Z",
+            "custom": {"n": i, "f": i / 7, "t": hostile[(i + 1) % len(hostile)], "b": i % 2 == 0},
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -83,18 +90,33 @@ def tenant_data(sqlite_db: TestDatabase, clients: tuple[TestClient, TestClient, 
     return tenant, company, survey
 
 
-@pytest.mark.parametrize("params", [
-    {}, {"sort": "-score"}, {"sort": "score"}, {"sort": "email"}, {"sort": "-createdAt"},
-    # ascending by a time with long runs of whole-second ties: block keys must round-trip as stored
-    {"sort": "dateAnswered"}, {"sort": "createdAt"},
-    {"sort": "dateSent"},  # a nullable sort key: written by one reader in both apps
-    {"scoreType": "promoter"}, {"companyId": "COMPANY"}, {"since": "2026-03-02T00:00:00Z"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"sort": "-score"},
+        {"sort": "score"},
+        {"sort": "email"},
+        {"sort": "-createdAt"},
+        # ascending by a time with long runs of whole-second ties: block keys must round-trip as stored
+        {"sort": "dateAnswered"},
+        {"sort": "createdAt"},
+        {"sort": "dateSent"},  # a nullable sort key: written by one reader in both apps
+        {"scoreType": "promoter"},
+        {"companyId": "COMPANY"},
+        {"since": "2026-03-02T00:00:00Z"},
+    ],
+)
 def test_workers_write_the_bytes_one_reader_writes(
-        clients: tuple[TestClient, TestClient, Database], tenant_data: Any, params: dict[str, str]) -> None:
+    clients: tuple[TestClient, TestClient, Database], tenant_data: Any, params: dict[str, str]
+) -> None:
     parallel, single, db = clients
     tenant, company, _ = tenant_data
-    query = {"format": "csv", "npsExpiryDay": 0, **{k: (company if v == "COMPANY" else v) for k, v in params.items()}}
+    query = {
+        "format": "csv",
+        "npsExpiryDay": 0,
+        **{k: (company if v == "COMPANY" else v) for k, v in params.items()},
+    }
     ours = parallel.get("/nps/export", params=query, headers=tenant.viewer)
     alone = single.get("/nps/export", params=query, headers=tenant.viewer)
     assert ours.status_code == alone.status_code == 200, ours.text
@@ -106,7 +128,9 @@ def test_workers_write_the_bytes_one_reader_writes(
     assert (_parallel_plan(db, stmt) is None) == (params.get("sort") == "dateSent")
 
 
-def test_survey_response_exports_agree(clients: tuple[TestClient, TestClient, Database], tenant_data: Any) -> None:
+def test_survey_response_exports_agree(
+    clients: tuple[TestClient, TestClient, Database], tenant_data: Any
+) -> None:
     parallel, single, _ = clients
     tenant, _, survey = tenant_data
     for params in ({"format": "csv"}, {"format": "csv", "sortBy": "score", "sortOrder": "asc"}):
@@ -118,14 +142,17 @@ def test_survey_response_exports_agree(clients: tuple[TestClient, TestClient, Da
         assert ours.content.count(b"par-") == 20
 
 
-def test_too_many_custom_keys_for_columns_agree(sqlite_db: TestDatabase,
-                                                clients: tuple[TestClient, TestClient, Database]) -> None:
+def test_too_many_custom_keys_for_columns_agree(
+    sqlite_db: TestDatabase, clients: tuple[TestClient, TestClient, Database]
+) -> None:
     """Past 1,000 custom keys the export has one JSON column, written by the Python writer
     inside the parallel path's snapshot."""
     parallel, single, _ = clients
     tenant = make_tenant(sqlite_db)
-    items = [{"email": f"wide{i}@example.com", "score": i % 11, "custom": {f"k{i}-{j}": j for j in range(30)}}
-             for i in range(40)]
+    items = [
+        {"email": f"wide{i}@example.com", "score": i % 11, "custom": {f"k{i}-{j}": j for j in range(30)}}
+        for i in range(40)
+    ]
     assert parallel.put("/nps", json=items, headers=tenant.editor).status_code == 200
     query = {"format": "csv", "npsExpiryDay": 0}
     ours = parallel.get("/nps/export", params=query, headers=tenant.viewer)
@@ -139,8 +166,9 @@ def test_one_snapshot_while_records_change(tmp_path: Path) -> None:
     run: each export shows one generation for all its rows, never a mix of blocks from two."""
     fresh = _make_database("sqlite", tmp_path)
     tenant = make_tenant(fresh)
-    server = ServerProcess(fresh.url, fresh.settings.secret_key or "", NPSD_EXPORT_WORKERS="2",
-                           NPSD_EXPORT_PARALLEL_ROWS="20")
+    server = ServerProcess(
+        fresh.url, fresh.settings.secret_key or "", NPSD_EXPORT_WORKERS="2", NPSD_EXPORT_PARALLEL_ROWS="20"
+    )
     stop = threading.Event()
     generations = [0]
 
@@ -150,8 +178,10 @@ def test_one_snapshot_while_records_change(tmp_path: Path) -> None:
             while not stop.is_set():
                 generations[0] += 1
                 conn.execute("BEGIN IMMEDIATE")
-                conn.execute("UPDATE nps_record SET comment = ? WHERE org_id = ?",
-                             (f"gen-{generations[0]}", tenant.org_id))
+                conn.execute(
+                    "UPDATE nps_record SET comment = ? WHERE org_id = ?",
+                    (f"gen-{generations[0]}", tenant.org_id),
+                )
                 conn.execute("COMMIT")
                 time.sleep(0.002)  # a busy writer, not one that never lets go of the lock
         finally:

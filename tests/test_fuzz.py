@@ -36,8 +36,9 @@ def test_every_operation_survives_generated_requests(app: Any, tenant: Tenant) -
         operations += 1
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def run(case: Any) -> None:
             case.call_and_validate(headers=tenant.admin, checks=CHECKS)
 
@@ -56,8 +57,9 @@ def test_selected_lists_conform_to_their_schema(app: Any, client: Any, tenant: T
     client.put("/nps", json=[{"email": "selected@example.com", "score": 9}], headers=tenant.editor)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     for path, select in (("/companies", "description"), ("/endusers", "email"), ("/nps", "score,comment")):
-        case = schema[path]["GET"].Case(query={"select": select, "npsExpiryDay": 0} if path == "/nps"
-                                        else {"select": select})
+        case = schema[path]["GET"].Case(
+            query={"select": select, "npsExpiryDay": 0} if path == "/nps" else {"select": select}
+        )
         response = case.call_and_validate(headers=tenant.viewer, checks=CHECKS)
         items = response.json()
         assert items and all(set(item) == {"_id", *select.split(",")} for item in items)

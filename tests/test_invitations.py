@@ -61,7 +61,17 @@ def test_one_result_per_recipient_in_order(client: Any, tenant: Tenant) -> None:
     ]
     results = invite(client, tenant, survey["id"], recipients)
     assert [r["status"] for r in results] == [
-        "queued", "invalid", "duplicate", "queued", "invalid", "invalid", "invalid", "invalid", "invalid", "invalid"]
+        "queued",
+        "invalid",
+        "duplicate",
+        "queued",
+        "invalid",
+        "invalid",
+        "invalid",
+        "invalid",
+        "invalid",
+        "invalid",
+    ]
     assert [r["email"] for r in results[:4]] == [a, "not-an-address", a.upper(), b]
     assert set(results[0]) == {"email", "status", "invitationId"}
     assert set(results[2]) == {"email", "status"}
@@ -95,12 +105,31 @@ def test_invitation_fields_and_contact(client: Any, tenant: Tenant) -> None:
     assert r.status_code == 200, r.text
     contact_id = r.json()["_id"]
     send_at = in_days(2)
-    results = invite(client, tenant, survey["id"], [{"email": known}, {"email": unique_email()}], sendAt=send_at)
+    results = invite(
+        client, tenant, survey["id"], [{"email": known}, {"email": unique_email()}], sendAt=send_at
+    )
     inv = get_invitation(client, tenant, results[0]["invitationId"])
     assert set(inv) == {
-        "id", "surveyId", "email", "name", "companyId", "enduserId", "locale", "properties", "status", "sendAt",
-        "sentAt", "remindedAt", "answeredAt", "cancelledAt", "failedReason", "responseId", "expiresAt",
-        "createdAt", "updatedAt"}
+        "id",
+        "surveyId",
+        "email",
+        "name",
+        "companyId",
+        "enduserId",
+        "locale",
+        "properties",
+        "status",
+        "sendAt",
+        "sentAt",
+        "remindedAt",
+        "answeredAt",
+        "cancelledAt",
+        "failedReason",
+        "responseId",
+        "expiresAt",
+        "createdAt",
+        "updatedAt",
+    }
     assert inv["surveyId"] == survey["id"]
     assert inv["enduserId"] == contact_id
     assert inv["companyId"] == acme  # taken from the existing contact
@@ -111,15 +140,26 @@ def test_invitation_fields_and_contact(client: Any, tenant: Tenant) -> None:
     assert stranger["enduserId"] is None and stranger["companyId"] is None
 
 
-def test_new_address_is_invited_for_the_company_of_its_domain(client: Any, tenant: Tenant, other: Tenant) -> None:
+def test_new_address_is_invited_for_the_company_of_its_domain(
+    client: Any, tenant: Tenant, other: Tenant
+) -> None:
     """As on every write path, an address without a contact belongs to the company whose domains
     hold it (of the inviting organization only), so the invitation and its answer agree."""
     survey = make_survey(client, tenant)
-    r = client.post("/companies", json={"name": "Domain Co", "domains": ["domainco.example"]}, headers=tenant.editor)
+    r = client.post(
+        "/companies", json={"name": "Domain Co", "domains": ["domainco.example"]}, headers=tenant.editor
+    )
     domain_co = r.json()["_id"]
     client.post("/companies", json={"name": "Theirs", "domains": ["theirs.example"]}, headers=other.editor)
-    results = invite(client, tenant, survey["id"], [{"email": unique_email("new", "domainco.example")},
-                                                   {"email": unique_email("new", "theirs.example")}])
+    results = invite(
+        client,
+        tenant,
+        survey["id"],
+        [
+            {"email": unique_email("new", "domainco.example")},
+            {"email": unique_email("new", "theirs.example")},
+        ],
+    )
     invited = [get_invitation(client, tenant, x["invitationId"]) for x in results]
     assert [(i["enduserId"], i["companyId"]) for i in invited] == [(None, domain_co), (None, None)]
 
@@ -128,10 +168,18 @@ def test_send_job_is_queued_at_send_at(client: Any, tenant: Tenant, database: Te
     survey = make_survey(client, tenant)
     send_at = in_days(1)
     inv_id = invite_one(client, tenant, survey["id"], unique_email(), **{})
-    later = invite(client, tenant, survey["id"], [{"email": unique_email()}], sendAt=send_at)[0]["invitationId"]
+    later = invite(client, tenant, survey["id"], [{"email": unique_email()}], sendAt=send_at)[0][
+        "invitationId"
+    ]
     with database.db.transaction(write=False) as session:
-        jobs = {j.payload["invitation_id"]: j for j in session.scalars(
-            select(Job).where(Job.dedupe_key.in_([f"invitation.send:{inv_id}", f"invitation.send:{later}"])))}
+        jobs = {
+            j.payload["invitation_id"]: j
+            for j in session.scalars(
+                select(Job).where(
+                    Job.dedupe_key.in_([f"invitation.send:{inv_id}", f"invitation.send:{later}"])
+                )
+            )
+        }
     assert set(jobs) == {inv_id, later}
     assert jobs[later].kind == "invitation.send" and jobs[later].status == "queued"
     assert iso_ms(jobs[later].run_at.replace(tzinfo=UTC)) == send_at
@@ -201,23 +249,47 @@ def test_bad_bodies_are_400_naming_the_field(client: Any, tenant: Tenant) -> Non
     assert_error(client.post(url, json={}, headers=h), 400, "recipients")
     assert_error(client.post(url, json={"recipients": "a@b.io"}, headers=h), 400, "recipients")
     assert_error(client.post(url, json={"recipients": []}, headers=h), 400, "recipients")
-    assert_error(client.post(url, json={"recipients": [{"email": "a@b.io"}], "sendAt": "soon"}, headers=h),
-                 400, "sendAt")
-    assert_error(client.post(url, json={"recipients": [{"email": "a@b.io"}], "sendAt": "1900-01-01T00:00:00Z"},
-                             headers=h), 400, "sendAt")
-    assert_error(client.post(url, json={"recipients": [{"email": "a@b.io"}], "subject": "x"}, headers=h),
-                 400, "subject")
-    assert_error(client.post(url, content=b"{not json", headers={**h, "Content-Type": "application/json"}), 400)
+    assert_error(
+        client.post(url, json={"recipients": [{"email": "a@b.io"}], "sendAt": "soon"}, headers=h),
+        400,
+        "sendAt",
+    )
+    assert_error(
+        client.post(
+            url, json={"recipients": [{"email": "a@b.io"}], "sendAt": "1900-01-01T00:00:00Z"}, headers=h
+        ),
+        400,
+        "sendAt",
+    )
+    assert_error(
+        client.post(url, json={"recipients": [{"email": "a@b.io"}], "subject": "x"}, headers=h),
+        400,
+        "subject",
+    )
+    assert_error(
+        client.post(url, content=b"{not json", headers={**h, "Content-Type": "application/json"}), 400
+    )
     assert_error(client.post(url, json=[{"email": "a@b.io"}], headers=h), 400)
     too_many = [{"email": f"u{i}@example.com"} for i in range(5001)]
     assert_error(client.post(url, json={"recipients": too_many}, headers=h), 400, "recipients")
     nul = client.post(url, json={"recipients": [{"email": "a@b.io", "name": "x\x00y"}]}, headers=h)
     assert nul.status_code == 200
     assert nul.json()["results"][0]["status"] == "invalid" and "NUL" in nul.json()["results"][0]["reason"]
-    assert_error(client.post("/v1/nps-surveys/nope/invitations", json={"recipients": [{"email": "a@b.io"}]},
-                             headers=h), 400, "id")
-    assert_error(client.post("/v1/nps-surveys/0123456789abcdef01234567/invitations",
-                             json={"recipients": [{"email": "a@b.io"}]}, headers=h), 404)
+    assert_error(
+        client.post(
+            "/v1/nps-surveys/nope/invitations", json={"recipients": [{"email": "a@b.io"}]}, headers=h
+        ),
+        400,
+        "id",
+    )
+    assert_error(
+        client.post(
+            "/v1/nps-surveys/0123456789abcdef01234567/invitations",
+            json={"recipients": [{"email": "a@b.io"}]},
+            headers=h,
+        ),
+        404,
+    )
     listing = f"/v1/nps-surveys/{survey['id']}/invitations"
     assert_error(client.get(listing, params={"status": "lost"}, headers=h), 400, "status")
     assert_error(client.get(listing, params={"limit": 101}, headers=h), 400, "limit")
@@ -231,11 +303,21 @@ def test_bad_bodies_are_400_naming_the_field(client: Any, tenant: Tenant) -> Non
 def test_closed_survey_takes_no_invitations(client: Any, tenant: Tenant) -> None:
     off = make_survey(client, tenant, isActive=False)
     body = {"recipients": [{"email": unique_email()}]}
-    assert_error(client.post(f"/v1/nps-surveys/{off['id']}/invitations", json=body, headers=tenant.editor),
-                 409, "isActive")
+    assert_error(
+        client.post(f"/v1/nps-surveys/{off['id']}/invitations", json=body, headers=tenant.editor),
+        409,
+        "isActive",
+    )
     ending = make_survey(client, tenant, endsAt=in_days(1))
-    assert_error(client.post(f"/v1/nps-surveys/{ending['id']}/invitations", json={**body, "sendAt": in_days(2)},
-                             headers=tenant.editor), 409, "sendAt")
+    assert_error(
+        client.post(
+            f"/v1/nps-surveys/{ending['id']}/invitations",
+            json={**body, "sendAt": in_days(2)},
+            headers=tenant.editor,
+        ),
+        409,
+        "sendAt",
+    )
     listed = client.get(f"/v1/nps-surveys/{off['id']}/invitations", headers=tenant.viewer)
     assert listed.json() == [] and listed.headers["X-Total-Count"] == "0"
 
@@ -271,8 +353,9 @@ def _statements(database: TestDatabase, fn: Any) -> int:
     return count
 
 
-def test_five_thousand_recipients_in_a_fixed_number_of_queries(client: Any, tenant: Tenant,
-                                                                database: TestDatabase) -> None:
+def test_five_thousand_recipients_in_a_fixed_number_of_queries(
+    client: Any, tenant: Tenant, database: TestDatabase
+) -> None:
     survey = make_survey(client, tenant, throttleDays=30)
     domain = f"bulk-{survey['id']}.example.com"
     small = [{"email": f"s{i}@{domain}"} for i in range(10)]
@@ -290,10 +373,14 @@ def test_five_thousand_recipients_in_a_fixed_number_of_queries(client: Any, tena
     # lookups run per 900 addresses and inserts per 1,000 rows, never per recipient
     assert few < 25, few
     assert many <= few + 30, (few, many)
-    listed = client.get(f"/v1/nps-surveys/{survey['id']}/invitations", params={"limit": 1}, headers=tenant.viewer)
+    listed = client.get(
+        f"/v1/nps-surveys/{survey['id']}/invitations", params={"limit": 1}, headers=tenant.viewer
+    )
     assert listed.headers["X-Total-Count"] == "5010"
     with database.db.transaction(write=False) as session:
-        jobs = session.scalar(select(Job.id).where(Job.dedupe_key == f"invitation.send:{results[-1]['invitationId']}"))
+        jobs = session.scalar(
+            select(Job.id).where(Job.dedupe_key == f"invitation.send:{results[-1]['invitationId']}")
+        )
     assert jobs is not None
 
 
@@ -327,7 +414,9 @@ def test_list_filters_and_paging(client: Any, tenant: Tenant) -> None:
 def test_cancel(client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink) -> None:
     survey = make_survey(client, tenant)
     kept, dropped = unique_email("kept"), unique_email("dropped")
-    ids = [r["invitationId"] for r in invite(client, tenant, survey["id"], [{"email": kept}, {"email": dropped}])]
+    ids = [
+        r["invitationId"] for r in invite(client, tenant, survey["id"], [{"email": kept}, {"email": dropped}])
+    ]
     r = client.delete(f"/v1/invitations/{ids[1]}", headers=tenant.editor)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "cancelled"
@@ -346,8 +435,9 @@ def test_cancel(client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink)
     assert get_invitation(client, tenant, ids[0])["status"] == "sent"
 
 
-def test_deleting_the_survey_drops_its_invitations(client: Any, tenant: Tenant, database: TestDatabase,
-                                                   smtp: Sink) -> None:
+def test_deleting_the_survey_drops_its_invitations(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant)
     address = unique_email()
     inv_id = invite_one(client, tenant, survey["id"], address)
@@ -366,8 +456,14 @@ def test_tenant_isolation(client: Any, tenant: Tenant, other: Tenant) -> None:
     assert_error(client.get(f"/v1/invitations/{inv_id}", headers=other.admin), 404)
     assert_error(client.delete(f"/v1/invitations/{inv_id}", headers=other.admin), 404)
     assert_error(client.get(f"/v1/nps-surveys/{survey['id']}/invitations", headers=other.admin), 404)
-    assert_error(client.post(f"/v1/nps-surveys/{survey['id']}/invitations",
-                             json={"recipients": [{"email": unique_email()}]}, headers=other.admin), 404)
+    assert_error(
+        client.post(
+            f"/v1/nps-surveys/{survey['id']}/invitations",
+            json={"recipients": [{"email": unique_email()}]},
+            headers=other.admin,
+        ),
+        404,
+    )
     assert_error(client.get(f"/v1/nps-surveys/{survey['id']}/link", headers=other.admin), 404)
     assert get_invitation(client, tenant, inv_id)["status"] == "queued"
 
@@ -382,8 +478,11 @@ def test_unsubscribes_api(client: Any, tenant: Tenant, other: Tenant) -> None:
 
     assert_error(client.post("/v1/unsubscribes", json={"email": address}, headers=tenant.viewer), 403)
     assert_error(client.post("/v1/unsubscribes", json={"email": "nope"}, headers=tenant.editor), 400, "email")
-    assert_error(client.post("/v1/unsubscribes", json={"email": address, "why": "x"}, headers=tenant.editor),
-                 400, "why")
+    assert_error(
+        client.post("/v1/unsubscribes", json={"email": address, "why": "x"}, headers=tenant.editor),
+        400,
+        "why",
+    )
     created = client.post("/v1/unsubscribes", json={"email": address}, headers=tenant.editor)
     assert created.status_code == 201, created.text
     assert created.json()["email"] == address
@@ -398,8 +497,9 @@ def test_unsubscribes_api(client: Any, tenant: Tenant, other: Tenant) -> None:
     listed = client.get("/v1/unsubscribes", headers=tenant.viewer)
     assert listed.status_code == 200
     assert listed.json() == [created.json()] and listed.headers["X-Total-Count"] == "1"
-    assert client.get("/v1/unsubscribes", params={"email": address.upper()}, headers=tenant.viewer).json() == [
-        created.json()]
+    assert client.get(
+        "/v1/unsubscribes", params={"email": address.upper()}, headers=tenant.viewer
+    ).json() == [created.json()]
     assert client.get("/v1/unsubscribes", params={"email": "x@y.io"}, headers=tenant.viewer).json() == []
     assert client.get("/v1/unsubscribes", headers=other.admin).json() == []
 
@@ -418,8 +518,9 @@ def test_unsubscribes_api(client: Any, tenant: Tenant, other: Tenant) -> None:
     assert result["status"] == "queued"
 
 
-def test_response_rate_is_none_before_anything_is_sent(client: Any, tenant: Tenant,
-                                                       database: TestDatabase) -> None:
+def test_response_rate_is_none_before_anything_is_sent(
+    client: Any, tenant: Tenant, database: TestDatabase
+) -> None:
     survey = make_survey(client, tenant)
     invite_one(client, tenant, survey["id"], unique_email())
     with database.db.transaction(write=False) as session:

@@ -39,7 +39,9 @@ def test_streamed_body_over_limit_is_413_before_read_whole(database: TestDatabas
         yield b'{"email": "last@example.com", "score": 5}]'
 
     with client_with(database, max_body_bytes=4096) as client:
-        r = client.put("/nps", content=chunks(), headers={**tenant.editor, "Content-Type": "application/json"})
+        r = client.put(
+            "/nps", content=chunks(), headers={**tenant.editor, "Content-Type": "application/json"}
+        )
         assert_error(r, 413, "body")
         assert client.get("/nps", headers=tenant.viewer).json() == []
 
@@ -97,8 +99,12 @@ def test_idempotent_post_replays_first_reply(client: TestClient, tenant: Tenant)
 
 def test_idempotency_key_with_another_body_is_422(client: TestClient, tenant: Tenant) -> None:
     key = {"Idempotency-Key": secrets.token_hex(8)}
-    assert client.post("/nps", json={"email": "a@example.com", "score": 1},
-                       headers={**tenant.editor, **key}).status_code == 200
+    assert (
+        client.post(
+            "/nps", json={"email": "a@example.com", "score": 1}, headers={**tenant.editor, **key}
+        ).status_code
+        == 200
+    )
     r = client.post("/nps", json={"email": "a@example.com", "score": 2}, headers={**tenant.editor, **key})
     assert_error(r, 422, "Idempotency-Key")
 
@@ -113,7 +119,9 @@ def test_idempotent_bulk_put_replays_206(client: TestClient, tenant: Tenant) -> 
     assert len(client.get("/nps", headers=tenant.viewer).json()) == 1
 
 
-def test_retry_while_first_is_in_flight_is_409(database: TestDatabase, client: TestClient, tenant: Tenant) -> None:
+def test_retry_while_first_is_in_flight_is_409(
+    database: TestDatabase, client: TestClient, tenant: Tenant
+) -> None:
     import hashlib
 
     import orjson
@@ -122,15 +130,29 @@ def test_retry_while_first_is_in_flight_is_409(database: TestDatabase, client: T
     body = {"email": "f@example.com", "score": 4}
     now = utcnow()
     with database.db.transaction() as session:  # the first request is still running
-        session.add(IdempotencyKey(org_id=tenant.org_id, key=key, method="POST", path="/nps",
-                                   body_hash=hashlib.sha256(orjson.dumps(body)).hexdigest(), status="pending",
-                                   created_at=now, expires_at=now.replace(year=now.year + 1)))
-    r = client.post("/nps", content=orjson.dumps(body),
-                    headers={**tenant.editor, "Idempotency-Key": key, "Content-Type": "application/json"})
+        session.add(
+            IdempotencyKey(
+                org_id=tenant.org_id,
+                key=key,
+                method="POST",
+                path="/nps",
+                body_hash=hashlib.sha256(orjson.dumps(body)).hexdigest(),
+                status="pending",
+                created_at=now,
+                expires_at=now.replace(year=now.year + 1),
+            )
+        )
+    r = client.post(
+        "/nps",
+        content=orjson.dumps(body),
+        headers={**tenant.editor, "Idempotency-Key": key, "Content-Type": "application/json"},
+    )
     assert_error(r, 409, "Idempotency-Key")
 
 
-def test_idempotency_keys_are_per_organization(database: TestDatabase, client: TestClient, tenant: Tenant) -> None:
+def test_idempotency_keys_are_per_organization(
+    database: TestDatabase, client: TestClient, tenant: Tenant
+) -> None:
     other = make_tenant(database)
     key = {"Idempotency-Key": "shared-" + secrets.token_hex(6)}
     a = client.post("/nps", json={"email": "s@example.com", "score": 5}, headers={**tenant.editor, **key})

@@ -122,8 +122,9 @@ def test_invitation_mail(client: Any, tenant: Tenant, database: TestDatabase, sm
 
 
 @pytest.mark.parametrize("lang", ["en", "de", "fr", "es"])
-def test_mail_in_the_recipients_language(client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink,
-                                         lang: str) -> None:
+def test_mail_in_the_recipients_language(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink, lang: str
+) -> None:
     survey = make_survey(client, tenant)
     address = unique_email(lang)
     invite_one(client, tenant, survey["id"], address, locale=f"{lang}-XX")
@@ -138,8 +139,9 @@ def test_mail_in_the_recipients_language(client: Any, tenant: Tenant, database: 
     assert low in text and high in html
 
 
-def test_language_falls_back_to_the_survey_then_english(client: Any, tenant: Tenant, database: TestDatabase,
-                                                        smtp: Sink) -> None:
+def test_language_falls_back_to_the_survey_then_english(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     french = make_survey(client, tenant, language="fr", throttleDays=0)
     no_locale, unknown_locale = unique_email("nl"), unique_email("pt")
     invite(client, tenant, french["id"], [{"email": no_locale}, {"email": unknown_locale, "locale": "pt-BR"}])
@@ -152,8 +154,9 @@ def test_language_falls_back_to_the_survey_then_english(client: Any, tenant: Ten
     assert only_mail(smtp, fallback)["Subject"] == SUBJECTS["en"]
 
 
-def test_custom_question_is_kept_and_escaped(client: Any, tenant: Tenant, database: TestDatabase,
-                                            smtp: Sink) -> None:
+def test_custom_question_is_kept_and_escaped(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     question = 'Would you recommend <Acme & "Co">?'
     survey = make_survey(client, tenant, question=question)
     address = unique_email()
@@ -167,12 +170,20 @@ def test_custom_question_is_kept_and_escaped(client: Any, tenant: Tenant, databa
     assert "<b>Eve</b>" not in html and "&lt;b&gt;Eve&lt;/b&gt;" in html
 
 
-def test_names_cannot_add_headers_and_unicode_addresses_work(client: Any, tenant: Tenant,
-                                                             database: TestDatabase, smtp: Sink) -> None:
+def test_names_cannot_add_headers_and_unicode_addresses_work(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant, throttleDays=0)
     plain, unicode = unique_email("inject"), f"jörg-{unique_email()}".replace("@example.com", "@exämple.com")
-    invite(client, tenant, survey["id"], [{"email": plain, "name": "Eve\r\nBcc: victim@example.com"},
-                                          {"email": unicode, "name": "Jörg Ümlaut"}])
+    invite(
+        client,
+        tenant,
+        survey["id"],
+        [
+            {"email": plain, "name": "Eve\r\nBcc: victim@example.com"},
+            {"email": unicode, "name": "Jörg Ümlaut"},
+        ],
+    )
     run_jobs(database.db)
     mail = only_mail(smtp, plain)
     assert mail["Bcc"] is None
@@ -183,8 +194,9 @@ def test_names_cannot_add_headers_and_unicode_addresses_work(client: Any, tenant
     assert len(score_links(part(other, "plain"))) == 11
 
 
-def test_links_follow_a_changed_secret_key(client: Any, tenant: Tenant, database: TestDatabase,
-                                           smtp: Sink) -> None:
+def test_links_follow_a_changed_secret_key(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     """All processes of one installation share the key; should it change before a mail goes out,
     the mail's link must still open the invitation."""
     survey = make_survey(client, tenant)
@@ -201,7 +213,9 @@ def test_links_follow_a_changed_secret_key(client: Any, tenant: Tenant, database
 # -------------------------------------------------------------------------------- following links
 
 
-def test_score_link_records_the_answer(client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink) -> None:
+def test_score_link_records_the_answer(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     acme = client.post("/companies", json={"name": "Acme"}, headers=tenant.editor).json()["_id"]
     survey = make_survey(client, tenant)
     address = unique_email()
@@ -239,8 +253,9 @@ def test_score_link_records_the_answer(client: Any, tenant: Tenant, database: Te
 # ------------------------------------------------------------------------------------ no SMTP, failures
 
 
-def test_without_smtp_invitations_stay_queued(client: Any, tenant: Tenant, database: TestDatabase,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_smtp_invitations_stay_queued(
+    client: Any, tenant: Tenant, database: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(database.settings, "smtp_url", None)
     survey = make_survey(client, tenant)
     address = unique_email()
@@ -262,19 +277,24 @@ def test_without_smtp_invitations_stay_queued(client: Any, tenant: Tenant, datab
 
 
 def webhook(client: Any, tenant: Tenant, events: list[str]) -> str:
-    r = client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": events},
-                    headers=tenant.admin)
+    r = client.post(
+        "/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": events}, headers=tenant.admin
+    )
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
 
 
 def deliveries(client: Any, tenant: Tenant, hook_id: str, event_type: str) -> list[dict[str, Any]]:
-    r = client.get(f"/v1/webhooks/{hook_id}/deliveries", params={"eventType": event_type}, headers=tenant.admin)
+    r = client.get(
+        f"/v1/webhooks/{hook_id}/deliveries", params={"eventType": event_type}, headers=tenant.admin
+    )
     assert r.status_code == 200, r.text
     return [d["payload"] for d in r.json()]
 
 
-def test_refused_recipient_fails_at_once(client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink) -> None:
+def test_refused_recipient_fails_at_once(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     hook = webhook(client, tenant, ["invitation.failed"])
     smtp.refuse["bounce"] = "550 5.1.1 no such user here"
     survey = make_survey(client, tenant)
@@ -291,13 +311,15 @@ def test_refused_recipient_fails_at_once(client: Any, tenant: Tenant, database: 
     assert event["type"] == "invitation.failed"
     assert event["data"]["id"] == ids[0] and event["data"]["status"] == "failed"
     assert event["data"]["failedReason"] == failed["failedReason"]
-    failed_only = client.get(f"/v1/nps-surveys/{survey['id']}/invitations", params={"status": "failed"},
-                             headers=tenant.viewer).json()
+    failed_only = client.get(
+        f"/v1/nps-surveys/{survey['id']}/invitations", params={"status": "failed"}, headers=tenant.viewer
+    ).json()
     assert [i["id"] for i in failed_only] == [ids[0]]
 
 
-def test_temporary_failure_is_retried_with_backoff_then_failed(client: Any, tenant: Tenant,
-                                                               database: TestDatabase, smtp: Sink) -> None:
+def test_temporary_failure_is_retried_with_backoff_then_failed(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     smtp.refuse["busy"] = "451 4.3.0 try again later"
     survey = make_survey(client, tenant)
     address = unique_email("busy")
@@ -329,7 +351,9 @@ def test_temporary_failure_is_retried_with_backoff_then_failed(client: Any, tena
     assert smtp.to(address) == []
 
 
-def test_temporary_failure_then_success(client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink) -> None:
+def test_temporary_failure_then_success(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     smtp.refuse["flaky"] = "421 4.7.0 slow down"
     survey = make_survey(client, tenant)
     address = unique_email("flaky")
@@ -346,27 +370,40 @@ def test_temporary_failure_then_success(client: Any, tenant: Tenant, database: T
 # ------------------------------------------------------------------------------------------- restarts
 
 
-def test_a_restart_sends_no_mail_twice(client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink) -> None:
+def test_a_restart_sends_no_mail_twice(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant, reminderAfterDays=None)
     first, second = unique_email("first"), unique_email("second")
     first_id = invite_one(client, tenant, survey["id"], first)
     run_jobs(database.db)
     assert len(smtp.to(first)) == 1
     second_id = invite_one(client, tenant, survey["id"], second)
-    dead_lease = {"status": "running", "attempts": 1, "locked_by": "dead-worker",
-                  "locked_until": utcnow() - timedelta(seconds=1)}
+    dead_lease = {
+        "status": "running",
+        "attempts": 1,
+        "locked_by": "dead-worker",
+        "locked_until": utcnow() - timedelta(seconds=1),
+    }
     with database.db.transaction() as session:
         # the worker died after the server accepted the first mail (and it was marked sent), before
         # the job was marked done...
-        session.execute(update(Job).where(Job.dedupe_key == f"invitation.send:{first_id}").values(**dead_lease))
+        session.execute(
+            update(Job).where(Job.dedupe_key == f"invitation.send:{first_id}").values(**dead_lease)
+        )
         # ...and it had claimed the second job, then died before sending anything
-        session.execute(update(Job).where(Job.dedupe_key == f"invitation.send:{second_id}").values(**dead_lease))
+        session.execute(
+            update(Job).where(Job.dedupe_key == f"invitation.send:{second_id}").values(**dead_lease)
+        )
     run_jobs(database.db)  # a new worker takes both jobs over once their leases ran out
     assert len(smtp.to(first)) == 1
     assert len(smtp.to(second)) == 1
     with database.db.transaction(write=False) as session:
-        statuses = session.scalars(select(Job.status).where(
-            Job.dedupe_key.in_([f"invitation.send:{i}" for i in (first_id, second_id)]))).all()
+        statuses = session.scalars(
+            select(Job.status).where(
+                Job.dedupe_key.in_([f"invitation.send:{i}" for i in (first_id, second_id)])
+            )
+        ).all()
     assert statuses == ["done", "done"]
     assert [get_invitation(client, tenant, i)["status"] for i in (first_id, second_id)] == ["sent", "sent"]
 
@@ -379,9 +416,27 @@ def _certificate(tmp_path: Path) -> tuple[Path, Path]:
         pytest.skip("openssl is needed to make a test certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True)
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -389,7 +444,9 @@ class Credentials:
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, bool]] = []
 
-    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         assert isinstance(auth_data, LoginPassword)
         login, password = auth_data.login.decode(), auth_data.password.decode()
         self.seen.append((login, password, session.ssl is not None))
@@ -397,8 +454,9 @@ class Credentials:
         return AuthResult(success=(login, password) == ("mailer", "p@ss:word"), handled=False)
 
 
-def test_starttls_and_login(client: Any, tenant: Tenant, database: TestDatabase, tmp_path: Path,
-                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_starttls_and_login(
+    client: Any, tenant: Tenant, database: TestDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cert, key = _certificate(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trust the test certificate, as a real CA would be
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -406,16 +464,23 @@ def test_starttls_and_login(client: Any, tenant: Tenant, database: TestDatabase,
     credentials = Credentials()
     survey = make_survey(client, tenant)
     address = unique_email("tls")
-    with smtp_server(database.settings, user="mailer:p%40ss%3Aword", tls_context=context, require_starttls=True,
-                     authenticator=credentials, auth_require_tls=True) as sink:
+    with smtp_server(
+        database.settings,
+        user="mailer:p%40ss%3Aword",
+        tls_context=context,
+        require_starttls=True,
+        authenticator=credentials,
+        auth_require_tls=True,
+    ) as sink:
         invite_one(client, tenant, survey["id"], address)
         run_jobs(database.db)
         assert len(sink.to(address)) == 1
     assert credentials.seen == [("mailer", "p@ss:word", True)]
 
 
-def test_smtps(client: Any, tenant: Tenant, database: TestDatabase, tmp_path: Path,
-               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_smtps(
+    client: Any, tenant: Tenant, database: TestDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cert, key = _certificate(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -432,8 +497,9 @@ def test_wrong_password_is_retried_not_failed(client: Any, tenant: Tenant, datab
     credentials = Credentials()
     survey = make_survey(client, tenant)
     address = unique_email("auth")
-    with smtp_server(database.settings, user="mailer:wrong", authenticator=credentials,
-                     auth_require_tls=False) as sink:
+    with smtp_server(
+        database.settings, user="mailer:wrong", authenticator=credentials, auth_require_tls=False
+    ) as sink:
         inv_id = invite_one(client, tenant, survey["id"], address)
         run_jobs(database.db)
         assert sink.to(address) == []
@@ -446,8 +512,9 @@ def test_wrong_password_is_retried_not_failed(client: Any, tenant: Tenant, datab
 # ------------------------------------------------------------------------------------------- reminders
 
 
-def test_one_reminder_after_the_configured_days(client: Any, tenant: Tenant, database: TestDatabase,
-                                               smtp: Sink) -> None:
+def test_one_reminder_after_the_configured_days(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant, reminderAfterDays=3)
     address = unique_email("remind")
     inv_id = invite_one(client, tenant, survey["id"], address, locale="de")
@@ -473,8 +540,9 @@ def test_one_reminder_after_the_configured_days(client: Any, tenant: Tenant, dat
     inv = get_invitation(client, tenant, inv_id)
     assert inv["status"] == "reminded"
     assert abs(parse(inv["remindedAt"]) - utcnow()) < timedelta(minutes=1)
-    listed = client.get(f"/v1/nps-surveys/{survey['id']}/invitations", params={"status": "reminded"},
-                        headers=tenant.viewer).json()
+    listed = client.get(
+        f"/v1/nps-surveys/{survey['id']}/invitations", params={"status": "reminded"}, headers=tenant.viewer
+    ).json()
     assert [i["id"] for i in listed] == [inv_id]
 
     days_pass(database.db, [inv_id], 10)
@@ -489,16 +557,22 @@ def test_one_reminder_after_the_configured_days(client: Any, tenant: Tenant, dat
     assert get_invitation(client, tenant, inv_id)["status"] == "answered"
 
 
-def test_no_reminder_after_an_answer_or_an_unsubscribe(client: Any, tenant: Tenant, database: TestDatabase,
-                                                       smtp: Sink) -> None:
+def test_no_reminder_after_an_answer_or_an_unsubscribe(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant, reminderAfterDays=2)
     answered, leaving, waiting = unique_email("answered"), unique_email("leaving"), unique_email("waiting")
-    ids = [r["invitationId"] for r in invite(client, tenant, survey["id"],
-                                             [{"email": answered}, {"email": leaving}, {"email": waiting}])]
+    ids = [
+        r["invitationId"]
+        for r in invite(
+            client, tenant, survey["id"], [{"email": answered}, {"email": leaving}, {"email": waiting}]
+        )
+    ]
     run_jobs(database.db)
     assert client.get(local(score_links(part(only_mail(smtp, answered), "plain"))[7])).status_code == 200
-    one_click = client.post(local(unsubscribe_url(only_mail(smtp, leaving))),
-                            data={"List-Unsubscribe": "One-Click"})
+    one_click = client.post(
+        local(unsubscribe_url(only_mail(smtp, leaving))), data={"List-Unsubscribe": "One-Click"}
+    )
     assert one_click.status_code == 200
     days_pass(database.db, ids, 3)
     run_jobs(database.db)
@@ -509,8 +583,9 @@ def test_no_reminder_after_an_answer_or_an_unsubscribe(client: Any, tenant: Tena
     assert records_of(client, tenant, answered)[0]["dateReminderSent"] is None
 
 
-def test_no_reminder_when_the_survey_has_none(client: Any, tenant: Tenant, database: TestDatabase,
-                                              smtp: Sink) -> None:
+def test_no_reminder_when_the_survey_has_none(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant, reminderAfterDays=None)
     address = unique_email()
     inv_id = invite_one(client, tenant, survey["id"], address)
@@ -522,13 +597,17 @@ def test_no_reminder_when_the_survey_has_none(client: Any, tenant: Tenant, datab
     assert len(smtp.to(address)) == 1
 
 
-def test_no_reminder_once_the_survey_is_switched_off(client: Any, tenant: Tenant, database: TestDatabase,
-                                                     smtp: Sink) -> None:
+def test_no_reminder_once_the_survey_is_switched_off(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant, reminderAfterDays=1)
     address = unique_email()
     inv_id = invite_one(client, tenant, survey["id"], address)
     run_jobs(database.db)
-    assert client.post(f"/v1/nps-surveys/{survey['id']}/toggle", headers=tenant.editor).json()["isActive"] is False
+    assert (
+        client.post(f"/v1/nps-surveys/{survey['id']}/toggle", headers=tenant.editor).json()["isActive"]
+        is False
+    )
     days_pass(database.db, [inv_id], 2)
     run_jobs(database.db)
     assert len(smtp.to(address)) == 1
@@ -536,20 +615,33 @@ def test_no_reminder_once_the_survey_is_switched_off(client: Any, tenant: Tenant
 
 
 def test_remind_now_sends_one_reminder_to_those_who_have_not_answered(
-        client: Any, tenant: Tenant, other: Tenant, database: TestDatabase, smtp: Sink) -> None:
+    client: Any, tenant: Tenant, other: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     """POST /reminders sends at once what would wait reminderAfterDays (also when the survey has
     no automatic reminder), skips the answered and the unsubscribed, and never sends two."""
     for days in (7, None):
         survey = make_survey(client, tenant, reminderAfterDays=days)
-        answered, leaving, waiting = (unique_email("answered"), unique_email("leaving"), unique_email("waiting"))
-        ids = [r["invitationId"] for r in invite(client, tenant, survey["id"],
-                                                 [{"email": answered}, {"email": leaving}, {"email": waiting}])]
+        answered, leaving, waiting = (
+            unique_email("answered"),
+            unique_email("leaving"),
+            unique_email("waiting"),
+        )
+        ids = [
+            r["invitationId"]
+            for r in invite(
+                client, tenant, survey["id"], [{"email": answered}, {"email": leaving}, {"email": waiting}]
+            )
+        ]
         path = f"/v1/nps-surveys/{survey['id']}/reminders"
         assert client.post(path, headers=tenant.editor).json() == {"queued": 0}  # nothing sent yet
         run_jobs(database.db)
         assert client.get(local(score_links(part(only_mail(smtp, answered), "plain"))[8])).status_code == 200
-        assert client.post(local(unsubscribe_url(only_mail(smtp, leaving))),
-                           data={"List-Unsubscribe": "One-Click"}).status_code == 200
+        assert (
+            client.post(
+                local(unsubscribe_url(only_mail(smtp, leaving))), data={"List-Unsubscribe": "One-Click"}
+            ).status_code
+            == 200
+        )
 
         assert_error(client.post(path, headers=tenant.viewer), 403)
         assert_error(client.post(path, headers=other.editor), 404)
@@ -577,8 +669,9 @@ def test_remind_now_on_a_closed_survey_is_409(client: Any, tenant: Tenant, smtp:
     assert r.json()["details"][0]["field"] == "isActive"
 
 
-def test_switched_off_survey_holds_its_invitations(client: Any, tenant: Tenant, database: TestDatabase,
-                                                   smtp: Sink) -> None:
+def test_switched_off_survey_holds_its_invitations(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant)
     address = unique_email()
     inv_id = invite_one(client, tenant, survey["id"], address)
@@ -594,12 +687,18 @@ def test_switched_off_survey_holds_its_invitations(client: Any, tenant: Tenant, 
 # ----------------------------------------------------------------------------------------- rate
 
 
-def test_response_rate(client: Any, tenant: Tenant, other: Tenant, database: TestDatabase, smtp: Sink) -> None:
+def test_response_rate(
+    client: Any, tenant: Tenant, other: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     first, second = make_survey(client, tenant, throttleDays=0), make_survey(client, tenant, throttleDays=0)
     addresses = [unique_email(f"rate{i}") for i in range(3)]
-    first_ids = [r["invitationId"] for r in invite(client, tenant, first["id"], [{"email": a} for a in addresses])]
+    first_ids = [
+        r["invitationId"] for r in invite(client, tenant, first["id"], [{"email": a} for a in addresses])
+    ]
     invite_one(client, tenant, second["id"], addresses[0])
-    invite(client, tenant, second["id"], [{"email": unique_email()}], sendAt="2200-01-01T00:00:00Z")  # not sent
+    invite(
+        client, tenant, second["id"], [{"email": unique_email()}], sendAt="2200-01-01T00:00:00Z"
+    )  # not sent
     with database.db.transaction(write=False) as session:
         assert service.response_rate(session, tenant.org_id, None) is None  # nothing sent yet
     run_jobs(database.db)
@@ -609,11 +708,15 @@ def test_response_rate(client: Any, tenant: Tenant, other: Tenant, database: Tes
         assert service.response_rate(session, tenant.org_id, None) == pytest.approx(1 / 4)
         assert service.response_rate(session, tenant.org_id, [first["id"]]) == pytest.approx(1 / 3)
         assert service.response_rate(session, tenant.org_id, [second["id"]]) == 0.0
-        assert service.response_rate(session, tenant.org_id, [first["id"], second["id"]]) == pytest.approx(1 / 4)
+        assert service.response_rate(session, tenant.org_id, [first["id"], second["id"]]) == pytest.approx(
+            1 / 4
+        )
         assert service.response_rate(session, other.org_id, None) is None
 
 
-def test_after_an_unsubscribe_no_more_mail(client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink) -> None:
+def test_after_an_unsubscribe_no_more_mail(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     first, second = make_survey(client, tenant, throttleDays=0), make_survey(client, tenant, throttleDays=0)
     address = unique_email()
     invite_one(client, tenant, first["id"], address)
@@ -626,5 +729,6 @@ def test_after_an_unsubscribe_no_more_mail(client: Any, tenant: Tenant, database
     assert len(smtp.to(address)) == 1
     [entry] = client.get("/v1/unsubscribes", params={"email": address}, headers=tenant.viewer).json()
     assert entry["source"] == "link"
-    assert abs(datetime.fromisoformat(entry["createdAt"][:-1]).replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(
-        minutes=1)
+    assert abs(
+        datetime.fromisoformat(entry["createdAt"][:-1]).replace(tzinfo=UTC) - datetime.now(UTC)
+    ) < timedelta(minutes=1)

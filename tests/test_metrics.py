@@ -29,8 +29,15 @@ def put(client: TestClient, tenant: Tenant, items: list[dict[str, Any]]) -> list
 
 
 def answers(scores: list[int], day: str, **extra: Any) -> list[dict[str, Any]]:
-    return [{"email": f"{day}-{i}-{extra.get('source', '')}@example.com", "score": s,
-             "dateAnswered": f"{day}T{i % 24:02d}:15:00Z", **extra} for i, s in enumerate(scores)]
+    return [
+        {
+            "email": f"{day}-{i}-{extra.get('source', '')}@example.com",
+            "score": s,
+            "dateAnswered": f"{day}T{i % 24:02d}:15:00Z",
+            **extra,
+        }
+        for i, s in enumerate(scores)
+    ]
 
 
 def survey(client: TestClient, tenant: Tenant, name: str, **fields: Any) -> str:
@@ -60,18 +67,48 @@ def test_known_data_gives_exact_metrics(client: TestClient, tenant: Tenant) -> N
     m = metrics(client, tenant)
     overall = {k: v for k, v in m.items() if k not in ("trend", "groups")}
     assert overall == {
-        "npsScore": 30.8, "totalResponses": 13, "promoters": 7, "passives": 3, "detractors": 3,
-        "promoterPercentage": 53.8, "passivePercentage": 23.1, "detractorPercentage": 23.1,
-        "averageScore": 7.54, "distribution": [1, 0, 0, 1, 0, 0, 1, 1, 2, 4, 3],
-        "marginOfError": 44.6, "confidenceInterval": [-13.8, 75.4], "lowSample": True, "responseRate": None,
+        "npsScore": 30.8,
+        "totalResponses": 13,
+        "promoters": 7,
+        "passives": 3,
+        "detractors": 3,
+        "promoterPercentage": 53.8,
+        "passivePercentage": 23.1,
+        "detractorPercentage": 23.1,
+        "averageScore": 7.54,
+        "distribution": [1, 0, 0, 1, 0, 0, 1, 1, 2, 4, 3],
+        "marginOfError": 44.6,
+        "confidenceInterval": [-13.8, 75.4],
+        "lowSample": True,
+        "responseRate": None,
     }
     assert m["trend"] == [
-        {"period": "2025-01", "start": "2025-01-01", "end": "2025-01-31", "npsScore": 14.3, "responses": 7,
-         "promoters": 3, "passives": 2, "detractors": 2, "marginOfError": 61.7, "change": None,
-         "significant": None},
-        {"period": "2025-02", "start": "2025-02-01", "end": "2025-02-28", "npsScore": 50.0, "responses": 6,
-         "promoters": 4, "passives": 1, "detractors": 1, "marginOfError": 61.1, "change": 35.7,
-         "significant": False},
+        {
+            "period": "2025-01",
+            "start": "2025-01-01",
+            "end": "2025-01-31",
+            "npsScore": 14.3,
+            "responses": 7,
+            "promoters": 3,
+            "passives": 2,
+            "detractors": 2,
+            "marginOfError": 61.7,
+            "change": None,
+            "significant": None,
+        },
+        {
+            "period": "2025-02",
+            "start": "2025-02-01",
+            "end": "2025-02-28",
+            "npsScore": 50.0,
+            "responses": 6,
+            "promoters": 4,
+            "passives": 1,
+            "detractors": 1,
+            "marginOfError": 61.1,
+            "change": 35.7,
+            "significant": False,
+        },
     ]
     assert m["groups"] == []
     alias = client.get(ALIAS, headers=tenant.viewer)
@@ -91,11 +128,21 @@ def test_no_answers_is_null_never_zero(client: TestClient, tenant: Tenant) -> No
 def test_trend_periods_gaps_and_significance(client: TestClient, tenant: Tenant) -> None:
     strong = [10] * 30 + [8] * 10 + [3] * 10  # NPS +40
     weak = [10] * 10 + [8] * 10 + [3] * 30  # NPS -40
-    put(client, tenant, answers(strong, "2025-01-06") + answers(weak, "2025-03-31") + answers([9, 9], "2025-04-01"))
+    put(
+        client,
+        tenant,
+        answers(strong, "2025-01-06") + answers(weak, "2025-03-31") + answers([9, 9], "2025-04-01"),
+    )
     trend = metrics(client, tenant)["trend"]
     assert [(t["period"], t["responses"], t["npsScore"]) for t in trend] == [
-        ("2025-01", 50, 40.0), ("2025-02", 0, None), ("2025-03", 50, -40.0), ("2025-04", 2, 100.0)]
-    assert trend[1]["marginOfError"] is None and trend[1]["change"] is None and trend[1]["significant"] is None
+        ("2025-01", 50, 40.0),
+        ("2025-02", 0, None),
+        ("2025-03", 50, -40.0),
+        ("2025-04", 2, 100.0),
+    ]
+    assert (
+        trend[1]["marginOfError"] is None and trend[1]["change"] is None and trend[1]["significant"] is None
+    )
     assert trend[2]["change"] is None and trend[2]["significant"] is None  # the previous period is empty
     assert trend[3]["change"] == 140.0 and trend[3]["significant"] is True
     assert trend[0]["marginOfError"] == 22.2
@@ -103,14 +150,17 @@ def test_trend_periods_gaps_and_significance(client: TestClient, tenant: Tenant)
     weeks = metrics(client, tenant, interval="week", since="2025-03-01")["trend"]
     # 2025-03-31 is a Monday: ISO week 14, with 2025-04-01
     assert [(t["period"], t["start"], t["end"], t["responses"]) for t in weeks] == [
-        ("2025-W14", "2025-03-31", "2025-04-06", 52)]
+        ("2025-W14", "2025-03-31", "2025-04-06", 52)
+    ]
     jan = metrics(client, tenant, interval="week", until="2025-01-31")["trend"]
     assert [(t["period"], t["start"]) for t in jan] == [("2025-W02", "2025-01-06")]
 
     days = metrics(client, tenant, interval="day", since="2025-03-31T23:00:00+02:00")["trend"]
     # since is taken as its UTC day: 2025-03-31T21:00Z, so all of 2025-03-31 counts
     assert [(t["period"], t["responses"], t["change"], t["significant"]) for t in days] == [
-        ("2025-03-31", 50, None, None), ("2025-04-01", 2, 140.0, True)]
+        ("2025-03-31", 50, None, None),
+        ("2025-04-01", 2, 140.0, True),
+    ]
 
     between = metrics(client, tenant, interval="month", since="2025-01-01", until="2025-03-30")
     assert between["totalResponses"] == 50 and [t["period"] for t in between["trend"]] == ["2025-01"]
@@ -129,26 +179,65 @@ def test_groups_and_filters(client: TestClient, tenant: Tenant) -> None:
     s1 = survey(client, tenant, "Quarterly")
     s2 = survey(client, tenant, "Onboarding")
     acme = company(client, tenant, "Acme")
-    put(client, tenant, answers([10, 9, 0], "2025-05-01", campaignId=s1, cId=acme, source="email")
+    put(
+        client,
+        tenant,
+        answers([10, 9, 0], "2025-05-01", campaignId=s1, cId=acme, source="email")
         + answers([7, 8], "2025-05-02", campaignId=s2, source="web")
         + answers([1], "2025-05-03", campaignId="planhat-campaign")
-        + answers([10], "2025-05-04"))
+        + answers([10], "2025-05-04"),
+    )
     by_survey = metrics(client, tenant, groupBy="survey")["groups"]
     assert by_survey == [
-        {"key": s1, "name": "Quarterly", "npsScore": 33.3, "responses": 3, "promoters": 2, "passives": 0,
-         "detractors": 1, "marginOfError": 106.7},
-        {"key": s2, "name": "Onboarding", "npsScore": 0.0, "responses": 2, "promoters": 0, "passives": 2,
-         "detractors": 0, "marginOfError": 0.0},
-        {"key": None, "name": None, "npsScore": 100.0, "responses": 1, "promoters": 1, "passives": 0,
-         "detractors": 0, "marginOfError": 0.0},
-        {"key": "planhat-campaign", "name": None, "npsScore": -100.0, "responses": 1, "promoters": 0,
-         "passives": 0, "detractors": 1, "marginOfError": 0.0},
+        {
+            "key": s1,
+            "name": "Quarterly",
+            "npsScore": 33.3,
+            "responses": 3,
+            "promoters": 2,
+            "passives": 0,
+            "detractors": 1,
+            "marginOfError": 106.7,
+        },
+        {
+            "key": s2,
+            "name": "Onboarding",
+            "npsScore": 0.0,
+            "responses": 2,
+            "promoters": 0,
+            "passives": 2,
+            "detractors": 0,
+            "marginOfError": 0.0,
+        },
+        {
+            "key": None,
+            "name": None,
+            "npsScore": 100.0,
+            "responses": 1,
+            "promoters": 1,
+            "passives": 0,
+            "detractors": 0,
+            "marginOfError": 0.0,
+        },
+        {
+            "key": "planhat-campaign",
+            "name": None,
+            "npsScore": -100.0,
+            "responses": 1,
+            "promoters": 0,
+            "passives": 0,
+            "detractors": 1,
+            "marginOfError": 0.0,
+        },
     ]
     by_company = metrics(client, tenant, groupBy="company")["groups"]
     assert [(g["key"], g["name"], g["responses"]) for g in by_company] == [(None, None, 4), (acme, "Acme", 3)]
     by_source = metrics(client, tenant, groupBy="source")["groups"]
     assert [(g["key"], g["name"], g["responses"]) for g in by_source] == [
-        ("email", "email", 3), (None, None, 2), ("web", "web", 2)]
+        ("email", "email", 3),
+        (None, None, 2),
+        ("web", "web", 2),
+    ]
 
     assert metrics(client, tenant, surveyId=s1)["totalResponses"] == 3
     assert metrics(client, tenant, surveyId=f"{s1},{s2}")["distribution"] == [1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1]
@@ -159,21 +248,26 @@ def test_groups_and_filters(client: TestClient, tenant: Tenant) -> None:
     assert [(g["key"], g["responses"]) for g in narrowed] == [("email", 3)]
 
 
-@pytest.mark.parametrize(("query", "field"), [
-    ("since=yesterday", "since"),
-    ("until=2025-13-01", "until"),
-    ("since=2025-02-01&until=2025-01-31", "since"),
-    ("interval=year", "interval"),
-    ("groupBy=planet", "groupBy"),
-    ("surveyId=abc", "surveyId"),
-    ("surveyId=0123456789abcdef01234567,zz", "surveyId"),
-    ("companyId=%00", "companyId"),
-    ("source=a%00b", "source"),
-    ("source=" + "x" * 201, "source"),
-    ("since=1e400", "since"),
-    ("until=99999999999999999999", "until"),
-])
-def test_bad_input_is_a_400_naming_the_parameter(client: TestClient, tenant: Tenant, query: str, field: str) -> None:
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("since=yesterday", "since"),
+        ("until=2025-13-01", "until"),
+        ("since=2025-02-01&until=2025-01-31", "since"),
+        ("interval=year", "interval"),
+        ("groupBy=planet", "groupBy"),
+        ("surveyId=abc", "surveyId"),
+        ("surveyId=0123456789abcdef01234567,zz", "surveyId"),
+        ("companyId=%00", "companyId"),
+        ("source=a%00b", "source"),
+        ("source=" + "x" * 201, "source"),
+        ("since=1e400", "since"),
+        ("until=99999999999999999999", "until"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_parameter(
+    client: TestClient, tenant: Tenant, query: str, field: str
+) -> None:
     assert_error(client.get(f"{METRICS}?{query}", headers=tenant.viewer), 400, field)
     assert_error(client.get(f"{ALIAS}?{query}", headers=tenant.viewer), 400, field)
 
@@ -186,23 +280,48 @@ def test_auth_is_required(client: TestClient) -> None:
 def test_stats(client: TestClient, tenant: Tenant, database: TestDatabase) -> None:
     empty = client.get(STATS, headers=tenant.viewer)
     assert empty.status_code == 200, empty.text
-    assert empty.json() == {"total": 0, "active": 0, "inactive": 0, "totalResponses": 0, "responsesLast30Days": 0,
-                            "averageScore": None, "npsScore": None, "responseRate": None}
+    assert empty.json() == {
+        "total": 0,
+        "active": 0,
+        "inactive": 0,
+        "totalResponses": 0,
+        "responsesLast30Days": 0,
+        "averageScore": None,
+        "npsScore": None,
+        "responseRate": None,
+    }
     s1 = survey(client, tenant, "One")
     s2 = survey(client, tenant, "Two", isActive=False)
     survey(client, tenant, "Three")
     today = utcnow().date()
     recent = (today - timedelta(days=29)).isoformat()
     old = (today - timedelta(days=30)).isoformat()
-    put(client, tenant, answers([10, 10, 6], recent, campaignId=s1) + answers([8], old, campaignId=s2)
-        + answers([0, 0, 0], recent) + answers([0], recent, campaignId="not-a-survey"))
-    r = client.post(f"/v1/nps-surveys/{s1}/responses", json={"email": "live@example.com", "score": 9},
-                    headers=tenant.editor)
+    put(
+        client,
+        tenant,
+        answers([10, 10, 6], recent, campaignId=s1)
+        + answers([8], old, campaignId=s2)
+        + answers([0, 0, 0], recent)
+        + answers([0], recent, campaignId="not-a-survey"),
+    )
+    r = client.post(
+        f"/v1/nps-surveys/{s1}/responses",
+        json={"email": "live@example.com", "score": 9},
+        headers=tenant.editor,
+    )
     assert r.status_code == 201, r.text
     stats = client.get(STATS, headers=tenant.viewer).json()
     # only answers to the organization's surveys count: 10, 10, 6, 9 (recent) and 8 (31 days ago)
-    assert stats == {"total": 3, "active": 2, "inactive": 1, "totalResponses": 5, "responsesLast30Days": 4,
-                     "averageScore": 8.6, "npsScore": 40.0, "responseRate": None}
+    assert stats == {
+        "total": 3,
+        "active": 2,
+        "inactive": 1,
+        "totalResponses": 5,
+        "responsesLast30Days": 4,
+        "averageScore": 8.6,
+        "npsScore": 40.0,
+        "responseRate": None,
+    }
     listed = client.get("/v1/nps-surveys", headers=tenant.viewer).json()
     assert sum(s["responseCount"] for s in listed) == stats["totalResponses"]
 
@@ -210,18 +329,44 @@ def test_stats(client: TestClient, tenant: Tenant, database: TestDatabase) -> No
     now = utcnow()
     with database.db.transaction() as session:
         for i in range(4):
-            session.add(Invitation(
-                id=new_id(), org_id=tenant.org_id, survey_id=s1, email=f"i{i}@example.com",
-                email_key=f"i{i}@example.com", token_hash=new_id() + new_id() + f"{i:016x}", status="sent",
-                send_at=now, sent_at=now if i < 4 else None, answered_at=now if i == 0 else None,
-                expires_at=now + timedelta(days=30), created_at=now, updated_at=now))
-        session.add(Invitation(
-            id=new_id(), org_id=tenant.org_id, survey_id=s1, email="q@example.com", email_key="q@example.com",
-            token_hash=new_id() + new_id() + "f" * 16, status="queued", send_at=now,
-            expires_at=now + timedelta(days=30), created_at=now, updated_at=now))
+            session.add(
+                Invitation(
+                    id=new_id(),
+                    org_id=tenant.org_id,
+                    survey_id=s1,
+                    email=f"i{i}@example.com",
+                    email_key=f"i{i}@example.com",
+                    token_hash=new_id() + new_id() + f"{i:016x}",
+                    status="sent",
+                    send_at=now,
+                    sent_at=now if i < 4 else None,
+                    answered_at=now if i == 0 else None,
+                    expires_at=now + timedelta(days=30),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        session.add(
+            Invitation(
+                id=new_id(),
+                org_id=tenant.org_id,
+                survey_id=s1,
+                email="q@example.com",
+                email_key="q@example.com",
+                token_hash=new_id() + new_id() + "f" * 16,
+                status="queued",
+                send_at=now,
+                expires_at=now + timedelta(days=30),
+                created_at=now,
+                updated_at=now,
+            )
+        )
     assert client.get(STATS, headers=tenant.viewer).json()["responseRate"] == 25.0
     assert client.get(METRICS, params={"surveyId": s1}, headers=tenant.viewer).json()["responseRate"] == 25.0
-    assert client.get(METRICS, params={"surveyId": new_id()}, headers=tenant.viewer).json()["responseRate"] is None
+    assert (
+        client.get(METRICS, params={"surveyId": new_id()}, headers=tenant.viewer).json()["responseRate"]
+        is None
+    )
 
 
 def test_static_paths_win_over_survey_ids(client: TestClient, tenant: Tenant) -> None:
@@ -235,8 +380,11 @@ def test_tenant_isolation(client: TestClient, tenant: Tenant, other: Tenant) -> 
     mine = survey(client, tenant, "Mine")
     put(client, tenant, answers([10, 10], "2025-06-01", campaignId=mine))
     theirs = survey(client, other, "Theirs", isActive=False)
-    put(client, other, answers([0, 0, 0], "2025-06-01", campaignId=theirs)
-        + answers([0], "2025-06-02", campaignId=mine))
+    put(
+        client,
+        other,
+        answers([0, 0, 0], "2025-06-01", campaignId=theirs) + answers([0], "2025-06-02", campaignId=mine),
+    )
     m = metrics(client, tenant, groupBy="survey")
     assert m["totalResponses"] == 2 and m["npsScore"] == 100.0
     assert [(g["key"], g["name"]) for g in m["groups"]] == [(mine, "Mine")]
@@ -244,7 +392,10 @@ def test_tenant_isolation(client: TestClient, tenant: Tenant, other: Tenant) -> 
     # the other tenant's answers with my survey's id are theirs, and my survey's name is not shown to them
     o = metrics(client, other, groupBy="survey")
     assert o["totalResponses"] == 4
-    assert [(g["key"], g["name"], g["responses"]) for g in o["groups"]] == [(theirs, "Theirs", 3), (mine, None, 1)]
+    assert [(g["key"], g["name"], g["responses"]) for g in o["groups"]] == [
+        (theirs, "Theirs", 3),
+        (mine, None, 1),
+    ]
     s = client.get(STATS, headers=tenant.viewer).json()
     assert (s["total"], s["active"], s["inactive"], s["totalResponses"]) == (1, 1, 0, 2)
     s = client.get(STATS, headers=other.viewer).json()
@@ -267,8 +418,9 @@ def brute_force(records: list[dict[str, Any]], key: str | None = None) -> dict[A
     return out
 
 
-def test_rollups_stay_exact_under_random_writes(client: TestClient, tenant: Tenant, other: Tenant,
-                                                database: TestDatabase) -> None:
+def test_rollups_stay_exact_under_random_writes(
+    client: TestClient, tenant: Tenant, other: Tenant, database: TestDatabase
+) -> None:
     rng = random.Random(20250101)
     surveys = [survey(client, tenant, f"S{i}") for i in range(3)]
     companies = [company(client, tenant, f"C{i}") for i in range(2)]
@@ -279,13 +431,20 @@ def test_rollups_stay_exact_under_random_writes(client: TestClient, tenant: Tena
 
     def random_fields() -> dict[str, Any]:
         day = date(2025, 1, 1) + timedelta(days=rng.randrange(0, 120))
-        return {"score": rng.randrange(11), "campaignId": rng.choice(campaigns), "cId": rng.choice([*companies, None]),
-                "source": rng.choice(sources), "dateAnswered": f"{day.isoformat()}T{rng.randrange(24):02d}:00:00Z"}
+        return {
+            "score": rng.randrange(11),
+            "campaignId": rng.choice(campaigns),
+            "cId": rng.choice([*companies, None]),
+            "source": rng.choice(sources),
+            "dateAnswered": f"{day.isoformat()}T{rng.randrange(24):02d}:00:00Z",
+        }
 
     for step in range(70):
         op = rng.random()
         if op < 0.3 or not live:
-            r = client.post("/nps", json={"email": f"p{step}@example.com", **random_fields()}, headers=tenant.editor)
+            r = client.post(
+                "/nps", json={"email": f"p{step}@example.com", **random_fields()}, headers=tenant.editor
+            )
             assert r.status_code == 200, r.text
             live.append(r.json()["_id"])
         elif op < 0.55:
@@ -298,14 +457,21 @@ def test_rollups_stay_exact_under_random_writes(client: TestClient, tenant: Tena
             r = client.delete(f"/nps/{rid}", headers=tenant.admin)
             assert r.status_code == 200, r.text
         elif op < 0.8:
-            r = client.post(f"/v1/nps-surveys/{surveys[1]}/responses",
-                            json={"email": f"r{step}@example.com", "score": rng.randrange(11),
-                                  "source": rng.choice(["email", "web"])}, headers=tenant.editor)
+            r = client.post(
+                f"/v1/nps-surveys/{surveys[1]}/responses",
+                json={
+                    "email": f"r{step}@example.com",
+                    "score": rng.randrange(11),
+                    "source": rng.choice(["email", "web"]),
+                },
+                headers=tenant.editor,
+            )
             assert r.status_code == 201, r.text
             live.append(r.json()["id"])
         else:
-            items: list[dict[str, Any]] = [{"email": f"b{step}-{i}@example.com", **random_fields()}
-                                           for i in range(rng.randrange(1, 6))]
+            items: list[dict[str, Any]] = [
+                {"email": f"b{step}-{i}@example.com", **random_fields()} for i in range(rng.randrange(1, 6))
+            ]
             for rid in rng.sample(live, min(len(live), 3)):
                 items.append({"_id": rid, **{k: v for k, v in random_fields().items() if rng.random() < 0.5}})
             r = client.put("/nps", json=items, headers=tenant.editor)
@@ -320,18 +486,39 @@ def test_rollups_stay_exact_under_random_writes(client: TestClient, tenant: Tena
 
     # the roll-up table equals a GROUP BY over the records
     with database.db.transaction(write=False) as session:
-        rolled = Counter({
-            (s, c, src, d, sc): n for s, c, src, d, sc, n in session.execute(
-                select(NpsRollup.survey_id, NpsRollup.company_id, NpsRollup.source, NpsRollup.day, NpsRollup.score,
-                       NpsRollup.count).where(NpsRollup.org_id == tenant.org_id))
-        })
+        rolled = Counter(
+            {
+                (s, c, src, d, sc): n
+                for s, c, src, d, sc, n in session.execute(
+                    select(
+                        NpsRollup.survey_id,
+                        NpsRollup.company_id,
+                        NpsRollup.source,
+                        NpsRollup.day,
+                        NpsRollup.score,
+                        NpsRollup.count,
+                    ).where(NpsRollup.org_id == tenant.org_id)
+                )
+            }
+        )
         counted: Counter[tuple[str, str, str, date, int]] = Counter()
         for s, c, src, answered, sc, n in session.execute(
-            select(NpsRecord.campaign_id, NpsRecord.company_id, NpsRecord.source, NpsRecord.date_answered,
-                   NpsRecord.score, func.count())
+            select(
+                NpsRecord.campaign_id,
+                NpsRecord.company_id,
+                NpsRecord.source,
+                NpsRecord.date_answered,
+                NpsRecord.score,
+                func.count(),
+            )
             .where(NpsRecord.org_id == tenant.org_id)
-            .group_by(NpsRecord.campaign_id, NpsRecord.company_id, NpsRecord.source, NpsRecord.date_answered,
-                      NpsRecord.score)
+            .group_by(
+                NpsRecord.campaign_id,
+                NpsRecord.company_id,
+                NpsRecord.source,
+                NpsRecord.date_answered,
+                NpsRecord.score,
+            )
         ):
             assert isinstance(answered, datetime)
             counted[(s or "", c or "", src or "", answered.date(), sc)] += n
@@ -344,10 +531,15 @@ def test_rollups_stay_exact_under_random_writes(client: TestClient, tenant: Tena
     assert m["totalResponses"] == len(records)
     assert m["distribution"] == [sum(d[i] for d in by_month.values()) for i in range(11)]
     assert {t["period"]: t["responses"] for t in m["trend"] if t["responses"]} == {
-        k: sum(v) for k, v in by_month.items()}
+        k: sum(v) for k, v in by_month.items()
+    }
     for t in m["trend"]:
         dist = by_month.get(t["period"], [0] * 11)
-        assert (t["promoters"], t["passives"], t["detractors"]) == (sum(dist[9:]), sum(dist[7:9]), sum(dist[:7]))
+        assert (t["promoters"], t["passives"], t["detractors"]) == (
+            sum(dist[9:]),
+            sum(dist[7:9]),
+            sum(dist[:7]),
+        )
     for key, group_by in (("campaignId", "survey"), ("cId", "company"), ("source", "source")):
         expected = {k: sum(v) for k, v in brute_force(records, key).items()}
         groups = metrics(client, tenant, groupBy=group_by)["groups"]

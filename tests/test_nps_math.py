@@ -41,8 +41,11 @@ def brute_se(raw: list[int]) -> float:
 
 
 def triple(raw: list[int]) -> tuple[int, int, int]:
-    return (sum(1 for s in raw if value(s) == 1), sum(1 for s in raw if value(s) == 0),
-            sum(1 for s in raw if value(s) == -1))
+    return (
+        sum(1 for s in raw if value(s) == 1),
+        sum(1 for s in raw if value(s) == 0),
+        sum(1 for s in raw if value(s) == -1),
+    )
 
 
 def test_category_boundaries() -> None:

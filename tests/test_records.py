@@ -16,9 +16,28 @@ from fastapi.testclient import TestClient
 from conftest import Tenant, assert_error, iso_ms
 
 OUTPUT_FIELDS = {
-    "_id", "email", "score", "comment", "scoreType", "euId", "cId", "campaignId", "source", "sourceId",
-    "dateSent", "dateReminderSent", "dateAnswered", "custom", "createdAt", "updatedAt", "__v",
-    "nps", "npsComment", "npsDate", "npsSent", "npsId",
+    "_id",
+    "email",
+    "score",
+    "comment",
+    "scoreType",
+    "euId",
+    "cId",
+    "campaignId",
+    "source",
+    "sourceId",
+    "dateSent",
+    "dateReminderSent",
+    "dateAnswered",
+    "custom",
+    "createdAt",
+    "updatedAt",
+    "__v",
+    "nps",
+    "npsComment",
+    "npsDate",
+    "npsSent",
+    "npsId",
 }
 
 
@@ -84,9 +103,17 @@ def test_seed_update_by_id(client: TestClient, tenant: Tenant) -> None:
 
 
 def test_seed_get_by_id(client: TestClient, tenant: Tenant) -> None:
-    rec = create(client, tenant, email="taco@trello.com", score=6, source="Planhat", sourceId="5f3bc3efe8cd350bb6cf715a",
-                 campaignId="5c3d0c38b95614b78f100c65", dateSent="2020-08-18T12:10:03.495Z",
-                 dateAnswered="2020-09-14T06:20:59.367Z")
+    rec = create(
+        client,
+        tenant,
+        email="taco@trello.com",
+        score=6,
+        source="Planhat",
+        sourceId="5f3bc3efe8cd350bb6cf715a",
+        campaignId="5c3d0c38b95614b78f100c65",
+        dateSent="2020-08-18T12:10:03.495Z",
+        dateAnswered="2020-09-14T06:20:59.367Z",
+    )
     r = client.get(f"/nps/{rec['_id']}", headers=tenant.viewer)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -123,12 +150,25 @@ def test_seed_delete(client: TestClient, tenant: Tenant) -> None:
 
 
 def test_seed_bulk_upsert_reply(client: TestClient, tenant: Tenant) -> None:
-    r = client.put("/nps", json=[{"email": "jane@test.com", "score": 7}, {"email": "pepe@test.com", "score": 10}],
-                   headers=tenant.editor)
+    r = client.put(
+        "/nps",
+        json=[{"email": "jane@test.com", "score": 7}, {"email": "pepe@test.com", "score": 10}],
+        headers=tenant.editor,
+    )
     assert r.status_code == 200, r.text
     body = r.json()
-    assert list(body) == ["created", "createdErrors", "insertsKeys", "updated", "updatedErrors", "updatesKeys",
-                          "nonupdates", "modified", "upsertedIds", "permissionErrors"]
+    assert list(body) == [
+        "created",
+        "createdErrors",
+        "insertsKeys",
+        "updated",
+        "updatedErrors",
+        "updatesKeys",
+        "nonupdates",
+        "modified",
+        "upsertedIds",
+        "permissionErrors",
+    ]
     assert body["created"] == 2 and body["updated"] == 0 and body["nonupdates"] == 0
     assert body["createdErrors"] == [] and body["updatedErrors"] == [] and body["updatesKeys"] == []
     assert body["modified"] == [] and body["permissionErrors"] == []
@@ -145,15 +185,18 @@ def test_post_requires_email_and_score(client: TestClient, tenant: Tenant) -> No
     assert_error(client.post("/nps", json={"score": 7}, headers=tenant.editor), 400, "email")
     assert_error(client.post("/nps", json={"email": "a@b.com"}, headers=tenant.editor), 400, "score")
     assert_error(client.post("/nps", json={"email": None, "score": 7}, headers=tenant.editor), 400, "email")
-    assert_error(client.post("/nps", json={"email": "a@b.com", "score": None}, headers=tenant.editor), 400, "score")
+    assert_error(
+        client.post("/nps", json={"email": "a@b.com", "score": None}, headers=tenant.editor), 400, "score"
+    )
     assert_error(client.post("/nps", json={}, headers=tenant.editor), 400)
     assert client.get("/nps", headers=tenant.viewer).json() == []
 
 
 @pytest.mark.parametrize("score", [7.0, 7.5, True, False, "7", 11, -1, 10**30, [7], {"v": 7}])
 def test_post_rejects_bad_scores(client: TestClient, tenant: Tenant, score: Any) -> None:
-    body = assert_error(client.post("/nps", json={"email": "a@b.com", "score": score}, headers=tenant.editor),
-                        400, "score")
+    body = assert_error(
+        client.post("/nps", json={"email": "a@b.com", "score": score}, headers=tenant.editor), 400, "score"
+    )
     assert "0 to 10" in body["message"] or "integer" in body["message"]
     assert client.get("/nps", headers=tenant.viewer).json() == []
 
@@ -165,18 +208,42 @@ def test_post_score_bounds_and_types(client: TestClient, tenant: Tenant, score: 
     assert rec["scoreType"] == ("promoter" if score >= 9 else "passive" if score >= 7 else "detractor")
 
 
-@pytest.mark.parametrize("email", ["", "jane", "jane@", "@test.com", "jane@@test.com", "jane doe@test.com",
-                                   "jane@test", 7, "a" * 400 + "@test.com", "jane\x00@test.com"])
+@pytest.mark.parametrize(
+    "email",
+    [
+        "",
+        "jane",
+        "jane@",
+        "@test.com",
+        "jane@@test.com",
+        "jane doe@test.com",
+        "jane@test",
+        7,
+        "a" * 400 + "@test.com",
+        "jane\x00@test.com",
+    ],
+)
 def test_post_rejects_bad_email(client: TestClient, tenant: Tenant, email: Any) -> None:
     assert_error(client.post("/nps", json={"email": email, "score": 7}, headers=tenant.editor), 400, "email")
 
 
 def test_post_all_fields_round_trip(client: TestClient, tenant: Tenant) -> None:
     co = company(client, tenant)
-    rec = create(client, tenant, email="Full@Test.com", score=10, comment="great", campaignId="camp-1", cId=co["_id"],
-                 source="custom-nps.com", sourceId="src-full", dateSent="2024-01-02T03:04:05.678Z",
-                 dateReminderSent="2024-01-03T00:00:00Z", dateAnswered="2024-01-04T10:00:00.5+00:00",
-                 custom={"plan": "gold", "seats": 12, "tags": ["a", "b"], "nested": {"x": None}})
+    rec = create(
+        client,
+        tenant,
+        email="Full@Test.com",
+        score=10,
+        comment="great",
+        campaignId="camp-1",
+        cId=co["_id"],
+        source="custom-nps.com",
+        sourceId="src-full",
+        dateSent="2024-01-02T03:04:05.678Z",
+        dateReminderSent="2024-01-03T00:00:00Z",
+        dateAnswered="2024-01-04T10:00:00.5+00:00",
+        custom={"plan": "gold", "seats": 12, "tags": ["a", "b"], "nested": {"x": None}},
+    )
     assert rec["email"] == "Full@Test.com"
     assert rec["comment"] == "great" and rec["npsComment"] == "great"
     assert rec["campaignId"] == "camp-1" and rec["cId"] == co["_id"]
@@ -201,23 +268,41 @@ def test_post_date_answered_defaults_to_now(client: TestClient, tenant: Tenant) 
     assert before <= parse(rec["dateAnswered"]) <= datetime.now(UTC) + timedelta(milliseconds=1)
 
 
-@pytest.mark.parametrize(("sent", "expected"), [
-    ("2021-07-29T20:09:50.914Z", "2021-07-29T20:09:50.914Z"),
-    ("2021-07-29T22:09:50.914+02:00", "2021-07-29T20:09:50.914Z"),
-    ("2021-07-29T15:39:50.914-04:30", "2021-07-29T20:09:50.914Z"),
-    ("2021-07-29T20:09:50.914567Z", "2021-07-29T20:09:50.914Z"),
-    ("2021-07-29T20:09:50", "2021-07-29T20:09:50.000Z"),
-    (1627589390, "2021-07-29T20:09:50.000Z"),
-    ("1627589390", "2021-07-29T20:09:50.000Z"),
-])
-def test_post_dates_accept_iso_and_epoch(client: TestClient, tenant: Tenant, sent: Any, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("sent", "expected"),
+    [
+        ("2021-07-29T20:09:50.914Z", "2021-07-29T20:09:50.914Z"),
+        ("2021-07-29T22:09:50.914+02:00", "2021-07-29T20:09:50.914Z"),
+        ("2021-07-29T15:39:50.914-04:30", "2021-07-29T20:09:50.914Z"),
+        ("2021-07-29T20:09:50.914567Z", "2021-07-29T20:09:50.914Z"),
+        ("2021-07-29T20:09:50", "2021-07-29T20:09:50.000Z"),
+        (1627589390, "2021-07-29T20:09:50.000Z"),
+        ("1627589390", "2021-07-29T20:09:50.000Z"),
+    ],
+)
+def test_post_dates_accept_iso_and_epoch(
+    client: TestClient, tenant: Tenant, sent: Any, expected: str
+) -> None:
     rec = create(client, tenant, dateAnswered=sent, dateSent=sent)
     assert rec["dateAnswered"] == expected == rec["dateSent"]
     assert client.get(f"/nps/{rec['_id']}", headers=tenant.viewer).json()["dateAnswered"] == expected
 
 
-@pytest.mark.parametrize("value", ["yesterday", "2021-13-01T00:00:00Z", "2021-07-29T25:00:00Z", True, [1], {"a": 1},
-                                   "9999-01-01T00:00:00Z", -10**12, 10**20, "1900-01-01T00:00:00Z"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "yesterday",
+        "2021-13-01T00:00:00Z",
+        "2021-07-29T25:00:00Z",
+        True,
+        [1],
+        {"a": 1},
+        "9999-01-01T00:00:00Z",
+        -(10**12),
+        10**20,
+        "1900-01-01T00:00:00Z",
+    ],
+)
 def test_post_rejects_bad_dates(client: TestClient, tenant: Tenant, value: Any) -> None:
     for name in ("dateAnswered", "dateSent", "dateReminderSent", "npsDate"):
         r = client.post("/nps", json={"email": "a@b.com", "score": 7, name: value}, headers=tenant.editor)
@@ -225,20 +310,36 @@ def test_post_rejects_bad_dates(client: TestClient, tenant: Tenant, value: Any) 
 
 
 def test_post_unknown_field_is_named(client: TestClient, tenant: Tenant) -> None:
-    body = assert_error(client.post("/nps", json={"email": "a@b.com", "score": 7, "colour": "red"},
-                                    headers=tenant.editor), 400, "colour")
+    body = assert_error(
+        client.post("/nps", json={"email": "a@b.com", "score": 7, "colour": "red"}, headers=tenant.editor),
+        400,
+        "colour",
+    )
     assert "colour" in body["message"]
     # python-side names of the read-only fields are not part of the API
     for name in ("id_", "version_", "id", "version"):
-        assert_error(client.post("/nps", json={"email": "a@b.com", "score": 7, name: "x"}, headers=tenant.editor),
-                     400, name)
+        assert_error(
+            client.post("/nps", json={"email": "a@b.com", "score": 7, name: "x"}, headers=tenant.editor),
+            400,
+            name,
+        )
     assert client.get("/nps", headers=tenant.viewer).json() == []
 
 
 def test_post_read_only_fields_are_ignored(client: TestClient, tenant: Tenant) -> None:
     fake = "0123456789abcdef01234567"
-    rec = create(client, tenant, score=3, _id=fake, euId=fake, scoreType="promoter", __v=42,
-                 createdAt="2001-01-01T00:00:00Z", updatedAt="nonsense", npsId=fake)
+    rec = create(
+        client,
+        tenant,
+        score=3,
+        _id=fake,
+        euId=fake,
+        scoreType="promoter",
+        __v=42,
+        createdAt="2001-01-01T00:00:00Z",
+        updatedAt="nonsense",
+        npsId=fake,
+    )
     assert rec["_id"] != fake and rec["npsId"] == rec["_id"]
     assert rec["euId"] != fake
     assert rec["scoreType"] == "detractor"
@@ -255,13 +356,23 @@ def test_post_whole_object_read_back_is_accepted(client: TestClient, tenant: Ten
     again = client.post("/nps", json=copy, headers=tenant.editor)
     assert again.status_code == 200, again.text
     assert again.json()["_id"] != rec["_id"]
-    assert again.json()["score"] == 8 and again.json()["comment"] == "ok" and again.json()["custom"] == {"a": 1}
+    assert (
+        again.json()["score"] == 8 and again.json()["comment"] == "ok" and again.json()["custom"] == {"a": 1}
+    )
 
 
 def test_post_legacy_aliases_map(client: TestClient, tenant: Tenant) -> None:
-    r = client.post("/nps", json={"email": unique_email(), "nps": 9, "npsComment": "via alias",
-                                  "npsDate": "2023-05-06T07:08:09.123Z", "npsSent": "2023-05-01T00:00:00Z"},
-                    headers=tenant.editor)
+    r = client.post(
+        "/nps",
+        json={
+            "email": unique_email(),
+            "nps": 9,
+            "npsComment": "via alias",
+            "npsDate": "2023-05-06T07:08:09.123Z",
+            "npsSent": "2023-05-01T00:00:00Z",
+        },
+        headers=tenant.editor,
+    )
     assert r.status_code == 200, r.text
     rec = r.json()
     assert rec["score"] == 9 and rec["nps"] == 9 and rec["scoreType"] == "promoter"
@@ -317,7 +428,9 @@ def test_post_values_that_cannot_be_sent_back(client: TestClient, tenant: Tenant
         assert r.status_code in (206, 400), r.text
         if r.status_code == 206:
             assert r.json()["created"] == 0 and name in r.json()["createdErrors"][0]["error"]
-    ok = create(client, tenant, custom={"big": 9223372036854775807, "small": -1.5e-300, "text": "\u00e9\U0001f600"})
+    ok = create(
+        client, tenant, custom={"big": 9223372036854775807, "small": -1.5e-300, "text": "\u00e9\U0001f600"}
+    )
     assert ok["custom"] == {"big": 9223372036854775807, "small": -1.5e-300, "text": "\u00e9\U0001f600"}
     assert client.get(f"/nps/{ok['_id']}", headers=tenant.viewer).json()["custom"] == ok["custom"]
     assert [r["_id"] for r in client.get("/nps", headers=tenant.viewer).json()] == [ok["_id"]]
@@ -333,8 +446,13 @@ def test_post_malformed_bodies(client: TestClient, tenant: Tenant) -> None:
 
 def test_post_duplicate_source_id_is_409(client: TestClient, tenant: Tenant, other: Tenant) -> None:
     create(client, tenant, sourceId="dup-1")
-    assert_error(client.post("/nps", json={"email": "a@b.com", "score": 7, "sourceId": "dup-1"},
-                             headers=tenant.editor), 409, "sourceId")
+    assert_error(
+        client.post(
+            "/nps", json={"email": "a@b.com", "score": 7, "sourceId": "dup-1"}, headers=tenant.editor
+        ),
+        409,
+        "sourceId",
+    )
     # sourceIds are per organization
     r = client.post("/nps", json={"email": "a@b.com", "score": 7, "sourceId": "dup-1"}, headers=other.editor)
     assert r.status_code == 200, r.text
@@ -408,8 +526,11 @@ def test_existing_enduser_keeps_its_company(client: TestClient, tenant: Tenant) 
 def test_unknown_or_foreign_cid_is_400(client: TestClient, tenant: Tenant, other: Tenant) -> None:
     foreign = company(client, other)
     for cid in ("0123456789abcdef01234567", foreign["_id"]):
-        body = assert_error(client.post("/nps", json={"email": "z@z.com", "score": 7, "cId": cid},
-                                        headers=tenant.editor), 400, "cId")
+        body = assert_error(
+            client.post("/nps", json={"email": "z@z.com", "score": 7, "cId": cid}, headers=tenant.editor),
+            400,
+            "cId",
+        )
         assert "cId" in body["message"]
     assert client.get("/nps", headers=tenant.viewer).json() == []
     assert client.get("/endusers", headers=tenant.viewer).json() == []
@@ -438,23 +559,52 @@ def test_get_put_delete_by_srcid(client: TestClient, tenant: Tenant) -> None:
 
 
 def test_put_partial_update(client: TestClient, tenant: Tenant) -> None:
-    rec = create(client, tenant, score=5, comment="meh", source="web", sourceId="p-1", campaignId="c1",
-                 dateSent="2024-02-01T00:00:00Z", dateAnswered="2024-02-02T00:00:00Z",
-                 custom={"a": 1, "b": {"x": 1}, "c": 3})
-    r = client.put(f"/nps/{rec['_id']}", json={"custom": {"b": {"y": 2}, "d": 4, "c": None}, "scoreType": "promoter"},
-                   headers=tenant.editor)
+    rec = create(
+        client,
+        tenant,
+        score=5,
+        comment="meh",
+        source="web",
+        sourceId="p-1",
+        campaignId="c1",
+        dateSent="2024-02-01T00:00:00Z",
+        dateAnswered="2024-02-02T00:00:00Z",
+        custom={"a": 1, "b": {"x": 1}, "c": 3},
+    )
+    r = client.put(
+        f"/nps/{rec['_id']}",
+        json={"custom": {"b": {"y": 2}, "d": 4, "c": None}, "scoreType": "promoter"},
+        headers=tenant.editor,
+    )
     assert r.status_code == 200, r.text
     up = r.json()
     assert up["custom"] == {"a": 1, "b": {"y": 2}, "c": None, "d": 4}
     assert up["scoreType"] == "detractor" and up["score"] == 5
     assert up["__v"] == 1
-    for key in ("email", "comment", "source", "sourceId", "campaignId", "dateSent", "dateAnswered", "euId", "cId",
-                "createdAt"):
+    for key in (
+        "email",
+        "comment",
+        "source",
+        "sourceId",
+        "campaignId",
+        "dateSent",
+        "dateAnswered",
+        "euId",
+        "cId",
+        "createdAt",
+    ):
         assert up[key] == rec[key], key
     assert parse(up["updatedAt"]) >= parse(rec["updatedAt"])
-    r = client.put(f"/nps/{rec['_id']}", json={"score": 9, "comment": None, "dateSent": None}, headers=tenant.editor)
+    r = client.put(
+        f"/nps/{rec['_id']}", json={"score": 9, "comment": None, "dateSent": None}, headers=tenant.editor
+    )
     up = r.json()
-    assert up["score"] == 9 and up["scoreType"] == "promoter" and up["comment"] is None and up["dateSent"] is None
+    assert (
+        up["score"] == 9
+        and up["scoreType"] == "promoter"
+        and up["comment"] is None
+        and up["dateSent"] is None
+    )
     assert up["__v"] == 2 and up["custom"] == {"a": 1, "b": {"y": 2}, "c": None, "d": 4}
     # custom: null clears it; a later object starts afresh
     up = client.put(f"/nps/{rec['_id']}", json={"custom": None}, headers=tenant.editor).json()
@@ -466,7 +616,9 @@ def test_put_partial_update(client: TestClient, tenant: Tenant) -> None:
 
 def test_put_without_change_keeps_version(client: TestClient, tenant: Tenant) -> None:
     rec = create(client, tenant, score=8, custom={"a": 1})
-    same = client.put(f"/nps/{rec['_id']}", json={"score": 8, "custom": {"a": 1}, "__v": 99}, headers=tenant.editor)
+    same = client.put(
+        f"/nps/{rec['_id']}", json={"score": 8, "custom": {"a": 1}, "__v": 99}, headers=tenant.editor
+    )
     assert same.status_code == 200
     assert same.json() == rec
     whole = client.put(f"/nps/{rec['_id']}", json=rec, headers=tenant.editor)
@@ -476,8 +628,11 @@ def test_put_without_change_keeps_version(client: TestClient, tenant: Tenant) ->
 
 def test_put_aliases_and_nulls(client: TestClient, tenant: Tenant) -> None:
     rec = create(client, tenant, score=8)
-    up = client.put(f"/nps/{rec['_id']}", json={"nps": 2, "npsComment": "bad", "npsDate": "2024-03-03T03:03:03Z"},
-                    headers=tenant.editor).json()
+    up = client.put(
+        f"/nps/{rec['_id']}",
+        json={"nps": 2, "npsComment": "bad", "npsDate": "2024-03-03T03:03:03Z"},
+        headers=tenant.editor,
+    ).json()
     assert up["score"] == 2 and up["comment"] == "bad" and up["dateAnswered"] == "2024-03-03T03:03:03.000Z"
     for name in ("score", "email", "dateAnswered", "nps", "npsDate"):
         assert_error(client.put(f"/nps/{rec['_id']}", json={name: None}, headers=tenant.editor), 400, name)
@@ -508,8 +663,12 @@ def test_put_cid_and_source_id_rules(client: TestClient, tenant: Tenant, other: 
     create(client, tenant, sourceId="sb")
     up = client.put(f"/nps/{a['_id']}", json={"cId": co["_id"]}, headers=tenant.editor).json()
     assert up["cId"] == co["_id"]
-    assert_error(client.put(f"/nps/{a['_id']}", json={"cId": foreign["_id"]}, headers=tenant.editor), 400, "cId")
-    assert_error(client.put(f"/nps/{a['_id']}", json={"sourceId": "sb"}, headers=tenant.editor), 409, "sourceId")
+    assert_error(
+        client.put(f"/nps/{a['_id']}", json={"cId": foreign["_id"]}, headers=tenant.editor), 400, "cId"
+    )
+    assert_error(
+        client.put(f"/nps/{a['_id']}", json={"sourceId": "sb"}, headers=tenant.editor), 409, "sourceId"
+    )
     up = client.put(f"/nps/{a['_id']}", json={"sourceId": "sa2"}, headers=tenant.editor).json()
     assert up["sourceId"] == "sa2"
     assert client.get("/nps/srcid-sa2", headers=tenant.viewer).json()["_id"] == a["_id"]
@@ -522,8 +681,15 @@ def test_unknown_and_malformed_ids(client: TestClient, tenant: Tenant) -> None:
     assert_error(client.put(f"/nps/{unknown}", json={"score": 1}, headers=tenant.editor), 404)
     assert_error(client.delete(f"/nps/{unknown}", headers=tenant.admin), 404)
     assert_error(client.get("/nps/srcid-nothing", headers=tenant.viewer), 404)
-    for bad in ("123", "0123456789ABCDEF01234567", "zzzzzzzzzzzzzzzzzzzzzzzz", "0123456789abcdef012345678",
-                "%00", "a%00b", "srcidx"):
+    for bad in (
+        "123",
+        "0123456789ABCDEF01234567",
+        "zzzzzzzzzzzzzzzzzzzzzzzz",
+        "0123456789abcdef012345678",
+        "%00",
+        "a%00b",
+        "srcidx",
+    ):
         assert_error(client.get(f"/nps/{bad}", headers=tenant.viewer), 400, "id")
         assert_error(client.put(f"/nps/{bad}", json={"score": 1}, headers=tenant.editor), 400, "id")
         assert_error(client.delete(f"/nps/{bad}", headers=tenant.admin), 400, "id")
@@ -540,8 +706,10 @@ def test_other_tenant_cannot_see_or_touch(client: TestClient, tenant: Tenant, ot
         assert_error(client.put(f"/nps/{key}", json={"score": 0}, headers=other.admin), 404)
         assert_error(client.delete(f"/nps/{key}", headers=other.admin), 404)
     assert client.get("/nps", headers=other.admin).json() == []
-    assert client.get(f"/nps?companyId={rec['cId'] or '0123456789abcdef01234567'}",
-                      headers=other.admin).json() == []
+    assert (
+        client.get(f"/nps?companyId={rec['cId'] or '0123456789abcdef01234567'}", headers=other.admin).json()
+        == []
+    )
     assert client.get(f"/nps/{rec['_id']}", headers=tenant.viewer).json() == rec
 
 
@@ -564,7 +732,10 @@ def test_basic_and_api_key_auth(client: TestClient, tenant: Tenant) -> None:
     rec = create(client, tenant)
     token = tenant.tokens["viewer"]
     basic = base64.b64encode(f"{token}:".encode()).decode()
-    assert client.get(f"/nps/{rec['_id']}", headers={"Authorization": f"Basic {basic}"}).json()["_id"] == rec["_id"]
+    assert (
+        client.get(f"/nps/{rec['_id']}", headers={"Authorization": f"Basic {basic}"}).json()["_id"]
+        == rec["_id"]
+    )
     assert client.get(f"/nps/{rec['_id']}", headers={"X-API-Key": token}).json()["_id"] == rec["_id"]
 
 
@@ -578,9 +749,15 @@ def ids(resp: Any) -> list[str]:
 
 def test_list_filters(client: TestClient, tenant: Tenant, other: Tenant) -> None:
     c1, c2, c3 = (company(client, tenant) for _ in range(3))
-    a = create(client, tenant, email="a@x.com", score=10, cId=c1["_id"], campaignId="camp-a", dateAnswered=ago(5))
-    b = create(client, tenant, email="b@x.com", score=7, cId=c2["_id"], campaignId="camp-b", dateAnswered=ago(4))
-    c = create(client, tenant, email="c@x.com", score=2, cId=c3["_id"], campaignId="camp-a", dateAnswered=ago(3))
+    a = create(
+        client, tenant, email="a@x.com", score=10, cId=c1["_id"], campaignId="camp-a", dateAnswered=ago(5)
+    )
+    b = create(
+        client, tenant, email="b@x.com", score=7, cId=c2["_id"], campaignId="camp-b", dateAnswered=ago(4)
+    )
+    c = create(
+        client, tenant, email="c@x.com", score=2, cId=c3["_id"], campaignId="camp-a", dateAnswered=ago(3)
+    )
     d = create(client, tenant, email="A@X.com", score=0, dateAnswered=ago(2))
     create(client, other, email="a@x.com", score=10, campaignId="camp-a")
     h = tenant.viewer
@@ -589,7 +766,11 @@ def test_list_filters(client: TestClient, tenant: Tenant, other: Tenant) -> None
     assert d["cId"] == c1["_id"]
     assert ids(client.get(f"/nps?companyId={c1['_id']}", headers=h)) == [d["_id"], a["_id"]]
     assert ids(client.get(f"/nps?companyId={c2['_id']},{c3['_id']}", headers=h)) == [c["_id"], b["_id"]]
-    assert ids(client.get(f"/nps?companyId={c1['_id']}, {c2['_id']},", headers=h)) == [d["_id"], b["_id"], a["_id"]]
+    assert ids(client.get(f"/nps?companyId={c1['_id']}, {c2['_id']},", headers=h)) == [
+        d["_id"],
+        b["_id"],
+        a["_id"],
+    ]
     assert_error(client.get("/nps?companyId=nope", headers=h), 400, "companyId")
     assert ids(client.get("/nps?campaignId=camp-a", headers=h)) == [c["_id"], a["_id"]]
     assert ids(client.get("/nps?campaignId=camp-a,camp-b", headers=h)) == [c["_id"], b["_id"], a["_id"]]
@@ -615,13 +796,21 @@ def test_list_since_until_and_expiry(client: TestClient, tenant: Tenant) -> None
         assert_error(client.get(f"/nps?npsExpiryDay={bad}", headers=h), 400, "npsExpiryDay")
     since = ago(200)
     assert ids(client.get("/nps", params={"since": since}, headers=h)) == [new["_id"], mid["_id"]]
-    assert ids(client.get("/nps", params={"since": ago(500), "until": ago(50)}, headers=h)) == [mid["_id"], old["_id"]]
+    assert ids(client.get("/nps", params={"since": ago(500), "until": ago(50)}, headers=h)) == [
+        mid["_id"],
+        old["_id"],
+    ]
     assert ids(client.get("/nps", params={"until": mid["dateAnswered"], "npsExpiryDay": 0}, headers=h)) == [
-        mid["_id"], old["_id"]]
+        mid["_id"],
+        old["_id"],
+    ]
     epoch = int((datetime.now(UTC) - timedelta(days=200)).timestamp())
     assert ids(client.get(f"/nps?since={epoch}", headers=h)) == [new["_id"], mid["_id"]]
-    offset_form = (datetime.now(UTC) - timedelta(days=200)).astimezone(
-        __import__("datetime").timezone(timedelta(hours=5))).isoformat()
+    offset_form = (
+        (datetime.now(UTC) - timedelta(days=200))
+        .astimezone(__import__("datetime").timezone(timedelta(hours=5)))
+        .isoformat()
+    )
     assert ids(client.get("/nps", params={"since": offset_form}, headers=h)) == [new["_id"], mid["_id"]]
     assert_error(client.get("/nps", params={"since": ago(1), "until": ago(10)}, headers=h), 400, "since")
     assert_error(client.get("/nps?since=yesterday", headers=h), 400, "since")
@@ -658,15 +847,24 @@ def test_list_limit_offset_bounds(client: TestClient, tenant: Tenant) -> None:
     assert len(ids(client.get("/nps?offset=140", headers=h))) == 10
     assert ids(client.get("/nps?offset=150", headers=h)) == []
     assert ids(client.get("/nps?offset=100000000", headers=h)) == []
-    for bad in ("limit=10001", "limit=0", "limit=-1", "limit=abc", "limit=1.5", "limit=99999999999999999999999"):
+    for bad in (
+        "limit=10001",
+        "limit=0",
+        "limit=-1",
+        "limit=abc",
+        "limit=1.5",
+        "limit=99999999999999999999999",
+    ):
         assert_error(client.get(f"/nps?{bad}", headers=h), 400, "limit")
     for bad in ("offset=-1", "offset=x", "offset=99999999999999999999999"):
         assert_error(client.get(f"/nps?{bad}", headers=h), 400, "offset")
 
 
 def test_list_sort(client: TestClient, tenant: Tenant) -> None:
-    recs = [create(client, tenant, score=s, comment=c, dateAnswered=ago(d))
-            for s, c, d in ((5, "b", 3), (9, "a", 1), (5, "c", 2), (0, "d", 4))]
+    recs = [
+        create(client, tenant, score=s, comment=c, dateAnswered=ago(d))
+        for s, c, d in ((5, "b", 3), (9, "a", 1), (5, "c", 2), (0, "d", 4))
+    ]
     h = tenant.viewer
 
     def order(sort: str) -> list[int]:
@@ -683,8 +881,22 @@ def test_list_sort(client: TestClient, tenant: Tenant) -> None:
     assert order("_id") == [0, 1, 2, 3]
     assert order("-_id") == [3, 2, 1, 0]
     assert order("scoreType") == [3, 0, 2, 1]  # detractor < passive < promoter, as the score
-    for name in ("email", "euId", "cId", "campaignId", "source", "sourceId", "dateSent", "npsSent",
-                 "dateReminderSent", "custom", "createdAt", "updatedAt", "__v", "npsId"):
+    for name in (
+        "email",
+        "euId",
+        "cId",
+        "campaignId",
+        "source",
+        "sourceId",
+        "dateSent",
+        "npsSent",
+        "dateReminderSent",
+        "custom",
+        "createdAt",
+        "updatedAt",
+        "__v",
+        "npsId",
+    ):
         for prefix in ("", "-"):
             assert len(ids(client.get(f"/nps?sort={prefix}{name}", headers=h))) == 4, name
     for bad in ("bogus", "-bogus", "--score", "score,email", "", "date_answered"):
@@ -699,27 +911,40 @@ def test_list_select(client: TestClient, tenant: Tenant) -> None:
     rec = create(client, tenant, score=9, comment="hi")
     h = tenant.viewer
     assert client.get("/nps?select=score,comment", headers=h).json() == [
-        {"_id": rec["_id"], "score": 9, "comment": "hi"}]
-    assert client.get("/nps?select=npsDate", headers=h).json() == [{"_id": rec["_id"], "npsDate": rec["npsDate"]}]
+        {"_id": rec["_id"], "score": 9, "comment": "hi"}
+    ]
+    assert client.get("/nps?select=npsDate", headers=h).json() == [
+        {"_id": rec["_id"], "npsDate": rec["npsDate"]}
+    ]
     assert client.get("/nps?select=_id", headers=h).json() == [{"_id": rec["_id"]}]
-    assert client.get("/nps?select= score , __v ,", headers=h).json() == [{"_id": rec["_id"], "score": 9, "__v": 0}]
+    assert client.get("/nps?select= score , __v ,", headers=h).json() == [
+        {"_id": rec["_id"], "score": 9, "__v": 0}
+    ]
     assert_error(client.get("/nps?select=score,password", headers=h), 400, "select")
 
 
 def test_list_bad_query_values(client: TestClient, tenant: Tenant) -> None:
     create(client, tenant)
     h = tenant.viewer
-    for query, name in (("email=a%00b", "email"), ("campaignId=a%00b", "campaignId"),
-                        ("email=" + "e" * 400, "email"), ("campaignId=" + "c" * 100, "campaignId"),
-                        ("sort=a%00", "sort"), ("select=a%00", "select"), ("companyId=%00", "companyId"),
-                        ("scoreType=%00", "scoreType")):
+    for query, name in (
+        ("email=a%00b", "email"),
+        ("campaignId=a%00b", "campaignId"),
+        ("email=" + "e" * 400, "email"),
+        ("campaignId=" + "c" * 100, "campaignId"),
+        ("sort=a%00", "sort"),
+        ("select=a%00", "select"),
+        ("companyId=%00", "companyId"),
+        ("scoreType=%00", "scoreType"),
+    ):
         assert_error(client.get(f"/nps?{query}", headers=h), 400, name)
 
 
 def test_paging_never_skips_or_repeats(client: TestClient, tenant: Tenant) -> None:
     same = "2024-06-01T12:00:00.000Z"
-    body = [{"email": unique_email(), "score": i % 11, "dateAnswered": same if i % 3 else ago(i % 7)}
-            for i in range(237)]
+    body = [
+        {"email": unique_email(), "score": i % 11, "dateAnswered": same if i % 3 else ago(i % 7)}
+        for i in range(237)
+    ]
     r = client.put("/nps", json=body, headers=tenant.editor)
     assert r.status_code == 200, r.text
     everything = set(r.json()["upsertedIds"])

@@ -9,8 +9,18 @@ from fastapi.testclient import TestClient
 
 from conftest import Tenant, assert_error
 
-SEED_KEYS = ["created", "createdErrors", "insertsKeys", "updated", "updatedErrors", "updatesKeys",
-             "nonupdates", "modified", "upsertedIds", "permissionErrors"]
+SEED_KEYS = [
+    "created",
+    "createdErrors",
+    "insertsKeys",
+    "updated",
+    "updatedErrors",
+    "updatesKeys",
+    "nonupdates",
+    "modified",
+    "upsertedIds",
+    "permissionErrors",
+]
 
 
 def email() -> str:
@@ -39,17 +49,24 @@ def get(client: TestClient, tenant: Tenant, key: str) -> dict[str, Any]:
 
 
 def test_creates_and_updates_in_one_batch(client: TestClient, tenant: Tenant) -> None:
-    first = bulk(client, tenant, [{"email": "a@bulk.test", "score": 3, "sourceId": "s-a"},
-                                  {"email": "b@bulk.test", "score": 8}])
+    first = bulk(
+        client,
+        tenant,
+        [{"email": "a@bulk.test", "score": 3, "sourceId": "s-a"}, {"email": "b@bulk.test", "score": 8}],
+    )
     assert first["created"] == 2
     a_id, b_id = first["upsertedIds"]
     assert first["insertsKeys"] == [{"_id": a_id, "sourceId": "s-a"}, {"_id": b_id}]
-    body = bulk(client, tenant, [
-        {"sourceId": "s-a", "score": 10, "comment": "now happy"},     # update by sourceId
-        {"_id": b_id, "custom": {"k": 1}},                               # update by _id
-        {"email": "c@bulk.test", "score": 0, "sourceId": "s-c"},        # create
-        {"_id": "0123456789abcdef01234567", "email": "d@bulk.test", "score": 9},  # unknown _id: create
-    ])
+    body = bulk(
+        client,
+        tenant,
+        [
+            {"sourceId": "s-a", "score": 10, "comment": "now happy"},  # update by sourceId
+            {"_id": b_id, "custom": {"k": 1}},  # update by _id
+            {"email": "c@bulk.test", "score": 0, "sourceId": "s-c"},  # create
+            {"_id": "0123456789abcdef01234567", "email": "d@bulk.test", "score": 9},  # unknown _id: create
+        ],
+    )
     assert body["created"] == 2 and body["updated"] == 2 and body["nonupdates"] == 0
     assert body["modified"] == [a_id, b_id]
     assert body["updatesKeys"] == [{"sourceId": "s-a"}, {"_id": b_id}]
@@ -66,8 +83,14 @@ def test_creates_and_updates_in_one_batch(client: TestClient, tenant: Tenant) ->
 
 
 def test_id_takes_priority_over_source_id(client: TestClient, tenant: Tenant) -> None:
-    ids = bulk(client, tenant, [{"email": email(), "score": 5, "sourceId": "p-1"},
-                                {"email": email(), "score": 5, "sourceId": "p-2"}])["upsertedIds"]
+    ids = bulk(
+        client,
+        tenant,
+        [
+            {"email": email(), "score": 5, "sourceId": "p-1"},
+            {"email": email(), "score": 5, "sourceId": "p-2"},
+        ],
+    )["upsertedIds"]
     # _id names record 1; its sourceId p-9 is new, so record 1 is renamed
     body = bulk(client, tenant, [{"_id": ids[0], "sourceId": "p-9", "score": 6}])
     assert body["updated"] == 1 and body["modified"] == [ids[0]]
@@ -89,17 +112,29 @@ def test_id_takes_priority_over_source_id(client: TestClient, tenant: Tenant) ->
 
 def test_client_id_never_names_a_new_record(client: TestClient, tenant: Tenant, other: Tenant) -> None:
     wanted = "0123456789abcdef01234567"
-    body = bulk(client, tenant, [{"_id": wanted, "email": email(), "score": 7},
-                                 {"_id": "not-even-hex", "email": email(), "score": 7},
-                                 {"_id": 12345, "email": email(), "score": 7}])
+    body = bulk(
+        client,
+        tenant,
+        [
+            {"_id": wanted, "email": email(), "score": 7},
+            {"_id": "not-even-hex", "email": email(), "score": 7},
+            {"_id": 12345, "email": email(), "score": 7},
+        ],
+    )
     assert body["created"] == 3
     assert wanted not in body["upsertedIds"]
     assert body["insertsKeys"] == [{"_id": i} for i in body["upsertedIds"]]
     assert client.get(f"/nps/{wanted}", headers=tenant.viewer).status_code == 404
     # another tenant's _id and sourceId never match: they create records with new ids
     theirs = bulk(client, other, [{"email": email(), "score": 1, "sourceId": "shared"}])["upsertedIds"][0]
-    body = bulk(client, tenant, [{"_id": theirs, "email": email(), "score": 9},
-                                 {"sourceId": "shared", "email": email(), "score": 10}])
+    body = bulk(
+        client,
+        tenant,
+        [
+            {"_id": theirs, "email": email(), "score": 9},
+            {"sourceId": "shared", "email": email(), "score": 10},
+        ],
+    )
     assert body["created"] == 2 and body["updated"] == 0
     assert theirs not in body["upsertedIds"]
     assert get(client, other, theirs)["score"] == 1
@@ -112,23 +147,24 @@ def test_client_id_never_names_a_new_record(client: TestClient, tenant: Tenant, 
 
 
 def test_item_errors_are_reported_while_valid_items_apply(client: TestClient, tenant: Tenant) -> None:
-    existing, existing2 = bulk(client, tenant, [{"email": email(), "score": 5, "sourceId": "e-1"},
-                                                {"email": email(), "score": 2}])["upsertedIds"]
+    existing, existing2 = bulk(
+        client, tenant, [{"email": email(), "score": 5, "sourceId": "e-1"}, {"email": email(), "score": 2}]
+    )["upsertedIds"]
     items: list[Any] = [
-        {"email": email(), "score": 7},                       # 0 ok create
-        {"email": email(), "score": 11},                      # 1 bad score
-        {"email": "not an email", "score": 3},                # 2 bad email
-        {"score": 4},                                         # 3 create without email
-        {"email": email()},                                   # 4 create without score
-        "a string",                                           # 5 not an object
-        {"email": email(), "score": 7, "colour": "red"},      # 6 unknown field
-        {"sourceId": "e-1", "score": 7.5},                    # 7 update with a bad score
+        {"email": email(), "score": 7},  # 0 ok create
+        {"email": email(), "score": 11},  # 1 bad score
+        {"email": "not an email", "score": 3},  # 2 bad email
+        {"score": 4},  # 3 create without email
+        {"email": email()},  # 4 create without score
+        "a string",  # 5 not an object
+        {"email": email(), "score": 7, "colour": "red"},  # 6 unknown field
+        {"sourceId": "e-1", "score": 7.5},  # 7 update with a bad score
         {"_id": existing, "cId": "0123456789abcdef01234567"},  # 8 update with an unknown company
-        {"sourceId": "e-1", "comment": "fine"},               # 9 ok update
-        {"email": email(), "score": True},                    # 10 boolean score
-        None,                                                 # 11 null item
+        {"sourceId": "e-1", "comment": "fine"},  # 9 ok update
+        {"email": email(), "score": True},  # 10 boolean score
+        None,  # 11 null item
         {"email": email(), "score": 9, "dateAnswered": "soon"},  # 12 bad date
-        {"_id": existing2, "score": None},                    # 13 null score on update (matched by _id)
+        {"_id": existing2, "score": None},  # 13 null score on update (matched by _id)
     ]
     body = bulk(client, tenant, items, status=206)
     assert body["created"] == 1 and body["updated"] == 1
@@ -156,14 +192,30 @@ def test_item_errors_are_reported_while_valid_items_apply(client: TestClient, te
 
 
 def test_nonupdates_count_matched_items_that_change_nothing(client: TestClient, tenant: Tenant) -> None:
-    body = bulk(client, tenant, [{"email": "same@bulk.test", "score": 6, "sourceId": "n-1", "custom": {"a": 1},
-                                  "dateAnswered": "2024-01-01T00:00:00.123Z"}])
+    body = bulk(
+        client,
+        tenant,
+        [
+            {
+                "email": "same@bulk.test",
+                "score": 6,
+                "sourceId": "n-1",
+                "custom": {"a": 1},
+                "dateAnswered": "2024-01-01T00:00:00.123Z",
+            }
+        ],
+    )
     rid = body["upsertedIds"][0]
     before = get(client, tenant, rid)
-    body = bulk(client, tenant, [
-        {"sourceId": "n-1", "score": 6},
-        {"_id": rid, "custom": {"a": 1}, "dateAnswered": "2024-01-01T01:00:00.123+01:00"},
-    ], status=206)
+    body = bulk(
+        client,
+        tenant,
+        [
+            {"sourceId": "n-1", "score": 6},
+            {"_id": rid, "custom": {"a": 1}, "dateAnswered": "2024-01-01T01:00:00.123+01:00"},
+        ],
+        status=206,
+    )
     # the second names the same record as the first: an error, though it would change nothing
     assert body["nonupdates"] == 1 and body["updated"] == 0 and body["modified"] == []
     assert [e["index"] for e in body["updatedErrors"]] == [1]
@@ -179,15 +231,20 @@ def test_nonupdates_count_matched_items_that_change_nothing(client: TestClient, 
 
 def test_same_keyable_twice_later_one_is_an_error(client: TestClient, tenant: Tenant) -> None:
     existing = bulk(client, tenant, [{"email": email(), "score": 5, "sourceId": "k-1"}])["upsertedIds"][0]
-    body = bulk(client, tenant, [
-        {"email": email(), "score": 1, "sourceId": "k-new"},   # 0 create
-        {"email": email(), "score": 2, "sourceId": "k-new"},   # 1 same new sourceId
-        {"sourceId": "k-1", "score": 3},                       # 2 update
-        {"sourceId": "k-1", "score": 4},                       # 3 same record by sourceId
-        {"_id": existing, "score": 6},                         # 4 same record by _id
-        {"_id": "0123456789abcdef01234567", "email": email(), "score": 7},  # 5 unknown _id: create
-        {"_id": "0123456789abcdef01234567", "email": email(), "score": 8},  # 6 the same _id again
-    ], status=206)
+    body = bulk(
+        client,
+        tenant,
+        [
+            {"email": email(), "score": 1, "sourceId": "k-new"},  # 0 create
+            {"email": email(), "score": 2, "sourceId": "k-new"},  # 1 same new sourceId
+            {"sourceId": "k-1", "score": 3},  # 2 update
+            {"sourceId": "k-1", "score": 4},  # 3 same record by sourceId
+            {"_id": existing, "score": 6},  # 4 same record by _id
+            {"_id": "0123456789abcdef01234567", "email": email(), "score": 7},  # 5 unknown _id: create
+            {"_id": "0123456789abcdef01234567", "email": email(), "score": 8},  # 6 the same _id again
+        ],
+        status=206,
+    )
     assert body["created"] == 2 and body["updated"] == 1
     assert [e["index"] for e in body["createdErrors"]] == [1, 6]
     assert [e["index"] for e in body["updatedErrors"]] == [3, 4]
@@ -196,20 +253,38 @@ def test_same_keyable_twice_later_one_is_an_error(client: TestClient, tenant: Te
     assert get(client, tenant, "srcid-k-new")["score"] == 1
     assert len(all_records(client, tenant)) == 3
     # an earlier item that failed does not block a later one with the same keyable
-    body = bulk(client, tenant, [{"sourceId": "k-2", "score": 99, "email": email()},
-                                 {"sourceId": "k-2", "score": 9, "email": email()}], status=206)
+    body = bulk(
+        client,
+        tenant,
+        [
+            {"sourceId": "k-2", "score": 99, "email": email()},
+            {"sourceId": "k-2", "score": 9, "email": email()},
+        ],
+        status=206,
+    )
     assert body["created"] == 1 and [e["index"] for e in body["createdErrors"]] == [0]
     assert get(client, tenant, "srcid-k-2")["score"] == 9
 
 
 def test_source_id_conflicts_inside_a_batch(client: TestClient, tenant: Tenant) -> None:
-    a, b = bulk(client, tenant, [{"email": email(), "score": 5, "sourceId": "c-a"},
-                                 {"email": email(), "score": 5, "sourceId": "c-b"}])["upsertedIds"]
-    body = bulk(client, tenant, [
-        {"_id": a, "sourceId": "c-b"},                          # 0 takes b's sourceId: conflict
-        {"_id": b, "sourceId": "c-new"},                        # 1 renames b
-        {"email": email(), "score": 1, "sourceId": "c-new"},    # 2 new c-new matches nothing yet: conflict
-    ], status=206)
+    a, b = bulk(
+        client,
+        tenant,
+        [
+            {"email": email(), "score": 5, "sourceId": "c-a"},
+            {"email": email(), "score": 5, "sourceId": "c-b"},
+        ],
+    )["upsertedIds"]
+    body = bulk(
+        client,
+        tenant,
+        [
+            {"_id": a, "sourceId": "c-b"},  # 0 takes b's sourceId: conflict
+            {"_id": b, "sourceId": "c-new"},  # 1 renames b
+            {"email": email(), "score": 1, "sourceId": "c-new"},  # 2 new c-new matches nothing yet: conflict
+        ],
+        status=206,
+    )
     assert body["updated"] == 1 and body["created"] == 0
     assert [e["index"] for e in body["updatedErrors"]] == [0]
     assert [e["index"] for e in body["createdErrors"]] == [2]
@@ -241,15 +316,22 @@ def test_roles_and_tenancy(client: TestClient, tenant: Tenant, other: Tenant) ->
 
 
 def test_company_rules_in_bulk(client: TestClient, tenant: Tenant, other: Tenant) -> None:
-    mine = client.post("/companies", json={"name": "Mine", "domains": ["mine.io"]}, headers=tenant.editor).json()
+    mine = client.post(
+        "/companies", json={"name": "Mine", "domains": ["mine.io"]}, headers=tenant.editor
+    ).json()
     theirs = client.post("/companies", json={"name": "Theirs"}, headers=other.editor).json()
-    body = bulk(client, tenant, [
-        {"email": "a@mine.io", "score": 9},                                # domain match
-        {"email": "b@else.io", "score": 9, "cId": mine["_id"]},            # explicit
-        {"email": "c@else.io", "score": 9, "cId": theirs["_id"]},          # another tenant's company
-        {"email": "d@else.io", "score": 9},                                # none
-        {"email": "A@MINE.io", "score": 3},                                # existing contact, case-insensitive
-    ], status=206)
+    body = bulk(
+        client,
+        tenant,
+        [
+            {"email": "a@mine.io", "score": 9},  # domain match
+            {"email": "b@else.io", "score": 9, "cId": mine["_id"]},  # explicit
+            {"email": "c@else.io", "score": 9, "cId": theirs["_id"]},  # another tenant's company
+            {"email": "d@else.io", "score": 9},  # none
+            {"email": "A@MINE.io", "score": 3},  # existing contact, case-insensitive
+        ],
+        status=206,
+    )
     assert body["created"] == 4 and [e["index"] for e in body["createdErrors"]] == [2]
     assert "cId" in body["createdErrors"][0]["error"]
     recs = [get(client, tenant, i) for i in body["upsertedIds"]]
@@ -261,11 +343,20 @@ def test_company_rules_in_bulk(client: TestClient, tenant: Tenant, other: Tenant
 
 
 def test_bulk_dates_and_aliases(client: TestClient, tenant: Tenant) -> None:
-    body = bulk(client, tenant, [
-        {"email": email(), "nps": 8, "npsComment": "legacy", "npsDate": 1627589390,
-         "npsSent": "2021-07-28T22:00:00-02:00"},
-        {"email": email(), "score": 8},
-    ])
+    body = bulk(
+        client,
+        tenant,
+        [
+            {
+                "email": email(),
+                "nps": 8,
+                "npsComment": "legacy",
+                "npsDate": 1627589390,
+                "npsSent": "2021-07-28T22:00:00-02:00",
+            },
+            {"email": email(), "score": 8},
+        ],
+    )
     a, b = (get(client, tenant, i) for i in body["upsertedIds"])
     assert a["score"] == 8 and a["comment"] == "legacy"
     assert a["dateAnswered"] == "2021-07-29T20:09:50.000Z" and a["dateSent"] == "2021-07-29T00:00:00.000Z"
@@ -273,7 +364,9 @@ def test_bulk_dates_and_aliases(client: TestClient, tenant: Tenant) -> None:
 
 
 def test_batch_of_5000(client: TestClient, tenant: Tenant) -> None:
-    items = [{"email": f"m{i}@bulk{i % 7}.test", "score": i % 11, "sourceId": f"big-{i}"} for i in range(5000)]
+    items = [
+        {"email": f"m{i}@bulk{i % 7}.test", "score": i % 11, "sourceId": f"big-{i}"} for i in range(5000)
+    ]
     body = bulk(client, tenant, items)
     assert body["created"] == 5000 and len(set(body["upsertedIds"])) == 5000
     assert body["insertsKeys"][4999] == {"_id": body["upsertedIds"][4999], "sourceId": "big-4999"}
@@ -285,20 +378,42 @@ def test_batch_of_5000(client: TestClient, tenant: Tenant) -> None:
     body = bulk(client, tenant, again)
     assert body["updated"] == 2500 and body["nonupdates"] == 2500 and body["created"] == 0
     assert len(body["updatesKeys"]) == 5000
-    assert get(client, tenant, "srcid-big-10")["score"] == 0 and get(client, tenant, "srcid-big-11")["score"] == 0
+    assert (
+        get(client, tenant, "srcid-big-10")["score"] == 0
+        and get(client, tenant, "srcid-big-11")["score"] == 0
+    )
     assert get(client, tenant, "srcid-big-10")["__v"] == 1 and get(client, tenant, "srcid-big-11")["__v"] == 0
 
 
 def test_many_different_changes_in_one_batch(client: TestClient, tenant: Tenant) -> None:
     """Updates are written grouped by what changed; past a few groups every column is written."""
     co = client.post("/companies", json={"name": "Shapes"}, headers=tenant.editor).json()["_id"]
-    ids = bulk(client, tenant, [{"email": f"shape{i}@bulk.test", "score": 5, "sourceId": f"sh-{i}",
-                                 "dateAnswered": "2024-01-01T00:00:00.000Z"} for i in range(12)])["upsertedIds"]
+    ids = bulk(
+        client,
+        tenant,
+        [
+            {
+                "email": f"shape{i}@bulk.test",
+                "score": 5,
+                "sourceId": f"sh-{i}",
+                "dateAnswered": "2024-01-01T00:00:00.000Z",
+            }
+            for i in range(12)
+        ],
+    )["upsertedIds"]
     changes: list[dict[str, Any]] = [
-        {"score": 9}, {"comment": "c"}, {"campaignId": "camp"}, {"source": "src"}, {"sourceId": "sh-new"},
-        {"dateSent": "2024-01-02T00:00:00.000Z"}, {"dateReminderSent": "2024-01-03T00:00:00.000Z"},
-        {"dateAnswered": "2024-01-04T00:00:00.000Z"}, {"custom": {"x": 1}}, {"cId": co},
-        {"email": "moved@bulk.test"}, {"score": 0, "comment": "both", "custom": {"y": [1, 2]}},
+        {"score": 9},
+        {"comment": "c"},
+        {"campaignId": "camp"},
+        {"source": "src"},
+        {"sourceId": "sh-new"},
+        {"dateSent": "2024-01-02T00:00:00.000Z"},
+        {"dateReminderSent": "2024-01-03T00:00:00.000Z"},
+        {"dateAnswered": "2024-01-04T00:00:00.000Z"},
+        {"custom": {"x": 1}},
+        {"cId": co},
+        {"email": "moved@bulk.test"},
+        {"score": 0, "comment": "both", "custom": {"y": [1, 2]}},
     ]
     body = bulk(client, tenant, [{"_id": rid, **change} for rid, change in zip(ids, changes, strict=True)])
     assert body["updated"] == 12 and body["modified"] == ids
@@ -307,8 +422,16 @@ def test_many_different_changes_in_one_batch(client: TestClient, tenant: Tenant)
         assert rec["__v"] == 1
         for key, value in change.items():
             assert rec[key] == value, (key, rec)
-        untouched = {"score": 5, "comment": None, "campaignId": None, "source": None, "custom": None,
-                     "dateAnswered": "2024-01-01T00:00:00.000Z", "dateSent": None, "dateReminderSent": None}
+        untouched = {
+            "score": 5,
+            "comment": None,
+            "campaignId": None,
+            "source": None,
+            "custom": None,
+            "dateAnswered": "2024-01-01T00:00:00.000Z",
+            "dateSent": None,
+            "dateReminderSent": None,
+        }
         for key, value in untouched.items():
             if key not in change:
                 assert rec[key] == value, (key, rec)

@@ -100,7 +100,9 @@ def test_enduser_carries_latest_answer_by_date(client: TestClient, tenant: Tenan
 
 def test_same_date_ties_broken_by_id(client: TestClient, tenant: Tenant) -> None:
     when = ago(3)
-    body = bulk(client, tenant, [{"email": "tie@r.test", "score": s, "dateAnswered": when} for s in (1, 2, 3)])
+    body = bulk(
+        client, tenant, [{"email": "tie@r.test", "score": s, "dateAnswered": when} for s in (1, 2, 3)]
+    )
     last = body["upsertedIds"][-1]
     eu = enduser(client, tenant, client.get(f"/nps/{last}", headers=tenant.viewer).json()["euId"])
     assert eu["nps"] == 3 and eu["npsId"] == max(body["upsertedIds"])
@@ -121,10 +123,26 @@ def test_email_change_moves_the_answer_between_contacts(client: TestClient, tena
 
 
 def test_bulk_updates_that_move_the_latest_answer(client: TestClient, tenant: Tenant) -> None:
-    body = bulk(client, tenant, [
-        {"email": "m@r.test", "score": 3, "comment": "older", "dateAnswered": ago(10), "sourceId": "m-old"},
-        {"email": "m@r.test", "score": 9, "comment": "newer", "dateAnswered": ago(5), "sourceId": "m-new"},
-    ])
+    body = bulk(
+        client,
+        tenant,
+        [
+            {
+                "email": "m@r.test",
+                "score": 3,
+                "comment": "older",
+                "dateAnswered": ago(10),
+                "sourceId": "m-old",
+            },
+            {
+                "email": "m@r.test",
+                "score": 9,
+                "comment": "newer",
+                "dateAnswered": ago(5),
+                "sourceId": "m-new",
+            },
+        ],
+    )
     old_id, new_id = body["upsertedIds"]
     eid = client.get(f"/nps/{old_id}", headers=tenant.viewer).json()["euId"]
     assert enduser(client, tenant, eid)["npsId"] == new_id
@@ -146,16 +164,30 @@ def test_bulk_creates_and_updates_for_the_same_contact(client: TestClient, tenan
     first = post(client, tenant, email="s@r.test", score=5, comment="first", dateAnswered=ago(10))
     eid = first["euId"]
     # an older answer plus a change to the latest one, in one batch
-    bulk(client, tenant, [{"email": "S@r.test", "score": 1, "dateAnswered": ago(30)},
-                          {"_id": first["_id"], "comment": "edited"}])
+    bulk(
+        client,
+        tenant,
+        [
+            {"email": "S@r.test", "score": 1, "dateAnswered": ago(30)},
+            {"_id": first["_id"], "comment": "edited"},
+        ],
+    )
     assert latest_of(enduser(client, tenant, eid)) == (5, "edited", first["dateAnswered"], first["_id"])
     # a newer answer plus a change to the old latest one
-    body = bulk(client, tenant, [{"_id": first["_id"], "score": 6},
-                                 {"email": "s@R.test", "score": 10, "comment": "newest", "dateAnswered": ago(2)}])
+    body = bulk(
+        client,
+        tenant,
+        [
+            {"_id": first["_id"], "score": 6},
+            {"email": "s@R.test", "score": 10, "comment": "newest", "dateAnswered": ago(2)},
+        ],
+    )
     newest = body["upsertedIds"][0]
     assert enduser(client, tenant, eid)["npsId"] == newest and enduser(client, tenant, eid)["nps"] == 10
     # re-surveying many known contacts with older answers changes none of them
-    others = bulk(client, tenant, [{"email": f"k{i}@r.test", "score": 9, "dateAnswered": ago(1)} for i in range(5)])
+    others = bulk(
+        client, tenant, [{"email": f"k{i}@r.test", "score": 9, "dateAnswered": ago(1)} for i in range(5)]
+    )
     euids = [client.get(f"/nps/{i}", headers=tenant.viewer).json()["euId"] for i in others["upsertedIds"]]
     bulk(client, tenant, [{"email": f"K{i}@r.test", "score": 0, "dateAnswered": ago(50)} for i in range(5)])
     assert [enduser(client, tenant, e)["nps"] for e in euids] == [9] * 5
@@ -171,7 +203,7 @@ def test_company_nps_over_latest_answers_of_last_360_days(client: TestClient, te
     post(client, tenant, email="u1@co.test", score=10, dateAnswered=ago(10))
     post(client, tenant, email="u2@co.test", score=9, dateAnswered=ago(100))
     post(client, tenant, email="u3@co.test", score=7, dateAnswered=ago(300))
-    post(client, tenant, email="u4@co.test", score=10, dateAnswered=ago(50))   # older, superseded
+    post(client, tenant, email="u4@co.test", score=10, dateAnswered=ago(50))  # older, superseded
     post(client, tenant, email="u4@co.test", score=2, dateAnswered=ago(5))
     post(client, tenant, email="u5@co.test", score=5, dateAnswered=ago(1))
     post(client, tenant, email="u6@co.test", score=9, dateAnswered=ago(30))
@@ -183,7 +215,7 @@ def test_company_nps_over_latest_answers_of_last_360_days(client: TestClient, te
     # u7 answers again inside the window: now counted, as a promoter
     post(client, tenant, email="u7@co.test", score=10, dateAnswered=ago(3))
     co = company(client, tenant, cid)
-    assert co["nps"] == 28.6 and co["npsResponses"] == 7   # 100 * (4 - 2) / 7
+    assert co["nps"] == 28.6 and co["npsResponses"] == 7  # 100 * (4 - 2) / 7
     # an answer outside the window and then deleted leaves the figure alone
     delete(client, tenant, u7["_id"])
     assert company(client, tenant, cid)["nps"] == 28.6
@@ -196,8 +228,14 @@ def test_company_rollups_follow_every_write_path(client: TestClient, tenant: Ten
     a = post(client, tenant, email="a@paths.test", score=10, dateAnswered=ago(4))
     assert (company(client, tenant, cid)["nps"], company(client, tenant, cid)["npsResponses"]) == (100.0, 1)
     # bulk creates
-    body = bulk(client, tenant, [{"email": "b@paths.test", "score": 0, "dateAnswered": ago(3), "sourceId": "pb"},
-                                 {"email": "c@paths.test", "score": 8, "dateAnswered": ago(2), "sourceId": "pc"}])
+    body = bulk(
+        client,
+        tenant,
+        [
+            {"email": "b@paths.test", "score": 0, "dateAnswered": ago(3), "sourceId": "pb"},
+            {"email": "c@paths.test", "score": 8, "dateAnswered": ago(2), "sourceId": "pc"},
+        ],
+    )
     assert body["created"] == 2
     co = company(client, tenant, cid)
     assert (co["nps"], co["npsResponses"]) == (0.0, 3)
@@ -244,8 +282,14 @@ def test_failed_writes_change_no_rollup(client: TestClient, tenant: Tenant) -> N
 def rollup_rows(database: DatabaseFixture, org_id: str) -> Counter[tuple[str, str, str, str, int]]:
     with database.db.engine.connect() as conn:
         rows = conn.execute(
-            select(NpsRollup.survey_id, NpsRollup.company_id, NpsRollup.source, NpsRollup.day, NpsRollup.score,
-                   NpsRollup.count).where(NpsRollup.org_id == org_id)
+            select(
+                NpsRollup.survey_id,
+                NpsRollup.company_id,
+                NpsRollup.source,
+                NpsRollup.day,
+                NpsRollup.score,
+                NpsRollup.count,
+            ).where(NpsRollup.org_id == org_id)
         ).all()
     out: Counter[tuple[str, str, str, str, int]] = Counter()
     for survey, cid, source, day, score, count in rows:
@@ -297,8 +341,9 @@ def check_contact_and_company_rollups(client: TestClient, tenant: Tenant) -> int
     return len(records)
 
 
-def test_random_writes_keep_every_rollup_exact(client: TestClient, tenant: Tenant, other: Tenant,
-                                               database: DatabaseFixture) -> None:
+def test_random_writes_keep_every_rollup_exact(
+    client: TestClient, tenant: Tenant, other: Tenant, database: DatabaseFixture
+) -> None:
     rng = random.Random(20240601)
     domains = ["r1.test", "r2.test", "r3.test"]
     companies = [new_company(client, tenant, d) for d in domains] + [new_company(client, tenant)]
@@ -312,7 +357,11 @@ def test_random_writes_keep_every_rollup_exact(client: TestClient, tenant: Tenan
         return rng.choice([rng.uniform(0, 340), rng.uniform(380, 700)])
 
     def random_item() -> dict[str, Any]:
-        item: dict[str, Any] = {"email": rng.choice(emails), "score": rng.randint(0, 10), "dateAnswered": ago(days())}
+        item: dict[str, Any] = {
+            "email": rng.choice(emails),
+            "score": rng.randint(0, 10),
+            "dateAnswered": ago(days()),
+        }
         if rng.random() < 0.5:
             item["campaignId"] = rng.choice(campaigns)
         if rng.random() < 0.5:
@@ -325,10 +374,15 @@ def test_random_writes_keep_every_rollup_exact(client: TestClient, tenant: Tenan
         change: dict[str, Any] = {}
         for _ in range(rng.randint(1, 3)):
             kind = rng.choice(["score", "dateAnswered", "campaignId", "source", "cId", "email", "comment"])
-            change[kind] = {"score": lambda: rng.randint(0, 10), "dateAnswered": lambda: ago(days()),
-                            "campaignId": lambda: rng.choice(campaigns), "source": lambda: rng.choice(sources),
-                            "cId": lambda: rng.choice([*companies, None]), "email": lambda: rng.choice(emails),
-                            "comment": lambda: rng.choice([None, "x", "y"])}[kind]()
+            change[kind] = {
+                "score": lambda: rng.randint(0, 10),
+                "dateAnswered": lambda: ago(days()),
+                "campaignId": lambda: rng.choice(campaigns),
+                "source": lambda: rng.choice(sources),
+                "cId": lambda: rng.choice([*companies, None]),
+                "email": lambda: rng.choice(emails),
+                "comment": lambda: rng.choice([None, "x", "y"]),
+            }[kind]()
         return change
 
     for step in range(60):

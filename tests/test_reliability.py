@@ -50,8 +50,14 @@ def test_concurrent_bulk_upserts_with_overlapping_source_ids(database: TestDatab
                 for sid in sids:
                     score = local.randint(0, 10)
                     n = int(sid.split("-")[1])
-                    items.append({"sourceId": sid, "email": f"person{n % 150}@example{n % 7}.com", "score": score,
-                                  "dateAnswered": f"2026-0{1 + n % 9}-1{n % 10}T10:00:00Z"})
+                    items.append(
+                        {
+                            "sourceId": sid,
+                            "email": f"person{n % 150}@example{n % 7}.com",
+                            "score": score,
+                            "dateAnswered": f"2026-0{1 + n % 9}-1{n % 10}T10:00:00Z",
+                        }
+                    )
                     with lock:
                         sent_scores.setdefault(sid, set()).add(score)
                 try:
@@ -60,8 +66,14 @@ def test_concurrent_bulk_upserts_with_overlapping_source_ids(database: TestDatab
                     errors.append(repr(exc))
                     continue
                 with lock:
-                    replies.append((r.status_code, r.json() if r.headers.get("content-type", "").startswith(
-                        "application/json") else {"raw": r.text}))
+                    replies.append(
+                        (
+                            r.status_code,
+                            r.json()
+                            if r.headers.get("content-type", "").startswith("application/json")
+                            else {"raw": r.text},
+                        )
+                    )
 
     threads = [threading.Thread(target=client_run, args=(plans[i], i)) for i in range(8)]
     try:
@@ -75,10 +87,15 @@ def test_concurrent_bulk_upserts_with_overlapping_source_ids(database: TestDatab
     touched = sum(body["created"] + body["updated"] + body["nonupdates"] for _, body in replies)
     assert touched == 48 * 120
     with database.db.transaction(write=False) as s:
-        rows = s.execute(select(NpsRecord.source_id, NpsRecord.score).where(NpsRecord.org_id == tenant.org_id)).all()
+        rows = s.execute(
+            select(NpsRecord.source_id, NpsRecord.score).where(NpsRecord.org_id == tenant.org_id)
+        ).all()
         dup_emails = s.execute(
-            select(Enduser.email_key, func.count()).where(Enduser.org_id == tenant.org_id)
-            .group_by(Enduser.email_key).having(func.count() > 1)).all()
+            select(Enduser.email_key, func.count())
+            .where(Enduser.org_id == tenant.org_id)
+            .group_by(Enduser.email_key)
+            .having(func.count() > 1)
+        ).all()
     assert len(rows) == len({sid for sid, _ in rows}) == len(sent_scores) == created
     assert all(score in sent_scores[sid] for sid, score in rows)
     assert dup_emails == []
@@ -109,8 +126,14 @@ def test_sigkill_during_bulk_upserts_loses_nothing_acknowledged(tmp_path: Path) 
                     while not stop.is_set():
                         b = next_batch
                         next_batch += 1
-                        items = [{"sourceId": f"b{b}-{i}", "email": f"c{(b * 7 + i) % 300}@example.com",
-                                  "score": (b + i) % 11} for i in range(batch_size)]
+                        items = [
+                            {
+                                "sourceId": f"b{b}-{i}",
+                                "email": f"c{(b * 7 + i) % 300}@example.com",
+                                "score": (b + i) % 11,
+                            }
+                            for i in range(batch_size)
+                        ]
                         attempted.add(b)
                         try:
                             r = client.put("/nps", json=items)
@@ -149,7 +172,6 @@ def test_sigkill_during_bulk_upserts_loses_nothing_acknowledged(tmp_path: Path) 
     fresh.db.dispose()
 
 
-
 def test_concurrent_single_creates_are_each_answered_for_themselves(database: TestDatabase) -> None:
     """16 clients POST /nps at once (group commit shares their transactions): every request gets its
     own record or its own 409, sourceIds stay unique, and the roll-ups are exact."""
@@ -163,9 +185,13 @@ def test_concurrent_single_creates_are_each_answered_for_themselves(database: Te
         with httpx.Client(base_url=server.base_url, headers=tenant.editor, timeout=60) as client:
             for i in range(25):
                 shared = f"shared-{i}"  # every client tries to claim the same 25 sourceIds
-                for sid, email in ((shared, f"c{worker}-{i}@example{i % 3}.com"),
-                                   (f"own-{worker}-{i}", f"own{worker}-{i}@example.com")):
-                    r = client.post("/nps", json={"email": email, "score": (worker + i) % 11, "sourceId": sid})
+                for sid, email in (
+                    (shared, f"c{worker}-{i}@example{i % 3}.com"),
+                    (f"own-{worker}-{i}", f"own{worker}-{i}@example.com"),
+                ):
+                    r = client.post(
+                        "/nps", json={"email": email, "score": (worker + i) % 11, "sourceId": sid}
+                    )
                     with lock:
                         outcomes.append((sid, r.status_code, r.json()))
 
@@ -186,8 +212,12 @@ def test_concurrent_single_creates_are_each_answered_for_themselves(database: Te
     assert all(len(bodies) == 1 for bodies in winners.values())
     assert len(winners) == 25 + 16 * 25  # each shared sourceId once, every own one
     with database.db.transaction(write=False) as s:
-        stored = {sid: rid for sid, rid in s.execute(
-            select(NpsRecord.source_id, NpsRecord.id).where(NpsRecord.org_id == tenant.org_id))}
+        stored = {
+            sid: rid
+            for sid, rid in s.execute(
+                select(NpsRecord.source_id, NpsRecord.id).where(NpsRecord.org_id == tenant.org_id)
+            )
+        }
     assert stored == {sid: bodies[0]["_id"] for sid, bodies in winners.items()}
     assert rollup_mismatches(database.db, tenant.org_id) == []
 
@@ -200,10 +230,19 @@ def test_idempotent_reply_survives_a_kill_right_after_it_is_sent(database: TestD
     tenant = make_tenant(database)
     server = ServerProcess(database.url, database.settings.secret_key or "")
     requests = {
-        "post-nps": ("POST", "/nps", lambda n: {"email": f"kill{n}@example.com", "score": n % 11,
-                                                "sourceId": f"kill-{n}"}),
-        "bulk-put": ("PUT", "/nps", lambda n: [{"email": f"bulk{n}-{i}@example.com", "score": i % 11,
-                                                "sourceId": f"bulk-{n}-{i}"} for i in range(20)]),
+        "post-nps": (
+            "POST",
+            "/nps",
+            lambda n: {"email": f"kill{n}@example.com", "score": n % 11, "sourceId": f"kill-{n}"},
+        ),
+        "bulk-put": (
+            "PUT",
+            "/nps",
+            lambda n: [
+                {"email": f"bulk{n}-{i}@example.com", "score": i % 11, "sourceId": f"bulk-{n}-{i}"}
+                for i in range(20)
+            ],
+        ),
         "survey": ("POST", "/v1/nps-surveys", lambda n: {"name": f"Survey {n}"}),
     }
     method, path, body_of = requests[route]
@@ -226,7 +265,9 @@ def test_idempotent_reply_survives_a_kill_right_after_it_is_sent(database: TestD
     finally:
         server.kill()
     with database.db.transaction(write=False) as s:
-        records = s.scalar(select(func.count()).select_from(NpsRecord).where(NpsRecord.org_id == tenant.org_id))
+        records = s.scalar(
+            select(func.count()).select_from(NpsRecord).where(NpsRecord.org_id == tenant.org_id)
+        )
         surveys = s.scalar(select(func.count()).select_from(Survey).where(Survey.org_id == tenant.org_id))
     assert records == {"post-nps": rounds, "bulk-put": 20 * rounds, "survey": 0}[route]
     assert surveys == (rounds if route == "survey" else 0)

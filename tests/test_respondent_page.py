@@ -32,8 +32,9 @@ from npsd.collect import pages, service
 from npsd.models import Invitation
 
 
-def sent_invitation(client: Any, tenant: Tenant, database: TestDatabase, sink: Sink, survey_id: str,
-                    **recipient: Any) -> tuple[str, dict[int, str], str]:
+def sent_invitation(
+    client: Any, tenant: Tenant, database: TestDatabase, sink: Sink, survey_id: str, **recipient: Any
+) -> tuple[str, dict[int, str], str]:
     """Invite one new address, send the mail, and return (invitation id, score links, address)."""
     address = unique_email()
     inv_id = invite_one(client, tenant, survey_id, address, **recipient)
@@ -107,8 +108,9 @@ def test_page_is_an_accessible_form(client: Any, tenant: Tenant, database: TestD
     assert page.texts["textarea"] == ["\n"]  # nothing yet
 
 
-def test_score_link_then_comment_updates_the_one_record(client: Any, tenant: Tenant, database: TestDatabase,
-                                                        smtp: Sink) -> None:
+def test_score_link_then_comment_updates_the_one_record(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant, thankYouMessage="Thanks, Acme team.\nWe read every answer.")
     inv_id, links, address = sent_invitation(client, tenant, database, smtp, survey["id"])
 
@@ -143,8 +145,9 @@ def test_score_link_then_comment_updates_the_one_record(client: Any, tenant: Ten
     assert records_of(client, tenant, address)[0]["comment"] is None
 
 
-def test_concurrent_clicks_make_one_record(client: Any, tenant: Tenant, database: TestDatabase,
-                                           smtp: Sink) -> None:
+def test_concurrent_clicks_make_one_record(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant)
     inv_id, links, address = sent_invitation(client, tenant, database, smtp, survey["id"])
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -157,11 +160,12 @@ def test_concurrent_clicks_make_one_record(client: Any, tenant: Tenant, database
     assert client.get(f"/v1/nps-surveys/{survey['id']}", headers=tenant.viewer).json()["responseCount"] == 1
 
 
-def test_comments_are_stored_verbatim_and_escaped(client: Any, tenant: Tenant, database: TestDatabase,
-                                                  smtp: Sink) -> None:
+def test_comments_are_stored_verbatim_and_escaped(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant)
     _, links, address = sent_invitation(client, tenant, database, smtp, survey["id"])
-    comment = '<script>alert("x")</script> & \'quotes\'\n  second line é😀'
+    comment = "<script>alert(\"x\")</script> & 'quotes'\n  second line é😀"
     r = client.post(form_url(links), data={"score": "6", "comment": comment.replace("\n", "\r\n")})
     assert r.status_code == 200
     assert records_of(client, tenant, address)[0]["comment"] == comment
@@ -171,7 +175,9 @@ def test_comments_are_stored_verbatim_and_escaped(client: Any, tenant: Tenant, d
     assert Markup(shown).texts["textarea"] == ["\n" + comment]
 
 
-def test_thank_you_message_is_escaped(client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink) -> None:
+def test_thank_you_message_is_escaped(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant, thankYouMessage="<img src=x onerror=alert(1)>")
     _, links, _ = sent_invitation(client, tenant, database, smtp, survey["id"])
     r = client.post(form_url(links), data={"score": "9"})
@@ -179,8 +185,9 @@ def test_thank_you_message_is_escaped(client: Any, tenant: Tenant, database: Tes
     assert "<img" not in r.text and "&lt;img src=x onerror=alert(1)&gt;" in r.text
 
 
-def test_bad_answers_are_400_and_record_nothing(client: Any, tenant: Tenant, database: TestDatabase,
-                                                smtp: Sink) -> None:
+def test_bad_answers_are_400_and_record_nothing(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant)
     _, links, address = sent_invitation(client, tenant, database, smtp, survey["id"])
     for bad in ("11", "-1", "abc", "", "5.0", "1" * 50):
@@ -193,8 +200,14 @@ def test_bad_answers_are_400_and_record_nothing(client: Any, tenant: Tenant, dat
     assert client.post(form_url(links), data={"score": "7", "comment": "a\x00b"}).status_code == 400
     too_long = client.post(form_url(links), data={"score": "7", "comment": "x" * (service.MAX_COMMENT + 1)})
     assert too_long.status_code == 400 and "too long" in too_long.text
-    assert client.post(form_url(links), content=b"\xff\xfe", headers={
-        "Content-Type": "multipart/form-data; boundary=nope"}).status_code == 400
+    assert (
+        client.post(
+            form_url(links),
+            content=b"\xff\xfe",
+            headers={"Content-Type": "multipart/form-data; boundary=nope"},
+        ).status_code
+        == 400
+    )
     assert records_of(client, tenant, address) == []
 
 
@@ -206,8 +219,9 @@ def test_head_records_nothing(client: Any, tenant: Tenant, database: TestDatabas
     assert get_invitation(client, tenant, inv_id)["status"] == "sent"
 
 
-def test_closed_survey_is_410_and_records_nothing(client: Any, tenant: Tenant, database: TestDatabase,
-                                                   smtp: Sink) -> None:
+def test_closed_survey_is_410_and_records_nothing(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant, throttleDays=0)
     inv_id, links, address = sent_invitation(client, tenant, database, smtp, survey["id"])
     client.post(f"/v1/nps-surveys/{survey['id']}/toggle", headers=tenant.editor)
@@ -220,13 +234,18 @@ def test_closed_survey_is_410_and_records_nothing(client: Any, tenant: Tenant, d
     # outside its window
     client.post(f"/v1/nps-surveys/{survey['id']}/toggle", headers=tenant.editor)
     now = datetime.now(UTC)
-    r = client.patch(f"/v1/nps-surveys/{survey['id']}", json={"startsAt": iso_ms(now - timedelta(days=5)),
-                                                              "endsAt": iso_ms(now - timedelta(days=1))},
-                     headers=tenant.editor)
+    r = client.patch(
+        f"/v1/nps-surveys/{survey['id']}",
+        json={"startsAt": iso_ms(now - timedelta(days=5)), "endsAt": iso_ms(now - timedelta(days=1))},
+        headers=tenant.editor,
+    )
     assert r.status_code == 200, r.text
     assert client.get(links[9]).status_code == 410
-    r = client.patch(f"/v1/nps-surveys/{survey['id']}", json={"startsAt": iso_ms(now + timedelta(days=1)),
-                                                              "endsAt": None}, headers=tenant.editor)
+    r = client.patch(
+        f"/v1/nps-surveys/{survey['id']}",
+        json={"startsAt": iso_ms(now + timedelta(days=1)), "endsAt": None},
+        headers=tenant.editor,
+    )
     assert r.status_code == 200, r.text
     assert client.get(links[9]).status_code == 410
     assert records_of(client, tenant, address) == []
@@ -235,8 +254,9 @@ def test_closed_survey_is_410_and_records_nothing(client: Any, tenant: Tenant, d
     assert [r["score"] for r in records_of(client, tenant, address)] == [9]
 
 
-def test_unknown_expired_and_withdrawn_links(client: Any, tenant: Tenant, database: TestDatabase,
-                                             smtp: Sink) -> None:
+def test_unknown_expired_and_withdrawn_links(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     for path in ("/r/short", "/r/" + "A" * 32, "/r/" + "A" * 32 + "?score=9", "/r/%00" + "A" * 40, "/u/nope"):
         r = client.get(path)
         assert r.status_code == 404, path
@@ -248,8 +268,11 @@ def test_unknown_expired_and_withdrawn_links(client: Any, tenant: Tenant, databa
     survey = make_survey(client, tenant)
     inv_id, links, address = sent_invitation(client, tenant, database, smtp, survey["id"])
     with database.db.transaction() as session:
-        session.execute(update(Invitation).where(Invitation.id == inv_id)
-                        .values(expires_at=datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1)))
+        session.execute(
+            update(Invitation)
+            .where(Invitation.id == inv_id)
+            .values(expires_at=datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1))
+        )
     expired = client.get(links[9])
     assert expired.status_code == 410
     assert Markup(expired.text).texts["h1"] == ["This link has expired"]
@@ -265,13 +288,25 @@ def test_unknown_expired_and_withdrawn_links(client: Any, tenant: Tenant, databa
     assert Markup(withdrawn.text).texts["h1"] == ["This invitation was withdrawn"]
 
 
-@pytest.mark.parametrize(("locale", "legend", "submit"), [
-    ("es", "¿Qué probabilidad hay de que nos recomiende a un amigo o colega?", "Enviar"),
-    ("fr-CA", "Quelle est la probabilité que vous nous recommandiez à un ami ou à un collègue ?", "Envoyer"),
-    ("de", "Wie wahrscheinlich ist es, dass Sie uns einem Freund oder Kollegen weiterempfehlen?", "Absenden"),
-])
-def test_page_in_the_recipients_language(client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink,
-                                         locale: str, legend: str, submit: str) -> None:
+@pytest.mark.parametrize(
+    ("locale", "legend", "submit"),
+    [
+        ("es", "¿Qué probabilidad hay de que nos recomiende a un amigo o colega?", "Enviar"),
+        (
+            "fr-CA",
+            "Quelle est la probabilité que vous nous recommandiez à un ami ou à un collègue ?",
+            "Envoyer",
+        ),
+        (
+            "de",
+            "Wie wahrscheinlich ist es, dass Sie uns einem Freund oder Kollegen weiterempfehlen?",
+            "Absenden",
+        ),
+    ],
+)
+def test_page_in_the_recipients_language(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink, locale: str, legend: str, submit: str
+) -> None:
     survey = make_survey(client, tenant, followUpQuestion="Was sollen wir verbessern?")
     _, links, _ = sent_invitation(client, tenant, database, smtp, survey["id"], locale=locale)
     page = Markup(client.get(links[6]).text)
@@ -285,11 +320,15 @@ def test_page_in_the_recipients_language(client: Any, tenant: Tenant, database: 
 # ------------------------------------------------------------------------------------ unsubscribe
 
 
-def test_unsubscribe_page_and_one_click(client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink) -> None:
+def test_unsubscribe_page_and_one_click(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant, throttleDays=0)
     first, second = unique_email("page"), unique_email("oneclick")
-    ids = [r["invitationId"] for r in invite(client, tenant, survey["id"], [{"email": first, "locale": "fr"},
-                                                                            {"email": second}])]
+    ids = [
+        r["invitationId"]
+        for r in invite(client, tenant, survey["id"], [{"email": first, "locale": "fr"}, {"email": second}])
+    ]
     run_jobs(database.db)
     page_url = local(unsubscribe_url(smtp.to(first)[0]))
 
@@ -309,8 +348,11 @@ def test_unsubscribe_page_and_one_click(client: Any, tenant: Tenant, database: T
     assert Markup(client.get(page_url).text).texts["h1"] == ["Vous êtes désabonné"]
 
     # RFC 8058: the mail client POSTs "List-Unsubscribe=One-Click" to the List-Unsubscribe URL
-    one_click = client.post(local(unsubscribe_url(smtp.to(second)[0])), content=b"List-Unsubscribe=One-Click",
-                            headers={"Content-Type": "application/x-www-form-urlencoded"})
+    one_click = client.post(
+        local(unsubscribe_url(smtp.to(second)[0])),
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert one_click.status_code == 200
     [entry] = client.get("/v1/unsubscribes", params={"email": second}, headers=tenant.viewer).json()
     assert (entry["source"], entry["invitationId"]) == ("one-click", ids[1])
@@ -321,13 +363,15 @@ def test_unsubscribe_page_and_one_click(client: Any, tenant: Tenant, database: T
     assert client.get(local(score_links(part(smtp.to(first)[0], "plain"))[9])).status_code == 200
 
 
-def test_unsubscribe_works_after_the_link_expired(client: Any, tenant: Tenant, database: TestDatabase,
-                                                  smtp: Sink) -> None:
+def test_unsubscribe_works_after_the_link_expired(
+    client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
     survey = make_survey(client, tenant)
     inv_id, links, address = sent_invitation(client, tenant, database, smtp, survey["id"])
     with database.db.transaction() as session:
-        session.execute(update(Invitation).where(Invitation.id == inv_id)
-                        .values(expires_at=datetime(2000, 1, 1)))
+        session.execute(
+            update(Invitation).where(Invitation.id == inv_id).values(expires_at=datetime(2000, 1, 1))
+        )
     r = client.post(f"/u/{token_of(links[0])}", data={"List-Unsubscribe": "One-Click"})
     assert r.status_code == 200
     assert len(client.get("/v1/unsubscribes", params={"email": address}, headers=tenant.viewer).json()) == 1
@@ -364,7 +408,11 @@ def test_public_link(client: Any, tenant: Tenant, other: Tenant, database: TestD
     assert anonymous.status_code == 200 and "Danke!" in anonymous.text
     [record] = records_of(client, tenant, service.ANONYMOUS_EMAIL)
     assert (record["score"], record["comment"], record["source"], record["campaignId"]) == (
-        10, "Super", "link", survey["id"])
+        10,
+        "Super",
+        "link",
+        survey["id"],
+    )
 
     address = unique_email("public")
     identified = Markup(client.get(path, params={"email": address}).text)

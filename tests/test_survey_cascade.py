@@ -11,12 +11,15 @@ from npsd.jobs.service import run_pending
 from npsd.models import Invitation, Job
 
 
-def test_deleting_a_survey_removes_its_invitations_and_their_mail(client: Any, database: TestDatabase,
-                                                                   tenant: Tenant) -> None:
+def test_deleting_a_survey_removes_its_invitations_and_their_mail(
+    client: Any, database: TestDatabase, tenant: Tenant
+) -> None:
     survey = client.post("/v1/nps-surveys", json={"name": "short-lived"}, headers=tenant.admin).json()
-    results = client.post(f"/v1/nps-surveys/{survey['id']}/invitations",
-                          json={"recipients": [{"email": "a@example.com"}, {"email": "b@example.com"}]},
-                          headers=tenant.admin).json()["results"]
+    results = client.post(
+        f"/v1/nps-surveys/{survey['id']}/invitations",
+        json={"recipients": [{"email": "a@example.com"}, {"email": "b@example.com"}]},
+        headers=tenant.admin,
+    ).json()["results"]
     ids = [r["invitationId"] for r in results]
     assert [r["status"] for r in results] == ["queued", "queued"]
     assert client.delete(f"/v1/nps-surveys/{survey['id']}", headers=tenant.admin).status_code == 204

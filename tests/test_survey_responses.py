@@ -14,8 +14,23 @@ import pytest
 from conftest import Tenant, assert_error
 
 BASE = "/v1/nps-surveys"
-RESPONSE_FIELDS = {"id", "surveyId", "enduserId", "companyId", "email", "score", "category", "comment", "source",
-                   "sourceId", "sentAt", "respondedAt", "createdAt", "updatedAt", "custom"}
+RESPONSE_FIELDS = {
+    "id",
+    "surveyId",
+    "enduserId",
+    "companyId",
+    "email",
+    "score",
+    "category",
+    "comment",
+    "source",
+    "sourceId",
+    "sentAt",
+    "respondedAt",
+    "createdAt",
+    "updatedAt",
+    "custom",
+}
 SCORES = [10, 9, 8, 7, 6, 0]
 
 
@@ -30,8 +45,11 @@ def seed(client: Any, tenant: Tenant, survey_id: str, company_id: str | None = N
     out = []
     for i, score in enumerate(SCORES):
         body: dict[str, Any] = {
-            "email": f"User{i}@Example.com", "score": score, "campaignId": survey_id,
-            "dateAnswered": f"2024-01-0{i + 1}T12:00:00Z", "source": "email" if i % 2 else "web",
+            "email": f"User{i}@Example.com",
+            "score": score,
+            "campaignId": survey_id,
+            "dateAnswered": f"2024-01-0{i + 1}T12:00:00Z",
+            "source": "email" if i % 2 else "web",
             "comment": ["Great support", "", None, "slow ONBOARDING", "meh", "terrible support"][i],
         }
         if company_id and i < 3:
@@ -66,11 +84,19 @@ def test_breakdown_of_known_scores(client: Any, tenant: Tenant) -> None:
     moe = expected_moe(2, 2, 2)
     assert moe == 65.3
     assert b == {
-        "total": 6, "promoters": 2, "passives": 2, "detractors": 2,
-        "promoterPercentage": 33.3, "passivePercentage": 33.3, "detractorPercentage": 33.3,
-        "npsScore": round(100 * (2 - 2) / 6, 1), "averageScore": round(sum(SCORES) / 6, 2),
+        "total": 6,
+        "promoters": 2,
+        "passives": 2,
+        "detractors": 2,
+        "promoterPercentage": 33.3,
+        "passivePercentage": 33.3,
+        "detractorPercentage": 33.3,
+        "npsScore": round(100 * (2 - 2) / 6, 1),
+        "averageScore": round(sum(SCORES) / 6, 2),
         "distribution": [1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1],
-        "marginOfError": moe, "confidenceInterval": [-moe, moe], "lowSample": True,
+        "marginOfError": moe,
+        "confidenceInterval": [-moe, moe],
+        "lowSample": True,
     }
     assert b["averageScore"] == 6.67
     assert body["pagination"] == {"page": 1, "limit": 20, "total": 6}
@@ -101,13 +127,30 @@ def test_response_shape(client: Any, tenant: Tenant) -> None:
     assert set(first) == RESPONSE_FIELDS
     rec = records[0]
     assert first == {
-        "id": rec["_id"], "surveyId": s["id"], "enduserId": rec["euId"], "companyId": company["_id"],
-        "email": "User0@Example.com", "score": 10, "category": "PROMOTER", "comment": "Great support",
-        "source": "web", "sourceId": None, "sentAt": None, "respondedAt": "2024-01-01T12:00:00.000Z",
-        "createdAt": rec["createdAt"], "updatedAt": rec["updatedAt"], "custom": None,
+        "id": rec["_id"],
+        "surveyId": s["id"],
+        "enduserId": rec["euId"],
+        "companyId": company["_id"],
+        "email": "User0@Example.com",
+        "score": 10,
+        "category": "PROMOTER",
+        "comment": "Great support",
+        "source": "web",
+        "sourceId": None,
+        "sentAt": None,
+        "respondedAt": "2024-01-01T12:00:00.000Z",
+        "createdAt": rec["createdAt"],
+        "updatedAt": rec["updatedAt"],
+        "custom": None,
     }
     assert [r["category"] for r in body["responses"]] == [
-        "PROMOTER", "PROMOTER", "PASSIVE", "PASSIVE", "DETRACTOR", "DETRACTOR"]
+        "PROMOTER",
+        "PROMOTER",
+        "PASSIVE",
+        "PASSIVE",
+        "DETRACTOR",
+        "DETRACTOR",
+    ]
 
 
 def test_empty_survey_breakdown(client: Any, tenant: Tenant) -> None:
@@ -116,9 +159,19 @@ def test_empty_survey_breakdown(client: Any, tenant: Tenant) -> None:
     assert body == {
         "responses": [],
         "breakdown": {
-            "total": 0, "promoters": 0, "passives": 0, "detractors": 0, "promoterPercentage": None,
-            "passivePercentage": None, "detractorPercentage": None, "npsScore": None, "averageScore": None,
-            "distribution": [0] * 11, "marginOfError": None, "confidenceInterval": None, "lowSample": True,
+            "total": 0,
+            "promoters": 0,
+            "passives": 0,
+            "detractors": 0,
+            "promoterPercentage": None,
+            "passivePercentage": None,
+            "detractorPercentage": None,
+            "npsScore": None,
+            "averageScore": None,
+            "distribution": [0] * 11,
+            "marginOfError": None,
+            "confidenceInterval": None,
+            "lowSample": True,
         },
         "pagination": {"page": 1, "limit": 20, "total": 0},
     }
@@ -177,28 +230,32 @@ def test_filters_narrow_list_and_breakdown(client: Any, tenant: Tenant) -> None:
     assert filtered["npsScore"] == -100.0 and filtered["averageScore"] == 3.0
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"since": "yesterday"}, "since"),
-    ({"until": "2024-13-45"}, "until"),
-    ({"since": "2024-02-01", "until": "2024-01-01"}, "since"),
-    ({"since": "3000-01-01T00:00:00Z"}, "since"),
-    ({"scoreType": "fan"}, "scoreType"),
-    ({"companyId": "acme"}, "companyId"),
-    ({"sortBy": "password"}, "sortBy"),
-    ({"sortOrder": "random"}, "sortOrder"),
-    ({"page": 0}, "page"),
-    ({"page": 10**12}, "page"),
-    ({"limit": 101}, "limit"),
-    ({"limit": 0}, "limit"),
-    ({"hasComment": "perhaps"}, "hasComment"),
-    ({"q": "bad\x00"}, "q"),
-    ({"email": "a\x00@x.io"}, "email"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"since": "yesterday"}, "since"),
+        ({"until": "2024-13-45"}, "until"),
+        ({"since": "2024-02-01", "until": "2024-01-01"}, "since"),
+        ({"since": "3000-01-01T00:00:00Z"}, "since"),
+        ({"scoreType": "fan"}, "scoreType"),
+        ({"companyId": "acme"}, "companyId"),
+        ({"sortBy": "password"}, "sortBy"),
+        ({"sortOrder": "random"}, "sortOrder"),
+        ({"page": 0}, "page"),
+        ({"page": 10**12}, "page"),
+        ({"limit": 101}, "limit"),
+        ({"limit": 0}, "limit"),
+        ({"hasComment": "perhaps"}, "hasComment"),
+        ({"q": "bad\x00"}, "q"),
+        ({"email": "a\x00@x.io"}, "email"),
+    ],
+)
 def test_list_rejects_bad_parameters(client: Any, tenant: Tenant, params: dict[str, Any], field: str) -> None:
     s = make_survey(client, tenant)
     assert_error(client.get(f"{BASE}/{s['id']}/responses", params=params, headers=tenant.viewer), 400, field)
-    export = client.get(f"{BASE}/{s['id']}/responses/export", params={"format": "csv", **params},
-                        headers=tenant.viewer)
+    export = client.get(
+        f"{BASE}/{s['id']}/responses/export", params={"format": "csv", **params}, headers=tenant.viewer
+    )
     if field not in ("page", "limit"):
         assert_error(export, 400, field)
 
@@ -217,10 +274,20 @@ def test_other_tenant_records_are_not_responses(client: Any, tenant: Tenant, oth
 def test_add_response_is_an_nps_record(client: Any, tenant: Tenant) -> None:
     company = client.post("/companies", json={"name": "Acme"}, headers=tenant.editor).json()
     s = make_survey(client, tenant)
-    r = client.post(f"{BASE}/{s['id']}/responses", json={
-        "email": "Jane@Acme.io", "score": 9, "comment": "Lovely", "source": "in-app", "sourceId": "ticket-1",
-        "companyId": company["_id"], "custom": {"plan": "pro"}, "sentAt": "2024-03-01T09:00:00+01:00",
-    }, headers=tenant.editor)
+    r = client.post(
+        f"{BASE}/{s['id']}/responses",
+        json={
+            "email": "Jane@Acme.io",
+            "score": 9,
+            "comment": "Lovely",
+            "source": "in-app",
+            "sourceId": "ticket-1",
+            "companyId": company["_id"],
+            "custom": {"plan": "pro"},
+            "sentAt": "2024-03-01T09:00:00+01:00",
+        },
+        headers=tenant.editor,
+    )
     assert r.status_code == 201, r.text
     resp = r.json()
     assert set(resp) == RESPONSE_FIELDS
@@ -244,30 +311,36 @@ def test_add_response_is_an_nps_record(client: Any, tenant: Tenant) -> None:
 
 def test_add_response_minimal_and_respondedat(client: Any, tenant: Tenant) -> None:
     s = make_survey(client, tenant)
-    r = client.post(f"{BASE}/{s['id']}/responses", json={"email": "a@b.io", "score": 0,
-                                                         "respondedAt": "2024-05-05T05:05:05.123Z"},
-                    headers=tenant.editor)
+    r = client.post(
+        f"{BASE}/{s['id']}/responses",
+        json={"email": "a@b.io", "score": 0, "respondedAt": "2024-05-05T05:05:05.123Z"},
+        headers=tenant.editor,
+    )
     assert r.status_code == 201, r.text
     assert r.json()["respondedAt"] == "2024-05-05T05:05:05.123Z"
     assert r.json()["category"] == "DETRACTOR" and r.json()["comment"] is None and r.json()["custom"] is None
     assert client.get(f"{BASE}/{s['id']}", headers=tenant.viewer).json()["npsScore"] == -100.0
 
 
-@pytest.mark.parametrize(("body", "field", "status"), [
-    ({"score": 5}, "email", 400),
-    ({"email": "a@b.io"}, "score", 400),
-    ({"email": "a@b.io", "score": 11}, "score", 400),
-    ({"email": "a@b.io", "score": "9"}, "score", 400),
-    ({"email": "a@b.io", "score": 9.5}, "score", 400),
-    ({"email": "not-an-email", "score": 9}, "email", 400),
-    ({"email": "a@b.io", "score": 9, "surveyId": "x"}, "surveyId", 400),
-    ({"email": "a@b.io", "score": 9, "companyId": "acme"}, "companyId", 400),
-    ({"email": "a@b.io", "score": 9, "companyId": "0123456789abcdef01234567"}, "companyId", 400),
-    ({"email": "a@b.io", "score": 9, "comment": "nul\x00"}, "comment", 400),
-    ({"email": "a@b.io", "score": 9, "respondedAt": "soon"}, "respondedAt", 400),
-])
-def test_add_response_rejects_bad_input(client: Any, tenant: Tenant, body: dict[str, Any], field: str,
-                                        status: int) -> None:
+@pytest.mark.parametrize(
+    ("body", "field", "status"),
+    [
+        ({"score": 5}, "email", 400),
+        ({"email": "a@b.io"}, "score", 400),
+        ({"email": "a@b.io", "score": 11}, "score", 400),
+        ({"email": "a@b.io", "score": "9"}, "score", 400),
+        ({"email": "a@b.io", "score": 9.5}, "score", 400),
+        ({"email": "not-an-email", "score": 9}, "email", 400),
+        ({"email": "a@b.io", "score": 9, "surveyId": "x"}, "surveyId", 400),
+        ({"email": "a@b.io", "score": 9, "companyId": "acme"}, "companyId", 400),
+        ({"email": "a@b.io", "score": 9, "companyId": "0123456789abcdef01234567"}, "companyId", 400),
+        ({"email": "a@b.io", "score": 9, "comment": "nul\x00"}, "comment", 400),
+        ({"email": "a@b.io", "score": 9, "respondedAt": "soon"}, "respondedAt", 400),
+    ],
+)
+def test_add_response_rejects_bad_input(
+    client: Any, tenant: Tenant, body: dict[str, Any], field: str, status: int
+) -> None:
     s = make_survey(client, tenant)
     assert_error(client.post(f"{BASE}/{s['id']}/responses", json=body, headers=tenant.editor), status, field)
     assert get(client, tenant, s["id"])["breakdown"]["total"] == 0
@@ -277,7 +350,9 @@ def test_add_response_duplicate_source_id_conflicts(client: Any, tenant: Tenant)
     s = make_survey(client, tenant)
     body = {"email": "a@b.io", "score": 9, "sourceId": "dup"}
     assert client.post(f"{BASE}/{s['id']}/responses", json=body, headers=tenant.editor).status_code == 201
-    assert_error(client.post(f"{BASE}/{s['id']}/responses", json=body, headers=tenant.editor), 409, "sourceId")
+    assert_error(
+        client.post(f"{BASE}/{s['id']}/responses", json=body, headers=tenant.editor), 409, "sourceId"
+    )
     assert get(client, tenant, s["id"])["breakdown"]["total"] == 1
 
 
@@ -285,8 +360,9 @@ def test_closed_survey_refuses_answers_but_imports_pass(client: Any, tenant: Ten
     s = make_survey(client, tenant)
     answer = {"email": "a@b.io", "score": 8}
     client.post(f"{BASE}/{s['id']}/toggle", headers=tenant.editor)
-    body = assert_error(client.post(f"{BASE}/{s['id']}/responses", json=answer, headers=tenant.editor), 409,
-                        "isActive")
+    body = assert_error(
+        client.post(f"{BASE}/{s['id']}/responses", json=answer, headers=tenant.editor), 409, "isActive"
+    )
     assert body["message"] == "survey is not active"
     imported = client.post("/nps", json={**answer, "campaignId": s["id"]}, headers=tenant.editor)
     assert imported.status_code == 200
@@ -299,13 +375,24 @@ def test_closed_survey_refuses_answers_but_imports_pass(client: Any, tenant: Ten
     future = make_survey(client, tenant, startsAt=(now + timedelta(days=1)).isoformat())
     r = client.post(f"{BASE}/{future['id']}/responses", json=answer, headers=tenant.editor)
     assert assert_error(r, 409, "startsAt")["message"] == "survey is not active"
-    past = make_survey(client, tenant, startsAt=(now - timedelta(days=10)).isoformat(),
-                       endsAt=(now - timedelta(days=1)).isoformat())
+    past = make_survey(
+        client,
+        tenant,
+        startsAt=(now - timedelta(days=10)).isoformat(),
+        endsAt=(now - timedelta(days=1)).isoformat(),
+    )
     r = client.post(f"{BASE}/{past['id']}/responses", json=answer, headers=tenant.editor)
     assert assert_error(r, 409, "endsAt")["message"] == "survey is not active"
-    open_now = make_survey(client, tenant, startsAt=(now - timedelta(days=1)).isoformat(),
-                           endsAt=(now + timedelta(days=1)).isoformat())
-    assert client.post(f"{BASE}/{open_now['id']}/responses", json=answer, headers=tenant.editor).status_code == 201
+    open_now = make_survey(
+        client,
+        tenant,
+        startsAt=(now - timedelta(days=1)).isoformat(),
+        endsAt=(now + timedelta(days=1)).isoformat(),
+    )
+    assert (
+        client.post(f"{BASE}/{open_now['id']}/responses", json=answer, headers=tenant.editor).status_code
+        == 201
+    )
 
 
 # ------------------------------------------------------------------------------------------- export
@@ -315,22 +402,26 @@ def test_export_csv_uses_the_list_filters(client: Any, tenant: Tenant) -> None:
     s = make_survey(client, tenant)
     records = seed(client, tenant, s["id"])
     other_survey = make_survey(client, tenant, name="other")
-    client.post("/nps", json={"email": "z@x.io", "score": 10, "campaignId": other_survey["id"]},
-                headers=tenant.editor)
+    client.post(
+        "/nps", json={"email": "z@x.io", "score": 10, "campaignId": other_survey["id"]}, headers=tenant.editor
+    )
     r = client.get(f"{BASE}/{s['id']}/responses/export", params={"format": "csv"}, headers=tenant.viewer)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/csv")
     disposition = r.headers["content-disposition"]
-    assert re.fullmatch(rf"attachment; filename=nps-survey-{s['id']}-responses-\d{{4}}-\d\d-\d\d\.csv",
-                        disposition), disposition
+    assert re.fullmatch(
+        rf"attachment; filename=nps-survey-{s['id']}-responses-\d{{4}}-\d\d-\d\d\.csv", disposition
+    ), disposition
     rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert {"email", "score"} <= set(rows[0])
     assert len(rows) == 6
     assert [int(row["score"]) for row in rows] == list(reversed(SCORES))  # same default order as the list
     assert {row["email"] for row in rows} == {rec["email"] for rec in records}
-    promoters = client.get(f"{BASE}/{s['id']}/responses/export",
-                           params={"format": "csv", "scoreType": "promoter", "sortBy": "score", "sortOrder": "asc"},
-                           headers=tenant.viewer)
+    promoters = client.get(
+        f"{BASE}/{s['id']}/responses/export",
+        params={"format": "csv", "scoreType": "promoter", "sortBy": "score", "sortOrder": "asc"},
+        headers=tenant.viewer,
+    )
     assert promoters.status_code == 200
     rows = list(csv.DictReader(io.StringIO(promoters.content.decode("utf-8-sig"))))
     assert [int(row["score"]) for row in rows] == [9, 10]
@@ -339,12 +430,16 @@ def test_export_csv_uses_the_list_filters(client: Any, tenant: Tenant) -> None:
 def test_export_json_and_format_errors(client: Any, tenant: Tenant) -> None:
     s = make_survey(client, tenant)
     seed(client, tenant, s["id"])
-    r = client.get(f"{BASE}/{s['id']}/responses/export", params={"format": "json", "q": "support"},
-                   headers=tenant.viewer)
+    r = client.get(
+        f"{BASE}/{s['id']}/responses/export", params={"format": "json", "q": "support"}, headers=tenant.viewer
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-disposition"].endswith(".json")
     assert sorted(item["score"] for item in r.json()) == [0, 10]
     assert_error(client.get(f"{BASE}/{s['id']}/responses/export", headers=tenant.viewer), 400, "format")
-    bad = assert_error(client.get(f"{BASE}/{s['id']}/responses/export", params={"format": "pdf"},
-                                  headers=tenant.viewer), 400, "format")
+    bad = assert_error(
+        client.get(f"{BASE}/{s['id']}/responses/export", params={"format": "pdf"}, headers=tenant.viewer),
+        400,
+        "format",
+    )
     assert "csv" in bad["message"] and "ndjson" in bad["message"]

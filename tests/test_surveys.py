@@ -24,8 +24,9 @@ def make_survey(client: Any, tenant: Tenant, **fields: Any) -> dict[str, Any]:
     return r.json()
 
 
-def add_record(client: Any, tenant: Tenant, survey_id: str | None, score: int, email: str = "a@x.io",
-               **fields: Any) -> dict[str, Any]:
+def add_record(
+    client: Any, tenant: Tenant, survey_id: str | None, score: int, email: str = "a@x.io", **fields: Any
+) -> dict[str, Any]:
     """An answer written through Planhat's /nps, tied to the survey by campaignId."""
     body = {"email": email, "score": score, **fields}
     if survey_id is not None:
@@ -63,54 +64,80 @@ def test_create_applies_documented_defaults(client: Any, tenant: Tenant) -> None
 
 def test_create_with_every_field(client: Any, tenant: Tenant) -> None:
     body = {
-        "name": "After onboarding", "description": "Sent after the onboarding call",
-        "surveyType": "TRANSACTIONAL", "triggerEvent": "onboarding.completed", "question": "Would you recommend us?",
-        "followUpQuestion": None, "isActive": False, "language": "pt-BR", "throttleDays": 0,
-        "reminderAfterDays": None, "thankYouMessage": "Obrigado!",
-        "startsAt": "2030-01-01T02:00:00+02:00", "endsAt": 1924992000,  # epoch seconds: 2031-01-01
+        "name": "After onboarding",
+        "description": "Sent after the onboarding call",
+        "surveyType": "TRANSACTIONAL",
+        "triggerEvent": "onboarding.completed",
+        "question": "Would you recommend us?",
+        "followUpQuestion": None,
+        "isActive": False,
+        "language": "pt-BR",
+        "throttleDays": 0,
+        "reminderAfterDays": None,
+        "thankYouMessage": "Obrigado!",
+        "startsAt": "2030-01-01T02:00:00+02:00",
+        "endsAt": 1924992000,  # epoch seconds: 2031-01-01
     }
     r = client.post(BASE, json=body, headers=tenant.admin)
     assert r.status_code == 201, r.text
     s = r.json()
-    for key in ("name", "description", "surveyType", "triggerEvent", "question", "followUpQuestion", "isActive",
-                "language", "throttleDays", "reminderAfterDays", "thankYouMessage"):
+    for key in (
+        "name",
+        "description",
+        "surveyType",
+        "triggerEvent",
+        "question",
+        "followUpQuestion",
+        "isActive",
+        "language",
+        "throttleDays",
+        "reminderAfterDays",
+        "thankYouMessage",
+    ):
         assert s[key] == body[key], key
     assert s["startsAt"] == "2030-01-01T00:00:00.000Z"
     assert s["endsAt"] == "2031-01-01T00:00:00.000Z"
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({}, "name"),
-    ({"name": ""}, "name"),
-    ({"name": "   "}, "name"),
-    ({"name": "x" * 201}, "name"),
-    ({"name": None}, "name"),
-    ({"name": "a\x00b"}, "name"),
-    ({"name": 42}, "name"),
-    ({"name": "ok", "surveyType": "EPISODIC"}, "surveyType"),
-    ({"name": "ok", "isActive": "yes"}, "isActive"),
-    ({"name": "ok", "isActive": None}, "isActive"),
-    ({"name": "ok", "throttleDays": -1}, "throttleDays"),
-    ({"name": "ok", "throttleDays": "5"}, "throttleDays"),
-    ({"name": "ok", "throttleDays": 10**30}, "throttleDays"),
-    ({"name": "ok", "reminderAfterDays": 0}, "reminderAfterDays"),
-    ({"name": "ok", "language": "english!"}, "language"),
-    ({"name": "ok", "question": ""}, "question"),
-    ({"name": "ok", "startsAt": "next tuesday"}, "startsAt"),
-    ({"name": "ok", "endsAt": "3000-01-01T00:00:00Z"}, "endsAt"),
-    ({"name": "ok", "startsAt": "2030-02-01T00:00:00Z", "endsAt": "2030-01-01T00:00:00Z"}, "endsAt"),
-    ({"name": "ok", "startsAt": "2030-01-01T00:00:00Z", "endsAt": "2030-01-01T00:00:00Z"}, "endsAt"),
-    ({"name": "ok", "colour": "blue"}, "colour"),
-    ({"name": "ok", "id": "0123456789abcdef01234567"}, "id"),
-    ({"name": "ok", "responseCount": 3}, "responseCount"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "   "}, "name"),
+        ({"name": "x" * 201}, "name"),
+        ({"name": None}, "name"),
+        ({"name": "a\x00b"}, "name"),
+        ({"name": 42}, "name"),
+        ({"name": "ok", "surveyType": "EPISODIC"}, "surveyType"),
+        ({"name": "ok", "isActive": "yes"}, "isActive"),
+        ({"name": "ok", "isActive": None}, "isActive"),
+        ({"name": "ok", "throttleDays": -1}, "throttleDays"),
+        ({"name": "ok", "throttleDays": "5"}, "throttleDays"),
+        ({"name": "ok", "throttleDays": 10**30}, "throttleDays"),
+        ({"name": "ok", "reminderAfterDays": 0}, "reminderAfterDays"),
+        ({"name": "ok", "language": "english!"}, "language"),
+        ({"name": "ok", "question": ""}, "question"),
+        ({"name": "ok", "startsAt": "next tuesday"}, "startsAt"),
+        ({"name": "ok", "endsAt": "3000-01-01T00:00:00Z"}, "endsAt"),
+        ({"name": "ok", "startsAt": "2030-02-01T00:00:00Z", "endsAt": "2030-01-01T00:00:00Z"}, "endsAt"),
+        ({"name": "ok", "startsAt": "2030-01-01T00:00:00Z", "endsAt": "2030-01-01T00:00:00Z"}, "endsAt"),
+        ({"name": "ok", "colour": "blue"}, "colour"),
+        ({"name": "ok", "id": "0123456789abcdef01234567"}, "id"),
+        ({"name": "ok", "responseCount": 3}, "responseCount"),
+    ],
+)
 def test_create_rejects_bad_input(client: Any, tenant: Tenant, body: dict[str, Any], field: str) -> None:
     assert_error(client.post(BASE, json=body, headers=tenant.editor), 400, field)
 
 
 def test_create_rejects_non_object_bodies(client: Any, tenant: Tenant) -> None:
-    assert_error(client.post(BASE, content=b"{not json", headers={**tenant.editor, "Content-Type": "application/json"}),
-                 400)
+    assert_error(
+        client.post(
+            BASE, content=b"{not json", headers={**tenant.editor, "Content-Type": "application/json"}
+        ),
+        400,
+    )
     assert_error(client.post(BASE, json=[{"name": "x"}], headers=tenant.editor), 400)
     assert client.get(BASE, headers=tenant.viewer).json() == []
 
@@ -121,8 +148,12 @@ def test_create_rejects_non_object_bodies(client: Any, tenant: Tenant) -> None:
 @pytest.mark.parametrize("method", ["PATCH", "PUT"])
 def test_update_is_partial(client: Any, tenant: Tenant, method: str) -> None:
     s = make_survey(client, tenant, description="old", thankYouMessage="thanks")
-    r = client.request(method, f"{BASE}/{s['id']}", json={"name": "Renamed", "reminderAfterDays": None},
-                       headers=tenant.editor)
+    r = client.request(
+        method,
+        f"{BASE}/{s['id']}",
+        json={"name": "Renamed", "reminderAfterDays": None},
+        headers=tenant.editor,
+    )
     assert r.status_code == 200, r.text
     u = r.json()
     assert u["name"] == "Renamed"
@@ -133,20 +164,25 @@ def test_update_is_partial(client: Any, tenant: Tenant, method: str) -> None:
     assert u["updatedAt"] >= s["updatedAt"]
     assert client.get(f"{BASE}/{s['id']}", headers=tenant.viewer).json() == u
     # clearing a nullable field
-    cleared = client.request(method, f"{BASE}/{s['id']}", json={"description": None}, headers=tenant.editor).json()
+    cleared = client.request(
+        method, f"{BASE}/{s['id']}", json={"description": None}, headers=tenant.editor
+    ).json()
     assert cleared["description"] is None and cleared["name"] == "Renamed"
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"name": None}, "name"),
-    ({"question": None}, "question"),
-    ({"throttleDays": None}, "throttleDays"),
-    ({"language": None}, "language"),
-    ({"surveyType": None}, "surveyType"),
-    ({"unknownField": 1, "name": "x"}, "unknownField"),
-    ({"createdAt": "2020-01-01T00:00:00Z"}, "createdAt"),
-    ({"endsAt": "2029-06-01T00:00:00Z"}, "endsAt"),  # before the stored startsAt
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": None}, "name"),
+        ({"question": None}, "question"),
+        ({"throttleDays": None}, "throttleDays"),
+        ({"language": None}, "language"),
+        ({"surveyType": None}, "surveyType"),
+        ({"unknownField": 1, "name": "x"}, "unknownField"),
+        ({"createdAt": "2020-01-01T00:00:00Z"}, "createdAt"),
+        ({"endsAt": "2029-06-01T00:00:00Z"}, "endsAt"),  # before the stored startsAt
+    ],
+)
 def test_update_rejects_bad_input(client: Any, tenant: Tenant, body: dict[str, Any], field: str) -> None:
     s = make_survey(client, tenant, startsAt="2030-01-01T00:00:00Z")
     assert_error(client.patch(f"{BASE}/{s['id']}", json=body, headers=tenant.editor), 400, field)
@@ -156,8 +192,11 @@ def test_update_rejects_bad_input(client: Any, tenant: Tenant, body: dict[str, A
 
 def test_update_window_checked_against_stored_values(client: Any, tenant: Tenant) -> None:
     s = make_survey(client, tenant, endsAt="2030-01-01T00:00:00Z")
-    assert_error(client.patch(f"{BASE}/{s['id']}", json={"startsAt": "2030-06-01T00:00:00Z"},
-                              headers=tenant.editor), 400, "endsAt")
+    assert_error(
+        client.patch(f"{BASE}/{s['id']}", json={"startsAt": "2030-06-01T00:00:00Z"}, headers=tenant.editor),
+        400,
+        "endsAt",
+    )
     ok = client.patch(f"{BASE}/{s['id']}", json={"startsAt": "2029-06-01T00:00:00Z"}, headers=tenant.editor)
     assert ok.status_code == 200
     assert ok.json()["startsAt"] == "2029-06-01T00:00:00.000Z"
@@ -189,21 +228,29 @@ def test_response_count_and_nps_follow_records(client: Any, tenant: Tenant) -> N
     assert got["npsScore"] == round(100 * (2 - 2) / 6, 1) == 0.0
     listed = {x["id"]: x for x in client.get(BASE, headers=tenant.viewer).json()}
     assert listed[s["id"]]["responseCount"] == 6 and listed[s["id"]]["npsScore"] == 0.0
-    assert listed[other_survey["id"]]["responseCount"] == 1 and listed[other_survey["id"]]["npsScore"] == 100.0
+    assert (
+        listed[other_survey["id"]]["responseCount"] == 1 and listed[other_survey["id"]]["npsScore"] == 100.0
+    )
     # an update through /nps moves the figures: the 0 becomes a 10 -> (3 - 1) / 6
     rec = client.get("/nps", params={"campaignId": s["id"], "npsExpiryDay": 0}, headers=tenant.viewer)
     zero = next(x for x in rec.json() if x["score"] == 0)
     assert client.put(f"/nps/{zero['_id']}", json={"score": 10}, headers=tenant.editor).status_code == 200
     assert client.get(f"{BASE}/{s['id']}", headers=tenant.viewer).json()["npsScore"] == round(100 * 2 / 6, 1)
     # moving a record to the other survey moves its count
-    assert client.put(f"/nps/{zero['_id']}", json={"campaignId": other_survey["id"]},
-                      headers=tenant.editor).status_code == 200
+    assert (
+        client.put(
+            f"/nps/{zero['_id']}", json={"campaignId": other_survey["id"]}, headers=tenant.editor
+        ).status_code
+        == 200
+    )
     assert client.get(f"{BASE}/{s['id']}", headers=tenant.viewer).json()["responseCount"] == 5
     moved = client.get(f"{BASE}/{other_survey['id']}", headers=tenant.viewer).json()
     assert moved["responseCount"] == 2 and moved["npsScore"] == 100.0
 
 
-def test_other_tenant_records_with_same_campaign_id_do_not_count(client: Any, tenant: Tenant, other: Tenant) -> None:
+def test_other_tenant_records_with_same_campaign_id_do_not_count(
+    client: Any, tenant: Tenant, other: Tenant
+) -> None:
     s = make_survey(client, tenant)
     add_record(client, other, s["id"], 0)
     got = client.get(f"{BASE}/{s['id']}", headers=tenant.viewer).json()
@@ -261,20 +308,23 @@ def test_list_sort_and_filters(client: Any, tenant: Tenant) -> None:
     assert r.headers["X-Total-Count"] == "1"
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"page": 0}, "page"),
-    ({"page": "abc"}, "page"),
-    ({"page": 10**12}, "page"),
-    ({"limit": 0}, "limit"),
-    ({"limit": 101}, "limit"),
-    ({"limit": "ten"}, "limit"),
-    ({"sortBy": "password"}, "sortBy"),
-    ({"sortOrder": "sideways"}, "sortOrder"),
-    ({"isActive": "maybe"}, "isActive"),
-    ({"surveyType": "OTHER"}, "surveyType"),
-    ({"q": "a\x00b"}, "q"),
-    ({"q": "x" * 201}, "q"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"page": 0}, "page"),
+        ({"page": "abc"}, "page"),
+        ({"page": 10**12}, "page"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"sortBy": "password"}, "sortBy"),
+        ({"sortOrder": "sideways"}, "sortOrder"),
+        ({"isActive": "maybe"}, "isActive"),
+        ({"surveyType": "OTHER"}, "surveyType"),
+        ({"q": "a\x00b"}, "q"),
+        ({"q": "x" * 201}, "q"),
+    ],
+)
 def test_list_rejects_bad_parameters(client: Any, tenant: Tenant, params: dict[str, Any], field: str) -> None:
     assert_error(client.get(BASE, params=params, headers=tenant.viewer), 400, field)
 
@@ -282,7 +332,9 @@ def test_list_rejects_bad_parameters(client: Any, tenant: Tenant, params: dict[s
 # ------------------------------------------------------------------------------------------- delete
 
 
-def test_delete_removes_survey_responses_and_rollups(client: Any, tenant: Tenant, database: DatabaseFixture) -> None:
+def test_delete_removes_survey_responses_and_rollups(
+    client: Any, tenant: Tenant, database: DatabaseFixture
+) -> None:
     s = make_survey(client, tenant)
     keep = make_survey(client, tenant, name="keep")
     old = add_record(client, tenant, keep["id"], 9, email="jo@x.io", dateAnswered="2024-01-01T00:00:00Z")
@@ -298,14 +350,20 @@ def test_delete_removes_survey_responses_and_rollups(client: Any, tenant: Tenant
     assert r.content == b""
     assert_error(client.get(f"{BASE}/{s['id']}", headers=tenant.viewer), 404)
     assert_error(client.delete(f"{BASE}/{s['id']}", headers=tenant.admin), 404)
-    assert client.get("/nps", params={"campaignId": s["id"], "npsExpiryDay": 0}, headers=tenant.viewer).json() == []
+    assert (
+        client.get("/nps", params={"campaignId": s["id"], "npsExpiryDay": 0}, headers=tenant.viewer).json()
+        == []
+    )
     remaining = client.get("/nps", params={"npsExpiryDay": 0}, headers=tenant.viewer).json()
     assert [x["_id"] for x in remaining] == [old["_id"]]
     assert client.get(f"/endusers/{old['euId']}", headers=tenant.viewer).json()["nps"] == 9
     assert client.get(f"{BASE}/{keep['id']}", headers=tenant.viewer).json()["responseCount"] == 1
     with database.db.transaction(write=False) as session:
-        left = session.scalar(select(func.count()).select_from(NpsRollup).where(
-            NpsRollup.org_id == tenant.org_id, NpsRollup.survey_id == s["id"]))
+        left = session.scalar(
+            select(func.count())
+            .select_from(NpsRollup)
+            .where(NpsRollup.org_id == tenant.org_id, NpsRollup.survey_id == s["id"])
+        )
     assert left == 0
 
 
@@ -316,8 +374,12 @@ def test_unknown_malformed_and_foreign_ids(client: Any, tenant: Tenant, other: T
     s = make_survey(client, tenant)
     path = f"{BASE}/{s['id']}"
     calls = [
-        ("GET", path, None), ("PATCH", path, {"name": "x"}), ("PUT", path, {"name": "x"}), ("DELETE", path, None),
-        ("POST", f"{path}/toggle", None), ("GET", f"{path}/responses", None),
+        ("GET", path, None),
+        ("PATCH", path, {"name": "x"}),
+        ("PUT", path, {"name": "x"}),
+        ("DELETE", path, None),
+        ("POST", f"{path}/toggle", None),
+        ("GET", f"{path}/responses", None),
         ("POST", f"{path}/responses", {"email": "a@x.io", "score": 5}),
         ("GET", f"{path}/responses/export?format=csv", None),
     ]
@@ -340,7 +402,9 @@ def test_roles(client: Any, tenant: Tenant) -> None:
     assert_error(client.patch(path, json={"name": "x"}, headers=tenant.viewer), 403)
     assert_error(client.put(path, json={"name": "x"}, headers=tenant.viewer), 403)
     assert_error(client.post(f"{path}/toggle", headers=tenant.viewer), 403)
-    assert_error(client.post(f"{path}/responses", json={"email": "a@x.io", "score": 5}, headers=tenant.viewer), 403)
+    assert_error(
+        client.post(f"{path}/responses", json={"email": "a@x.io", "score": 5}, headers=tenant.viewer), 403
+    )
     assert_error(client.delete(path, headers=tenant.viewer), 403)
     assert_error(client.get(BASE), 401)
     assert_error(client.get(path), 401)
@@ -384,19 +448,25 @@ def test_concurrent_toggles_and_deletes_stay_consistent(client: Any, tenant: Ten
     s = make_survey(client, tenant)
     path = f"{BASE}/{s['id']}"
     with ThreadPoolExecutor(max_workers=8) as pool:
-        toggles = list(pool.map(lambda _: client.post(f"{path}/toggle", headers=tenant.editor).status_code,
-                                range(8)))
+        toggles = list(
+            pool.map(lambda _: client.post(f"{path}/toggle", headers=tenant.editor).status_code, range(8))
+        )
     assert toggles == [200] * 8
     assert client.get(path, headers=tenant.viewer).json()["isActive"] is True
     for i in range(3):
-        assert client.post(f"{path}/responses", json={"email": f"r{i}@x.io", "score": 9},
-                           headers=tenant.editor).status_code == 201
+        assert (
+            client.post(
+                f"{path}/responses", json={"email": f"r{i}@x.io", "score": 9}, headers=tenant.editor
+            ).status_code
+            == 201
+        )
 
     def race(i: int) -> int:
         if i % 2:
             return client.delete(path, headers=tenant.admin).status_code
-        return client.post(f"{path}/responses", json={"email": f"late{i}@x.io", "score": 1},
-                           headers=tenant.editor).status_code
+        return client.post(
+            f"{path}/responses", json={"email": f"late{i}@x.io", "score": 1}, headers=tenant.editor
+        ).status_code
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(race, range(8)))
@@ -404,4 +474,7 @@ def test_concurrent_toggles_and_deletes_stay_consistent(client: Any, tenant: Ten
     assert sorted(deletes) == [204, 404, 404, 404]
     assert all(st in (201, 404) for i, st in enumerate(statuses) if not i % 2)
     # every answer that was accepted went with the survey: none is left behind
-    assert client.get("/nps", params={"campaignId": s["id"], "npsExpiryDay": 0}, headers=tenant.viewer).json() == []
+    assert (
+        client.get("/nps", params={"campaignId": s["id"], "npsExpiryDay": 0}, headers=tenant.viewer).json()
+        == []
+    )

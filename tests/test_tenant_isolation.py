@@ -31,23 +31,62 @@ def victim(client: Any, tenant: Tenant) -> dict[str, Any]:
     """A full set of objects in ``tenant``, all marked with one unique string."""
     mark = "mark" + secrets.token_hex(6)
     h = tenant.admin
-    company = client.post("/companies", json={"name": f"{mark} Corp", "domains": [f"{mark}.com"],
-                                              "externalId": f"ext-{mark}", "sourceId": f"src-{mark}"}, headers=h).json()
-    enduser = client.post("/endusers", json={"email": f"boss@{mark}.com", "name": mark, "externalId": f"eu-{mark}",
-                                             "sourceId": f"eus-{mark}"}, headers=h).json()
+    company = client.post(
+        "/companies",
+        json={
+            "name": f"{mark} Corp",
+            "domains": [f"{mark}.com"],
+            "externalId": f"ext-{mark}",
+            "sourceId": f"src-{mark}",
+        },
+        headers=h,
+    ).json()
+    enduser = client.post(
+        "/endusers",
+        json={
+            "email": f"boss@{mark}.com",
+            "name": mark,
+            "externalId": f"eu-{mark}",
+            "sourceId": f"eus-{mark}",
+        },
+        headers=h,
+    ).json()
     survey = client.post("/v1/nps-surveys", json={"name": f"{mark} survey"}, headers=h).json()
-    record = client.post("/nps", json={"email": f"boss@{mark}.com", "score": 9, "comment": mark,
-                                       "sourceId": f"rec-{mark}", "campaignId": survey["id"], "source": mark},
-                         headers=h).json()
-    invited = client.post(f"/v1/nps-surveys/{survey['id']}/invitations",
-                          json={"recipients": [{"email": f"guest@{mark}.com"}]}, headers=h).json()
+    record = client.post(
+        "/nps",
+        json={
+            "email": f"boss@{mark}.com",
+            "score": 9,
+            "comment": mark,
+            "sourceId": f"rec-{mark}",
+            "campaignId": survey["id"],
+            "source": mark,
+        },
+        headers=h,
+    ).json()
+    invited = client.post(
+        f"/v1/nps-surveys/{survey['id']}/invitations",
+        json={"recipients": [{"email": f"guest@{mark}.com"}]},
+        headers=h,
+    ).json()
     invitation_id = invited["results"][0]["invitationId"]
-    webhook = client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["response.created"],
-                                                "description": mark}, headers=h).json()
+    webhook = client.post(
+        "/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "events": ["response.created"], "description": mark},
+        headers=h,
+    ).json()
     unsub = f"gone@{mark}.com"
     assert client.post("/v1/unsubscribes", json={"email": unsub}, headers=h).status_code in (200, 201)
-    return {"mark": mark, "company": company, "enduser": enduser, "survey": survey, "record": record,
-            "invitation": invitation_id, "webhook": webhook, "unsubscribe": unsub}
+    return {
+        "mark": mark,
+        "company": company,
+        "enduser": enduser,
+        "survey": survey,
+        "record": record,
+        "invitation": invitation_id,
+        "webhook": webhook,
+        "unsubscribe": unsub,
+    }
 
 
 def keys_for(path: str, v: dict[str, Any], tenant: Tenant) -> list[str]:
@@ -85,8 +124,9 @@ def snapshot(client: Any, tenant: Tenant, v: dict[str, Any]) -> list[Any]:
     ]
 
 
-def test_every_operation_on_another_tenants_objects_is_404(client: Any, tenant: Tenant, other: Tenant,
-                                                           victim: dict[str, Any]) -> None:
+def test_every_operation_on_another_tenants_objects_is_404(
+    client: Any, tenant: Tenant, other: Tenant, victim: dict[str, Any]
+) -> None:
     before = snapshot(client, tenant, victim)
     spec = client.get("/openapi.json").json()
     tried = 0
@@ -112,7 +152,8 @@ def test_every_operation_on_another_tenants_objects_is_404(client: Any, tenant: 
 
 
 def test_lists_exports_metrics_and_searches_show_nothing_of_another_tenant(
-        client: Any, tenant: Tenant, other: Tenant, victim: dict[str, Any]) -> None:
+    client: Any, tenant: Tenant, other: Tenant, victim: dict[str, Any]
+) -> None:
     m = victim["mark"]
     survey_id = victim["survey"]["id"]
     reads = [

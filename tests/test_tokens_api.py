@@ -8,13 +8,18 @@ from conftest import Tenant, assert_error
 
 
 def test_admin_creates_lists_and_revokes(client: Any, tenant: Tenant) -> None:
-    r = client.post("/v1/tokens", json={"role": "viewer", "name": "dashboard", "ttlDays": 7}, headers=tenant.admin)
+    r = client.post(
+        "/v1/tokens", json={"role": "viewer", "name": "dashboard", "ttlDays": 7}, headers=tenant.admin
+    )
     assert r.status_code == 201, r.text
     made = r.json()
     assert made["role"] == "viewer" and made["name"] == "dashboard" and made["revokedAt"] is None
     new_headers = {"Authorization": f"Bearer {made['token']}"}
     assert client.get("/nps", headers=new_headers).status_code == 200
-    assert client.post("/nps", json={"email": "a@example.com", "score": 5}, headers=new_headers).status_code == 403
+    assert (
+        client.post("/nps", json={"email": "a@example.com", "score": 5}, headers=new_headers).status_code
+        == 403
+    )
     listed = client.get("/v1/tokens", headers=tenant.admin).json()
     assert made["jti"] in [t["jti"] for t in listed]
     assert all("token" not in t for t in listed)
@@ -42,6 +47,8 @@ def test_other_organization_tokens_are_invisible(client: Any, tenant: Tenant, ot
 
 def test_bad_token_requests(client: Any, tenant: Tenant) -> None:
     assert_error(client.post("/v1/tokens", json={"role": "owner"}, headers=tenant.admin), 400, "role")
-    assert_error(client.post("/v1/tokens", json={"role": "viewer", "ttlDays": 0}, headers=tenant.admin), 400, "ttlDays")
+    assert_error(
+        client.post("/v1/tokens", json={"role": "viewer", "ttlDays": 0}, headers=tenant.admin), 400, "ttlDays"
+    )
     assert_error(client.post("/v1/tokens", json={"role": "viewer", "x": 1}, headers=tenant.admin), 400, "x")
     assert_error(client.delete("/v1/tokens/" + "f" * 32, headers=tenant.admin), 404)

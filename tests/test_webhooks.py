@@ -31,8 +31,13 @@ from npsd.models import Job, Webhook, WebhookDelivery
 from npsd.timeutil import utcnow
 from npsd.webhooks import delivery
 
-ALL_EVENTS = ["response.created", "response.updated", "response.deleted", "invitation.failed",
-              "unsubscribe.created"]
+ALL_EVENTS = [
+    "response.created",
+    "response.updated",
+    "response.deleted",
+    "invitation.failed",
+    "unsubscribe.created",
+]
 # The write paths of /nps call events.emit once the lead wires them; until then these are expected to fail.
 
 
@@ -93,7 +98,8 @@ class Receiver:
                     return
                 with receiver.lock:
                     receiver.requests.append(
-                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
                     answer = receiver.answers.pop(0) if receiver.answers else 200
                 status, extra = answer if isinstance(answer, tuple) else (answer, {})
                 self.send_response(status)
@@ -138,10 +144,12 @@ def _drop_webhooks(database: TestDatabase, tenant: Tenant, other: Tenant) -> Ite
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def create_hook(client: TestClient, tenant: Tenant, url: str, events: list[str] | None = None,
-                **extra: Any) -> dict[str, Any]:
-    r = client.post("/v1/webhooks", json={"url": url, "events": events or ALL_EVENTS, **extra},
-                    headers=tenant.admin)
+def create_hook(
+    client: TestClient, tenant: Tenant, url: str, events: list[str] | None = None, **extra: Any
+) -> dict[str, Any]:
+    r = client.post(
+        "/v1/webhooks", json={"url": url, "events": events or ALL_EVENTS, **extra}, headers=tenant.admin
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -152,7 +160,9 @@ def emit(database: TestDatabase, org_id: str, event_type: str, objects: list[dic
 
 
 def deliveries(client: TestClient, tenant: Tenant, hook_id: str, **params: Any) -> list[dict[str, Any]]:
-    r = client.get(f"/v1/webhooks/{hook_id}/deliveries", params={"limit": 100, **params}, headers=tenant.admin)
+    r = client.get(
+        f"/v1/webhooks/{hook_id}/deliveries", params={"limit": 100, **params}, headers=tenant.admin
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -166,7 +176,8 @@ def make_due(database: TestDatabase, org_id: str) -> None:
     """Move this organization's queued webhook jobs to now, instead of waiting for the backoff."""
     with database.db.transaction() as session:
         session.execute(
-            update(Job).where(Job.org_id == org_id, Job.kind == delivery.JOB_KIND, Job.status == "queued")
+            update(Job)
+            .where(Job.org_id == org_id, Job.kind == delivery.JOB_KIND, Job.status == "queued")
             .values(run_at=utcnow() - timedelta(seconds=1))
         )
 
@@ -176,16 +187,27 @@ def parse(value: str) -> datetime:
 
 
 def record(**extra: Any) -> dict[str, Any]:
-    return {"_id": secrets.token_hex(12), "email": f"u-{secrets.token_hex(4)}@example.com", "score": 9,
-            "campaignId": None, **extra}
+    return {
+        "_id": secrets.token_hex(12),
+        "email": f"u-{secrets.token_hex(4)}@example.com",
+        "score": 9,
+        "campaignId": None,
+        **extra,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- CRUD
 
 
 def test_create_shows_secret_once(client: TestClient, tenant: Tenant, receiver: Receiver) -> None:
-    hook = create_hook(client, tenant, receiver.url, ["response.created", "response.deleted"],
-                       surveyIds=["s-1"], description="CRM sync")
+    hook = create_hook(
+        client,
+        tenant,
+        receiver.url,
+        ["response.created", "response.deleted"],
+        surveyIds=["s-1"],
+        description="CRM sync",
+    )
     assert hook["url"] == receiver.url
     assert hook["events"] == ["response.created", "response.deleted"]
     assert hook["surveyIds"] == ["s-1"]
@@ -206,7 +228,10 @@ def test_create_shows_secret_once(client: TestClient, tenant: Tenant, receiver: 
     # every webhook has its own secret
     second = create_hook(client, tenant, receiver.url)
     assert second["secret"] != hook["secret"]
-    assert [h["id"] for h in client.get("/v1/webhooks", headers=tenant.admin).json()] == [second["id"], hook["id"]]
+    assert [h["id"] for h in client.get("/v1/webhooks", headers=tenant.admin).json()] == [
+        second["id"],
+        hook["id"],
+    ]
 
 
 def test_only_admins(client: TestClient, tenant: Tenant, receiver: Receiver) -> None:
@@ -217,7 +242,9 @@ def test_only_admins(client: TestClient, tenant: Tenant, receiver: Receiver) -> 
         assert_error(client.post("/v1/webhooks", json=body, headers=headers), 403)
         assert_error(client.get("/v1/webhooks", headers=headers), 403)
         assert_error(client.get(f"/v1/webhooks/{hook['id']}", headers=headers), 403)
-        assert_error(client.patch(f"/v1/webhooks/{hook['id']}", json={"isActive": False}, headers=headers), 403)
+        assert_error(
+            client.patch(f"/v1/webhooks/{hook['id']}", json={"isActive": False}, headers=headers), 403
+        )
         assert_error(client.delete(f"/v1/webhooks/{hook['id']}", headers=headers), 403)
         assert_error(client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=headers), 403)
         assert_error(client.post(f"/v1/webhooks/{hook['id']}/test", headers=headers), 403)
@@ -251,11 +278,21 @@ def test_bad_input_is_400_naming_the_field(client: TestClient, tenant: Tenant, r
     ]
     for body, name in cases:
         assert_error(client.post("/v1/webhooks", json=body, headers=tenant.admin), 400, name)
-    assert_error(client.post("/v1/webhooks", content=b"{nope", headers={**tenant.admin,
-                                                                       "content-type": "application/json"}), 400)
+    assert_error(
+        client.post(
+            "/v1/webhooks", content=b"{nope", headers={**tenant.admin, "content-type": "application/json"}
+        ),
+        400,
+    )
     hook = create_hook(client, tenant, receiver.url)
-    for body, name in [({"url": None}, "url"), ({"events": None}, "events"), ({"isActive": None}, "isActive"),
-                       ({"events": []}, "events"), ({"id": "x"}, "id"), ({"url": "gopher://x"}, "url")]:
+    for body, name in [
+        ({"url": None}, "url"),
+        ({"events": None}, "events"),
+        ({"isActive": None}, "isActive"),
+        ({"events": []}, "events"),
+        ({"id": "x"}, "id"),
+        ({"url": "gopher://x"}, "url"),
+    ]:
         assert_error(client.patch(f"/v1/webhooks/{hook['id']}", json=body, headers=tenant.admin), 400, name)
     assert_error(client.get("/v1/webhooks/not-an-id", headers=tenant.admin), 400, "id")
     assert_error(client.get("/v1/webhooks/" + "0" * 24, headers=tenant.admin), 404)
@@ -270,12 +307,21 @@ def test_bad_input_is_400_naming_the_field(client: TestClient, tenant: Tenant, r
     assert client.get(f"/v1/webhooks/{hook['id']}", headers=tenant.admin).json()["url"] == receiver.url
 
 
-def test_patch_and_delete(client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver) -> None:
+def test_patch_and_delete(
+    client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver
+) -> None:
     hook = create_hook(client, tenant, receiver.url, ["response.created"], surveyIds=["a", "b"])
     other_url = receiver.url + "/v2"
-    r = client.patch(f"/v1/webhooks/{hook['id']}", headers=tenant.admin,
-                     json={"url": other_url, "events": ["response.updated", "response.updated"],
-                           "description": "new", "isActive": False})
+    r = client.patch(
+        f"/v1/webhooks/{hook['id']}",
+        headers=tenant.admin,
+        json={
+            "url": other_url,
+            "events": ["response.updated", "response.updated"],
+            "description": "new",
+            "isActive": False,
+        },
+    )
     assert r.status_code == 200, r.text
     patched = r.json()
     assert patched["url"] == other_url
@@ -285,27 +331,37 @@ def test_patch_and_delete(client: TestClient, database: TestDatabase, tenant: Te
     assert patched["isActive"] is False
     assert "secret" not in patched
     assert patched["updatedAt"] >= hook["updatedAt"]
-    cleared = client.patch(f"/v1/webhooks/{hook['id']}", json={"surveyIds": None, "description": None},
-                           headers=tenant.admin).json()
+    cleared = client.patch(
+        f"/v1/webhooks/{hook['id']}", json={"surveyIds": None, "description": None}, headers=tenant.admin
+    ).json()
     assert cleared["surveyIds"] is None and cleared["description"] is None
     assert cleared["url"] == other_url
     assert client.get(f"/v1/webhooks/{hook['id']}", headers=tenant.admin).json() == cleared
 
     # deleting takes the delivery history with it; the queued job then has nothing to send
-    client.patch(f"/v1/webhooks/{hook['id']}", json={"isActive": True, "url": receiver.url}, headers=tenant.admin)
+    client.patch(
+        f"/v1/webhooks/{hook['id']}", json={"isActive": True, "url": receiver.url}, headers=tenant.admin
+    )
     assert emit(database, tenant.org_id, "response.updated", [record()]) == 1
     assert client.delete(f"/v1/webhooks/{hook['id']}", headers=tenant.admin).status_code == 204
     assert_error(client.get(f"/v1/webhooks/{hook['id']}", headers=tenant.admin), 404)
     assert_error(client.delete(f"/v1/webhooks/{hook['id']}", headers=tenant.admin), 404)
     with database.db.transaction() as session:
-        assert session.scalar(select(func.count()).select_from(WebhookDelivery)
-                              .where(WebhookDelivery.webhook_id == hook["id"])) == 0
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(WebhookDelivery)
+                .where(WebhookDelivery.webhook_id == hook["id"])
+            )
+            == 0
+        )
     run_pending(database.db)
     assert receiver.received() == []
 
 
-def test_tenant_isolation(client: TestClient, database: TestDatabase, tenant: Tenant, other: Tenant,
-                          receiver: Receiver) -> None:
+def test_tenant_isolation(
+    client: TestClient, database: TestDatabase, tenant: Tenant, other: Tenant, receiver: Receiver
+) -> None:
     hook = create_hook(client, tenant, receiver.url)
     path = f"/v1/webhooks/{hook['id']}"
     assert_error(client.get(path, headers=other.admin), 404)
@@ -325,7 +381,9 @@ def test_tenant_isolation(client: TestClient, database: TestDatabase, tenant: Te
 # ------------------------------------------------------------------------------------------ delivery
 
 
-def test_signed_delivery(client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver) -> None:
+def test_signed_delivery(
+    client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver
+) -> None:
     hook = create_hook(client, tenant, receiver.url, ["response.created"])
     objects = [record(score=10, comment="Great ✓"), record(score=3, custom={"plan": "pro"})]
     assert emit(database, tenant.org_id, "response.created", objects) == 2
@@ -358,7 +416,10 @@ def test_signed_delivery(client: TestClient, database: TestDatabase, tenant: Ten
     sent = {r.headers["webhook-id"]: r.body for r in got}
     with database.db.transaction(write=False) as session:
         for delivery_id, payload in session.execute(
-                select(WebhookDelivery.id, WebhookDelivery.payload).where(WebhookDelivery.webhook_id == hook["id"])):
+            select(WebhookDelivery.id, WebhookDelivery.payload).where(
+                WebhookDelivery.webhook_id == hook["id"]
+            )
+        ):
             assert sent[delivery_id] == payload.encode()
     # a wrong secret or a tampered body does not verify
     with pytest.raises(WebhookVerificationError):
@@ -370,8 +431,9 @@ def test_signed_delivery(client: TestClient, database: TestDatabase, tenant: Ten
     assert len(receiver.received()) == 2
 
 
-def test_host_name_target_keeps_host_header(client: TestClient, database: TestDatabase, tenant: Tenant,
-                                            receiver: Receiver) -> None:
+def test_host_name_target_keeps_host_header(
+    client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver
+) -> None:
     """The connection goes to the checked address, but the receiver still sees its own host name."""
     url = f"http://localhost:{receiver.port}{receiver.path}"
     hook = create_hook(client, tenant, url, ["unsubscribe.created"])
@@ -383,32 +445,58 @@ def test_host_name_target_keeps_host_header(client: TestClient, database: TestDa
     assert verify(hook["secret"], got[0])["data"] == {"email": "a@example.com"}
 
 
-def test_event_and_survey_filters(client: TestClient, database: TestDatabase, tenant: Tenant,
-                                  receiver: Receiver) -> None:
+def test_event_and_survey_filters(
+    client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver
+) -> None:
     everything = create_hook(client, tenant, receiver.url)
     updates_only = create_hook(client, tenant, receiver.url, ["response.updated"])
-    survey_a = create_hook(client, tenant, receiver.url, ["response.created", "unsubscribe.created",
-                                                          "invitation.failed"], surveyIds=["sa"])
+    survey_a = create_hook(
+        client,
+        tenant,
+        receiver.url,
+        ["response.created", "unsubscribe.created", "invitation.failed"],
+        surveyIds=["sa"],
+    )
     inactive = create_hook(client, tenant, receiver.url, ["response.created"])
     client.patch(f"/v1/webhooks/{inactive['id']}", json={"isActive": False}, headers=tenant.admin)
 
     objects = [record(campaignId="sa"), record(campaignId="sb"), record()]
     assert emit(database, tenant.org_id, "response.created", objects) == 3 + 1
     assert emit(database, tenant.org_id, "unsubscribe.created", [{"email": "x@example.com"}]) == 2
-    assert emit(database, tenant.org_id, "invitation.failed", [{"surveyId": "sb", "email": "y@example.com"},
-                                                               {"surveyId": "sa", "email": "z@example.com"}]) == 3
+    assert (
+        emit(
+            database,
+            tenant.org_id,
+            "invitation.failed",
+            [{"surveyId": "sb", "email": "y@example.com"}, {"surveyId": "sa", "email": "z@example.com"}],
+        )
+        == 3
+    )
     assert emit(database, tenant.org_id, "response.deleted", []) == 0
 
     def seen(hook: dict[str, Any]) -> list[tuple[str, Any]]:
-        return sorted((d["eventType"], d["payload"]["data"].get("campaignId", d["payload"]["data"].get("email")) or "none")
-                      for d in deliveries(client, tenant, hook["id"]))
+        return sorted(
+            (
+                d["eventType"],
+                d["payload"]["data"].get("campaignId", d["payload"]["data"].get("email")) or "none",
+            )
+            for d in deliveries(client, tenant, hook["id"])
+        )
 
-    assert seen(everything) == [("invitation.failed", "y@example.com"), ("invitation.failed", "z@example.com"),
-                                ("response.created", "none"), ("response.created", "sa"),
-                                ("response.created", "sb"), ("unsubscribe.created", "x@example.com")]
+    assert seen(everything) == [
+        ("invitation.failed", "y@example.com"),
+        ("invitation.failed", "z@example.com"),
+        ("response.created", "none"),
+        ("response.created", "sa"),
+        ("response.created", "sb"),
+        ("unsubscribe.created", "x@example.com"),
+    ]
     assert seen(updates_only) == []
-    assert seen(survey_a) == [("invitation.failed", "z@example.com"), ("response.created", "sa"),
-                              ("unsubscribe.created", "x@example.com")]
+    assert seen(survey_a) == [
+        ("invitation.failed", "z@example.com"),
+        ("response.created", "sa"),
+        ("unsubscribe.created", "x@example.com"),
+    ]
     assert seen(inactive) == []
     run_pending(database.db)
     by_secret = {everything["id"]: everything["secret"], survey_a["id"]: survey_a["secret"]}
@@ -421,8 +509,11 @@ def test_event_and_survey_filters(client: TestClient, database: TestDatabase, te
         emit(database, tenant.org_id, "response.exploded", [record()])
 
 
-def test_emit_is_set_based(database: TestDatabase, tenant: Tenant, client: TestClient, receiver: Receiver) -> None:
+def test_emit_is_set_based(
+    database: TestDatabase, tenant: Tenant, client: TestClient, receiver: Receiver
+) -> None:
     """An organization without webhooks costs one query; 5,000 objects cost a few statements, not 5,000."""
+
     def emitted(objects: list[dict[str, Any]]) -> tuple[int, list[str]]:
         """How many events ``emit`` queued, and the SQL statements it ran to do so."""
         statements: list[str] = []
@@ -450,14 +541,21 @@ def test_emit_is_set_based(database: TestDatabase, tenant: Tenant, client: TestC
     assert len(statements) <= 25, len(statements)
     assert len(deliveries(client, tenant, hook["id"], limit=1)) == 1
     with database.db.transaction() as session:
-        assert session.scalar(select(func.count()).select_from(Job).where(
-            Job.org_id == tenant.org_id, Job.kind == delivery.JOB_KIND)) == 5000
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.org_id == tenant.org_id, Job.kind == delivery.JOB_KIND)
+            )
+            == 5000
+        )
         # don't make later tests deliver 5,000 events: drop them with the webhook
         session.execute(delete(Job).where(Job.org_id == tenant.org_id, Job.kind == delivery.JOB_KIND))
 
 
-def test_failing_receiver_is_retried_with_backoff(client: TestClient, database: TestDatabase, tenant: Tenant,
-                                                  receiver: Receiver) -> None:
+def test_failing_receiver_is_retried_with_backoff(
+    client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver
+) -> None:
     receiver.answers = [500, 200]
     hook = create_hook(client, tenant, receiver.url, ["response.updated"])
     assert emit(database, tenant.org_id, "response.updated", [record(score=4)]) == 1
@@ -472,7 +570,9 @@ def test_failing_receiver_is_retried_with_backoff(client: TestClient, database: 
     assert attempt["statusCode"] == 500 and attempt["error"] == "answered 500"
     assert parse(d["nextAttemptAt"]) - parse(attempt["attemptedAt"]) == delivery.RETRY_SCHEDULE[0]
     with database.db.transaction(write=False) as session:
-        job = session.scalars(select(Job).where(Job.org_id == tenant.org_id, Job.kind == delivery.JOB_KIND)).one()
+        job = session.scalars(
+            select(Job).where(Job.org_id == tenant.org_id, Job.kind == delivery.JOB_KIND)
+        ).one()
     assert job.status == "queued" and job.attempts == 1
     assert job.run_at >= parse(attempt["attemptedAt"]) + delivery.RETRY_SCHEDULE[0]
     assert job.payload == {"delivery_id": d["id"]}
@@ -488,12 +588,17 @@ def test_failing_receiver_is_retried_with_backoff(client: TestClient, database: 
     assert d["attemptCount"] == 2
     assert [a["statusCode"] for a in d["attempts"]] == [500, 200]
     assert d["lastError"] is None and d["nextAttemptAt"] is None
-    assert client.get(f"/v1/webhooks/{hook['id']}/deliveries", params={"status": "succeeded"},
-                      headers=tenant.admin).headers["X-Total-Count"] == "1"
+    assert (
+        client.get(
+            f"/v1/webhooks/{hook['id']}/deliveries", params={"status": "succeeded"}, headers=tenant.admin
+        ).headers["X-Total-Count"]
+        == "1"
+    )
 
 
-def test_gives_up_after_about_a_day(client: TestClient, database: TestDatabase, tenant: Tenant,
-                                    receiver: Receiver) -> None:
+def test_gives_up_after_about_a_day(
+    client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver
+) -> None:
     total = sum(delivery.RETRY_SCHEDULE, timedelta())
     assert timedelta(hours=23) <= total <= timedelta(hours=25)
     assert list(delivery.RETRY_SCHEDULE) == sorted(delivery.RETRY_SCHEDULE)
@@ -511,14 +616,21 @@ def test_gives_up_after_about_a_day(client: TestClient, database: TestDatabase, 
     assert [a["statusCode"] for a in d["attempts"]] == [503] * delivery.MAX_ATTEMPTS
     assert d["nextAttemptAt"] is None
     with database.db.transaction(write=False) as session:
-        job = session.scalars(select(Job).where(Job.org_id == tenant.org_id, Job.kind == delivery.JOB_KIND)).one()
+        job = session.scalars(
+            select(Job).where(Job.org_id == tenant.org_id, Job.kind == delivery.JOB_KIND)
+        ).one()
     assert job.status == "failed"
-    assert client.get(f"/v1/webhooks/{hook['id']}/deliveries", params={"status": "failed"},
-                      headers=tenant.admin).headers["X-Total-Count"] == "1"
+    assert (
+        client.get(
+            f"/v1/webhooks/{hook['id']}/deliveries", params={"status": "failed"}, headers=tenant.admin
+        ).headers["X-Total-Count"]
+        == "1"
+    )
 
 
-def test_redirects_are_not_followed(client: TestClient, database: TestDatabase, tenant: Tenant,
-                                    receiver: Receiver) -> None:
+def test_redirects_are_not_followed(
+    client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver
+) -> None:
     receiver.answers = [(302, {"Location": receiver.url})]
     hook = create_hook(client, tenant, receiver.url, ["response.created"])
     emit(database, tenant.org_id, "response.created", [record()])
@@ -530,7 +642,9 @@ def test_redirects_are_not_followed(client: TestClient, database: TestDatabase, 
     assert "redirect" in d["lastError"]
 
 
-def test_unreachable_receiver_is_an_attempt(client: TestClient, database: TestDatabase, tenant: Tenant) -> None:
+def test_unreachable_receiver_is_an_attempt(
+    client: TestClient, database: TestDatabase, tenant: Tenant
+) -> None:
     gone = Receiver()
     gone.start()
     url = gone.url
@@ -545,8 +659,9 @@ def test_unreachable_receiver_is_an_attempt(client: TestClient, database: TestDa
     assert attempt["error"].startswith("cannot connect")
 
 
-def test_inactive_webhook_settles_queued_deliveries(client: TestClient, database: TestDatabase, tenant: Tenant,
-                                                    receiver: Receiver) -> None:
+def test_inactive_webhook_settles_queued_deliveries(
+    client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver
+) -> None:
     hook = create_hook(client, tenant, receiver.url, ["response.created"])
     emit(database, tenant.org_id, "response.created", [record()])
     client.patch(f"/v1/webhooks/{hook['id']}", json={"isActive": False}, headers=tenant.admin)
@@ -559,7 +674,9 @@ def test_inactive_webhook_settles_queued_deliveries(client: TestClient, database
 # ------------------------------------------------------------------------------- test event, listing
 
 
-def test_test_endpoint(client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver) -> None:
+def test_test_endpoint(
+    client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver
+) -> None:
     hook = create_hook(client, tenant, receiver.url, ["response.created"])
     bystander = create_hook(client, tenant, receiver.url, ["response.created"])
     client.patch(f"/v1/webhooks/{hook['id']}", json={"isActive": False}, headers=tenant.admin)
@@ -580,7 +697,9 @@ def test_test_endpoint(client: TestClient, database: TestDatabase, tenant: Tenan
     assert deliveries(client, tenant, bystander["id"]) == []
 
 
-def test_deliveries_paging(client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver) -> None:
+def test_deliveries_paging(
+    client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver
+) -> None:
     hook = create_hook(client, tenant, receiver.url, ["response.created", "response.deleted"])
     emit(database, tenant.org_id, "response.created", [record(score=s) for s in range(3)])
     emit(database, tenant.org_id, "response.deleted", [record(score=s) for s in range(3, 5)])
@@ -589,8 +708,9 @@ def test_deliveries_paging(client: TestClient, database: TestDatabase, tenant: T
     assert [d["createdAt"] for d in everything] == sorted((d["createdAt"] for d in everything), reverse=True)
     pages = []
     for page in (1, 2, 3, 4):
-        r = client.get(f"/v1/webhooks/{hook['id']}/deliveries", params={"page": page, "limit": 2},
-                       headers=tenant.admin)
+        r = client.get(
+            f"/v1/webhooks/{hook['id']}/deliveries", params={"page": page, "limit": 2}, headers=tenant.admin
+        )
         assert r.status_code == 200
         assert r.headers["X-Total-Count"] == "5"
         pages.append([d["id"] for d in r.json()])
@@ -619,36 +739,68 @@ def guarded(database: TestDatabase) -> Iterator[tuple[TestClient, Database]]:
 
 
 PRIVATE_TARGETS = [
-    "http://127.0.0.1/hook", "http://127.8.9.10:8080/", "http://localhost/hook", "http://[::1]/",
-    "http://10.1.2.3/", "http://172.16.0.1/", "http://192.168.1.1/", "http://169.254.169.254/latest/meta-data",
-    "http://0.0.0.0/", "http://[::]/", "http://224.0.0.1/", "http://240.0.0.1/", "http://100.64.0.1/",
-    "http://[::ffff:127.0.0.1]/", "http://[fe80::1]/", "http://[fc00::1]/", "https://2130706433/",
+    "http://127.0.0.1/hook",
+    "http://127.8.9.10:8080/",
+    "http://localhost/hook",
+    "http://[::1]/",
+    "http://10.1.2.3/",
+    "http://172.16.0.1/",
+    "http://192.168.1.1/",
+    "http://169.254.169.254/latest/meta-data",
+    "http://0.0.0.0/",
+    "http://[::]/",
+    "http://224.0.0.1/",
+    "http://240.0.0.1/",
+    "http://100.64.0.1/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://[fe80::1]/",
+    "http://[fc00::1]/",
+    "https://2130706433/",
 ]
 
 
 def test_private_targets_refused(guarded: tuple[TestClient, Database], tenant: Tenant) -> None:
     guarded_client, _ = guarded
     for url in PRIVATE_TARGETS:
-        body = assert_error(guarded_client.post("/v1/webhooks", json={"url": url, "events": ["response.created"]},
-                                                headers=tenant.admin), 400, "url")
+        body = assert_error(
+            guarded_client.post(
+                "/v1/webhooks", json={"url": url, "events": ["response.created"]}, headers=tenant.admin
+            ),
+            400,
+            "url",
+        )
         assert "address" in body["message"], (url, body)
     assert guarded_client.get("/v1/webhooks", headers=tenant.admin).json() == []
     # a public address is accepted (nothing is ever sent to it: no event is emitted)...
-    r = guarded_client.post("/v1/webhooks", json={"url": "https://93.184.215.14/hooks", "events": ["response.created"]},
-                            headers=tenant.admin)
+    r = guarded_client.post(
+        "/v1/webhooks",
+        json={"url": "https://93.184.215.14/hooks", "events": ["response.created"]},
+        headers=tenant.admin,
+    )
     assert r.status_code == 201, r.text
     hook_id = r.json()["id"]
     # ...and cannot be moved to a private one
-    assert_error(guarded_client.patch(f"/v1/webhooks/{hook_id}", json={"url": "http://127.0.0.1:9/"},
-                                      headers=tenant.admin), 400, "url")
-    assert guarded_client.get(f"/v1/webhooks/{hook_id}", headers=tenant.admin).json()["url"] == \
-        "https://93.184.215.14/hooks"
+    assert_error(
+        guarded_client.patch(
+            f"/v1/webhooks/{hook_id}", json={"url": "http://127.0.0.1:9/"}, headers=tenant.admin
+        ),
+        400,
+        "url",
+    )
+    assert (
+        guarded_client.get(f"/v1/webhooks/{hook_id}", headers=tenant.admin).json()["url"]
+        == "https://93.184.215.14/hooks"
+    )
     assert guarded_client.delete(f"/v1/webhooks/{hook_id}", headers=tenant.admin).status_code == 204
 
 
-def test_private_target_refused_again_at_delivery(client: TestClient, database: TestDatabase, tenant: Tenant,
-                                                   receiver: Receiver,
-                                                   guarded: tuple[TestClient, Database]) -> None:
+def test_private_target_refused_again_at_delivery(
+    client: TestClient,
+    database: TestDatabase,
+    tenant: Tenant,
+    receiver: Receiver,
+    guarded: tuple[TestClient, Database],
+) -> None:
     """A target that was acceptable when saved is checked again when sending (DNS can change)."""
     hook = create_hook(client, tenant, receiver.url, ["response.created"])
     emit(database, tenant.org_id, "response.created", [record()])
@@ -686,17 +838,26 @@ def events_of(receiver: Receiver, secret: str) -> list[dict[str, Any]]:
     return [verify(secret, r) for r in receiver.received()]
 
 
-def test_nps_create_update_delete_fire_events(client: TestClient, database: TestDatabase, tenant: Tenant,
-                                              receiver: Receiver) -> None:
-    hook = create_hook(client, tenant, receiver.url, ["response.created", "response.updated", "response.deleted"])
-    r = client.post("/nps", json={"email": "ann@example.com", "score": 9, "comment": "nice"}, headers=tenant.editor)
+def test_nps_create_update_delete_fire_events(
+    client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver
+) -> None:
+    hook = create_hook(
+        client, tenant, receiver.url, ["response.created", "response.updated", "response.deleted"]
+    )
+    r = client.post(
+        "/nps", json={"email": "ann@example.com", "score": 9, "comment": "nice"}, headers=tenant.editor
+    )
     assert r.status_code == 200, r.text
     created = r.json()
     run_pending(database.db)
     [first] = events_of(receiver, hook["secret"])
     assert first["type"] == "response.created"
     assert first["data"]["_id"] == created["_id"]
-    assert (first["data"]["email"], first["data"]["score"], first["data"]["comment"]) == ("ann@example.com", 9, "nice")
+    assert (first["data"]["email"], first["data"]["score"], first["data"]["comment"]) == (
+        "ann@example.com",
+        9,
+        "nice",
+    )
 
     r = client.put(f"/nps/{created['_id']}", json={"score": 4}, headers=tenant.editor)
     assert r.status_code == 200, r.text
@@ -713,8 +874,9 @@ def test_nps_create_update_delete_fire_events(client: TestClient, database: Test
     assert len(receiver.received()) == 3
 
 
-def test_bulk_upsert_fires_one_event_per_record(client: TestClient, database: TestDatabase, tenant: Tenant,
-                                                receiver: Receiver) -> None:
+def test_bulk_upsert_fires_one_event_per_record(
+    client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver
+) -> None:
     r = client.post("/nps", json={"email": "old@example.com", "score": 5}, headers=tenant.editor)
     existing = r.json()
     hook = create_hook(client, tenant, receiver.url, ["response.created", "response.updated"])
@@ -732,8 +894,9 @@ def test_bulk_upsert_fires_one_event_per_record(client: TestClient, database: Te
     assert len(got) == 4
 
 
-def test_survey_filter_through_nps(client: TestClient, database: TestDatabase, tenant: Tenant,
-                                   receiver: Receiver) -> None:
+def test_survey_filter_through_nps(
+    client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver
+) -> None:
     hook = create_hook(client, tenant, receiver.url, ["response.created"], surveyIds=["camp-a"])
     for campaign in ("camp-a", "camp-b", None):
         body = {"email": f"u-{secrets.token_hex(3)}@example.com", "score": 7, "campaignId": campaign}
@@ -743,11 +906,18 @@ def test_survey_filter_through_nps(client: TestClient, database: TestDatabase, t
     assert [e["data"]["campaignId"] for e in got] == ["camp-a"]
 
 
-def test_other_tenant_writes_fire_nothing_here(client: TestClient, database: TestDatabase, tenant: Tenant,
-                                               receiver: Receiver) -> None:
+def test_other_tenant_writes_fire_nothing_here(
+    client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver
+) -> None:
     create_hook(client, tenant, receiver.url)
     outsider = make_tenant(database)
-    assert client.post("/nps", json={"email": "o@example.com", "score": 1}, headers=outsider.editor).status_code == 200
-    assert client.post("/nps", json={"email": "t@example.com", "score": 2}, headers=tenant.editor).status_code == 200
+    assert (
+        client.post("/nps", json={"email": "o@example.com", "score": 1}, headers=outsider.editor).status_code
+        == 200
+    )
+    assert (
+        client.post("/nps", json={"email": "t@example.com", "score": 2}, headers=tenant.editor).status_code
+        == 200
+    )
     run_pending(database.db)
     assert [r.json()["data"]["email"] for r in receiver.received()] == ["t@example.com"]

@@ -17,8 +17,9 @@ from npsd.config import get_settings
 from npsd.db import Database
 from npsd.errors import NpsdError
 
-app = typer.Typer(help="npsd: self-hosted Net Promoter Score service.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="npsd: self-hosted Net Promoter Score service.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 org_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 user_app = typer.Typer(help="Users who log in with a password.", no_args_is_help=True)
@@ -78,8 +79,15 @@ def serve(
         _fail(str(exc))
     upgrade(settings.database_url)
     err.print(f"npsd serving on http://{host}:{port} (database: {settings.database_url.split('@')[-1]})")
-    uvicorn.run("npsd.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=settings.log_level, access_log=False)
+    uvicorn.run(
+        "npsd.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+        access_log=False,
+    )
 
 
 @app.command()
@@ -172,8 +180,19 @@ def token_list(org: Annotated[str, typer.Option("--org", help="Organization name
         organization = service.find_org(session, org)
         if organization is None:
             _fail(f"no organization {org!r}")
-        rows = [(t.jti, t.name or "", t.role, t.kind, iso(t.created_at) or "", iso(t.expires_at) or "",
-                 iso(t.last_used_at) or "", iso(t.revoked_at) or "") for t in service.list_tokens(session, organization)]
+        rows = [
+            (
+                t.jti,
+                t.name or "",
+                t.role,
+                t.kind,
+                iso(t.created_at) or "",
+                iso(t.expires_at) or "",
+                iso(t.last_used_at) or "",
+                iso(t.revoked_at) or "",
+            )
+            for t in service.list_tokens(session, organization)
+        ]
     out = Console()
     if not out.is_terminal:
         # Scripts read this: whole values, one token a line, no wrapping or truncation.
@@ -204,7 +223,9 @@ def user_create(
     org: Annotated[str, typer.Option("--org", help="Organization name (created if missing)")],
     email: Annotated[str, typer.Option("--email")],
     role: Annotated[str, typer.Option("--role", help="admin, editor or viewer")],
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin")
+    ] = False,
 ) -> None:
     """Create a user who can log in at POST /v1/auth/login; prints the user id."""
     from npsd.auth import service

@@ -19,8 +19,12 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="NPSD_", extra="ignore")
 
-    database_url: str = Field("sqlite:///./npsd.db", description="SQLAlchemy URL; sqlite:/// or postgresql://")
-    secret_key: str | None = Field(None, description="HMAC key for tokens; generated beside the database if unset")
+    database_url: str = Field(
+        "sqlite:///./npsd.db", description="SQLAlchemy URL; sqlite:/// or postgresql://"
+    )
+    secret_key: str | None = Field(
+        None, description="HMAC key for tokens; generated beside the database if unset"
+    )
     base_url: str = Field("http://127.0.0.1:8000", description="Public URL used in links")
     jwt_issuer: str = "npsd"
     jwt_audience: str = "npsd-api"
@@ -30,19 +34,26 @@ class Settings(BaseSettings):
     log_level: str = "info"
     rate_limit: int = Field(200, ge=0, description="Requests per token per minute; 0 turns the limit off")
     # collecting answers
-    smtp_url: str | None = Field(None, description="smtp://user:pass@host:port (STARTTLS when offered) or smtps://")
+    smtp_url: str | None = Field(
+        None, description="smtp://user:pass@host:port (STARTTLS when offered) or smtps://"
+    )
     mail_from: str = Field("npsd <npsd@localhost>", description="Sender of survey e-mails")
     invitation_ttl_days: int = Field(30, ge=1, description="Days an invitation link stays valid")
-    webhook_allow_private: bool = Field(False, description="Allow webhook targets on private/loopback addresses")
+    webhook_allow_private: bool = Field(
+        False, description="Allow webhook targets on private/loopback addresses"
+    )
     # background jobs
     worker: bool = Field(True, description="Run the job worker inside `npsd serve`")
     worker_poll_seconds: float = Field(1.0, gt=0, description="How often an idle worker looks for due jobs")
     # exports
     export_workers: int = Field(
-        default_factory=lambda: min(os.cpu_count() or 1, 4), ge=0,
-        description="Processes writing one large CSV export on SQLite (0 or 1: the server writes it alone)")
+        default_factory=lambda: min(os.cpu_count() or 1, 4),
+        ge=0,
+        description="Processes writing one large CSV export on SQLite (0 or 1: the server writes it alone)",
+    )
     export_parallel_rows: int = Field(
-        50_000, ge=1, description="Rows from which a CSV export on SQLite uses the export workers")
+        50_000, ge=1, description="Rows from which a CSV export on SQLite uses the export workers"
+    )
 
     @property
     def is_sqlite(self) -> bool:
@@ -71,8 +82,10 @@ class Settings(BaseSettings):
             return self.secret_key
         db_file = self.sqlite_path()
         if not self.is_sqlite:
-            raise RuntimeError("NPSD_SECRET_KEY must be set when NPSD_DATABASE_URL is PostgreSQL, "
-                               "so that every server signs and checks tokens with the same key")
+            raise RuntimeError(
+                "NPSD_SECRET_KEY must be set when NPSD_DATABASE_URL is PostgreSQL, "
+                "so that every server signs and checks tokens with the same key"
+            )
         key_file = (db_file.parent if db_file else Path(".")) / ".npsd-secret-key"
         try:
             return _read_key(key_file)

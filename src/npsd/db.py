@@ -27,9 +27,9 @@ SQLITE_POOL_SIZE = 40
 def normalize_url(url: str) -> str:
     """Accept ``postgresql://`` and ``postgres://`` URLs and use psycopg 3 for them."""
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 
@@ -39,8 +39,13 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     if not url.startswith("sqlite"):
         # No server-side prepared statements: a plan cached for one organization's (or one batch
         # size's) parameters can be badly wrong for the next; every statement is planned fresh.
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True,
-                             connect_args={"prepare_threshold": None})
+        return create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size * 2,
+            pool_pre_ping=True,
+            connect_args={"prepare_threshold": None},
+        )
     # Keep as many SQLite connections as the thread pool has threads (40): an overflow connection
     # is closed when returned, and opening one (file, WAL, pragmas) costs more than a request.
     engine = create_engine(
@@ -79,7 +84,9 @@ class Database:
         self.settings = settings
         self.engine = make_engine(url, pool_size)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        write_bind = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
+        write_bind = (
+            self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
+        )
         # Request reads on SQLite run each statement in its own snapshot, as PostgreSQL's READ
         # COMMITTED does: no BEGIN/COMMIT round trips. Exports, which need one
         # snapshot over several statements, use the engine directly (BEGIN DEFERRED).
@@ -142,4 +149,6 @@ def lock_org_writes(session: Session, org_id: str) -> None:
     lock keyed by the organization makes them queue. SQLite writers are serialized already.
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": "org:" + org_id})
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": "org:" + org_id}
+        )

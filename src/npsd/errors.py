@@ -46,8 +46,9 @@ class NpsdError(Exception):
 
     status = 400
 
-    def __init__(self, message: str, details: list[dict[str, str]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, details: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []
@@ -105,13 +106,20 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-def error_response(request: Request | None, status: int, message: str,
-                   details: list[dict[str, str]] | None = None,
-                   headers: dict[str, str] | None = None, path: str | None = None) -> Response:
+def error_response(
+    request: Request | None,
+    status: int,
+    message: str,
+    details: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+    path: str | None = None,
+) -> Response:
     """Render the one error shape."""
     request_id = ""
     if request is not None:
-        request_id = request.scope.get("state", {}).get("request_id", "") or request.headers.get("x-request-id", "")
+        request_id = request.scope.get("state", {}).get("request_id", "") or request.headers.get(
+            "x-request-id", ""
+        )
         path = request.url.path
     body = {
         "statusCode": status,
@@ -169,14 +177,19 @@ def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
         else:
             issue = str(err.get("msg", "is invalid"))
             if issue.startswith("Value error, "):
-                issue = issue[len("Value error, "):]
+                issue = issue[len("Value error, ") :]
         details.append({"field": field, "issue": issue})
     return details
 
 
 def summary(details: list[dict[str, str]]) -> str:
-    return "; ".join(f"{d['field']} {d['issue']}" if not d["issue"].startswith(d["field"]) else d["issue"]
-                     for d in details[:5]) or "invalid request"
+    return (
+        "; ".join(
+            f"{d['field']} {d['issue']}" if not d["issue"].startswith(d["field"]) else d["issue"]
+            for d in details[:5]
+        )
+        or "invalid request"
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -203,7 +216,9 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "no such route"
         elif exc.status_code == 405 and message == "Method Not Allowed":
             allowed = (getattr(exc, "headers", None) or {}).get("Allow", "")
-            message = f"{request.method} is not allowed on this path" + (f"; use {allowed}" if allowed else "")
+            message = f"{request.method} is not allowed on this path" + (
+                f"; use {allowed}" if allowed else ""
+            )
         return error_response(request, exc.status_code, message, headers=getattr(exc, "headers", None))
 
     # Safety nets: input validation should catch bad values and conflicts first, naming the field.
@@ -211,19 +226,28 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DataError)
     async def _data(request: Request, exc: DataError) -> Response:
         log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
-        return error_response(request, 400, "a value is not acceptable (too long, out of range or "
-                                            "containing NUL characters); the request was not applied")
+        return error_response(
+            request,
+            400,
+            "a value is not acceptable (too long, out of range or "
+            "containing NUL characters); the request was not applied",
+        )
 
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError) -> Response:
         log.warning("integrity error on %s %s: %s", request.method, request.url.path, exc.orig)
-        return error_response(request, 409, "conflicts with the current state of another object; "
-                                            "the request was not applied")
+        return error_response(
+            request, 409, "conflicts with the current state of another object; the request was not applied"
+        )
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         # Rendered outside the request-id middleware, so the header is added here.
         request_id = request.scope.get("state", {}).get("request_id", "")
-        return error_response(request, 500, "internal error; the request was not applied",
-                              headers={"X-Request-ID": request_id} if request_id else None)
+        return error_response(
+            request,
+            500,
+            "internal error; the request was not applied",
+            headers={"X-Request-ID": request_id} if request_id else None,
+        )

@@ -19,8 +19,13 @@ from npsd.models import Webhook
 from npsd.timeutil import iso, utcnow
 from npsd.webhooks import delivery
 
-EVENT_TYPES = ("response.created", "response.updated", "response.deleted", "invitation.failed",
-               "unsubscribe.created")
+EVENT_TYPES = (
+    "response.created",
+    "response.updated",
+    "response.deleted",
+    "invitation.failed",
+    "unsubscribe.created",
+)
 _NO_SURVEY = object()
 
 
@@ -53,11 +58,15 @@ def emit(session: Session, org_id: str, event_type: str, objects: Objects) -> in
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
     hooks = session.execute(
-        select(Webhook.id, Webhook.events, Webhook.survey_ids)
-        .where(Webhook.org_id == org_id, Webhook.is_active.is_(True))
+        select(Webhook.id, Webhook.events, Webhook.survey_ids).where(
+            Webhook.org_id == org_id, Webhook.is_active.is_(True)
+        )
     ).all()
-    targets = [(hook_id, set(survey_ids) if survey_ids else None)
-               for hook_id, events, survey_ids in hooks if event_type in (events or ())]
+    targets = [
+        (hook_id, set(survey_ids) if survey_ids else None)
+        for hook_id, events, survey_ids in hooks
+        if event_type in (events or ())
+    ]
     if not targets:
         return 0
     if callable(objects):

@@ -56,8 +56,13 @@ def _finish(session: Session, ok: bool, scope: dict[str, Any] | None = None) -> 
             reply = _reply_to_keep(scope)
             if reply is not None:
                 pending, response = reply
-                store_reply(session, pending, response.status_code, kept_headers(response.headers.raw),
-                            bytes(response.body))
+                store_reply(
+                    session,
+                    pending,
+                    response.status_code,
+                    kept_headers(response.headers.raw),
+                    bytes(response.body),
+                )
             session.commit()
             if reply is not None:
                 reply[0].stored = True
@@ -140,4 +145,6 @@ RawJson = Annotated[Any, Depends(json_body)]
 
 def json_response(data: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     """Serialize with orjson and skip response-model validation on hot paths."""
-    return Response(orjson.dumps(data), status_code=status_code, media_type="application/json", headers=headers)
+    return Response(
+        orjson.dumps(data), status_code=status_code, media_type="application/json", headers=headers
+    )

@@ -59,13 +59,21 @@ def kept_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k.lower() in KEPT_HEADERS}
 
 
-def store_reply(session: Session, pending: Pending, status: int, headers: dict[str, str], body: bytes) -> None:
+def store_reply(
+    session: Session, pending: Pending, status: int, headers: dict[str, str], body: bytes
+) -> None:
     """Record the reply of ``pending`` in ``session``'s transaction: it commits with the writes
     that produced it, or not at all. The caller sets ``pending.stored`` once committed."""
-    session.execute(update(IdempotencyKey).where(
-        IdempotencyKey.org_id == pending.org_id, IdempotencyKey.key == pending.key).values(
-        status="done", response_status=status, response_headers=headers,
-        response_body=body.decode("utf-8", "replace")))
+    session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.org_id == pending.org_id, IdempotencyKey.key == pending.key)
+        .values(
+            status="done",
+            response_status=status,
+            response_headers=headers,
+            response_body=body.decode("utf-8", "replace"),
+        )
+    )
 
 
 class IdempotencyMiddleware:
@@ -100,9 +108,18 @@ class IdempotencyMiddleware:
             if row is None:
                 try:
                     with session.begin_nested():
-                        session.add(IdempotencyKey(org_id=org_id, key=key, method=method, path=path,
-                                                   body_hash=body_hash, status="pending", created_at=now,
-                                                   expires_at=now + KEEP))
+                        session.add(
+                            IdempotencyKey(
+                                org_id=org_id,
+                                key=key,
+                                method=method,
+                                path=path,
+                                body_hash=body_hash,
+                                status="pending",
+                                created_at=now,
+                                expires_at=now + KEEP,
+                            )
+                        )
                 except IntegrityError:
                     return "in-flight", None
                 return "run", None
@@ -118,8 +135,9 @@ class IdempotencyMiddleware:
     def _finish(self, org_id: str, key: str, status: int, headers: dict[str, str], body: bytes) -> None:
         with self.db.transaction(write=True) as session:
             if status >= 500:
-                session.execute(delete(IdempotencyKey).where(IdempotencyKey.org_id == org_id,
-                                                             IdempotencyKey.key == key))
+                session.execute(
+                    delete(IdempotencyKey).where(IdempotencyKey.org_id == org_id, IdempotencyKey.key == key)
+                )
                 return
             store_reply(session, Pending(org_id, key), status, headers, body)
 
@@ -135,8 +153,13 @@ class IdempotencyMiddleware:
             return
         key = key_bytes.decode("latin-1").strip()
         if not key or len(key) > MAX_KEY_LENGTH:
-            await send_error(scope, send, 400, f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters",
-                             "Idempotency-Key")
+            await send_error(
+                scope,
+                send,
+                400,
+                f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters",
+                "Idempotency-Key",
+            )
             return
         org_id = self._org_of(scope)
         if org_id is None:  # not authenticated: let the route answer 401
@@ -155,12 +178,18 @@ class IdempotencyMiddleware:
         method, path = scope["method"], scope["path"]
         outcome, stored = await run_in_threadpool(self._begin, org_id, key, method, path, body_hash)
         if outcome == "mismatch":
-            await send_error(scope, send, 422, "this Idempotency-Key was used with another request",
-                             "Idempotency-Key")
+            await send_error(
+                scope, send, 422, "this Idempotency-Key was used with another request", "Idempotency-Key"
+            )
             return
         if outcome == "in-flight":
-            await send_error(scope, send, 409, "a request with this Idempotency-Key is still being processed",
-                             "Idempotency-Key")
+            await send_error(
+                scope,
+                send,
+                409,
+                "a request with this Idempotency-Key is still being processed",
+                "Idempotency-Key",
+            )
             return
         if outcome == "replay":
             status, headers, text = stored
@@ -195,6 +224,11 @@ class IdempotencyMiddleware:
             await self.app(scope, replay_receive, capture_send)
         finally:
             if not pending.stored:  # the request wrote nothing, failed, or died
-                await run_in_threadpool(self._finish, org_id, key, captured["status"], captured["headers"],
-                                        b"".join(captured["body"]))
-
+                await run_in_threadpool(
+                    self._finish,
+                    org_id,
+                    key,
+                    captured["status"],
+                    captured["headers"],
+                    b"".join(captured["body"]),
+                )

@@ -29,11 +29,23 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def send_error(scope: Scope, send: Any, status: int, message: str, field: str | None = None,
-                     headers: dict[str, str] | None = None) -> None:
+async def send_error(
+    scope: Scope,
+    send: Any,
+    status: int,
+    message: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
     """Answer from a middleware in the one error shape."""
-    response = error_response(None, status, message, [{"field": field, "issue": message}] if field else [],
-                              headers=headers, path=scope.get("path", ""))
+    response = error_response(
+        None,
+        status,
+        message,
+        [{"field": field, "issue": message}] if field else [],
+        headers=headers,
+        path=scope.get("path", ""),
+    )
     request_id = scope.get("state", {}).get("request_id", "")
     if request_id:
         body = orjson.loads(response.body)
@@ -119,8 +131,9 @@ class RateLimiter:
                 return count
         start = datetime.fromtimestamp(window * 60, UTC).replace(tzinfo=None)
         stmt = pg_insert(RateLimit).values(bucket=bucket, window_start=start, count=1)
-        stmt = stmt.on_conflict_do_update(index_elements=["bucket", "window_start"],
-                                          set_={"count": RateLimit.count + 1}).returning(RateLimit.count)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["bucket", "window_start"], set_={"count": RateLimit.count + 1}
+        ).returning(RateLimit.count)
         with self.db.engine.begin() as conn:
             count = int(conn.execute(stmt).scalar_one())
             now = time.monotonic()
@@ -161,8 +174,9 @@ class RateLimitMiddleware:
         }
         if count > limit:
             headers["Retry-After"] = str(max(math.ceil(reset - now), 1))
-            await send_error(scope, send, 429, f"rate limit of {limit} requests a minute exceeded",
-                             headers=headers)
+            await send_error(
+                scope, send, 429, f"rate limit of {limit} requests a minute exceeded", headers=headers
+            )
             return
         extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 

@@ -41,8 +41,12 @@ class Page:
 def planhat_page(
     limit: Annotated[int, Query(description="At most this many objects (1-10000)")] = 100,
     offset: Annotated[int, Query(description="Skip this many objects")] = 0,
-    sort: Annotated[str | None, Query(description="Output field to sort by; prefix with - for descending")] = None,
-    select: Annotated[str | None, Query(description="Comma-separated output fields to return (_id always)")] = None,
+    sort: Annotated[
+        str | None, Query(description="Output field to sort by; prefix with - for descending")
+    ] = None,
+    select: Annotated[
+        str | None, Query(description="Comma-separated output fields to return (_id always)")
+    ] = None,
 ) -> Page:
     if not 1 <= limit <= MAX_LIMIT:
         raise BadRequest.field("limit", f"must be from 1 to {MAX_LIMIT}")
@@ -68,8 +72,16 @@ SALESOS_MAX_LIMIT = 100
 SALESOS_MAX_PAGE = 1_000_000
 PageParam = Annotated[int, Query(ge=1, le=SALESOS_MAX_PAGE, description="Page number, from 1")]
 LimitParam = Annotated[int, Query(ge=1, le=SALESOS_MAX_LIMIT, description="Items per page (1-100)")]
-TOTAL_COUNT_HEADER: dict[int | str, dict[str, Any]] = {200: {"headers": {"X-Total-Count": {
-    "description": "Items matching the filters, over all pages", "schema": {"type": "integer"}}}}}
+TOTAL_COUNT_HEADER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            "X-Total-Count": {
+                "description": "Items matching the filters, over all pages",
+                "schema": {"type": "integer"},
+            }
+        }
+    }
+}
 
 
 @functools.cache

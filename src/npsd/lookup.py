@@ -19,8 +19,7 @@ M = TypeVar("M")
 MAX_KEY_LENGTH = 506
 
 
-def resolve(session: Session, model: type[M], org_id: str, key: str, label: str,
-            prefixes: bool = True) -> M:
+def resolve(session: Session, model: type[M], org_id: str, key: str, label: str, prefixes: bool = True) -> M:
     """The ``model`` row of ``org_id`` that ``key`` names, or 404 (400 for a key no row can have).
 
     A key with a NUL character or longer than any stored key is refused before the query:
@@ -28,12 +27,15 @@ def resolve(session: Session, model: type[M], org_id: str, key: str, label: str,
     """
     cls: Any = model
     if "\x00" in key or len(key) > MAX_KEY_LENGTH:
-        raise BadRequest.field("id", "must be a 24-character hexadecimal id or a prefixed key without NUL "
-                                     f"characters, at most {MAX_KEY_LENGTH} characters long")
+        raise BadRequest.field(
+            "id",
+            "must be a 24-character hexadecimal id or a prefixed key without NUL "
+            f"characters, at most {MAX_KEY_LENGTH} characters long",
+        )
     if prefixes and key.startswith("extid-") and hasattr(cls, "external_id"):
-        cond = cls.external_id == key[len("extid-"):]
+        cond = cls.external_id == key[len("extid-") :]
     elif prefixes and key.startswith("srcid-") and hasattr(cls, "source_id"):
-        cond = cls.source_id == key[len("srcid-"):]
+        cond = cls.source_id == key[len("srcid-") :]
     elif is_id(key):
         cond = cls.id == key
     else:

@@ -104,9 +104,13 @@ class CompanyDomain(Base):
     """Index of ``company.domains``: matches a new contact's email domain to its company."""
 
     __tablename__ = "company_domain"
-    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True)
+    org_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True
+    )
     domain: Mapped[str] = mapped_column(String(255), primary_key=True)
-    company_id: Mapped[str] = mapped_column(ID, ForeignKey("company.id", ondelete="CASCADE"), primary_key=True)
+    company_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("company.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class Enduser(Base):
@@ -212,7 +216,9 @@ class NpsRollup(Base):
 
     __tablename__ = "nps_rollup"
     __table_args__ = {"sqlite_with_rowid": False}
-    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True)
+    org_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True
+    )
     survey_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     company_id: Mapped[str] = mapped_column(String(24), primary_key=True)
     source: Mapped[str] = mapped_column(String(200), primary_key=True)
@@ -237,7 +243,9 @@ class Invitation(Base):
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
     survey_id: Mapped[str] = mapped_column(ID, ForeignKey("survey.id", ondelete="CASCADE"))
-    enduser_id: Mapped[str | None] = mapped_column(ID, ForeignKey("enduser.id", ondelete="SET NULL"), nullable=True)
+    enduser_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("enduser.id", ondelete="SET NULL"), nullable=True
+    )
     company_id: Mapped[str | None] = mapped_column(ID, nullable=True)
     email: Mapped[str] = mapped_column(String(320))
     email_key: Mapped[str] = mapped_column(String(320))
@@ -245,7 +253,9 @@ class Invitation(Base):
     locale: Mapped[str | None] = mapped_column(String(16), nullable=True)
     properties: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued sent failed answered reminded cancelled
+    status: Mapped[str] = mapped_column(
+        String(16), default="queued"
+    )  # queued sent failed answered reminded cancelled
     send_at: Mapped[datetime] = mapped_column(DateTime)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     reminded_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
@@ -262,7 +272,9 @@ class Unsubscribe(Base):
     """An address that asked for no more surveys from this organization."""
 
     __tablename__ = "unsubscribe"
-    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True)
+    org_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True
+    )
     email_key: Mapped[str] = mapped_column(String(320), primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
     source: Mapped[str] = mapped_column(String(32))  # link | one-click | api
@@ -310,7 +322,9 @@ class WebhookAttempt(Base):
 
     __tablename__ = "webhook_attempt"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    delivery_id: Mapped[str] = mapped_column(ID, ForeignKey("webhook_delivery.id", ondelete="CASCADE"), index=True)
+    delivery_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("webhook_delivery.id", ondelete="CASCADE"), index=True
+    )
     attempted_at: Mapped[datetime] = mapped_column(DateTime)
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -330,7 +344,9 @@ class Job(Base):
         UniqueConstraint("dedupe_key", name="uq_job_dedupe_key"),
     )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    org_id: Mapped[str | None] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"), nullable=True)
+    org_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("organization.id", ondelete="CASCADE"), nullable=True
+    )
     kind: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
     dedupe_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
@@ -349,7 +365,9 @@ class IdempotencyKey(Base):
     """A remembered reply to a POST or bulk PUT carrying ``Idempotency-Key``."""
 
     __tablename__ = "idempotency_key"
-    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True)
+    org_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True
+    )
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     method: Mapped[str] = mapped_column(String(8))
     path: Mapped[str] = mapped_column(String(500))

@@ -107,8 +107,13 @@ def text(max_length: int) -> Any:
     return Annotated[str, Field(max_length=max_length), AfterValidator(_storable)]
 
 
-Email = Annotated[str, BeforeValidator(_strip_email), Field(max_length=320), AfterValidator(check_email),
-                  AfterValidator(_storable)]
+Email = Annotated[
+    str,
+    BeforeValidator(_strip_email),
+    Field(max_length=320),
+    AfterValidator(check_email),
+    AfterValidator(_storable),
+]
 UtcDatetime = Annotated[datetime, AfterValidator(to_utc)]
 Score = Annotated[StrictInt, Field(ge=0, le=10, description="Integer 0-10")]
 Custom = Annotated[dict[str, Any] | None, AfterValidator(check_custom)]
@@ -137,4 +142,6 @@ class ColumnInput(BaseModel):
 
     def column_values(self) -> dict[str, Any]:
         sent = self.model_fields_set
-        return {col: getattr(self, f) for f, col in self.COLUMNS.items() if self.SETS_EVERY_FIELD or f in sent}
+        return {
+            col: getattr(self, f) for f, col in self.COLUMNS.items() if self.SETS_EVERY_FIELD or f in sent
+        }

@@ -145,19 +145,23 @@ def nps_metrics(session: Session, org_id: str, q: MetricsQuery) -> dict[str, Any
         for start in periods(first, last, q.interval):
             current = Summary(tuple(by_period.get(start, (0,) * 11)))
             total = total + current
-            trend.append({
-                "period": period_label(start, q.interval),
-                "start": start.isoformat(),
-                "end": (next_period(start, q.interval) - timedelta(days=1)).isoformat(),
-                "npsScore": current.nps,
-                "responses": current.total,
-                "promoters": current.promoters,
-                "passives": current.passives,
-                "detractors": current.detractors,
-                "marginOfError": current.margin_of_error,
-                "change": change(previous.nps, current.nps) if previous is not None else None,
-                "significant": is_significant(previous.triple, current.triple) if previous is not None else None,
-            })
+            trend.append(
+                {
+                    "period": period_label(start, q.interval),
+                    "start": start.isoformat(),
+                    "end": (next_period(start, q.interval) - timedelta(days=1)).isoformat(),
+                    "npsScore": current.nps,
+                    "responses": current.total,
+                    "promoters": current.promoters,
+                    "passives": current.passives,
+                    "detractors": current.detractors,
+                    "marginOfError": current.margin_of_error,
+                    "change": change(previous.nps, current.nps) if previous is not None else None,
+                    "significant": is_significant(previous.triple, current.triple)
+                    if previous is not None
+                    else None,
+                }
+            )
             previous = current
 
     body = summary_fields(total)
@@ -170,7 +174,9 @@ def nps_metrics(session: Session, org_id: str, q: MetricsQuery) -> dict[str, Any
 _GROUP_COLUMN = {"survey": R.c.survey_id, "company": R.c.company_id, "source": R.c.source}
 
 
-def _groups(session: Session, org_id: str, q: MetricsQuery, conds: list[ColumnElement[bool]]) -> list[dict[str, Any]]:
+def _groups(
+    session: Session, org_id: str, q: MetricsQuery, conds: list[ColumnElement[bool]]
+) -> list[dict[str, Any]]:
     assert q.group_by is not None
     column = _GROUP_COLUMN[q.group_by]
     counts: dict[str, list[int]] = {}
@@ -183,16 +189,18 @@ def _groups(session: Session, org_id: str, q: MetricsQuery, conds: list[ColumnEl
     groups = []
     for key, dist in counts.items():
         s = Summary(tuple(dist))
-        groups.append({
-            "key": key or None,
-            "name": names.get(key) if key else None,
-            "npsScore": s.nps,
-            "responses": s.total,
-            "promoters": s.promoters,
-            "passives": s.passives,
-            "detractors": s.detractors,
-            "marginOfError": s.margin_of_error,
-        })
+        groups.append(
+            {
+                "key": key or None,
+                "name": names.get(key) if key else None,
+                "npsScore": s.nps,
+                "responses": s.total,
+                "promoters": s.promoters,
+                "passives": s.passives,
+                "detractors": s.detractors,
+                "marginOfError": s.margin_of_error,
+            }
+        )
     groups.sort(key=lambda g: (-g["responses"], g["key"] or ""))
     return groups
 
@@ -204,9 +212,10 @@ def _names(session: Session, org_id: str, group_by: GroupBy, keys: list[str]) ->
     model: Any = Survey if group_by == "survey" else Company
     names: dict[str, str] = {}
     for start in range(0, len(keys), 900):
-        part = keys[start:start + 900]
+        part = keys[start : start + 900]
         for key, name in session.execute(
-                select(model.id, model.name).where(model.org_id == org_id, model.id.in_(part))):
+            select(model.id, model.name).where(model.org_id == org_id, model.id.in_(part))
+        ):
             names[key] = name
     return names
 
@@ -214,8 +223,9 @@ def _names(session: Session, org_id: str, group_by: GroupBy, keys: list[str]) ->
 def survey_stats(session: Session, org_id: str, today: date) -> dict[str, Any]:
     """Survey counts and the NPS of the organization's survey responses (see the route's text)."""
     total, active = session.execute(
-        select(func.count(), func.coalesce(func.sum(case((S.c.is_active, 1), else_=0)), 0))
-        .where(S.c.org_id == org_id)
+        select(func.count(), func.coalesce(func.sum(case((S.c.is_active, 1), else_=0)), 0)).where(
+            S.c.org_id == org_id
+        )
     ).one()
     cutoff = today - timedelta(days=RECENT_DAYS - 1)
     dist = [0] * 11

@@ -39,15 +39,16 @@ ROLLUP = NpsRollup.__table__
 ENDUSER = Enduser.__table__
 
 
-def rollup_key(campaign_id: str | None, company_id: str | None, source: str | None,
-               date_answered: datetime, score: int) -> RollupKey:
+def rollup_key(
+    campaign_id: str | None, company_id: str | None, source: str | None, date_answered: datetime, score: int
+) -> RollupKey:
     return (campaign_id or "", company_id or "", source or "", date_answered.date(), score)
 
 
 def chunks(values: Collection[Any], size: int = CHUNK) -> Iterable[list[Any]]:
     items = list(values)
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 @functools.cache
@@ -65,9 +66,17 @@ def _upsert_statement(dialect: str) -> Any:
 def apply_deltas(session: Session, org_id: str, deltas: Counter[RollupKey]) -> None:
     """Add ``deltas`` to ``nps_rollup`` (insert or increment), then drop buckets that reached 0."""
     rows = [
-        {"org_id": org_id, "survey_id": k[0], "company_id": k[1], "source": k[2], "day": k[3], "score": k[4],
-         "count": n}
-        for k, n in deltas.items() if n
+        {
+            "org_id": org_id,
+            "survey_id": k[0],
+            "company_id": k[1],
+            "source": k[2],
+            "day": k[3],
+            "score": k[4],
+            "count": n,
+        }
+        for k, n in deltas.items()
+        if n
     ]
     if not rows:
         return
@@ -93,12 +102,19 @@ def contact_state(row: Any) -> ContactState:
     return ContactState(eid, cid, (answered, rid, score, comment) if rid is not None else None)
 
 
-CONTACT_STATE_COLUMNS = (ENDUSER.c.id, ENDUSER.c.company_id, ENDUSER.c.nps, ENDUSER.c.nps_comment,
-                         ENDUSER.c.nps_date, ENDUSER.c.nps_id)
+CONTACT_STATE_COLUMNS = (
+    ENDUSER.c.id,
+    ENDUSER.c.company_id,
+    ENDUSER.c.nps,
+    ENDUSER.c.nps_comment,
+    ENDUSER.c.nps_date,
+    ENDUSER.c.nps_id,
+)
 
 
-def plan_latest(states: Mapping[str, ContactState], written: Iterable[dict[str, Any]],
-                replaced: Iterable[dict[str, Any]]) -> tuple[dict[str, Latest | None], set[str]]:
+def plan_latest(
+    states: Mapping[str, ContactState], written: Iterable[dict[str, Any]], replaced: Iterable[dict[str, Any]]
+) -> tuple[dict[str, Latest | None], set[str]]:
     """Each touched contact's new latest answer, from its stored one and the batch alone.
 
     ``written`` are record rows as they will be after the batch (creates and updated rows),
@@ -112,7 +128,8 @@ def plan_latest(states: Mapping[str, ContactState], written: Iterable[dict[str, 
     candidates: dict[str, list[Latest]] = {}
     for row in written:
         candidates.setdefault(row["enduser_id"], []).append(
-            (row["date_answered"], row["id"], row["score"], row["comment"]))
+            (row["date_answered"], row["id"], row["score"], row["comment"])
+        )
     after_of = {row["id"]: row for row in written}
     recompute: set[str] = set()
     replaced_ids: set[str] = set()
@@ -123,8 +140,11 @@ def plan_latest(states: Mapping[str, ContactState], written: Iterable[dict[str, 
             candidates.setdefault(before["enduser_id"], [])
             continue
         after = after_of.get(before["id"])
-        if (after is None or after["enduser_id"] != before["enduser_id"]
-                or (after["date_answered"], after["id"]) < state.latest[:2]):
+        if (
+            after is None
+            or after["enduser_id"] != before["enduser_id"]
+            or (after["date_answered"], after["id"]) < state.latest[:2]
+        ):
             recompute.add(before["enduser_id"])
     changed: dict[str, Latest | None] = {}
     for eid, cands in candidates.items():
@@ -166,27 +186,39 @@ def refresh_endusers(session: Session, org_id: str, enduser_ids: Collection[str]
     for part in chunks(enduser_ids):
         ranked = (
             select(
-                NpsRecord.enduser_id, NpsRecord.id, NpsRecord.score, NpsRecord.comment, NpsRecord.date_answered,
-                func.row_number().over(
+                NpsRecord.enduser_id,
+                NpsRecord.id,
+                NpsRecord.score,
+                NpsRecord.comment,
+                NpsRecord.date_answered,
+                func.row_number()
+                .over(
                     partition_by=NpsRecord.enduser_id,
                     order_by=(NpsRecord.date_answered.desc(), NpsRecord.id.desc()),
-                ).label("rank"),
+                )
+                .label("rank"),
             )
             .where(NpsRecord.org_id == org_id, NpsRecord.enduser_id.in_(part))
             .subquery()
         )
         for row in session.execute(select(ranked).where(ranked.c.rank == 1)):
             latest[row[0]] = row
-    write_latest(session, org_id, {
-        eid: (row[4], row[1], row[2], row[3]) if (row := latest.get(eid)) is not None else None
-        for eid in enduser_ids
-    })
+    write_latest(
+        session,
+        org_id,
+        {
+            eid: (row[4], row[1], row[2], row[3]) if (row := latest.get(eid)) is not None else None
+            for eid in enduser_ids
+        },
+    )
     companies: set[str] = set()
     for part in chunks(enduser_ids):
         companies.update(
-            cid for cid in session.scalars(
+            cid
+            for cid in session.scalars(
                 select(Enduser.company_id).where(Enduser.org_id == org_id, Enduser.id.in_(part)).distinct()
-            ) if cid
+            )
+            if cid
         )
     return companies
 
@@ -208,8 +240,12 @@ def refresh_companies(session: Session, org_id: str, company_ids: Collection[str
                 func.sum(_case(Enduser.nps <= 6)),
                 func.min(Enduser.nps_date),
             )
-            .where(Enduser.org_id == org_id, Enduser.company_id.in_(part), Enduser.nps.is_not(None),
-                   Enduser.nps_date >= since)
+            .where(
+                Enduser.org_id == org_id,
+                Enduser.company_id.in_(part),
+                Enduser.nps.is_not(None),
+                Enduser.nps_date >= since,
+            )
             .group_by(Enduser.company_id)
         )
         for cid, p, m, d, oldest in session.execute(query):
@@ -217,13 +253,24 @@ def refresh_companies(session: Session, org_id: str, company_ids: Collection[str
     params = []
     for cid in company_ids:
         p, m, d, oldest = tallies.get(cid, (0, 0, 0, None))
-        params.append({"cid": cid, "nps": nps(p, m, d), "nps_responses": p + m + d, "nps_updated_at": now,
-                       "nps_expires_at": None if oldest is None else oldest + COMPANY_NPS_WINDOW})
+        params.append(
+            {
+                "cid": cid,
+                "nps": nps(p, m, d),
+                "nps_responses": p + m + d,
+                "nps_updated_at": now,
+                "nps_expires_at": None if oldest is None else oldest + COMPANY_NPS_WINDOW,
+            }
+        )
     table = Company.__table__
     session.execute(
-        update(table).where(and_(table.c.id == bindparam("cid"), table.c.org_id == org_id)).values(
-            nps=bindparam("nps"), nps_responses=bindparam("nps_responses"),
-            nps_updated_at=bindparam("nps_updated_at"), nps_expires_at=bindparam("nps_expires_at"),
+        update(table)
+        .where(and_(table.c.id == bindparam("cid"), table.c.org_id == org_id))
+        .values(
+            nps=bindparam("nps"),
+            nps_responses=bindparam("nps_responses"),
+            nps_updated_at=bindparam("nps_updated_at"),
+            nps_expires_at=bindparam("nps_expires_at"),
         ),
         params,
     )
@@ -239,7 +286,8 @@ def recount_aged_companies(db: Database, limit: int = 1000) -> int:
     now = utcnow()
     with db.transaction(write=False) as session:
         due = session.execute(
-            select(Company.org_id, Company.id).where(Company.nps_expires_at <= now).limit(limit)).all()
+            select(Company.org_id, Company.id).where(Company.nps_expires_at <= now).limit(limit)
+        ).all()
     if not due:
         return 0
     by_org: dict[str, list[str]] = {}

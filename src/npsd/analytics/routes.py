@@ -23,15 +23,20 @@ router = APIRouter(route_class=TransactionRoute, prefix="/v1/nps-surveys", tags=
 
 
 def metrics_query(
-    since: Annotated[UtcDatetime | None, Query(
-        description="First day (UTC) to count, ISO 8601 or epoch seconds; default: the first answer")] = None,
-    until: Annotated[UtcDatetime | None, Query(
-        description="Last day (UTC) to count, included; default: the last answer")] = None,
+    since: Annotated[
+        UtcDatetime | None,
+        Query(description="First day (UTC) to count, ISO 8601 or epoch seconds; default: the first answer"),
+    ] = None,
+    until: Annotated[
+        UtcDatetime | None, Query(description="Last day (UTC) to count, included; default: the last answer")
+    ] = None,
     surveyId: Annotated[str | None, Query(description="Comma-separated survey ids")] = None,
     companyId: Annotated[str | None, Query(description="Comma-separated company ids")] = None,
     source: Annotated[str | None, Query(max_length=200, description="Only answers from this source")] = None,
     interval: Annotated[metrics.Interval, Query(description="Trend period")] = "month",
-    groupBy: Annotated[metrics.GroupBy | None, Query(description="Also break the answers down by this")] = None,
+    groupBy: Annotated[
+        metrics.GroupBy | None, Query(description="Also break the answers down by this")
+    ] = None,
 ) -> metrics.MetricsQuery:
     if since is not None and until is not None and since.date() > until.date():
         raise BadRequest.field("since", "must not be after until")

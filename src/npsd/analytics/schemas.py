@@ -9,12 +9,15 @@ class SurveyStats(BaseModel):
     total: int = Field(description="Surveys in your organization")
     active: int = Field(description="Surveys with isActive true")
     inactive: int
-    totalResponses: int = Field(description="Responses to your surveys (records whose campaignId is one of them)")
+    totalResponses: int = Field(
+        description="Responses to your surveys (records whose campaignId is one of them)"
+    )
     responsesLast30Days: int = Field(description="Of those, answered in the last 30 UTC days, today included")
     averageScore: float | None = Field(description="Mean score 0-10, two decimals; null without responses")
     npsScore: float | None = Field(description="NPS -100..100, one decimal; null without responses, never 0")
     responseRate: float | None = Field(
-        description="Answered invitations per invitation sent, in percent; null while no invitation has been sent")
+        description="Answered invitations per invitation sent, in percent; null while no invitation has been sent"
+    )
 
 
 class TrendPoint(BaseModel):
@@ -27,10 +30,13 @@ class TrendPoint(BaseModel):
     passives: int
     detractors: int
     marginOfError: float | None
-    change: float | None = Field(description="npsScore minus the previous period's; null if either has no answers")
+    change: float | None = Field(
+        description="npsScore minus the previous period's; null if either has no answers"
+    )
     significant: bool | None = Field(
         description="Whether the change from the previous period is beyond chance at 95%: "
-                    "|Δ| > 1.96·sqrt(SE₁² + SE₂²); null if either period has no answers")
+        "|Δ| > 1.96·sqrt(SE₁² + SE₂²); null if either period has no answers"
+    )
 
 
 class GroupMetrics(BaseModel):
@@ -55,12 +61,19 @@ class NpsSummary(BaseModel):
     promoterPercentage: float | None
     passivePercentage: float | None
     detractorPercentage: float | None
-    npsScore: float | None = Field(description="round(100·(promoters - detractors)/total, 1); null without answers")
+    npsScore: float | None = Field(
+        description="round(100·(promoters - detractors)/total, 1); null without answers"
+    )
     averageScore: float | None = Field(description="Mean score 0-10, two decimals")
-    distribution: list[int] = Field(min_length=11, max_length=11, description="Counts of scores 0, 1, ..., 10")
-    marginOfError: float | None = Field(description="Half-width of the 95% confidence interval, in NPS points")
+    distribution: list[int] = Field(
+        min_length=11, max_length=11, description="Counts of scores 0, 1, ..., 10"
+    )
+    marginOfError: float | None = Field(
+        description="Half-width of the 95% confidence interval, in NPS points"
+    )
     confidenceInterval: tuple[float, float] | None = Field(
-        description="[lower, upper] bounds of the 95% confidence interval, clipped to -100..100")
+        description="[lower, upper] bounds of the 95% confidence interval, clipped to -100..100"
+    )
     lowSample: bool = Field(description="True below 30 answers or when the margin of error exceeds 10 points")
 
 
@@ -68,7 +81,11 @@ class NpsMetrics(NpsSummary):
     totalResponses: int
     responseRate: float | None = Field(
         description="Answered invitations per invitation sent (of the surveys filtered by surveyId), in percent; "
-                    "null while none was sent")
+        "null while none was sent"
+    )
     trend: list[TrendPoint] = Field(
-        description="One point per period from the first to the last period with answers, empty periods included")
-    groups: list[GroupMetrics] = Field(description="With groupBy: one line per key, most answers first; else empty")
+        description="One point per period from the first to the last period with answers, empty periods included"
+    )
+    groups: list[GroupMetrics] = Field(
+        description="With groupBy: one line per key, most answers first; else empty"
+    )

@@ -25,7 +25,9 @@ from npsd.timeutil import utcnow
 
 # Declared for the OpenAPI document; the actual parsing below accepts all three forms.
 bearer_scheme = HTTPBearer(auto_error=False, description="JWT from `npsd token create` or /v1/auth/login")
-api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same token (SalesOS style)")
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="The same token (SalesOS style)"
+)
 LAST_USED_GRANULARITY = timedelta(minutes=5)
 
 
@@ -87,11 +89,23 @@ def _load_state(db: Database, jti: str) -> cache.TokenState | None:
     """Read the token's row, and note its use (at most every few minutes, in its own transaction)."""
     with db.transaction(write=False) as session:
         row = session.get(ApiToken, jti)
-        state = None if row is None else cache.TokenState(
-            row.org_id, row.role, row.user_id, row.revoked_at is not None, row.expires_at, row.last_used_at)
+        state = (
+            None
+            if row is None
+            else cache.TokenState(
+                row.org_id,
+                row.role,
+                row.user_id,
+                row.revoked_at is not None,
+                row.expires_at,
+                row.last_used_at,
+            )
+        )
     now = utcnow()
-    if state is not None and not state.revoked and (
-        state.last_used_at is None or now - state.last_used_at > LAST_USED_GRANULARITY
+    if (
+        state is not None
+        and not state.revoked
+        and (state.last_used_at is None or now - state.last_used_at > LAST_USED_GRANULARITY)
     ):
         with db.transaction(write=True) as session:
             session.execute(update(ApiToken).where(ApiToken.jti == jti).values(last_used_at=now))

@@ -32,9 +32,16 @@ def login(body: LoginRequest, session: DbSession, settings: AppSettings) -> Logi
 
 
 def _token_out(row: ApiToken) -> TokenRead:
-    return TokenRead(jti=row.jti, name=row.name, role=row.role, kind=row.kind, createdAt=iso(row.created_at) or "",
-                     expiresAt=iso(row.expires_at) or "", lastUsedAt=iso(row.last_used_at),
-                     revokedAt=iso(row.revoked_at))
+    return TokenRead(
+        jti=row.jti,
+        name=row.name,
+        role=row.role,
+        kind=row.kind,
+        createdAt=iso(row.created_at) or "",
+        expiresAt=iso(row.expires_at) or "",
+        lastUsedAt=iso(row.last_used_at),
+        revokedAt=iso(row.revoked_at),
+    )
 
 
 @tokens_router.get("", response_model=list[TokenRead])
@@ -46,11 +53,15 @@ def list_tokens(principal: Admin, session: DbSession) -> list[TokenRead]:
 
 
 @tokens_router.post("", response_model=TokenCreated, status_code=201)
-def create_token(body: TokenCreate, principal: Admin, session: DbSession, settings: AppSettings) -> TokenCreated:
+def create_token(
+    body: TokenCreate, principal: Admin, session: DbSession, settings: AppSettings
+) -> TokenCreated:
     """Issue a token for your organization, like `npsd token create`. The token is in this reply only."""
     org = session.get(Organization, principal.org_id)
     assert org is not None
-    issued = service.create_token(session, settings, org, body.role, timedelta(days=body.ttlDays), name=body.name)
+    issued = service.create_token(
+        session, settings, org, body.role, timedelta(days=body.ttlDays), name=body.name
+    )
     row = session.get(ApiToken, issued.jti)
     assert row is not None
     return TokenCreated(**_token_out(row).model_dump(), token=issued.token)

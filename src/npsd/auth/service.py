@@ -47,19 +47,39 @@ def check_role(role: str) -> str:
     return role
 
 
-def create_token(session: Session, settings: Settings, org: Organization, role: str, ttl: timedelta,
-                 name: str | None = None, user: User | None = None, kind: str = "api") -> tokens.IssuedToken:
+def create_token(
+    session: Session,
+    settings: Settings,
+    org: Organization,
+    role: str,
+    ttl: timedelta,
+    name: str | None = None,
+    user: User | None = None,
+    kind: str = "api",
+) -> tokens.IssuedToken:
     """Issue a token and record its ``jti`` so it can be listed and revoked."""
     check_role(role)
     issued = tokens.issue(settings, org_id=org.id, role=role, ttl=ttl, subject=user.id if user else org.id)
-    session.add(ApiToken(jti=issued.jti, org_id=org.id, user_id=user.id if user else None, name=name,
-                         role=role, kind=kind, created_at=utcnow(), expires_at=issued.expires_at))
+    session.add(
+        ApiToken(
+            jti=issued.jti,
+            org_id=org.id,
+            user_id=user.id if user else None,
+            name=name,
+            role=role,
+            kind=kind,
+            created_at=utcnow(),
+            expires_at=issued.expires_at,
+        )
+    )
     session.flush()
     return issued
 
 
 def list_tokens(session: Session, org: Organization) -> list[ApiToken]:
-    return list(session.scalars(select(ApiToken).where(ApiToken.org_id == org.id).order_by(ApiToken.created_at)))
+    return list(
+        session.scalars(select(ApiToken).where(ApiToken.org_id == org.id).order_by(ApiToken.created_at))
+    )
 
 
 def revoke_token(session: Session, jti: str) -> bool:
@@ -88,8 +108,14 @@ def create_user(session: Session, org: Organization, email: str, role: str, pass
     key = email_key(email)
     if session.scalar(select(User).where(User.email == key)) is not None:
         raise BadRequest.field("email", "a user with this e-mail already exists")
-    user = User(id=new_id(), org_id=org.id, email=key, password_hash=hash_password(password), role=role,
-                created_at=utcnow())
+    user = User(
+        id=new_id(),
+        org_id=org.id,
+        email=key,
+        password_hash=hash_password(password),
+        role=role,
+        created_at=utcnow(),
+    )
     session.add(user)
     session.flush()
     return user
@@ -102,5 +128,13 @@ def login(session: Session, settings: Settings, email: str, password: str) -> to
         raise Unauthorized("wrong e-mail or password")
     org = session.get(Organization, user.org_id)
     assert org is not None
-    return create_token(session, settings, org, user.role, timedelta(hours=settings.login_ttl_hours),
-                        name=f"login {user.email}", user=user, kind="session")
+    return create_token(
+        session,
+        settings,
+        org,
+        user.role,
+        timedelta(hours=settings.login_ttl_hours),
+        name=f"login {user.email}",
+        user=user,
+        kind="session",
+    )

@@ -38,8 +38,9 @@ def new_jti() -> str:
     return secrets.token_hex(16)
 
 
-def issue(settings: Settings, *, org_id: str, role: str, ttl: timedelta, subject: str,
-          jti: str | None = None) -> IssuedToken:
+def issue(
+    settings: Settings, *, org_id: str, role: str, ttl: timedelta, subject: str, jti: str | None = None
+) -> IssuedToken:
     """Sign a token for ``org_id`` with ``role``; the caller records its ``jti``."""
     now = datetime.now(UTC)
     expires = now + ttl
@@ -97,5 +98,7 @@ def parse_ttl(text: str) -> timedelta:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     text = text.strip().lower()
     if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit() or int(text[:-1]) <= 0:
-        raise ValueError(f"invalid TTL {text!r}: use a positive number followed by s, m, h, d or w (e.g. 90d)")
+        raise ValueError(
+            f"invalid TTL {text!r}: use a positive number followed by s, m, h, d or w (e.g. 90d)"
+        )
     return timedelta(seconds=int(text[:-1]) * units[text[-1]])

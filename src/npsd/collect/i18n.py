@@ -23,7 +23,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "greeting": "Hello,",
         "intro": "We would love to hear what you think. One click is all it takes:",
         "reminder_intro": "A few days ago we asked for your opinion. If you have a moment, one click is all "
-                          "it takes:",
+        "it takes:",
         "scale_low": "Not at all likely",
         "scale_high": "Extremely likely",
         "click_note": "Clicking a number records your answer; you can add a comment on the next page.",
@@ -64,11 +64,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "greeting": "Hallo,",
         "intro": "Wir würden uns über Ihre Meinung freuen. Ein Klick genügt:",
         "reminder_intro": "Vor einigen Tagen haben wir Sie um Ihre Meinung gebeten. Wenn Sie einen Moment Zeit "
-                          "haben, genügt ein Klick:",
+        "haben, genügt ein Klick:",
         "scale_low": "Überhaupt nicht wahrscheinlich",
         "scale_high": "Äußerst wahrscheinlich",
         "click_note": "Ein Klick auf eine Zahl speichert Ihre Antwort; auf der nächsten Seite können Sie einen "
-                      "Kommentar hinzufügen.",
+        "Kommentar hinzufügen.",
         "unsubscribe_note": "Sie möchten diese E-Mails nicht mehr erhalten?",
         "unsubscribe_link": "Abmelden",
         "question": "Wie wahrscheinlich ist es, dass Sie uns einem Freund oder Kollegen weiterempfehlen?",
@@ -106,11 +106,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "greeting": "Bonjour,",
         "intro": "Votre avis nous intéresse. Un clic suffit :",
         "reminder_intro": "Il y a quelques jours, nous vous avons demandé votre avis. Si vous avez un instant, "
-                          "un clic suffit :",
+        "un clic suffit :",
         "scale_low": "Pas du tout probable",
         "scale_high": "Très probable",
         "click_note": "Cliquer sur un chiffre enregistre votre réponse ; vous pourrez ajouter un commentaire "
-                      "sur la page suivante.",
+        "sur la page suivante.",
         "unsubscribe_note": "Vous ne souhaitez plus recevoir ces e-mails ?",
         "unsubscribe_link": "Se désabonner",
         "question": "Quelle est la probabilité que vous nous recommandiez à un ami ou à un collègue ?",
@@ -132,7 +132,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "withdrawn_text": "Vous n'avez rien d'autre à faire.",
         "choose_score": "Veuillez choisir une note de 0 à 10.",
         "comment_invalid": "Le commentaire est trop long ou contient des caractères qui ne peuvent pas être "
-                           "enregistrés.",
+        "enregistrés.",
         "bad_email_title": "Ce lien contient une adresse e-mail non valide",
         "unsubscribe_title": "Se désabonner",
         "unsubscribe_text": "Ne plus envoyer d'e-mails d'enquête à {email} ?",
@@ -152,7 +152,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "scale_low": "Nada probable",
         "scale_high": "Muy probable",
         "click_note": "Al hacer clic en un número se registra su respuesta; en la página siguiente podrá "
-                      "añadir un comentario.",
+        "añadir un comentario.",
         "unsubscribe_note": "¿No desea recibir estos correos?",
         "unsubscribe_link": "Darse de baja",
         "question": "¿Qué probabilidad hay de que nos recomiende a un amigo o colega?",
@@ -228,6 +228,10 @@ def question(survey_question: str, lang: str) -> str:
 
 def follow_up(survey_follow_up: str | None, lang: str) -> str:
     """The follow-up question above the comment box (the default one, translated, when unset)."""
-    if survey_follow_up is None or not survey_follow_up.strip() or survey_follow_up.strip() == DEFAULT_FOLLOW_UP:
+    if (
+        survey_follow_up is None
+        or not survey_follow_up.strip()
+        or survey_follow_up.strip() == DEFAULT_FOLLOW_UP
+    ):
         return MESSAGES[lang]["follow_up"]
     return survey_follow_up

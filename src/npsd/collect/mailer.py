@@ -129,8 +129,9 @@ def compose(mail: Mail, mail_from: str) -> EmailMessage:
     message["Auto-Submitted"] = "auto-generated"
     message["X-Npsd-Invitation-Id"] = mail.invitation_id
     message.set_content(TEMPLATES.get_template("mail.txt").render(context), cte="quoted-printable")
-    message.add_alternative(TEMPLATES.get_template("mail.html").render(context), subtype="html",
-                            cte="quoted-printable")
+    message.add_alternative(
+        TEMPLATES.get_template("mail.html").render(context), subtype="html", cte="quoted-printable"
+    )
     message["Content-Language"] = words.lang  # after set_content, which drops Content-* headers
     return message
 

@@ -43,7 +43,7 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-                               "base-uri 'none'; frame-ancestors 'none'",
+    "base-uri 'none'; frame-ancestors 'none'",
 }
 # Public link answers: per address (identified) or per client IP (anonymous), per survey.
 IDENTIFIED_LIMIT = (3, 600.0)  # answers, seconds
@@ -84,8 +84,9 @@ def render(page: Page) -> HTMLResponse:
     return HTMLResponse(html, status_code=page.status, headers={**PAGE_HEADERS, **page.headers})
 
 
-def message(words: Words, status: int, title_key: str, text: str | None = None,
-            headers: dict[str, str] | None = None) -> Page:
+def message(
+    words: Words, status: int, title_key: str, text: str | None = None, headers: dict[str, str] | None = None
+) -> Page:
     title = getattr(words, title_key)
     return Page("message", status, {"words": words, "title": title, "text": text}, headers or {})
 
@@ -121,15 +122,35 @@ async def read_form(request: Request) -> FormData:
         return FormData()
 
 
-def form_page(words: Words, survey: Survey, action: str, *, score: int | None, comment: str | None,
-              notice: str | None = None, error: str | None = None, status: int = 200,
-              hidden: list[tuple[str, str]] | None = None) -> Page:
-    return Page("respond", status, {
-        "words": words, "title": words.page_title, "action": action, "hidden": hidden or [],
-        "question": question(survey.question, words.lang),
-        "follow_up": follow_up(survey.follow_up_question, words.lang),
-        "score": score, "comment": comment, "notice": notice, "error": error, "max_comment": service.MAX_COMMENT,
-    })
+def form_page(
+    words: Words,
+    survey: Survey,
+    action: str,
+    *,
+    score: int | None,
+    comment: str | None,
+    notice: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+    hidden: list[tuple[str, str]] | None = None,
+) -> Page:
+    return Page(
+        "respond",
+        status,
+        {
+            "words": words,
+            "title": words.page_title,
+            "action": action,
+            "hidden": hidden or [],
+            "question": question(survey.question, words.lang),
+            "follow_up": follow_up(survey.follow_up_question, words.lang),
+            "score": score,
+            "comment": comment,
+            "notice": notice,
+            "error": error,
+            "max_comment": service.MAX_COMMENT,
+        },
+    )
 
 
 def thanks(words: Words, survey: Survey) -> Page:
@@ -161,7 +182,9 @@ def _not_found(lang: str) -> Page:
 # --------------------------------------------------------------------------------- /r/{token}
 
 
-def _open_invitation(session: Session, token: str, write: bool, lang: str) -> tuple[Any, Survey, Words] | Page:
+def _open_invitation(
+    session: Session, token: str, write: bool, lang: str
+) -> tuple[Any, Survey, Words] | Page:
     """The invitation of ``token``, its survey and the page's words; or the page that says why
     it cannot be answered (unknown, expired, withdrawn, survey closed)."""
     inv = service.invitation_for_token(session, token, for_update=write)
@@ -183,11 +206,15 @@ def _respond_get(session: Session, token: str, score_raw: str | None, write: boo
         return form_page(words, survey, token, score=score, comment=comment)
     chosen = parse_score(score_raw)
     if chosen is None:
-        return form_page(words, survey, token, score=score, comment=comment, error=words.choose_score, status=400)
+        return form_page(
+            words, survey, token, score=score, comment=comment, error=words.choose_score, status=400
+        )
     if not write:  # HEAD: show, never record
         return form_page(words, survey, token, score=chosen, comment=comment)
     service.answer_invitation(session, inv, survey, chosen)
-    return form_page(words, survey, token, score=chosen, comment=comment, notice=words("recorded", score=chosen))
+    return form_page(
+        words, survey, token, score=chosen, comment=comment, notice=words("recorded", score=chosen)
+    )
 
 
 def _respond_post(session: Session, token: str, score_raw: Any, comment_raw: Any, lang: str) -> Page:
@@ -209,8 +236,9 @@ async def respond_page(request: Request, token: str) -> Response:
     """The survey page of one invitation; ``?score=N`` (the e-mail's links) records N at once."""
     score_raw = request.query_params.get("score")
     write = score_raw is not None and request.method == "GET"
-    page = await run_in_transaction(request, write, _respond_get, token, score_raw, write,
-                                    accepted_language(request))
+    page = await run_in_transaction(
+        request, write, _respond_get, token, score_raw, write, accepted_language(request)
+    )
     return render(page)
 
 
@@ -218,8 +246,15 @@ async def respond_page(request: Request, token: str) -> Response:
 async def respond_submit(request: Request, token: str) -> Response:
     """The form: score and comment; updates the invitation's one record, then says thank you."""
     form = await read_form(request)
-    page = await run_in_transaction(request, True, _respond_post, token, form.get("score"), form.get("comment"),
-                                    accepted_language(request))
+    page = await run_in_transaction(
+        request,
+        True,
+        _respond_post,
+        token,
+        form.get("score"),
+        form.get("comment"),
+        accepted_language(request),
+    )
     return render(page)
 
 
@@ -234,8 +269,11 @@ def _unsubscribe_get(session: Session, token: str, lang: str) -> Page:
     words = Words(pick(inv.locale, survey.language if survey else None))
     if service.is_unsubscribed(session, inv.org_id, inv.email_key):
         return message(words, 200, "unsubscribed_title", words("unsubscribed_text", email=inv.email))
-    return Page("unsubscribe", 200, {"words": words, "title": words.unsubscribe_title, "action": token,
-                                     "email": inv.email})
+    return Page(
+        "unsubscribe",
+        200,
+        {"words": words, "title": words.unsubscribe_title, "action": token, "email": inv.email},
+    )
 
 
 def _unsubscribe_post(session: Session, token: str, one_click: bool, lang: str) -> Page:
@@ -251,7 +289,9 @@ def _unsubscribe_post(session: Session, token: str, one_click: bool, lang: str) 
 @router.api_route("/u/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def unsubscribe_page(request: Request, token: str) -> Response:
     """Asks for confirmation; unsubscribing needs the POST (mail scanners follow GET links)."""
-    return render(await run_in_transaction(request, False, _unsubscribe_get, token, accepted_language(request)))
+    return render(
+        await run_in_transaction(request, False, _unsubscribe_get, token, accepted_language(request))
+    )
 
 
 @router.post("/u/{token}", response_class=HTMLResponse)
@@ -260,8 +300,11 @@ async def unsubscribe_submit(request: Request, token: str) -> Response:
     (body ``List-Unsubscribe=One-Click``). Works after the survey link has expired."""
     form = await read_form(request)
     one_click = form.get("List-Unsubscribe") == "One-Click"
-    return render(await run_in_transaction(request, True, _unsubscribe_post, token, one_click,
-                                           accepted_language(request)))
+    return render(
+        await run_in_transaction(
+            request, True, _unsubscribe_post, token, one_click, accepted_language(request)
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------- /s/{publicId}
@@ -326,7 +369,9 @@ def _public_get(session: Session, public_id: str, email_raw: str | None, lang: s
     email, ok = _public_email(email_raw)
     if not ok:
         return message(words, 400, "bad_email_title")
-    return form_page(words, survey, public_id, score=None, comment=None, hidden=[("email", email)] if email else [])
+    return form_page(
+        words, survey, public_id, score=None, comment=None, hidden=[("email", email)] if email else []
+    )
 
 
 def _public_post(session: Session, public_id: str, form: dict[str, Any], client: str, lang: str) -> Page:
@@ -342,15 +387,21 @@ def _public_post(session: Session, public_id: str, form: dict[str, Any], client:
     comment, comment_ok = parse_comment(form.get("comment"))
     if score is None or not comment_ok:
         error = words.choose_score if score is None else words.comment_invalid
-        return form_page(words, survey, public_id, score=score, comment=comment, error=error, status=400,
-                         hidden=hidden)
+        return form_page(
+            words, survey, public_id, score=score, comment=comment, error=error, status=400, hidden=hidden
+        )
     if email is not None:
         wait = identified_limiter.hit(f"{survey.id}:{email_key(email)}")
     else:
         wait = anonymous_limiter.hit(f"{survey.id}:{client}")
     if wait is not None:
-        return message(words, 429, "too_many_title", words.too_many_text,
-                       headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+        return message(
+            words,
+            429,
+            "too_many_title",
+            words.too_many_text,
+            headers={"Retry-After": str(max(1, int(wait + 0.999)))},
+        )
     service.answer_public(session, survey, email, score, comment)
     return thanks(words, survey)
 
@@ -358,8 +409,16 @@ def _public_post(session: Session, public_id: str, form: dict[str, Any], client:
 @router.api_route("/s/{public_id}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def public_page(request: Request, public_id: str) -> Response:
     """The survey's public page: anonymous, or identified with ``?email=``."""
-    return render(await run_in_transaction(request, False, _public_get, public_id,
-                                           request.query_params.get("email"), accepted_language(request)))
+    return render(
+        await run_in_transaction(
+            request,
+            False,
+            _public_get,
+            public_id,
+            request.query_params.get("email"),
+            accepted_language(request),
+        )
+    )
 
 
 @router.post("/s/{public_id}", response_class=HTMLResponse)
@@ -368,5 +427,8 @@ async def public_submit(request: Request, public_id: str) -> Response:
     form = await read_form(request)
     client = request.client.host if request.client else "unknown"
     values = {key: form.get(key) for key in ("score", "comment", "email")}
-    return render(await run_in_transaction(request, True, _public_post, public_id, values, client,
-                                           accepted_language(request)))
+    return render(
+        await run_in_transaction(
+            request, True, _public_post, public_id, values, client, accepted_language(request)
+        )
+    )

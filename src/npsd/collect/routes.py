@@ -33,10 +33,10 @@ from npsd.validation import check_email
 router = APIRouter(route_class=TransactionRoute, prefix="/v1", tags=["collect"])
 
 
-
 def invitation_by_id(
     id: Annotated[str, Path(description="Invitation id (24 hexadecimal characters)")],
-    principal: Viewer, session: DbSession,
+    principal: Viewer,
+    session: DbSession,
 ) -> Invitation:
     """The invitation named in the path, in the caller's organization, or 404 (400 when malformed)."""
     return resolve(session, Invitation, principal.org_id, id, "invitation", prefixes=False)
@@ -51,7 +51,9 @@ def _statuses(value: str | None) -> list[str] | None:
     statuses = [s.strip().lower() for s in value.split(",") if s.strip()]
     unknown = [s for s in statuses if s not in service.STATUSES]
     if unknown:
-        raise BadRequest.field("status", f"unknown status {unknown[0][:40]!r}; use {', '.join(service.STATUSES)}")
+        raise BadRequest.field(
+            "status", f"unknown status {unknown[0][:40]!r}; use {', '.join(service.STATUSES)}"
+        )
     return statuses
 
 
@@ -74,8 +76,9 @@ def _sort_order(value: str | None) -> bool:
 
 
 @router.post("/nps-surveys/{id}/invitations", response_model=InvitationResults)
-def create_invitations(survey: SurveyById, body: InvitationsCreate, principal: Editor, session: DbSession,
-                       settings: AppSettings) -> Response:
+def create_invitations(
+    survey: SurveyById, body: InvitationsCreate, principal: Editor, session: DbSession, settings: AppSettings
+) -> Response:
     """Invite up to 5,000 recipients to answer the survey by e-mail, now or at `sendAt`.
 
     The reply has one result per recipient, in the order sent: `queued` (with `invitationId`),
@@ -88,18 +91,37 @@ def create_invitations(survey: SurveyById, body: InvitationsCreate, principal: E
     return json_response({"results": results})
 
 
-@router.get("/nps-surveys/{id}/invitations", response_model=list[InvitationRead], responses=TOTAL_COUNT_HEADER)
+@router.get(
+    "/nps-surveys/{id}/invitations", response_model=list[InvitationRead], responses=TOTAL_COUNT_HEADER
+)
 def list_invitations(
-    survey: SurveyById, principal: Viewer, session: DbSession,
-    status: Annotated[str | None, Query(max_length=200, description=(
-        "Comma-separated statuses: queued, sent, failed, answered, reminded, cancelled"))] = None,
-    email: Annotated[str | None, Query(max_length=320, description="Recipient address (case-insensitive)")] = None,
-    page: PageParam = 1, limit: LimitParam = 20,
-    sortOrder: Annotated[str | None, Query(max_length=10, description="By creation: desc (default) or asc")] = None,
+    survey: SurveyById,
+    principal: Viewer,
+    session: DbSession,
+    status: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description=("Comma-separated statuses: queued, sent, failed, answered, reminded, cancelled"),
+        ),
+    ] = None,
+    email: Annotated[
+        str | None, Query(max_length=320, description="Recipient address (case-insensitive)")
+    ] = None,
+    page: PageParam = 1,
+    limit: LimitParam = 20,
+    sortOrder: Annotated[
+        str | None, Query(max_length=10, description="By creation: desc (default) or asc")
+    ] = None,
 ) -> Response:
     """The survey's invitations, newest first, as a bare array; `X-Total-Count` has the number matching."""
-    q = service.InvitationQuery(statuses=_statuses(status), email=_email_param(email), page=page, limit=limit,
-                                descending=_sort_order(sortOrder))
+    q = service.InvitationQuery(
+        statuses=_statuses(status),
+        email=_email_param(email),
+        page=page,
+        limit=limit,
+        descending=_sort_order(sortOrder),
+    )
     rows, total = service.list_invitations(session, principal.org_id, survey.id, q)
     return json_response(rows, headers={"X-Total-Count": str(total)})
 
@@ -123,7 +145,8 @@ async def survey_link(request: Request, survey: SurveyById, principal: Viewer, s
     answers, or add `?email=<address>` to identify the respondent. Answers are rate-limited per address
     (per client IP when anonymous)."""
     public_id = survey.public_id or await run_in_transaction(
-        request, True, service.ensure_public_id, principal.org_id, survey.id)
+        request, True, service.ensure_public_id, principal.org_id, survey.id
+    )
     return {"url": service.public_url(settings, public_id), "publicId": public_id}
 
 
@@ -145,17 +168,25 @@ def cancel_invitation(invitation: InvitationById, _: Editor, session: DbSession)
 
 @router.get("/unsubscribes", response_model=list[UnsubscribeRead], responses=TOTAL_COUNT_HEADER)
 def list_unsubscribes(
-    principal: Viewer, session: DbSession,
-    email: Annotated[str | None, Query(max_length=320, description="Only this address (case-insensitive)")] = None,
-    page: PageParam = 1, limit: LimitParam = 20,
+    principal: Viewer,
+    session: DbSession,
+    email: Annotated[
+        str | None, Query(max_length=320, description="Only this address (case-insensitive)")
+    ] = None,
+    page: PageParam = 1,
+    limit: LimitParam = 20,
 ) -> Response:
     """Addresses that receive no more survey e-mails, newest first; `X-Total-Count` has the number."""
     rows, total = service.list_unsubscribes(session, principal.org_id, _email_param(email), page, limit)
     return json_response(rows, headers={"X-Total-Count": str(total)})
 
 
-@router.post("/unsubscribes", response_model=UnsubscribeRead, status_code=201,
-             responses={200: {"model": UnsubscribeRead, "description": "The address was unsubscribed already"}})
+@router.post(
+    "/unsubscribes",
+    response_model=UnsubscribeRead,
+    status_code=201,
+    responses={200: {"model": UnsubscribeRead, "description": "The address was unsubscribed already"}},
+)
 def create_unsubscribe(body: UnsubscribeCreate, principal: Editor, session: DbSession) -> Response:
     """Unsubscribe an address: its queued invitations are cancelled and new ones come back
     `unsubscribed`. 201 when new, 200 with the existing entry when it was unsubscribed already."""
@@ -166,7 +197,8 @@ def create_unsubscribe(body: UnsubscribeCreate, principal: Editor, session: DbSe
 @router.delete("/unsubscribes/{email}", status_code=204, response_class=Response)
 def delete_unsubscribe(
     email: Annotated[str, Path(max_length=320, description="The address, percent-encoded")],
-    principal: Admin, session: DbSession,
+    principal: Admin,
+    session: DbSession,
 ) -> Response:
     """Let the address receive invitations again (admin only). Cancelled invitations stay cancelled."""
     if "\x00" in email:

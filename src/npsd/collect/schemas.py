@@ -37,12 +37,18 @@ class RecipientIn(BaseModel):
 
     email: Email
     name: Name | None = Field(None, description="Used in the greeting of the e-mail")
-    companyId: ObjectId | None = Field(None, description="Company of the respondent; must exist in your "
-                                                         "organization. Defaults to the contact's company")
-    locale: Locale | None = Field(None, description="Language of the e-mail and page (en, de, fr, es); "
-                                                    "defaults to the survey's language")
-    properties: Custom = Field(None, description="Free-form values kept with the invitation and copied to "
-                                                 "the answer's `custom`")
+    companyId: ObjectId | None = Field(
+        None,
+        description="Company of the respondent; must exist in your "
+        "organization. Defaults to the contact's company",
+    )
+    locale: Locale | None = Field(
+        None,
+        description="Language of the e-mail and page (en, de, fr, es); defaults to the survey's language",
+    )
+    properties: Custom = Field(
+        None, description="Free-form values kept with the invitation and copied to the answer's `custom`"
+    )
 
 
 class InvitationsCreate(BaseModel):
@@ -52,8 +58,11 @@ class InvitationsCreate(BaseModel):
 
     recipients: Annotated[
         list[Annotated[RecipientIn | Any, Field(union_mode="left_to_right")]],
-        Field(min_length=1, max_length=MAX_RECIPIENTS,
-              description="Each item a recipient object; an invalid one is reported, not fatal"),
+        Field(
+            min_length=1,
+            max_length=MAX_RECIPIENTS,
+            description="Each item a recipient object; an invalid one is reported, not fatal",
+        ),
     ]
     sendAt: UtcDatetime | None = Field(None, description="When to send (ISO 8601); a past time sends now")
 
@@ -62,11 +71,14 @@ class InvitationResult(BaseModel):
     """What happened to one recipient, at its position in the request."""
 
     email: str | None = Field(description="The address as sent (null when it was not a string)")
-    status: ResultStatus = Field(description=(
-        "queued: an e-mail will be sent (see invitationId); throttled: surveyed too recently by any survey "
-        "of your organization (see nextEligibleAt); unsubscribed: the address opted out; invalid: see "
-        "reason; duplicate: the address appears earlier in this request or already has an open "
-        "invitation to this survey"))
+    status: ResultStatus = Field(
+        description=(
+            "queued: an e-mail will be sent (see invitationId); throttled: surveyed too recently by any survey "
+            "of your organization (see nextEligibleAt); unsubscribed: the address opted out; invalid: see "
+            "reason; duplicate: the address appears earlier in this request or already has an open "
+            "invitation to this survey"
+        )
+    )
     invitationId: str | None = None
     nextEligibleAt: str | None = None
     reason: str | None = None
@@ -87,9 +99,12 @@ class InvitationRead(BaseModel):
     enduserId: str | None
     locale: str | None
     properties: dict[str, Any] | None
-    status: InvitationStatus = Field(description=(
-        "queued (not sent yet), sent, reminded (sent, then reminded, no answer yet), answered, "
-        "failed (see failedReason) or cancelled"))
+    status: InvitationStatus = Field(
+        description=(
+            "queued (not sent yet), sent, reminded (sent, then reminded, no answer yet), answered, "
+            "failed (see failedReason) or cancelled"
+        )
+    )
     sendAt: str
     sentAt: str | None
     remindedAt: str | None

@@ -75,6 +75,7 @@ MAX_COMMENT = 65_536
 
 # --------------------------------------------------------------------------------------- settings
 
+
 def settings_for(db: Database) -> Settings:
     """The settings the job handlers work under: those the Database was built with."""
     return db.config
@@ -85,8 +86,9 @@ def settings_for(db: Database) -> Settings:
 
 def invitation_token(settings: Settings, invitation_id: str) -> str:
     """The respondent token of an invitation: 192 bits, URL-safe, reproducible only with the secret key."""
-    digest = hmac.new(settings.signing_key.encode(), b"npsd/invitation-token/" + invitation_id.encode(),
-                      hashlib.sha256).digest()
+    digest = hmac.new(
+        settings.signing_key.encode(), b"npsd/invitation-token/" + invitation_id.encode(), hashlib.sha256
+    ).digest()
     return base64.urlsafe_b64encode(digest[:24]).decode()
 
 
@@ -99,18 +101,35 @@ def hash_token(token: str) -> str:
 
 def invitation_out(inv: Invitation) -> dict[str, Any]:
     return {
-        "id": inv.id, "surveyId": inv.survey_id, "email": inv.email, "name": inv.name,
-        "companyId": inv.company_id, "enduserId": inv.enduser_id, "locale": inv.locale,
-        "properties": inv.properties, "status": inv.status, "sendAt": iso(inv.send_at), "sentAt": iso(inv.sent_at),
-        "remindedAt": iso(inv.reminded_at), "answeredAt": iso(inv.answered_at),
-        "cancelledAt": iso(inv.cancelled_at), "failedReason": inv.failed_reason, "responseId": inv.record_id,
-        "expiresAt": iso(inv.expires_at), "createdAt": iso(inv.created_at), "updatedAt": iso(inv.updated_at),
+        "id": inv.id,
+        "surveyId": inv.survey_id,
+        "email": inv.email,
+        "name": inv.name,
+        "companyId": inv.company_id,
+        "enduserId": inv.enduser_id,
+        "locale": inv.locale,
+        "properties": inv.properties,
+        "status": inv.status,
+        "sendAt": iso(inv.send_at),
+        "sentAt": iso(inv.sent_at),
+        "remindedAt": iso(inv.reminded_at),
+        "answeredAt": iso(inv.answered_at),
+        "cancelledAt": iso(inv.cancelled_at),
+        "failedReason": inv.failed_reason,
+        "responseId": inv.record_id,
+        "expiresAt": iso(inv.expires_at),
+        "createdAt": iso(inv.created_at),
+        "updatedAt": iso(inv.updated_at),
     }
 
 
 def unsubscribe_out(row: Unsubscribe) -> dict[str, Any]:
-    return {"email": row.email, "source": row.source, "invitationId": row.invitation_id,
-            "createdAt": iso(row.created_at)}
+    return {
+        "email": row.email,
+        "source": row.source,
+        "invitationId": row.invitation_id,
+        "createdAt": iso(row.created_at),
+    }
 
 
 # ------------------------------------------------------------------------------------- invitations
@@ -120,8 +139,16 @@ def _check_survey_open(survey: Survey, at: datetime) -> None:
     if not survey.is_active:
         raise Conflict("survey is not active", [{"field": "isActive", "issue": "the survey is switched off"}])
     if survey.ends_at is not None and at > survey.ends_at:
-        raise Conflict("survey is closed", [{"field": "sendAt", "issue": f"the survey closes at {iso(survey.ends_at)}"
-                                                                        ", before the invitations would be sent"}])
+        raise Conflict(
+            "survey is closed",
+            [
+                {
+                    "field": "sendAt",
+                    "issue": f"the survey closes at {iso(survey.ends_at)}"
+                    ", before the invitations would be sent",
+                }
+            ],
+        )
 
 
 def _parse_recipient(item: Any) -> tuple[RecipientIn | None, str | None]:
@@ -147,8 +174,9 @@ def _in_chunks(session: Session, stmt_for: Any, values: Iterable[Any]) -> list[A
     return rows
 
 
-def create_invitations(session: Session, settings: Settings, survey: Survey,
-                       body: InvitationsCreate) -> list[dict[str, Any]]:
+def create_invitations(
+    session: Session, settings: Settings, survey: Survey, body: InvitationsCreate
+) -> list[dict[str, Any]]:
     """Queue one invitation per acceptable recipient; one result per recipient, in order.
 
     Set-based: whatever the number of recipients, a fixed handful of queries (per 500 addresses)
@@ -178,36 +206,83 @@ def create_invitations(session: Session, settings: Settings, survey: Survey,
 
     keys = [key for _, _, key in accepted]
     wanted_companies = {r.companyId for _, r, _ in accepted if r.companyId}
-    companies = {row[0] for row in _in_chunks(
-        session, lambda p: select(Company.id).where(Company.org_id == org_id, Company.id.in_(p)), wanted_companies)}
-    unsubscribed = {row[0] for row in _in_chunks(
-        session, lambda p: select(Unsubscribe.email_key).where(Unsubscribe.org_id == org_id,
-                                                               Unsubscribe.email_key.in_(p)), keys)}
-    open_here = {row[0] for row in _in_chunks(
-        session, lambda p: select(Invitation.email_key).where(
-            Invitation.org_id == org_id, Invitation.survey_id == survey.id, Invitation.status.in_(OPEN),
-            Invitation.email_key.in_(p)), keys)}
-    contacts = {key: (eid, cid) for eid, key, cid in _in_chunks(
-        session, lambda p: select(Enduser.id, Enduser.email_key, Enduser.company_id).where(
-            Enduser.org_id == org_id, Enduser.email_key.in_(p)), keys)}
+    companies = {
+        row[0]
+        for row in _in_chunks(
+            session,
+            lambda p: select(Company.id).where(Company.org_id == org_id, Company.id.in_(p)),
+            wanted_companies,
+        )
+    }
+    unsubscribed = {
+        row[0]
+        for row in _in_chunks(
+            session,
+            lambda p: select(Unsubscribe.email_key).where(
+                Unsubscribe.org_id == org_id, Unsubscribe.email_key.in_(p)
+            ),
+            keys,
+        )
+    }
+    open_here = {
+        row[0]
+        for row in _in_chunks(
+            session,
+            lambda p: select(Invitation.email_key).where(
+                Invitation.org_id == org_id,
+                Invitation.survey_id == survey.id,
+                Invitation.status.in_(OPEN),
+                Invitation.email_key.in_(p),
+            ),
+            keys,
+        )
+    }
+    contacts = {
+        key: (eid, cid)
+        for eid, key, cid in _in_chunks(
+            session,
+            lambda p: select(Enduser.id, Enduser.email_key, Enduser.company_id).where(
+                Enduser.org_id == org_id, Enduser.email_key.in_(p)
+            ),
+            keys,
+        )
+    }
     # a new contact will join the company whose domains hold its address, as on every write path
-    by_domain = companies_by_domain(session, org_id, {
-        key.rsplit("@", 1)[1] for _, r, key in accepted if not r.companyId and key not in contacts})
+    by_domain = companies_by_domain(
+        session,
+        org_id,
+        {key.rsplit("@", 1)[1] for _, r, key in accepted if not r.companyId and key not in contacts},
+    )
     window = timedelta(days=survey.throttle_days)
     surveyed: dict[str, tuple[datetime, datetime]] = {}
     if survey.throttle_days > 0:
         at = func.coalesce(Invitation.sent_at, Invitation.send_at)
-        surveyed = {key: (first, last) for key, first, last in _in_chunks(
-            session, lambda p: select(Invitation.email_key, func.min(at), func.max(at)).where(
-                Invitation.org_id == org_id, Invitation.status.in_(SURVEYED), Invitation.email_key.in_(p),
-            ).group_by(Invitation.email_key), keys)}
+        surveyed = {
+            key: (first, last)
+            for key, first, last in _in_chunks(
+                session,
+                lambda p: (
+                    select(Invitation.email_key, func.min(at), func.max(at))
+                    .where(
+                        Invitation.org_id == org_id,
+                        Invitation.status.in_(SURVEYED),
+                        Invitation.email_key.in_(p),
+                    )
+                    .group_by(Invitation.email_key)
+                ),
+                keys,
+            )
+        }
 
     expires_at = max(send_at, now) + timedelta(days=settings.invitation_ttl_days)
     rows: list[dict[str, Any]] = []
     for (index, r, key), inv_id in zip(accepted, new_ids(len(accepted)), strict=True):
         if r.companyId and r.companyId not in companies:
-            results[index] = {"email": r.email, "status": "invalid",
-                              "reason": "companyId does not name a company of your organization"}
+            results[index] = {
+                "email": r.email,
+                "status": "invalid",
+                "reason": "companyId does not name a company of your organization",
+            }
             continue
         if key in unsubscribed:
             results[index] = {"email": r.email, "status": "unsubscribed"}
@@ -218,24 +293,51 @@ def create_invitations(session: Session, settings: Settings, survey: Survey,
         if key in surveyed:
             first, last = surveyed[key]
             if first - window < send_at < last + window:
-                results[index] = {"email": r.email, "status": "throttled", "nextEligibleAt": iso(last + window)}
+                results[index] = {
+                    "email": r.email,
+                    "status": "throttled",
+                    "nextEligibleAt": iso(last + window),
+                }
                 continue
         enduser_id, contact_company = contacts.get(key, (None, None))
-        rows.append({
-            "id": inv_id, "org_id": org_id, "survey_id": survey.id, "enduser_id": enduser_id,
-            "company_id": r.companyId or (contact_company if enduser_id else by_domain.get(key.rsplit("@", 1)[1])),
-            "email": r.email, "email_key": key, "name": r.name,
-            "locale": r.locale, "properties": r.properties,
-            "token_hash": hash_token(invitation_token(settings, inv_id)), "status": "queued", "send_at": send_at,
-            "sent_at": None, "reminded_at": None, "answered_at": None, "cancelled_at": None,
-            "failed_reason": None, "record_id": None, "expires_at": expires_at, "created_at": now,
-            "updated_at": now,
-        })
+        rows.append(
+            {
+                "id": inv_id,
+                "org_id": org_id,
+                "survey_id": survey.id,
+                "enduser_id": enduser_id,
+                "company_id": r.companyId
+                or (contact_company if enduser_id else by_domain.get(key.rsplit("@", 1)[1])),
+                "email": r.email,
+                "email_key": key,
+                "name": r.name,
+                "locale": r.locale,
+                "properties": r.properties,
+                "token_hash": hash_token(invitation_token(settings, inv_id)),
+                "status": "queued",
+                "send_at": send_at,
+                "sent_at": None,
+                "reminded_at": None,
+                "answered_at": None,
+                "cancelled_at": None,
+                "failed_reason": None,
+                "record_id": None,
+                "expires_at": expires_at,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
         results[index] = {"email": r.email, "status": "queued", "invitationId": inv_id}
     if rows:
         session.execute(insert(Invitation), rows)
-        enqueue_new(session, SEND_JOB, [({"invitation_id": row["id"]}, f"{SEND_JOB}:{row['id']}") for row in rows],
-                    org_id=org_id, run_at=send_at, max_attempts=MAIL_ATTEMPTS)
+        enqueue_new(
+            session,
+            SEND_JOB,
+            [({"invitation_id": row["id"]}, f"{SEND_JOB}:{row['id']}") for row in rows],
+            org_id=org_id,
+            run_at=send_at,
+            max_attempts=MAIL_ATTEMPTS,
+        )
     return results
 
 
@@ -248,8 +350,9 @@ class InvitationQuery:
     descending: bool = True
 
 
-def list_invitations(session: Session, org_id: str, survey_id: str,
-                     q: InvitationQuery) -> tuple[list[dict[str, Any]], int]:
+def list_invitations(
+    session: Session, org_id: str, survey_id: str, q: InvitationQuery
+) -> tuple[list[dict[str, Any]], int]:
     """One page of a survey's invitations, newest first, and how many match."""
     conds: list[ColumnElement[bool]] = [Invitation.org_id == org_id, Invitation.survey_id == survey_id]
     if q.statuses:
@@ -257,12 +360,22 @@ def list_invitations(session: Session, org_id: str, survey_id: str,
     if q.email:
         conds.append(Invitation.email_key == email_key(q.email))
     total = session.scalar(select(func.count()).select_from(Invitation).where(*conds)) or 0
-    order = (Invitation.created_at.desc(), Invitation.id.desc()) if q.descending else (
-        Invitation.created_at.asc(), Invitation.id.asc())
+    order = (
+        (Invitation.created_at.desc(), Invitation.id.desc())
+        if q.descending
+        else (Invitation.created_at.asc(), Invitation.id.asc())
+    )
     rows: list[Invitation] = []
     if total > (q.page - 1) * q.limit:
-        rows = list(session.scalars(select(Invitation).where(*conds).order_by(*order)
-                                    .limit(q.limit).offset((q.page - 1) * q.limit)))
+        rows = list(
+            session.scalars(
+                select(Invitation)
+                .where(*conds)
+                .order_by(*order)
+                .limit(q.limit)
+                .offset((q.page - 1) * q.limit)
+            )
+        )
     return [invitation_out(r) for r in rows], total
 
 
@@ -272,15 +385,17 @@ def cancel_invitation(session: Session, inv: Invitation) -> dict[str, Any]:
         return invitation_out(inv)
     now = utcnow()
     done = session.execute(
-        update(Invitation).where(Invitation.id == inv.id, Invitation.org_id == inv.org_id,
-                                 Invitation.status == "queued")
+        update(Invitation)
+        .where(Invitation.id == inv.id, Invitation.org_id == inv.org_id, Invitation.status == "queued")
         .values(status="cancelled", cancelled_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     session.refresh(inv)
     if not done:
-        raise Conflict(f"the invitation is {inv.status}; only queued invitations can be cancelled",
-                       [{"field": "status", "issue": f"is {inv.status}"}])
+        raise Conflict(
+            f"the invitation is {inv.status}; only queued invitations can be cancelled",
+            [{"field": "status", "issue": f"is {inv.status}"}],
+        )
     return invitation_out(inv)
 
 
@@ -296,15 +411,17 @@ def response_rate(session: Session, org_id: str, survey_ids: list[str] | None) -
             return None
         conds.append(Invitation.survey_id.in_(survey_ids))
     sent, answered = session.execute(
-        select(func.count(), func.count(Invitation.answered_at)).where(*conds)).one()
+        select(func.count(), func.count(Invitation.answered_at)).where(*conds)
+    ).one()
     return answered / sent if sent else None
 
 
 # ------------------------------------------------------------------------------------ unsubscribes
 
 
-def unsubscribe(session: Session, org_id: str, email: str, source: str,
-                invitation_id: str | None = None) -> tuple[dict[str, Any], bool]:
+def unsubscribe(
+    session: Session, org_id: str, email: str, source: str, invitation_id: str | None = None
+) -> tuple[dict[str, Any], bool]:
     """Opt ``email`` out of the organization's surveys and cancel its queued invitations.
 
     Returns the unsubscribe and whether it is new (only a new one emits ``unsubscribe.created``).
@@ -315,13 +432,19 @@ def unsubscribe(session: Session, org_id: str, email: str, source: str,
     if row is not None:
         return unsubscribe_out(row), False
     now = utcnow()
-    row = Unsubscribe(org_id=org_id, email_key=key, email=email.strip(), source=source,
-                      invitation_id=invitation_id, created_at=now)
+    row = Unsubscribe(
+        org_id=org_id,
+        email_key=key,
+        email=email.strip(),
+        source=source,
+        invitation_id=invitation_id,
+        created_at=now,
+    )
     session.add(row)
     session.flush()
     session.execute(
-        update(Invitation).where(Invitation.org_id == org_id, Invitation.email_key == key,
-                                 Invitation.status == "queued")
+        update(Invitation)
+        .where(Invitation.org_id == org_id, Invitation.email_key == key, Invitation.status == "queued")
         .values(status="cancelled", cancelled_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -330,17 +453,24 @@ def unsubscribe(session: Session, org_id: str, email: str, source: str,
     return out, True
 
 
-def list_unsubscribes(session: Session, org_id: str, email: str | None, page: int,
-                      limit: int) -> tuple[list[dict[str, Any]], int]:
+def list_unsubscribes(
+    session: Session, org_id: str, email: str | None, page: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
     conds: list[ColumnElement[bool]] = [Unsubscribe.org_id == org_id]
     if email:
         conds.append(Unsubscribe.email_key == email_key(email))
     total = session.scalar(select(func.count()).select_from(Unsubscribe).where(*conds)) or 0
     rows: list[Unsubscribe] = []
     if total > (page - 1) * limit:
-        rows = list(session.scalars(
-            select(Unsubscribe).where(*conds).order_by(Unsubscribe.created_at.desc(), Unsubscribe.email_key)
-            .limit(limit).offset((page - 1) * limit)))
+        rows = list(
+            session.scalars(
+                select(Unsubscribe)
+                .where(*conds)
+                .order_by(Unsubscribe.created_at.desc(), Unsubscribe.email_key)
+                .limit(limit)
+                .offset((page - 1) * limit)
+            )
+        )
     return [unsubscribe_out(r) for r in rows], total
 
 
@@ -372,8 +502,14 @@ def invitation_for_token(session: Session, token: str, for_update: bool = False)
     return inv
 
 
-def answer_invitation(session: Session, inv: Invitation, survey: Survey, score: int,
-                      comment: str | None = None, with_comment: bool = False) -> dict[str, Any]:
+def answer_invitation(
+    session: Session,
+    inv: Invitation,
+    survey: Survey,
+    score: int,
+    comment: str | None = None,
+    with_comment: bool = False,
+) -> dict[str, Any]:
     """Record (or change) the answer of one invitation: one invitation, one record.
 
     The first answer creates the NPS record (``dateSent`` from the invitation, ``dateAnswered``
@@ -387,19 +523,23 @@ def answer_invitation(session: Session, inv: Invitation, survey: Survey, score: 
     record = None
     if inv.record_id is not None:
         try:
-            record = records.update_record(session, inv.org_id, inv.record_id, NpsInput.model_validate(values))
+            record = records.update_record(
+                session, inv.org_id, inv.record_id, NpsInput.model_validate(values)
+            )
         except NotFound:
             record = None  # deleted through the API meanwhile: the answer makes a new one
     if record is None:
         sent_at = inv.sent_at or now  # answered before being marked sent: the mail did go out
-        values.update(email=inv.email, campaignId=survey.id, source="email", dateSent=sent_at,
-                      dateAnswered=now)
+        values.update(
+            email=inv.email, campaignId=survey.id, source="email", dateSent=sent_at, dateAnswered=now
+        )
         if inv.reminded_at is not None:
             values["dateReminderSent"] = inv.reminded_at
         if inv.properties:
             values["custom"] = inv.properties
         if inv.company_id and session.scalar(
-                select(Company.id).where(Company.org_id == inv.org_id, Company.id == inv.company_id)):
+            select(Company.id).where(Company.org_id == inv.org_id, Company.id == inv.company_id)
+        ):
             values["cId"] = inv.company_id
         record = records.create_record(session, inv.org_id, NpsInput.model_validate(values))
         inv.record_id = record["id"]
@@ -418,8 +558,11 @@ def current_answer(session: Session, inv: Invitation) -> tuple[int | None, str |
     """The score and comment recorded for an invitation, to prefill the page."""
     if inv.record_id is None:
         return None, None
-    row = session.execute(select(records.T.c.score, records.T.c.comment).where(
-        records.T.c.org_id == inv.org_id, records.T.c.id == inv.record_id)).first()
+    row = session.execute(
+        select(records.T.c.score, records.T.c.comment).where(
+            records.T.c.org_id == inv.org_id, records.T.c.id == inv.record_id
+        )
+    ).first()
     return (row[0], row[1]) if row else (None, None)
 
 
@@ -428,10 +571,15 @@ def ensure_public_id(session: Session, org_id: str, survey_id: str) -> str:
     current = session.scalar(select(Survey.public_id).where(Survey.org_id == org_id, Survey.id == survey_id))
     if current:
         return current
-    session.execute(update(Survey).where(Survey.org_id == org_id, Survey.id == survey_id,
-                                         Survey.public_id.is_(None))
-                    .values(public_id=secrets.token_urlsafe(16)).execution_options(synchronize_session=False))
-    public_id = session.scalar(select(Survey.public_id).where(Survey.org_id == org_id, Survey.id == survey_id))
+    session.execute(
+        update(Survey)
+        .where(Survey.org_id == org_id, Survey.id == survey_id, Survey.public_id.is_(None))
+        .values(public_id=secrets.token_urlsafe(16))
+        .execution_options(synchronize_session=False)
+    )
+    public_id = session.scalar(
+        select(Survey.public_id).where(Survey.org_id == org_id, Survey.id == survey_id)
+    )
     if public_id is None:
         raise NotFound(f"no survey {survey_id}")
     return public_id
@@ -447,15 +595,21 @@ def survey_for_public_id(session: Session, public_id: str) -> Survey | None:
     return session.scalar(select(Survey).where(Survey.public_id == public_id))
 
 
-def answer_public(session: Session, survey: Survey, email: str | None, score: int,
-                  comment: str | None) -> dict[str, Any]:
+def answer_public(
+    session: Session, survey: Survey, email: str | None, score: int, comment: str | None
+) -> dict[str, Any]:
     """Record an answer given through the survey's public link (source ``link``).
 
     Anonymous answers all belong to one contact, ``anonymous@npsd.invalid``, so they count in
     the survey's NPS without inventing people.
     """
-    values: dict[str, Any] = {"email": email or ANONYMOUS_EMAIL, "score": score, "campaignId": survey.id,
-                              "source": "link", "dateAnswered": utcnow()}
+    values: dict[str, Any] = {
+        "email": email or ANONYMOUS_EMAIL,
+        "score": score,
+        "campaignId": survey.id,
+        "source": "link",
+        "dateAnswered": utcnow(),
+    }
     if comment is not None:
         values["comment"] = comment
     return records.create_record(session, survey.org_id, NpsInput.model_validate(values))
@@ -494,18 +648,29 @@ def _token(db: Database, settings: Settings, inv: Invitation) -> str:
     if hash_token(token) != inv.token_hash:
         log.warning("invitation %s was created under another secret key; its link changes", inv.id)
         with db.transaction() as session:
-            session.execute(update(Invitation).where(Invitation.id == inv.id).values(token_hash=hash_token(token)))
+            session.execute(
+                update(Invitation).where(Invitation.id == inv.id).values(token_hash=hash_token(token))
+            )
     return token
 
 
 def _mail(db: Database, settings: Settings, inv: Invitation, survey: Survey, reminder: bool) -> mailer.Mail:
     lang = pick(inv.locale, survey.language)
-    return mailer.Mail(invitation_id=inv.id, to_email=inv.email, to_name=inv.name, lang=lang,
-                       question=question(survey.question, lang), token=_token(db, settings, inv),
-                       base_url=settings.base_url, reminder=reminder)
+    return mailer.Mail(
+        invitation_id=inv.id,
+        to_email=inv.email,
+        to_name=inv.name,
+        lang=lang,
+        question=question(survey.question, lang),
+        token=_token(db, settings, inv),
+        base_url=settings.base_url,
+        reminder=reminder,
+    )
 
 
-def _send_mail(db: Database, settings: Settings, inv: Invitation, survey: Survey, reminder: bool) -> str | None:
+def _send_mail(
+    db: Database, settings: Settings, inv: Invitation, survey: Survey, reminder: bool
+) -> str | None:
     """Send the invitation (or its reminder). Returns why the server refused it for good, or None
     once it was accepted; a temporary failure raises, so the job is retried with backoff."""
     config = _smtp(settings)  # first: without an SMTP server the job waits, nothing is composed
@@ -553,8 +718,11 @@ def send_invitation(db: Database, job: JobInfo) -> None:
     now = utcnow()
     if loaded.unsubscribed:
         with db.transaction() as session:
-            session.execute(update(Invitation).where(Invitation.id == inv.id, Invitation.status == "queued")
-                            .values(status="cancelled", cancelled_at=now, updated_at=now))
+            session.execute(
+                update(Invitation)
+                .where(Invitation.id == inv.id, Invitation.status == "queued")
+                .values(status="cancelled", cancelled_at=now, updated_at=now)
+            )
         return
     if survey.ends_at is not None and now > survey.ends_at:
         _fail(db, inv.id, f"the survey closed at {iso(survey.ends_at)} before the invitation was sent")
@@ -571,16 +739,27 @@ def send_invitation(db: Database, job: JobInfo) -> None:
     with db.transaction() as session:
         sent_at = utcnow()
         marked = session.execute(
-            update(Invitation).where(Invitation.id == inv.id, Invitation.status == "queued")
-            .values(status="sent", sent_at=sent_at, updated_at=sent_at,
-                    expires_at=sent_at + timedelta(days=settings.invitation_ttl_days))
+            update(Invitation)
+            .where(Invitation.id == inv.id, Invitation.status == "queued")
+            .values(
+                status="sent",
+                sent_at=sent_at,
+                updated_at=sent_at,
+                expires_at=sent_at + timedelta(days=settings.invitation_ttl_days),
+            )
         ).rowcount
         if not marked:
             log.warning("invitation %s changed state while its mail was being sent", inv.id)
         elif survey.reminder_after_days:
-            enqueue(session, REMIND_JOB, {"invitation_id": inv.id}, org_id=inv.org_id,
-                    run_at=sent_at + timedelta(days=survey.reminder_after_days),
-                    dedupe_key=f"{REMIND_JOB}:{inv.id}", max_attempts=MAIL_ATTEMPTS)
+            enqueue(
+                session,
+                REMIND_JOB,
+                {"invitation_id": inv.id},
+                org_id=inv.org_id,
+                run_at=sent_at + timedelta(days=survey.reminder_after_days),
+                dedupe_key=f"{REMIND_JOB}:{inv.id}",
+                max_attempts=MAIL_ATTEMPTS,
+            )
 
 
 def remind_now(session: Session, survey: Survey) -> int:
@@ -599,27 +778,59 @@ def remind_now(session: Session, survey: Survey) -> int:
         raise Conflict("survey is not active", [{"field": field, "issue": issue}])
     lock_org_writes(session, survey.org_id)  # two of these at once queue rather than collide
     unsubscribed = select(Unsubscribe.email_key).where(Unsubscribe.org_id == survey.org_id)
-    candidates = list(session.scalars(select(Invitation.id).where(
-        Invitation.org_id == survey.org_id, Invitation.survey_id == survey.id, Invitation.status == "sent",
-        Invitation.reminded_at.is_(None), Invitation.expires_at > now,
-        Invitation.email_key.not_in(unsubscribed))))
+    candidates = list(
+        session.scalars(
+            select(Invitation.id).where(
+                Invitation.org_id == survey.org_id,
+                Invitation.survey_id == survey.id,
+                Invitation.status == "sent",
+                Invitation.reminded_at.is_(None),
+                Invitation.expires_at > now,
+                Invitation.email_key.not_in(unsubscribed),
+            )
+        )
+    )
     jobs: dict[str, str] = {}  # dedupe key -> status, of the candidates' reminder jobs
     for part in chunks(candidates):
         keys = [k for i in part for k in (f"{REMIND_JOB}:{i}", f"{REMIND_JOB}:{i}:now")]
-        jobs.update(session.execute(select(Job.dedupe_key, Job.status).where(Job.dedupe_key.in_(keys))).tuples().all())
-    invitation_ids = [i for i in candidates
-                      if "running" not in (jobs.get(f"{REMIND_JOB}:{i}"), jobs.get(f"{REMIND_JOB}:{i}:now"))]
+        jobs.update(
+            session.execute(select(Job.dedupe_key, Job.status).where(Job.dedupe_key.in_(keys))).tuples().all()
+        )
+    invitation_ids = [
+        i
+        for i in candidates
+        if "running" not in (jobs.get(f"{REMIND_JOB}:{i}"), jobs.get(f"{REMIND_JOB}:{i}:now"))
+    ]
     for part in chunks(invitation_ids):
-        session.execute(update(Job).where(
-            Job.dedupe_key.in_([f"{REMIND_JOB}:{i}" for i in part]), Job.status == "queued",
-        ).values(status="done", last_error="replaced by a reminder sent now", updated_at=now))
+        session.execute(
+            update(Job)
+            .where(
+                Job.dedupe_key.in_([f"{REMIND_JOB}:{i}" for i in part]),
+                Job.status == "queued",
+            )
+            .values(status="done", last_error="replaced by a reminder sent now", updated_at=now)
+        )
         # asked for before and not sent (its mail was refused): ask again
-        session.execute(update(Job).where(
-            Job.dedupe_key.in_([f"{REMIND_JOB}:{i}:now" for i in part]), Job.status.in_(("done", "failed")),
-        ).values(status="queued", run_at=now, attempts=0, last_error=None, updated_at=now))
-    enqueue_new(session, REMIND_JOB, [({"invitation_id": i, "now": True}, f"{REMIND_JOB}:{i}:now")
-                                      for i in invitation_ids if f"{REMIND_JOB}:{i}:now" not in jobs],
-                org_id=survey.org_id, run_at=now, max_attempts=MAIL_ATTEMPTS)
+        session.execute(
+            update(Job)
+            .where(
+                Job.dedupe_key.in_([f"{REMIND_JOB}:{i}:now" for i in part]),
+                Job.status.in_(("done", "failed")),
+            )
+            .values(status="queued", run_at=now, attempts=0, last_error=None, updated_at=now)
+        )
+    enqueue_new(
+        session,
+        REMIND_JOB,
+        [
+            ({"invitation_id": i, "now": True}, f"{REMIND_JOB}:{i}:now")
+            for i in invitation_ids
+            if f"{REMIND_JOB}:{i}:now" not in jobs
+        ],
+        org_id=survey.org_id,
+        run_at=now,
+        max_attempts=MAIL_ATTEMPTS,
+    )
     return len(invitation_ids)
 
 
@@ -648,7 +859,11 @@ def send_reminder(db: Database, job: JobInfo) -> None:
     with db.transaction() as session:
         reminded_at = utcnow()
         session.execute(
-            update(Invitation).where(Invitation.id == inv.id, Invitation.reminded_at.is_(None))
-            .values(reminded_at=reminded_at, updated_at=reminded_at,
-                    status=case((Invitation.status == "sent", "reminded"), else_=Invitation.status))
+            update(Invitation)
+            .where(Invitation.id == inv.id, Invitation.reminded_at.is_(None))
+            .values(
+                reminded_at=reminded_at,
+                updated_at=reminded_at,
+                status=case((Invitation.status == "sent", "reminded"), else_=Invitation.status),
+            )
         )

@@ -57,8 +57,9 @@ def create_company(body: CompanyInput, principal: Editor, session: DbSession) ->
     (409 naming the field) and can be used in paths as `extid-<externalId>` / `srcid-<sourceId>`.
     Read-only fields (`_id`, `nps`, `npsResponses`, `createdAt`, `__v` ...) are accepted and ignored.
     """
-    return json_response(service.company_out(service.create_company(session, principal.org_id,
-                                                                    body.column_values())))
+    return json_response(
+        service.company_out(service.create_company(session, principal.org_id, body.column_values()))
+    )
 
 
 @companies_router.get("", response_model=list[selectable(CompanyRead)])
@@ -72,7 +73,9 @@ def list_companies(page: ListPage, principal: Viewer, session: DbSession) -> Res
 
 
 @companies_router.get("/{key}/endusers", response_model=list[selectable(EnduserRead)])
-def company_endusers(company: CompanyByKey, page: ListPage, principal: Viewer, session: DbSession) -> Response:
+def company_endusers(
+    company: CompanyByKey, page: ListPage, principal: Viewer, session: DbSession
+) -> Response:
     """The contacts of one company, with the same `limit`, `offset`, `sort` and `select` as `GET /endusers`."""
     page.check_fields(service.ENDUSER_SORT)
     return json_response(service.list_endusers(session, principal.org_id, page, company_ids=[company.id]))
@@ -111,22 +114,28 @@ def create_enduser(body: EnduserInput, principal: Editor, session: DbSession) ->
     Without `companyId`, the contact joins the company whose `domains` hold its e-mail domain.
     Read-only fields (`_id`, `nps`, `npsComment`, `npsDate`, `__v` ...) are accepted and ignored.
     """
-    return json_response(service.enduser_out(service.create_enduser(session, principal.org_id,
-                                                                    body.column_values())))
+    return json_response(
+        service.enduser_out(service.create_enduser(session, principal.org_id, body.column_values()))
+    )
 
 
 @endusers_router.get("", response_model=list[selectable(EnduserRead)])
 def list_endusers(
-    page: ListPage, principal: Viewer, session: DbSession,
+    page: ListPage,
+    principal: Viewer,
+    session: DbSession,
     companyId: Annotated[str | None, Query(description="Comma-separated company ids")] = None,
-    email: Annotated[str | None, Query(max_length=320, description="E-mail address (case-insensitive)")] = None,
+    email: Annotated[
+        str | None, Query(max_length=320, description="E-mail address (case-insensitive)")
+    ] = None,
 ) -> Response:
     """List contacts with their latest NPS answer (`nps`, `npsComment`, `npsDate`), oldest first."""
     page.check_fields(service.ENDUSER_SORT)
     if email is not None and "\x00" in email:
         raise BadRequest.field("email", "must not contain NUL characters")
-    return json_response(service.list_endusers(session, principal.org_id, page, id_list(companyId, "companyId"),
-                                               email))
+    return json_response(
+        service.list_endusers(session, principal.org_id, page, id_list(companyId, "companyId"), email)
+    )
 
 
 @endusers_router.get("/{key:path}", response_model=EnduserRead, description=f"Get a contact by {KEY_DOC}.")

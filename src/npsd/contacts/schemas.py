@@ -10,7 +10,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 from npsd.records.schemas import ObjectId
 from npsd.validation import ColumnInput, Custom, Email, LongText, Name, ShortText, text
 
-_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+_DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$"
+)
 
 
 def _domains(values: list[str]) -> list[str]:
@@ -24,7 +26,9 @@ def _domains(values: list[str]) -> list[str]:
     return out
 
 
-Domains = Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_length=100), AfterValidator(_domains)]
+Domains = Annotated[
+    list[Annotated[str, Field(max_length=253)]], Field(max_length=100), AfterValidator(_domains)
+]
 ExternalKey = text(500)
 
 
@@ -50,9 +54,16 @@ class CompanyInput(ColumnInput):
     updatedAt: Any = Field(None, description="Read-only")
     version_: Any = Field(None, alias="__v", description="Read-only")
 
-    COLUMNS: ClassVar[dict[str, str]] = {"name": "name", "domains": "domains", "externalId": "external_id", "sourceId": "source_id",
-               "status": "status", "phase": "phase", "description": "description", "custom": "custom"}
-
+    COLUMNS: ClassVar[dict[str, str]] = {
+        "name": "name",
+        "domains": "domains",
+        "externalId": "external_id",
+        "sourceId": "source_id",
+        "status": "status",
+        "phase": "phase",
+        "description": "description",
+        "custom": "custom",
+    }
 
 
 class CompanyRead(BaseModel):
@@ -66,7 +77,9 @@ class CompanyRead(BaseModel):
     phase: str | None
     description: str | None
     custom: dict[str, Any] | None
-    nps: float | None = Field(description="NPS (-100..100) over the latest answers of its contacts, last 360 days")
+    nps: float | None = Field(
+        description="NPS (-100..100) over the latest answers of its contacts, last 360 days"
+    )
     npsResponses: int
     npsUpdatedAt: str | None
     createdAt: str
@@ -102,11 +115,20 @@ class EnduserInput(ColumnInput):
     updatedAt: Any = Field(None, description="Read-only")
     version_: Any = Field(None, alias="__v", description="Read-only")
 
-    COLUMNS: ClassVar[dict[str, str]] = {"email": "email", "name": "name", "firstName": "first_name", "lastName": "last_name",
-               "position": "position", "phone": "phone", "primary": "primary", "archived": "archived",
-               "companyId": "company_id", "externalId": "external_id", "sourceId": "source_id",
-               "custom": "custom"}
-
+    COLUMNS: ClassVar[dict[str, str]] = {
+        "email": "email",
+        "name": "name",
+        "firstName": "first_name",
+        "lastName": "last_name",
+        "position": "position",
+        "phone": "phone",
+        "primary": "primary",
+        "archived": "archived",
+        "companyId": "company_id",
+        "externalId": "external_id",
+        "sourceId": "source_id",
+        "custom": "custom",
+    }
 
 
 class EnduserRead(BaseModel):

@@ -31,37 +31,87 @@ from npsd.validation import email_key
 
 def company_out(c: Company) -> dict[str, Any]:
     return {
-        "_id": c.id, "name": c.name, "domains": c.domains or [], "externalId": c.external_id,
-        "sourceId": c.source_id, "status": c.status, "phase": c.phase, "description": c.description,
-        "custom": c.custom, "nps": c.nps, "npsResponses": c.nps_responses, "npsUpdatedAt": iso(c.nps_updated_at),
-        "createdAt": iso(c.created_at), "updatedAt": iso(c.updated_at), "__v": c.version,
+        "_id": c.id,
+        "name": c.name,
+        "domains": c.domains or [],
+        "externalId": c.external_id,
+        "sourceId": c.source_id,
+        "status": c.status,
+        "phase": c.phase,
+        "description": c.description,
+        "custom": c.custom,
+        "nps": c.nps,
+        "npsResponses": c.nps_responses,
+        "npsUpdatedAt": iso(c.nps_updated_at),
+        "createdAt": iso(c.created_at),
+        "updatedAt": iso(c.updated_at),
+        "__v": c.version,
     }
 
 
 def enduser_out(e: Enduser) -> dict[str, Any]:
     return {
-        "_id": e.id, "email": e.email, "name": e.name, "firstName": e.first_name, "lastName": e.last_name,
-        "position": e.position, "phone": e.phone, "primary": e.primary, "archived": e.archived,
-        "companyId": e.company_id, "externalId": e.external_id, "sourceId": e.source_id, "custom": e.custom,
-        "nps": e.nps, "npsComment": e.nps_comment, "npsDate": iso(e.nps_date), "npsId": e.nps_id,
-        "createdAt": iso(e.created_at), "updatedAt": iso(e.updated_at), "__v": e.version,
+        "_id": e.id,
+        "email": e.email,
+        "name": e.name,
+        "firstName": e.first_name,
+        "lastName": e.last_name,
+        "position": e.position,
+        "phone": e.phone,
+        "primary": e.primary,
+        "archived": e.archived,
+        "companyId": e.company_id,
+        "externalId": e.external_id,
+        "sourceId": e.source_id,
+        "custom": e.custom,
+        "nps": e.nps,
+        "npsComment": e.nps_comment,
+        "npsDate": iso(e.nps_date),
+        "npsId": e.nps_id,
+        "createdAt": iso(e.created_at),
+        "updatedAt": iso(e.updated_at),
+        "__v": e.version,
     }
 
 
 COMPANY_SORT = {
-    "_id": Company.id, "name": Company.name, "externalId": Company.external_id, "sourceId": Company.source_id,
-    "status": Company.status, "phase": Company.phase, "description": Company.description, "nps": Company.nps,
-    "npsResponses": Company.nps_responses, "npsUpdatedAt": Company.nps_updated_at,
-    "createdAt": Company.created_at, "updatedAt": Company.updated_at, "__v": Company.version,
-    "domains": Company.domains, "custom": Company.custom,
+    "_id": Company.id,
+    "name": Company.name,
+    "externalId": Company.external_id,
+    "sourceId": Company.source_id,
+    "status": Company.status,
+    "phase": Company.phase,
+    "description": Company.description,
+    "nps": Company.nps,
+    "npsResponses": Company.nps_responses,
+    "npsUpdatedAt": Company.nps_updated_at,
+    "createdAt": Company.created_at,
+    "updatedAt": Company.updated_at,
+    "__v": Company.version,
+    "domains": Company.domains,
+    "custom": Company.custom,
 }
 ENDUSER_SORT = {
-    "_id": Enduser.id, "email": Enduser.email_key, "name": Enduser.name, "firstName": Enduser.first_name,
-    "lastName": Enduser.last_name, "position": Enduser.position, "phone": Enduser.phone,
-    "primary": Enduser.primary, "archived": Enduser.archived, "companyId": Enduser.company_id,
-    "externalId": Enduser.external_id, "sourceId": Enduser.source_id, "custom": Enduser.custom,
-    "nps": Enduser.nps, "npsComment": Enduser.nps_comment, "npsDate": Enduser.nps_date, "npsId": Enduser.nps_id,
-    "createdAt": Enduser.created_at, "updatedAt": Enduser.updated_at, "__v": Enduser.version,
+    "_id": Enduser.id,
+    "email": Enduser.email_key,
+    "name": Enduser.name,
+    "firstName": Enduser.first_name,
+    "lastName": Enduser.last_name,
+    "position": Enduser.position,
+    "phone": Enduser.phone,
+    "primary": Enduser.primary,
+    "archived": Enduser.archived,
+    "companyId": Enduser.company_id,
+    "externalId": Enduser.external_id,
+    "sourceId": Enduser.source_id,
+    "custom": Enduser.custom,
+    "nps": Enduser.nps,
+    "npsComment": Enduser.nps_comment,
+    "npsDate": Enduser.nps_date,
+    "npsId": Enduser.nps_id,
+    "createdAt": Enduser.created_at,
+    "updatedAt": Enduser.updated_at,
+    "__v": Enduser.version,
 }
 
 
@@ -86,7 +136,9 @@ def _unique_violation(exc: IntegrityError, what: str) -> Conflict:
     text = str(exc.orig).lower()
     for column, field in (("external_id", "externalId"), ("source_id", "sourceId"), ("email", "email")):
         if column in text:
-            return Conflict(f"another {what} already has this {field}", [{"field": field, "issue": "already used"}])
+            return Conflict(
+                f"another {what} already has this {field}", [{"field": field, "issue": "already used"}]
+            )
     return Conflict(f"conflicts with another {what}")
 
 
@@ -94,19 +146,31 @@ def _unique_violation(exc: IntegrityError, what: str) -> Conflict:
 
 
 def _set_domains(session: Session, company: Company, domains: list[str]) -> None:
-    session.execute(delete(CompanyDomain).where(CompanyDomain.org_id == company.org_id,
-                                                 CompanyDomain.company_id == company.id))
+    session.execute(
+        delete(CompanyDomain).where(
+            CompanyDomain.org_id == company.org_id, CompanyDomain.company_id == company.id
+        )
+    )
     if domains:
-        session.execute(insert(CompanyDomain), [
-            {"org_id": company.org_id, "domain": d, "company_id": company.id} for d in domains])
+        session.execute(
+            insert(CompanyDomain),
+            [{"org_id": company.org_id, "domain": d, "company_id": company.id} for d in domains],
+        )
 
 
 def create_company(session: Session, org_id: str, values: dict[str, Any]) -> Company:
     if not values.get("name"):
         raise BadRequest.field("name", "is required")
     now = utcnow()
-    company = Company(id=new_id(), org_id=org_id, nps_responses=0, version=0, created_at=now, updated_at=now,
-                      **{"domains": [], **values})
+    company = Company(
+        id=new_id(),
+        org_id=org_id,
+        nps_responses=0,
+        version=0,
+        created_at=now,
+        updated_at=now,
+        **{"domains": [], **values},
+    )
     company.domains = company.domains or []
     session.add(company)
     try:
@@ -163,8 +227,10 @@ def delete_company(session: Session, company: Company, cascade: bool) -> None:
     condition = or_(NpsRecord.company_id == company.id, NpsRecord.enduser_id.in_(members))
     has_records = session.scalar(select(exists().where(NpsRecord.org_id == org_id, condition)))
     if has_records and not cascade:
-        raise Conflict("this company has NPS records; delete them first or pass cascade=true",
-                       [{"field": "cascade", "issue": "required to delete a company with NPS records"}])
+        raise Conflict(
+            "this company has NPS records; delete them first or pass cascade=true",
+            [{"field": "cascade", "issue": "required to delete a company with NPS records"}],
+        )
     if has_records:
         delete_records(session, org_id, condition)
     session.execute(delete(Enduser).where(Enduser.org_id == org_id, Enduser.company_id == company.id))
@@ -190,9 +256,11 @@ def companies_by_domain(session: Session, org_id: str, domains: set[str]) -> dic
 
 
 def _check_company(session: Session, org_id: str, company_id: str | None) -> None:
-    if company_id is not None and session.scalar(
-        select(Company.id).where(Company.org_id == org_id, Company.id == company_id)
-    ) is None:
+    if (
+        company_id is not None
+        and session.scalar(select(Company.id).where(Company.org_id == org_id, Company.id == company_id))
+        is None
+    ):
         raise BadRequest.field("companyId", "does not name a company of your organization")
 
 
@@ -210,17 +278,23 @@ def create_enduser(session: Session, org_id: str, values: dict[str, Any]) -> End
     _check_company(session, org_id, values.get("company_id"))
     key = email_key(values["email"])
     if session.scalar(select(Enduser.id).where(Enduser.org_id == org_id, Enduser.email_key == key)):
-        raise Conflict("a contact with this e-mail already exists", [{"field": "email", "issue": "already used"}])
+        raise Conflict(
+            "a contact with this e-mail already exists", [{"field": "email", "issue": "already used"}]
+        )
     if values.get("company_id") is None:
         values["company_id"] = companies_by_domain(session, org_id, {key.rsplit("@", 1)[1]}).get(
-            key.rsplit("@", 1)[1])
+            key.rsplit("@", 1)[1]
+        )
     _derive_name(values)
     now = utcnow()
     values.setdefault("primary", False)
     values.setdefault("archived", False)
-    values = {k: (v if v is not None or k not in ("primary", "archived") else False) for k, v in values.items()}
-    enduser = Enduser(id=new_id(), org_id=org_id, email_key=key, version=0, created_at=now, updated_at=now,
-                      **values)
+    values = {
+        k: (v if v is not None or k not in ("primary", "archived") else False) for k, v in values.items()
+    }
+    enduser = Enduser(
+        id=new_id(), org_id=org_id, email_key=key, version=0, created_at=now, updated_at=now, **values
+    )
     session.add(enduser)
     try:
         with session.begin_nested():
@@ -239,7 +313,9 @@ def update_enduser(session: Session, enduser: Enduser, values: dict[str, Any]) -
         if key != enduser.email_key and session.scalar(
             select(Enduser.id).where(Enduser.org_id == enduser.org_id, Enduser.email_key == key)
         ):
-            raise Conflict("a contact with this e-mail already exists", [{"field": "email", "issue": "already used"}])
+            raise Conflict(
+                "a contact with this e-mail already exists", [{"field": "email", "issue": "already used"}]
+            )
         enduser.email_key = key
     for flag in ("primary", "archived"):
         if flag in values and values[flag] is None:
@@ -282,21 +358,28 @@ def _move_records(session: Session, enduser: Enduser, old_company: str | None, n
     org_id = enduser.org_id
     was = records.c.company_id.is_(None) if old_company is None else records.c.company_id == old_company
     condition = and_(records.c.org_id == org_id, records.c.enduser_id == enduser.id, was)
-    rows = session.execute(select(records.c.campaign_id, records.c.source, records.c.date_answered,
-                                  records.c.score).where(condition)).all()
+    rows = session.execute(
+        select(records.c.campaign_id, records.c.source, records.c.date_answered, records.c.score).where(
+            condition
+        )
+    ).all()
     if not rows:
         return
     deltas: Counter[RollupKey] = Counter()
     for campaign, source, answered, score in rows:
         deltas[rollup_key(campaign, old_company, source, answered, score)] -= 1
         deltas[rollup_key(campaign, enduser.company_id, source, answered, score)] += 1
-    session.execute(update(records).where(condition).values(
-        company_id=enduser.company_id, updated_at=now, version=records.c.version + 1))
+    session.execute(
+        update(records)
+        .where(condition)
+        .values(company_id=enduser.company_id, updated_at=now, version=records.c.version + 1)
+    )
     apply_deltas(session, org_id, deltas)
 
 
-def list_endusers(session: Session, org_id: str, page: Page, company_ids: list[str] | None = None,
-                  email: str | None = None) -> list[dict[str, Any]]:
+def list_endusers(
+    session: Session, org_id: str, page: Page, company_ids: list[str] | None = None, email: str | None = None
+) -> list[dict[str, Any]]:
     stmt = select(Enduser).where(Enduser.org_id == org_id)
     if company_ids:
         stmt = stmt.where(Enduser.company_id.in_(company_ids))
@@ -316,8 +399,10 @@ def delete_enduser(session: Session, enduser: Enduser, cascade: bool) -> None:
     condition = NpsRecord.enduser_id == enduser.id
     if session.scalar(select(exists().where(NpsRecord.org_id == org_id, condition))):
         if not cascade:
-            raise Conflict("this contact has NPS records; delete them first or pass cascade=true",
-                           [{"field": "cascade", "issue": "required to delete a contact with NPS records"}])
+            raise Conflict(
+                "this contact has NPS records; delete them first or pass cascade=true",
+                [{"field": "cascade", "issue": "required to delete a contact with NPS records"}],
+            )
         delete_records(session, org_id, condition)
     company = enduser.company_id
     session.delete(enduser)

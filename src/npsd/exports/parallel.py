@@ -60,7 +60,7 @@ def _worker(path: str, busy_ms: int, pipe: Pipe, index: int, count: int) -> None
             parts: list[bytes] = []
             size = 0
             while batch := cursor.fetchmany(FETCH_ROWS):
-                part = "".join([line for line, in batch]).encode()
+                part = "".join([line for (line,) in batch]).encode()
                 parts.append(part)
                 size += len(part)
                 if size >= SEND_BYTES:  # however long the rows, a worker holds about this much
@@ -90,9 +90,19 @@ class Workers:
                 ours, theirs = socket.socketpair()
                 with theirs:
                     process = subprocess.Popen(
-                        [sys.executable, "-m", __name__, str(theirs.fileno()), path, str(busy_ms), str(index),
-                         str(count)],
-                        pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+                        [
+                            sys.executable,
+                            "-m",
+                            __name__,
+                            str(theirs.fileno()),
+                            path,
+                            str(busy_ms),
+                            str(index),
+                            str(count),
+                        ],
+                        pass_fds=(theirs.fileno(),),
+                        stdin=subprocess.DEVNULL,
+                    )
                 self.processes.append(process)
                 self.pipes.append(Pipe(ours.detach()))
         except BaseException:

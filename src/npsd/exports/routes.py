@@ -21,8 +21,10 @@ from npsd.timeutil import utcnow
 router = APIRouter(route_class=TransactionRoute, tags=["exports"])
 
 EXPORT_RESPONSES: dict[int | str, dict[str, object]] = {
-    200: {"description": "The records as a file download (`Content-Disposition: attachment`)",
-          "content": EXPORT_CONTENT},
+    200: {
+        "description": "The records as a file download (`Content-Disposition: attachment`)",
+        "content": EXPORT_CONTENT,
+    },
 }
 
 

@@ -72,7 +72,8 @@ REQUIRED_HINTS["format"] = "one of " + ", ".join(FORMATS)
 EXPORT_CONTENT: dict[str, dict[str, Any]] = {
     "text/csv": {"schema": {"type": "string"}},
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
-        "schema": {"type": "string", "format": "binary"}},
+        "schema": {"type": "string", "format": "binary"}
+    },
     "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
     "application/x-ndjson": {"schema": {"type": "string"}},
 }
@@ -82,8 +83,23 @@ MEDIA_TYPES = {
     "json": "application/json",
     "ndjson": "application/x-ndjson",
 }
-FIELDS = ("_id", "email", "score", "scoreType", "comment", "euId", "cId", "campaignId", "source", "sourceId",
-          "dateSent", "dateReminderSent", "dateAnswered", "createdAt", "updatedAt")
+FIELDS = (
+    "_id",
+    "email",
+    "score",
+    "scoreType",
+    "comment",
+    "euId",
+    "cId",
+    "campaignId",
+    "source",
+    "sourceId",
+    "dateSent",
+    "dateReminderSent",
+    "dateAnswered",
+    "createdAt",
+    "updatedAt",
+)
 BATCH_ROWS = 2000
 MAX_CUSTOM_COLUMNS = 1000  # beyond this, ``custom`` is exported as one JSON column
 XLSX_MAX_ROWS = 1_048_576  # per sheet, header included
@@ -98,12 +114,43 @@ T = NpsRecord.__table__
 
 Row = Sequence[Any]
 # record row layout: npsd.records.service.COLUMNS
-(ID, EMAIL, SCORE, COMMENT, EUID, CID, CAMPAIGN, SOURCE, SOURCE_ID, SENT, REMINDED, ANSWERED, CUSTOM, CREATED,
- UPDATED, VERSION) = range(16)
+(
+    ID,
+    EMAIL,
+    SCORE,
+    COMMENT,
+    EUID,
+    CID,
+    CAMPAIGN,
+    SOURCE,
+    SOURCE_ID,
+    SENT,
+    REMINDED,
+    ANSWERED,
+    CUSTOM,
+    CREATED,
+    UPDATED,
+    VERSION,
+) = range(16)
 DATE_COLUMNS = frozenset({SENT, REMINDED, ANSWERED, CREATED, UPDATED})
 # the row index behind each exported field (scoreType is derived from the score)
-FIELD_SOURCES = (ID, EMAIL, SCORE, SCORE, COMMENT, EUID, CID, CAMPAIGN, SOURCE, SOURCE_ID, SENT, REMINDED,
-                 ANSWERED, CREATED, UPDATED)
+FIELD_SOURCES = (
+    ID,
+    EMAIL,
+    SCORE,
+    SCORE,
+    COMMENT,
+    EUID,
+    CID,
+    CAMPAIGN,
+    SOURCE,
+    SOURCE_ID,
+    SENT,
+    REMINDED,
+    ANSWERED,
+    CREATED,
+    UPDATED,
+)
 
 
 def check_format(fmt: str | None) -> str:
@@ -131,7 +178,10 @@ def stream_records(db: Database, stmt: Select[Any], fmt: str, filename_stem: str
     stem = _UNSAFE_FILENAME.sub("-", filename_stem).strip("-") or "nps"
     filename = f"{stem}-{utcnow().date().isoformat()}.{fmt}"
     writers: dict[str, Callable[[Database, Select[Any]], Iterator[bytes]]] = {
-        "csv": write_csv, "xlsx": write_xlsx, "json": write_json, "ndjson": write_ndjson,
+        "csv": write_csv,
+        "xlsx": write_xlsx,
+        "json": write_json,
+        "ndjson": write_ndjson,
     }
     return StreamingResponse(
         writers[fmt](db, stmt),
@@ -166,7 +216,9 @@ def iso_text(column: Any, dialect: str) -> Any:
     # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' (SQLAlchemy's form, always six digits): cutting
     # it up costs a fraction of strftime, and truncates to milliseconds exactly as iso() does.
     text_ = type_coerce(column, String)
-    return func.replace(func.substr(text_, 1, 23), literal(" ", String), literal("T", String)) + literal("Z", String)
+    return func.replace(func.substr(text_, 1, 23), literal(" ", String), literal("T", String)) + literal(
+        "Z", String
+    )
 
 
 def raw_columns(stmt: Select[Any], dialect: str, text_dates: bool) -> Select[Any]:
@@ -184,8 +236,13 @@ def raw_columns(stmt: Select[Any], dialect: str, text_dates: bool) -> Select[Any
 
 
 @contextmanager
-def open_rows(db: Database, stmt: Select[Any], want_keys: bool, text_dates: bool = True,
-              csv_cells_on_sqlite: bool = False) -> Iterator[Source]:
+def open_rows(
+    db: Database,
+    stmt: Select[Any],
+    want_keys: bool,
+    text_dates: bool = True,
+    csv_cells_on_sqlite: bool = False,
+) -> Iterator[Source]:
     """Open the export's own read transaction and yield what the writers read."""
     sqlite = db.is_sqlite
     with db.engine.connect() as conn:
@@ -201,7 +258,11 @@ def open_rows(db: Database, stmt: Select[Any], want_keys: bool, text_dates: bool
             try:
                 keys = custom_keys(conn, stmt) if want_keys else None
                 cells = csv_cells_on_sqlite and sqlite and sql_cells_possible(keys or [])
-                query = csv_lines_sql(stmt, keys or []) if cells else raw_columns(stmt, conn.dialect.name, text_dates)
+                query = (
+                    csv_lines_sql(stmt, keys or [])
+                    if cells
+                    else raw_columns(stmt, conn.dialect.name, text_dates)
+                )
                 if cells:
                     # finished cells need no result processing: read the driver's tuples directly
                     # (no yield_per here: its buffering would take rows off the cursor first)
@@ -237,14 +298,24 @@ def custom_keys(conn: Connection, stmt: Select[Any]) -> list[str]:
     sub = sub.subquery()
     if conn.dialect.name == "postgresql":
         key = func.jsonb_object_keys(sub.c.custom).label("key")
-        query = (select(key).where(func.jsonb_typeof(sub.c.custom) == "object").distinct()
-                 .limit(MAX_CUSTOM_COLUMNS + 1))
+        query = (
+            select(key)
+            .where(func.jsonb_typeof(sub.c.custom) == "object")
+            .distinct()
+            .limit(MAX_CUSTOM_COLUMNS + 1)
+        )
     else:
         # only objects have keys; stored JSON text starts with its first character, so the test
         # needs no parse (json_type would parse every record once more than json_each does)
         each = func.json_each(sub.c.custom).table_valued("key", name="custom_key")
-        query = (select(each.c.key).select_from(sub).join(each, true())
-                 .where(func.substr(sub.c.custom, 1, 1) == "{").distinct().limit(MAX_CUSTOM_COLUMNS + 1))
+        query = (
+            select(each.c.key)
+            .select_from(sub)
+            .join(each, true())
+            .where(func.substr(sub.c.custom, 1, 1) == "{")
+            .distinct()
+            .limit(MAX_CUSTOM_COLUMNS + 1)
+        )
     keys = sorted(k for k in conn.execute(query).scalars() if k is not None)
     return ["*"] if len(keys) > MAX_CUSTOM_COLUMNS else keys
 
@@ -297,7 +368,7 @@ def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
         yield _header_bytes(keys)
         if src.cells:
             for batch in src.batches:
-                yield "".join([line for line, in batch]).encode()
+                yield "".join([line for (line,) in batch]).encode()
         else:
             yield from _python_csv(src.batches, keys)
 
@@ -332,8 +403,14 @@ def _parallel_plan(db: Database, stmt: Select[Any]) -> tuple[str, Any, bool, int
     if len(order) != 2 or not all(isinstance(o, UnaryExpression) for o in order):
         return None
     (column, direction), (tie, tie_direction) = ((o.element, o.modifier) for o in order)
-    if (tie is not T.c.id or direction is not tie_direction or not isinstance(column, Column)
-            or column.table is not T or column.nullable or direction not in (operators.desc_op, operators.asc_op)):
+    if (
+        tie is not T.c.id
+        or direction is not tie_direction
+        or not isinstance(column, Column)
+        or column.table is not T
+        or column.nullable
+        or direction not in (operators.desc_op, operators.asc_op)
+    ):
         return None
     with db.engine.connect() as conn:
         rows = conn.execute(stmt.with_only_columns(func.count()).order_by(None)).scalar_one()
@@ -363,8 +440,9 @@ def _after(key: tuple[Any, Any], previous: tuple[Any, Any], descending: bool) ->
     return key < previous if descending else key > previous
 
 
-def _write_csv_parallel(db: Database, stmt: Select[Any], path: str, column: Any, descending: bool,
-                        count: int) -> Iterator[bytes]:
+def _write_csv_parallel(
+    db: Database, stmt: Select[Any], path: str, column: Any, descending: bool, count: int
+) -> Iterator[bytes]:
     """CSV of ``stmt`` written by ``count`` worker processes, block by block, in order."""
     if not PARALLEL_EXPORTS.acquire(blocking=False):
         raise RuntimeError("as many exports as allowed are using workers")
@@ -394,10 +472,16 @@ def _write_csv_parallel(db: Database, stmt: Select[Any], path: str, column: Any,
                 bound = tuple_(bindparam(f"{name}_k", ""), bindparam(f"{name}_i", ""))
                 return key >= bound if descending else key <= bound
 
-            queries = {"only": lines, "first": lines.where(through("lo")),
-                       "middle": lines.where(beyond("hi"), through("lo")), "last": lines.where(beyond("hi"))}
-            compiled = {kind: q.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-                        for kind, q in queries.items()}
+            queries = {
+                "only": lines,
+                "first": lines.where(through("lo")),
+                "middle": lines.where(beyond("hi"), through("lo")),
+                "last": lines.where(beyond("hi")),
+            }
+            compiled = {
+                kind: q.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+                for kind, q in queries.items()
+            }
             # the key that ends the block starting after ``hi``: a block's worth of index entries
             # on. Keys are read as stored (a time as its text, never a datetime that the driver
             # would print another way) and handed back unchanged.
@@ -411,8 +495,12 @@ def _write_csv_parallel(db: Database, stmt: Select[Any], path: str, column: Any,
                         end = conn.execute(first_end).first()
                     else:
                         end = conn.execute(next_end, {"hi_k": previous[0], "hi_i": previous[1]}).first()
-                    kind = {(False, False): "only", (False, True): "first", (True, True): "middle",
-                            (True, False): "last"}[(previous is not None, end is not None)]
+                    kind = {
+                        (False, False): "only",
+                        (False, True): "first",
+                        (True, True): "middle",
+                        (True, False): "last",
+                    }[(previous is not None, end is not None)]
                     values: dict[str, Any] = {}
                     if previous is not None:
                         values.update(hi_k=previous[0], hi_i=previous[1])
@@ -442,8 +530,24 @@ def _csv_lines(batch: Sequence[Row], keys: list[str]) -> list[list[Any]]:
     whole_custom = keys == ["*"]
     blanks = [None] * len(keys)
     lines = []
-    for (rid, email, score, comment, euid, cid, campaign, source, source_id, sent, reminded, answered,
-         custom, created, updated, _) in batch:
+    for (
+        rid,
+        email,
+        score,
+        comment,
+        euid,
+        cid,
+        campaign,
+        source,
+        source_id,
+        sent,
+        reminded,
+        answered,
+        custom,
+        created,
+        updated,
+        _,
+    ) in batch:
         line = [
             rid,
             "'" + email if email[:1] in unsafe else email,
@@ -455,7 +559,11 @@ def _csv_lines(batch: Sequence[Row], keys: list[str]) -> list[list[Any]]:
             None if campaign is None else ("'" + campaign if campaign[:1] in unsafe else campaign),
             None if source is None else ("'" + source if source[:1] in unsafe else source),
             None if source_id is None else ("'" + source_id if source_id[:1] in unsafe else source_id),
-            sent, reminded, answered, created, updated,
+            sent,
+            reminded,
+            answered,
+            created,
+            updated,
         ]
         if whole_custom:
             line.append(custom if custom and custom != "null" else None)
@@ -472,8 +580,9 @@ def _csv_lines(batch: Sequence[Row], keys: list[str]) -> list[list[Any]]:
 def _escaped(text_sql: Any) -> Any:
     """SQL for a text cell with the formula guard applied (``'`` before =, +, -, @, TAB, CR)."""
     # one GLOB on the first character (the trailing * matches the rest at once)
-    return case((text_sql.op("GLOB")(literal(FORMULA_GLOB, String)), literal("'", String) + text_sql),
-                else_=text_sql)
+    return case(
+        (text_sql.op("GLOB")(literal(FORMULA_GLOB, String)), literal("'", String) + text_sql), else_=text_sql
+    )
 
 
 # One GLOB scan tells whether a cell needs quotes: it holds a quote, a comma, LF or CR.
@@ -486,9 +595,12 @@ def _quoted(text_sql: Any, value: Any) -> Any:
     the empty cell), as the ``csv`` module writes it."""
     quote = literal('"', String)
     return case(
-        (text_sql.op("GLOB")(literal(NEEDS_QUOTES, String)),
-         quote + func.replace(value, quote, literal('""', String)) + quote),
-        else_=func.coalesce(value, EMPTY))
+        (
+            text_sql.op("GLOB")(literal(NEEDS_QUOTES, String)),
+            quote + func.replace(value, quote, literal('""', String)) + quote,
+        ),
+        else_=func.coalesce(value, EMPTY),
+    )
 
 
 def _text_cell(text_sql: Any) -> Any:
@@ -505,9 +617,17 @@ def _sqlite_custom_cell(custom: Any, key: str) -> Any:
     as_json = type_coerce(custom.op("->")(path), String)  # the value's own JSON text
     nested = _quoted(as_json, as_json)
     return case(  # CASE json_type(...) WHEN ...: the type is looked up once
-        {"integer": as_json, "real": as_json, "true": literal("true", String), "false": literal("false", String),
-         "text": _text_cell(value), "object": nested, "array": nested},
-        value=func.json_type(custom, path), else_=EMPTY,
+        {
+            "integer": as_json,
+            "real": as_json,
+            "true": literal("true", String),
+            "false": literal("false", String),
+            "text": _text_cell(value),
+            "object": nested,
+            "array": nested,
+        },
+        value=func.json_type(custom, path),
+        else_=EMPTY,
     )
 
 
@@ -517,8 +637,12 @@ MAX_SQL_CUSTOM_KEYS = 250  # each key's cell binds ~50 values; SQLite allows 32,
 def sql_cells_possible(keys: list[str]) -> bool:
     """Whether SQLite can write the CSV lines itself: JSON paths must name every key, the key
     count keep the statement's bound values within SQLite's limit, and ``->`` exist (3.38)."""
-    return (keys != ["*"] and len(keys) <= MAX_SQL_CUSTOM_KEYS and sqlite3.sqlite_version_info >= (3, 38)
-            and not any('"' in k or "\\" in k for k in keys))
+    return (
+        keys != ["*"]
+        and len(keys) <= MAX_SQL_CUSTOM_KEYS
+        and sqlite3.sqlite_version_info >= (3, 38)
+        and not any('"' in k or "\\" in k for k in keys)
+    )
 
 
 PRINTF_ARGS = 100  # cells per printf() call: SQLite functions take at most 127 arguments
@@ -531,7 +655,7 @@ def csv_lines_sql(stmt: Select[Any], keys: list[str]) -> Select[Any]:
     cells = csv_cells(stmt, keys)
     parts = []
     for start in range(0, len(cells), PRINTF_ARGS):
-        chunk = cells[start:start + PRINTF_ARGS]
+        chunk = cells[start : start + PRINTF_ARGS]
         end = "\r\n" if start + PRINTF_ARGS >= len(cells) else ","
         parts.append(func.printf(literal(",".join(["%s"] * len(chunk)) + end, String), *chunk, type_=String))
     line = parts[0]
@@ -543,18 +667,31 @@ def csv_lines_sql(stmt: Select[Any], keys: list[str]) -> Select[Any]:
 def csv_cells(stmt: Select[Any], keys: list[str]) -> list[Any]:
     """The finished CSV cells of ``stmt``'s rows (record ``COLUMNS``), all text (SQLite SQL)."""
     c = list(stmt.selected_columns)
+
     def text_(i: int) -> Any:
         return type_coerce(c[i], String)
+
     custom = type_coerce(c[CUSTOM], String)
     score = c[SCORE]
     cells = [
-        c[ID], _text_cell(text_(EMAIL)), cast(score, String),
-        case((score >= 9, literal("promoter", String)), (score >= 7, literal("passive", String)),
-             else_=literal("detractor", String)),
+        c[ID],
+        _text_cell(text_(EMAIL)),
+        cast(score, String),
+        case(
+            (score >= 9, literal("promoter", String)),
+            (score >= 7, literal("passive", String)),
+            else_=literal("detractor", String),
+        ),
         _text_cell(text_(COMMENT)),
-        func.coalesce(c[EUID], EMPTY), func.coalesce(c[CID], EMPTY),
-        _text_cell(text_(CAMPAIGN)), _text_cell(text_(SOURCE)), _text_cell(text_(SOURCE_ID)),
-        *(func.coalesce(iso_text(c[i], "sqlite"), EMPTY) for i in (SENT, REMINDED, ANSWERED, CREATED, UPDATED)),
+        func.coalesce(c[EUID], EMPTY),
+        func.coalesce(c[CID], EMPTY),
+        _text_cell(text_(CAMPAIGN)),
+        _text_cell(text_(SOURCE)),
+        _text_cell(text_(SOURCE_ID)),
+        *(
+            func.coalesce(iso_text(c[i], "sqlite"), EMPTY)
+            for i in (SENT, REMINDED, ANSWERED, CREATED, UPDATED)
+        ),
         *(_sqlite_custom_cell(custom, k) for k in keys),
     ]
     return cells
@@ -569,12 +706,42 @@ def _objects(src: Source, batch: Sequence[Row]) -> list[dict[str, Any]]:
     categories = CATEGORIES
     fragment = orjson.Fragment
     return [
-        {"_id": rid, "email": email, "score": score, "scoreType": categories[score], "comment": comment,
-         "euId": euid, "cId": cid, "campaignId": campaign, "source": source, "sourceId": source_id,
-         "dateSent": sent, "dateReminderSent": reminded, "dateAnswered": answered,
-         "createdAt": created, "updatedAt": updated, "custom": None if custom is None else fragment(custom)}
-        for (rid, email, score, comment, euid, cid, campaign, source, source_id, sent, reminded, answered, custom,
-             created, updated, _) in batch
+        {
+            "_id": rid,
+            "email": email,
+            "score": score,
+            "scoreType": categories[score],
+            "comment": comment,
+            "euId": euid,
+            "cId": cid,
+            "campaignId": campaign,
+            "source": source,
+            "sourceId": source_id,
+            "dateSent": sent,
+            "dateReminderSent": reminded,
+            "dateAnswered": answered,
+            "createdAt": created,
+            "updatedAt": updated,
+            "custom": None if custom is None else fragment(custom),
+        }
+        for (
+            rid,
+            email,
+            score,
+            comment,
+            euid,
+            cid,
+            campaign,
+            source,
+            source_id,
+            sent,
+            reminded,
+            answered,
+            custom,
+            created,
+            updated,
+            _,
+        ) in batch
     ]
 
 
@@ -654,10 +821,16 @@ def write_xlsx(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
         with open_rows(db, stmt, want_keys=True, text_dates=False) as src:
             keys = src.keys or []
             whole_custom = keys == ["*"]
-            workbook = xlsxwriter.Workbook(path, {
-                "constant_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
-                "strings_to_urls": False, "tmpdir": os.path.dirname(path),
-            })
+            workbook = xlsxwriter.Workbook(
+                path,
+                {
+                    "constant_memory": True,
+                    "strings_to_numbers": False,
+                    "strings_to_formulas": False,
+                    "strings_to_urls": False,
+                    "tmpdir": os.path.dirname(path),
+                },
+            )
             sheets = _Sheets(workbook, header(keys))
             sheets.start()
             base = len(FIELDS)

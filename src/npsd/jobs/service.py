@@ -78,8 +78,9 @@ def default_backoff(attempt: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempt - 1, 0), 3600))
 
 
-def handler(kind: str, backoff: Callable[[int], timedelta] = default_backoff,
-            on_failure: FailureHook | None = None) -> Callable[[Handler], Handler]:
+def handler(
+    kind: str, backoff: Callable[[int], timedelta] = default_backoff, on_failure: FailureHook | None = None
+) -> Callable[[Handler], Handler]:
     """Register the function that runs jobs of ``kind``. Raise to retry with ``backoff``;
     after ``max_attempts`` the job is ``failed`` and ``on_failure`` is called with the reason."""
 
@@ -90,34 +91,76 @@ def handler(kind: str, backoff: Callable[[int], timedelta] = default_backoff,
     return register
 
 
-def enqueue(session: Session, kind: str, payload: dict[str, Any], *, org_id: str | None = None,
-            run_at: datetime | None = None, dedupe_key: str | None = None, max_attempts: int = 8) -> str:
+def enqueue(
+    session: Session,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    org_id: str | None = None,
+    run_at: datetime | None = None,
+    dedupe_key: str | None = None,
+    max_attempts: int = 8,
+) -> str:
     """Add a job in the caller's transaction. With ``dedupe_key``, an existing job of that key wins."""
     if dedupe_key is not None:
         existing = session.scalar(select(Job.id).where(Job.dedupe_key == dedupe_key))
         if existing is not None:
             return existing
     now = utcnow()
-    job = Job(id=new_id(), org_id=org_id, kind=kind, payload=payload, dedupe_key=dedupe_key, status="queued",
-              run_at=run_at or now, attempts=0, max_attempts=max_attempts, created_at=now, updated_at=now)
+    job = Job(
+        id=new_id(),
+        org_id=org_id,
+        kind=kind,
+        payload=payload,
+        dedupe_key=dedupe_key,
+        status="queued",
+        run_at=run_at or now,
+        attempts=0,
+        max_attempts=max_attempts,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(job)
     session.flush()
     return job.id
 
 
-def enqueue_new(session: Session, kind: str, jobs: Sequence[tuple[dict[str, Any], str]], *, org_id: str | None,
-                run_at: datetime, max_attempts: int = 8) -> None:
+def enqueue_new(
+    session: Session,
+    kind: str,
+    jobs: Sequence[tuple[dict[str, Any], str]],
+    *,
+    org_id: str | None,
+    run_at: datetime,
+    max_attempts: int = 8,
+) -> None:
     """Add many jobs, each ``(payload, dedupe_key)``, in one statement, in the caller's
     transaction. For keys the caller knows to be new (unlike :func:`enqueue`, which looks first)."""
     if not jobs:
         return
     now = utcnow()
-    session.execute(insert(Job), [
-        {"id": job_id, "org_id": org_id, "kind": kind, "payload": payload, "dedupe_key": dedupe_key,
-         "status": "queued", "run_at": run_at, "attempts": 0, "max_attempts": max_attempts, "locked_by": None,
-         "locked_until": None, "last_error": None, "created_at": now, "updated_at": now}
-        for job_id, (payload, dedupe_key) in zip(new_ids(len(jobs)), jobs, strict=True)
-    ])
+    session.execute(
+        insert(Job),
+        [
+            {
+                "id": job_id,
+                "org_id": org_id,
+                "kind": kind,
+                "payload": payload,
+                "dedupe_key": dedupe_key,
+                "status": "queued",
+                "run_at": run_at,
+                "attempts": 0,
+                "max_attempts": max_attempts,
+                "locked_by": None,
+                "locked_until": None,
+                "last_error": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for job_id, (payload, dedupe_key) in zip(new_ids(len(jobs)), jobs, strict=True)
+        ],
+    )
 
 
 def claim(db: Database, worker_id: str, limit: int = 20) -> list[JobInfo]:
@@ -126,10 +169,12 @@ def claim(db: Database, worker_id: str, limit: int = 20) -> list[JobInfo]:
     with db.transaction(write=True) as session:
         query = (
             select(Job)
-            .where(or_(
-                (Job.status == "queued") & (Job.run_at <= now),
-                (Job.status == "running") & (Job.locked_until < now),
-            ))
+            .where(
+                or_(
+                    (Job.status == "queued") & (Job.run_at <= now),
+                    (Job.status == "running") & (Job.locked_until < now),
+                )
+            )
             .order_by(Job.run_at, Job.id)
             .limit(limit)
         )
@@ -143,15 +188,18 @@ def claim(db: Database, worker_id: str, limit: int = 20) -> list[JobInfo]:
             job.locked_by = worker_id
             job.locked_until = now + LEASE
             job.updated_at = now
-            claimed.append(JobInfo(job.id, job.kind, job.org_id, dict(job.payload), job.attempts,
-                                   job.max_attempts))
+            claimed.append(
+                JobInfo(job.id, job.kind, job.org_id, dict(job.payload), job.attempts, job.max_attempts)
+            )
     return claimed
 
 
 def _finish(db: Database, job: JobInfo, worker_id: str, values: dict[str, Any]) -> None:
     with db.transaction(write=True) as session:
         session.execute(
-            update(Job).where(Job.id == job.id, Job.locked_by == worker_id).values(updated_at=utcnow(), **values)
+            update(Job)
+            .where(Job.id == job.id, Job.locked_by == worker_id)
+            .values(updated_at=utcnow(), **values)
         )
 
 
@@ -164,25 +212,50 @@ def run_one(db: Database, job: JobInfo, worker_id: str) -> None:
     try:
         registration.handler(db, job)
     except RetryLater as exc:
-        _finish(db, job, worker_id, {"status": "queued", "run_at": utcnow() + exc.delay,
-                                     "attempts": job.attempts - 1, "last_error": str(exc) or None,
-                                     "locked_by": None, "locked_until": None})
+        _finish(
+            db,
+            job,
+            worker_id,
+            {
+                "status": "queued",
+                "run_at": utcnow() + exc.delay,
+                "attempts": job.attempts - 1,
+                "last_error": str(exc) or None,
+                "locked_by": None,
+                "locked_until": None,
+            },
+        )
         return
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         log.warning("job %s (%s) attempt %d failed: %s", job.id, job.kind, job.attempts, reason)
         log.debug("%s", traceback.format_exc())
         if job.attempts >= job.max_attempts:
-            _finish(db, job, worker_id, {"status": "failed", "last_error": reason, "locked_by": None,
-                                         "locked_until": None})
+            _finish(
+                db,
+                job,
+                worker_id,
+                {"status": "failed", "last_error": reason, "locked_by": None, "locked_until": None},
+            )
             if registration.on_failure is not None:
                 registration.on_failure(db, job, reason)
         else:
-            _finish(db, job, worker_id, {"status": "queued", "last_error": reason, "locked_by": None,
-                                         "locked_until": None,
-                                         "run_at": utcnow() + registration.backoff(job.attempts)})
+            _finish(
+                db,
+                job,
+                worker_id,
+                {
+                    "status": "queued",
+                    "last_error": reason,
+                    "locked_by": None,
+                    "locked_until": None,
+                    "run_at": utcnow() + registration.backoff(job.attempts),
+                },
+            )
         return
-    _finish(db, job, worker_id, {"status": "done", "last_error": None, "locked_by": None, "locked_until": None})
+    _finish(
+        db, job, worker_id, {"status": "done", "last_error": None, "locked_by": None, "locked_until": None}
+    )
 
 
 def worker_name() -> str:

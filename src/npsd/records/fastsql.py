@@ -36,7 +36,9 @@ def _sqlite_json(value: Any) -> str:
     return orjson.dumps(value).decode()  # None becomes JSON null, as SQLAlchemy stores it
 
 
-def _converters(conn: Connection, table: Table, names: Sequence[str]) -> list[tuple[int, Callable[[Any], Any]]]:
+def _converters(
+    conn: Connection, table: Table, names: Sequence[str]
+) -> list[tuple[int, Callable[[Any], Any]]]:
     sqlite = conn.dialect.name == "sqlite"
     converters: list[tuple[int, Callable[[Any], Any]]] = []
     for index, name in enumerate(names):
@@ -63,10 +65,14 @@ def _memo(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return memo
 
 
-def _params(rows: Sequence[Mapping[str, Any]], names: Sequence[str],
-            converters: list[tuple[int, Callable[[Any], Any]]]) -> list[tuple[Any, ...]]:
-    converters = [(index, _memo(convert) if convert is _sqlite_datetime else convert)
-                  for index, convert in converters]
+def _params(
+    rows: Sequence[Mapping[str, Any]],
+    names: Sequence[str],
+    converters: list[tuple[int, Callable[[Any], Any]]],
+) -> list[tuple[Any, ...]]:
+    converters = [
+        (index, _memo(convert) if convert is _sqlite_datetime else convert) for index, convert in converters
+    ]
     params = []
     for row in rows:
         values = [row[name] for name in names]
@@ -80,7 +86,9 @@ def _placeholder(conn: Connection) -> str:
     return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
-def _unnest(conn: Connection, table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> tuple[str, list[Any]]:
+def _unnest(
+    conn: Connection, table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> tuple[str, list[Any]]:
     """``unnest(%s::type[], ...)`` over one array per column of ``names``, and those arrays."""
     columns: list[list[Any]] = [[] for _ in names]
     for row in rows:
@@ -106,19 +114,29 @@ def insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
         params = _params(rows, names, _converters(conn, table, names))
         driver = conn.connection.driver_connection
         assert driver is not None
-        with driver.cursor() as cursor, cursor.copy(
-            f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
-        ) as copy:
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(
+                f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
+            ) as copy,
+        ):
             for values in params:
                 copy.write_row(values)
         return
     mark = _placeholder(conn)
-    conn.exec_driver_sql(f"{target}VALUES ({', '.join(mark for _ in names)})",
-                         _params(rows, names, _converters(conn, table, names)))
+    conn.exec_driver_sql(
+        f"{target}VALUES ({', '.join(mark for _ in names)})",
+        _params(rows, names, _converters(conn, table, names)),
+    )
 
 
-def update_many(session: Session, table: Table, columns: Sequence[str], keys: Sequence[str],
-                rows: Sequence[Mapping[str, Any]]) -> None:
+def update_many(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    keys: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+) -> None:
     """``UPDATE table SET columns... WHERE keys...`` for each of ``rows``, set-based.
 
     Each row maps every name of ``columns`` and ``keys`` to its value.
@@ -140,6 +158,8 @@ def update_many(session: Session, table: Table, columns: Sequence[str], keys: Se
         )
         return
     mark = _placeholder(conn)
-    sql = (f"UPDATE {quote(table.name)} SET {', '.join(f'{quote(c)} = {mark}' for c in columns)} "
-           f"WHERE {' AND '.join(f'{quote(k)} = {mark}' for k in keys)}")
+    sql = (
+        f"UPDATE {quote(table.name)} SET {', '.join(f'{quote(c)} = {mark}' for c in columns)} "
+        f"WHERE {' AND '.join(f'{quote(k)} = {mark}' for k in keys)}"
+    )
     conn.exec_driver_sql(sql, _params(rows, names, _converters(conn, table, names)))

@@ -25,14 +25,24 @@ def list_query(
     page: Annotated[Page, Depends(planhat_page)],
     companyId: Annotated[str | None, Query(description="Comma-separated company ids")] = None,
     campaignId: Annotated[str | None, Query(description="Comma-separated survey/campaign ids")] = None,
-    email: Annotated[str | None, Query(max_length=320, description="Contact e-mail (case-insensitive)")] = None,
+    email: Annotated[
+        str | None, Query(max_length=320, description="Contact e-mail (case-insensitive)")
+    ] = None,
     scoreType: Annotated[str | None, Query(description="promoter, passive or detractor")] = None,
-    since: Annotated[UtcDatetime | None, Query(description="Answered at or after (ISO 8601 or epoch seconds)")] = None,
+    since: Annotated[
+        UtcDatetime | None, Query(description="Answered at or after (ISO 8601 or epoch seconds)")
+    ] = None,
     until: Annotated[UtcDatetime | None, Query(description="Answered at or before")] = None,
-    updatedSince: Annotated[UtcDatetime | None, Query(description="Changed at or after, for incremental sync")] = None,
-    npsExpiryDay: Annotated[int | None, Query(
-        description="Only answers of the last N days (default 360; 0 for no limit). Not applied by default "
-                    "when since or updatedSince is given.")] = None,
+    updatedSince: Annotated[
+        UtcDatetime | None, Query(description="Changed at or after, for incremental sync")
+    ] = None,
+    npsExpiryDay: Annotated[
+        int | None,
+        Query(
+            description="Only answers of the last N days (default 360; 0 for no limit). Not applied by default "
+            "when since or updatedSince is given."
+        ),
+    ] = None,
 ) -> service.ListQuery:
     page.check_fields(service.OUTPUT_FIELDS)
     for name, value in (("email", email), ("campaignId", campaignId)):
@@ -49,9 +59,18 @@ def list_query(
     if campaigns and any(len(c) > 64 for c in campaigns):
         raise BadRequest.field("campaignId", "each id must be at most 64 characters")
     return service.ListQuery(
-        company_ids=id_list(companyId, "companyId"), campaign_ids=campaigns, email=email, score_type=scoreType,
-        since=since, until=until, updated_since=updatedSince, expiry_days=expiry, sort=page.sort,
-        limit=page.limit, offset=page.offset, select=page.select,
+        company_ids=id_list(companyId, "companyId"),
+        campaign_ids=campaigns,
+        email=email,
+        score_type=scoreType,
+        since=since,
+        until=until,
+        updated_since=updatedSince,
+        expiry_days=expiry,
+        sort=page.sort,
+        limit=page.limit,
+        offset=page.offset,
+        select=page.select,
     )
 
 
@@ -83,8 +102,12 @@ def list_nps(q: ListQueryDep, principal: Viewer, session: DbSession) -> Response
     return json_response(service.list_records(session, principal.org_id, q))
 
 
-@router.put("/nps", response_model=BulkResult, openapi_extra=BULK_BODY_SCHEMA,
-            responses={206: {"model": BulkResult, "description": "Some items failed; see the error lists"}})
+@router.put(
+    "/nps",
+    response_model=BulkResult,
+    openapi_extra=BULK_BODY_SCHEMA,
+    responses={206: {"model": BulkResult, "description": "Some items failed; see the error lists"}},
+)
 def bulk_upsert_nps(items: RawJson, principal: Editor, session: DbSession) -> Response:
     """Bulk upsert up to 5,000 records.
 
@@ -97,7 +120,9 @@ def bulk_upsert_nps(items: RawJson, principal: Editor, session: DbSession) -> Re
     return json_response(outcome.body(), status_code=206 if outcome.failed else 200)
 
 
-async def record_by_key(request: Request, key: RecordKey, principal: Viewer, session: DbSession) -> dict[str, Any]:
+async def record_by_key(
+    request: Request, key: RecordKey, principal: Viewer, session: DbSession
+) -> dict[str, Any]:
     """The record named in the path, in the caller's organization, or 404 (400 for a malformed key)."""
     return await point_read(request, service.find_record, session, principal.org_id, key)
 

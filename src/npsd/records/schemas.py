@@ -30,8 +30,6 @@ def _milliseconds(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond - extra) if extra else value
 
 
-
-
 ObjectId = Annotated[str, AfterValidator(_object_id)]
 Date = Annotated[UtcDatetime, AfterValidator(_milliseconds)]
 CampaignId = text(64)

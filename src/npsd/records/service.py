@@ -50,45 +50,119 @@ from npsd.validation import email_key
 MAX_BULK = 5000
 T = NpsRecord.__table__
 COLUMNS = (
-    T.c.id, T.c.email, T.c.score, T.c.comment, T.c.enduser_id, T.c.company_id, T.c.campaign_id, T.c.source,
-    T.c.source_id, T.c.date_sent, T.c.date_reminder_sent, T.c.date_answered, T.c.custom, T.c.created_at,
-    T.c.updated_at, T.c.version,
+    T.c.id,
+    T.c.email,
+    T.c.score,
+    T.c.comment,
+    T.c.enduser_id,
+    T.c.company_id,
+    T.c.campaign_id,
+    T.c.source,
+    T.c.source_id,
+    T.c.date_sent,
+    T.c.date_reminder_sent,
+    T.c.date_answered,
+    T.c.custom,
+    T.c.created_at,
+    T.c.updated_at,
+    T.c.version,
 )
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
-MUTABLE = ("email", "score", "comment", "enduser_id", "company_id", "campaign_id", "source", "source_id",
-           "date_sent", "date_reminder_sent", "date_answered", "custom")
+MUTABLE = (
+    "email",
+    "score",
+    "comment",
+    "enduser_id",
+    "company_id",
+    "campaign_id",
+    "source",
+    "source_id",
+    "date_sent",
+    "date_reminder_sent",
+    "date_answered",
+    "custom",
+)
 
 # output field -> column, for ``sort``
 SORTABLE: dict[str, Any] = {
-    "_id": T.c.id, "npsId": T.c.id, "email": T.c.email, "score": T.c.score, "nps": T.c.score,
-    "scoreType": T.c.score, "comment": T.c.comment, "npsComment": T.c.comment, "euId": T.c.enduser_id,
-    "cId": T.c.company_id, "campaignId": T.c.campaign_id, "source": T.c.source, "sourceId": T.c.source_id,
-    "dateSent": T.c.date_sent, "npsSent": T.c.date_sent, "dateReminderSent": T.c.date_reminder_sent,
-    "dateAnswered": T.c.date_answered, "npsDate": T.c.date_answered, "custom": T.c.custom,
-    "createdAt": T.c.created_at, "updatedAt": T.c.updated_at, "__v": T.c.version,
+    "_id": T.c.id,
+    "npsId": T.c.id,
+    "email": T.c.email,
+    "score": T.c.score,
+    "nps": T.c.score,
+    "scoreType": T.c.score,
+    "comment": T.c.comment,
+    "npsComment": T.c.comment,
+    "euId": T.c.enduser_id,
+    "cId": T.c.company_id,
+    "campaignId": T.c.campaign_id,
+    "source": T.c.source,
+    "sourceId": T.c.source_id,
+    "dateSent": T.c.date_sent,
+    "npsSent": T.c.date_sent,
+    "dateReminderSent": T.c.date_reminder_sent,
+    "dateAnswered": T.c.date_answered,
+    "npsDate": T.c.date_answered,
+    "custom": T.c.custom,
+    "createdAt": T.c.created_at,
+    "updatedAt": T.c.updated_at,
+    "__v": T.c.version,
 }
 OUTPUT_FIELDS = frozenset(SORTABLE)
 SCORE_TYPES = {"promoter": (9, 10), "passive": (7, 8), "detractor": (0, 6)}
 
 
-def to_output(row: Sequence[Any], stamp: Callable[[Any], str | None] = iso,
-              load: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+def to_output(
+    row: Sequence[Any], stamp: Callable[[Any], str | None] = iso, load: Callable[[Any], Any] | None = None
+) -> dict[str, Any]:
     """A record row (in ``COLUMNS`` order) as the Planhat JSON object.
 
     ``stamp`` turns a stored time into the API's ISO form and ``load`` decodes ``custom``; the
     defaults take what SQLAlchemy returns, the list's SQLite fast path passes raw-value versions.
     """
-    (rid, email, score, comment, euid, cid, campaign, source, source_id, sent, reminded, answered, custom,
-     created, updated, version) = row
+    (
+        rid,
+        email,
+        score,
+        comment,
+        euid,
+        cid,
+        campaign,
+        source,
+        source_id,
+        sent,
+        reminded,
+        answered,
+        custom,
+        created,
+        updated,
+        version,
+    ) = row
     answered_iso = stamp(answered)
     sent_iso = stamp(sent)
     return {
-        "_id": rid, "email": email, "score": score, "comment": comment, "scoreType": category(score),
-        "euId": euid, "cId": cid, "campaignId": campaign, "source": source, "sourceId": source_id,
-        "dateSent": sent_iso, "dateReminderSent": stamp(reminded), "dateAnswered": answered_iso,
+        "_id": rid,
+        "email": email,
+        "score": score,
+        "comment": comment,
+        "scoreType": category(score),
+        "euId": euid,
+        "cId": cid,
+        "campaignId": campaign,
+        "source": source,
+        "sourceId": source_id,
+        "dateSent": sent_iso,
+        "dateReminderSent": stamp(reminded),
+        "dateAnswered": answered_iso,
         "custom": load(custom) if load is not None else custom,
-        "createdAt": stamp(created), "updatedAt": stamp(updated), "__v": version,
-        "nps": score, "npsComment": comment, "npsDate": answered_iso, "npsSent": sent_iso, "npsId": rid,
+        "createdAt": stamp(created),
+        "updatedAt": stamp(updated),
+        "__v": version,
+        "nps": score,
+        "npsComment": comment,
+        "npsDate": answered_iso,
+        "npsSent": sent_iso,
+        "npsId": rid,
     }
 
 
@@ -96,7 +170,8 @@ def to_output(row: Sequence[Any], stamp: Callable[[Any], str | None] = iso,
 # The list reads them raw and reshapes the text, rather than parse every value into Python
 # objects and format it again: on 10,000 rows that is a good part of the request.
 RAW_COLUMNS = tuple(
-    type_coerce(c, String).label(c.name) if isinstance(c.type, DateTime | JSON) else c for c in COLUMNS)
+    type_coerce(c, String).label(c.name) if isinstance(c.type, DateTime | JSON) else c for c in COLUMNS
+)
 
 
 def _raw_stamp(value: str | None) -> str | None:
@@ -139,10 +214,13 @@ def find_record(session: Session, org_id: str, key: str) -> dict[str, Any]:
     checked before the query: PostgreSQL refuses NUL in text parameters.
     """
     if "\x00" in key or len(key) > MAX_KEY_LENGTH:
-        raise BadRequest.field("id", f"must be a 24-character hexadecimal id or srcid-<sourceId>, without NUL "
-                                     f"characters and at most {MAX_KEY_LENGTH} characters long")
+        raise BadRequest.field(
+            "id",
+            f"must be a 24-character hexadecimal id or srcid-<sourceId>, without NUL "
+            f"characters and at most {MAX_KEY_LENGTH} characters long",
+        )
     if key.startswith("srcid-"):
-        stmt, value = _BY_SOURCE_ID, key[len("srcid-"):]
+        stmt, value = _BY_SOURCE_ID, key[len("srcid-") :]
     elif is_id(key):
         stmt, value = _BY_ID, key
     else:
@@ -153,8 +231,9 @@ def find_record(session: Session, org_id: str, key: str) -> dict[str, Any]:
     return dict(zip(COLUMN_NAMES, row, strict=True))
 
 
-def _rows_by(session: Session, org_id: str, column: Any, values: set[str],
-             states: dict[str, ContactState]) -> dict[str, dict[str, Any]]:
+def _rows_by(
+    session: Session, org_id: str, column: Any, values: set[str], states: dict[str, ContactState]
+) -> dict[str, dict[str, Any]]:
     """The organization's records whose ``column`` is one of ``values``, keyed by that value.
 
     Their contacts' roll-up state comes in the same query (into ``states``), for the write.
@@ -163,7 +242,8 @@ def _rows_by(session: Session, org_id: str, column: Any, values: set[str],
     width = len(COLUMNS)
     for part in chunks(values):
         for row in session.execute(
-            select(*COLUMNS, *CONTACT_STATE_COLUMNS).join_from(T, ENDUSER, ENDUSER.c.id == T.c.enduser_id)
+            select(*COLUMNS, *CONTACT_STATE_COLUMNS)
+            .join_from(T, ENDUSER, ENDUSER.c.id == T.c.enduser_id)
             .where(T.c.org_id == org_id, column.in_(part))
         ):
             rec = dict(zip(COLUMN_NAMES, row[:width], strict=True))
@@ -243,15 +323,20 @@ class Planner:
         self.known_source_ids: dict[str, str] = {}  # sourceId -> existing record id
         self.companies: set[str] = set()
 
-    def preload(self, inputs: Sequence[NpsInput | None], known_source_ids: dict[str, str] | None = None) -> None:
+    def preload(
+        self, inputs: Sequence[NpsInput | None], known_source_ids: dict[str, str] | None = None
+    ) -> None:
         """Fetch in a few queries what validating ``inputs`` needs: their companies and sourceIds.
 
         ``known_source_ids`` (sourceId -> record id) spares the query when the caller has them.
         """
         cids = {i.cId for i in inputs if i is not None and i.cId}
         for part in chunks(cids):
-            self.companies.update(self.session.scalars(
-                select(Company.id).where(Company.org_id == self.org_id, Company.id.in_(part))))
+            self.companies.update(
+                self.session.scalars(
+                    select(Company.id).where(Company.org_id == self.org_id, Company.id.in_(part))
+                )
+            )
         if known_source_ids is not None:
             self.known_source_ids = known_source_ids
             return
@@ -328,12 +413,16 @@ class Planner:
         return True
 
 
-def _contact_states(session: Session, org_id: str, column: Any, values: Collection[str]) -> list[ContactState]:
+def _contact_states(
+    session: Session, org_id: str, column: Any, values: Collection[str]
+) -> list[ContactState]:
     """The contacts whose ``column`` is one of ``values``, with what the roll-up needs of them."""
     found: list[ContactState] = []
     for part in chunks(values):
         for row in session.execute(
-            select(*CONTACT_STATE_COLUMNS, Enduser.email_key).where(Enduser.org_id == org_id, column.in_(part))
+            select(*CONTACT_STATE_COLUMNS, Enduser.email_key).where(
+                Enduser.org_id == org_id, column.in_(part)
+            )
         ):
             state = contact_state(row[:6])
             state.email_key = row[6]
@@ -341,8 +430,9 @@ def _contact_states(session: Session, org_id: str, column: Any, values: Collecti
     return found
 
 
-def _resolve_contacts(session: Session, batch: Batch, needs_contact: list[dict[str, Any]],
-                      states: dict[str, ContactState]) -> list[dict[str, Any]]:
+def _resolve_contacts(
+    session: Session, batch: Batch, needs_contact: list[dict[str, Any]], states: dict[str, ContactState]
+) -> list[dict[str, Any]]:
     """Give every row in ``needs_contact`` the contact of its address, found or new.
 
     A new contact joins the row's ``cId``, else the company whose ``domains`` hold the address's
@@ -356,15 +446,29 @@ def _resolve_contacts(session: Session, batch: Batch, needs_contact: list[dict[s
         key = email_key(row["email"])
         if key not in by_key and key not in missing:
             missing[key] = row
-    domains = companies_by_domain(session, batch.org_id, {
-        key.rsplit("@", 1)[1] for key, row in missing.items() if row["company_id"] is None})
+    domains = companies_by_domain(
+        session,
+        batch.org_id,
+        {key.rsplit("@", 1)[1] for key, row in missing.items() if row["company_id"] is None},
+    )
     new_rows = []
     for eid, (key, row) in zip(new_ids(len(missing)), missing.items(), strict=True):
         company = row["company_id"] or domains.get(key.rsplit("@", 1)[1])
         by_key[key] = ContactState(eid, company, None, is_new=True)
-        new_rows.append({"id": eid, "org_id": batch.org_id, "email": row["email"], "email_key": key,
-                         "company_id": company, "primary": False, "archived": False, "version": 0,
-                         "created_at": batch.now, "updated_at": batch.now})
+        new_rows.append(
+            {
+                "id": eid,
+                "org_id": batch.org_id,
+                "email": row["email"],
+                "email_key": key,
+                "company_id": company,
+                "primary": False,
+                "archived": False,
+                "version": 0,
+                "created_at": batch.now,
+                "updated_at": batch.now,
+            }
+        )
     for row in needs_contact:
         state = by_key[email_key(row["email"])]
         row["enduser_id"] = state.id
@@ -403,14 +507,30 @@ def write_batch(session: Session, batch: Batch) -> None:
     if batch.creates:
         insert_many(session, T, batch.creates)
         for r in batch.creates:
-            deltas[rollup_key(r["campaign_id"], r["company_id"], r["source"], r["date_answered"], r["score"])] += 1
+            deltas[
+                rollup_key(r["campaign_id"], r["company_id"], r["source"], r["date_answered"], r["score"])
+            ] += 1
     if batch.updates:
         _update_records(session, org_id, batch.updates)
         for before, after in batch.updates:
-            deltas[rollup_key(before["campaign_id"], before["company_id"], before["source"],
-                              before["date_answered"], before["score"])] -= 1
-            deltas[rollup_key(after["campaign_id"], after["company_id"], after["source"],
-                              after["date_answered"], after["score"])] += 1
+            deltas[
+                rollup_key(
+                    before["campaign_id"],
+                    before["company_id"],
+                    before["source"],
+                    before["date_answered"],
+                    before["score"],
+                )
+            ] -= 1
+            deltas[
+                rollup_key(
+                    after["campaign_id"],
+                    after["company_id"],
+                    after["source"],
+                    after["date_answered"],
+                    after["score"],
+                )
+            ] += 1
     apply_deltas(session, org_id, deltas)
     write_latest(session, org_id, changed)
     companies = {states[eid].company_id for eid in changed} | {c["company_id"] for c in new_contacts}
@@ -429,7 +549,9 @@ def _output_of(row: dict[str, Any]) -> dict[str, Any]:
 MAX_UPDATE_SHAPES = 8
 
 
-def _update_records(session: Session, org_id: str, updates: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+def _update_records(
+    session: Session, org_id: str, updates: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> None:
     """Write updated records, setting only the columns that changed.
 
     Rows are grouped by which columns changed, one ``executemany`` per group: a bulk update
@@ -444,8 +566,13 @@ def _update_records(session: Session, org_id: str, updates: list[tuple[dict[str,
             columns = MUTABLE
         groups.setdefault(columns, []).append(after)
     for columns, rows in groups.items():
-        update_many(session, T, (*columns, "version", "updated_at"), ("id", "org_id"),
-                    [{**row, "org_id": org_id} for row in rows])
+        update_many(
+            session,
+            T,
+            (*columns, "version", "updated_at"),
+            ("id", "org_id"),
+            [{**row, "org_id": org_id} for row in rows],
+        )
 
 
 def create_record(session: Session, org_id: str, data: NpsInput) -> dict[str, Any]:
@@ -459,7 +586,9 @@ def create_record(session: Session, org_id: str, data: NpsInput) -> dict[str, An
     return result
 
 
-def create_records(session: Session, items: Sequence[tuple[str, NpsInput]]) -> list[dict[str, Any] | Exception]:
+def create_records(
+    session: Session, items: Sequence[tuple[str, NpsInput]]
+) -> list[dict[str, Any] | Exception]:
     """Create several independent records in the current transaction, one write per organization.
 
     Each item succeeds (its stored row, as a mapping of ``COLUMN_NAMES``) or fails on its own
@@ -510,13 +639,17 @@ def delete_records(session: Session, org_id: str, condition: ColumnElement[bool]
 
     Also the contacts' and surveys' cascades; the caller holds the organization's write lock.
     """
-    rows = [dict(zip(COLUMN_NAMES, row, strict=True))
-            for row in session.execute(select(*COLUMNS).where(T.c.org_id == org_id, condition))]
+    rows = [
+        dict(zip(COLUMN_NAMES, row, strict=True))
+        for row in session.execute(select(*COLUMNS).where(T.c.org_id == org_id, condition))
+    ]
     if not rows:
         return 0
     deltas: Counter[RollupKey] = Counter()
     for r in rows:
-        deltas[rollup_key(r["campaign_id"], r["company_id"], r["source"], r["date_answered"], r["score"])] -= 1
+        deltas[
+            rollup_key(r["campaign_id"], r["company_id"], r["source"], r["date_answered"], r["score"])
+        ] -= 1
     for part in chunks([r["id"] for r in rows]):
         session.execute(delete(T).where(T.c.org_id == org_id, T.c.id.in_(part)))
     apply_deltas(session, org_id, deltas)
@@ -553,9 +686,15 @@ class BulkOutcome:
     def body(self) -> dict[str, Any]:
         """The reply, with exactly the seed's keys in the seed's order."""
         return {
-            "created": self.created, "createdErrors": self.created_errors, "insertsKeys": self.inserts_keys,
-            "updated": self.updated, "updatedErrors": self.updated_errors, "updatesKeys": self.updates_keys,
-            "nonupdates": self.nonupdates, "modified": self.modified, "upsertedIds": self.upserted_ids,
+            "created": self.created,
+            "createdErrors": self.created_errors,
+            "insertsKeys": self.inserts_keys,
+            "updated": self.updated,
+            "updatedErrors": self.updated_errors,
+            "updatesKeys": self.updates_keys,
+            "nonupdates": self.nonupdates,
+            "modified": self.modified,
+            "upsertedIds": self.upserted_ids,
             "permissionErrors": [],
         }
 
@@ -592,16 +731,24 @@ def bulk_upsert(session: Session, org_id: str, items: Any) -> BulkOutcome:
     planner = Planner(session, org_id, utcnow())
     states = planner.batch.states
     by_id = _rows_by(session, org_id, T.c.id, {rid for rid, _ in keyables if is_id(rid)}, states)
-    by_sid = _rows_by(session, org_id, T.c.source_id,
-                      {sid for _, sid in keyables if sid is not None and "\x00" not in sid and len(sid) <= 500},
-                      states)
-    planner.preload([p for p in parsed if isinstance(p, NpsInput)],
-                    known_source_ids={sid: row["id"] for sid, row in by_sid.items()})
+    by_sid = _rows_by(
+        session,
+        org_id,
+        T.c.source_id,
+        {sid for _, sid in keyables if sid is not None and "\x00" not in sid and len(sid) <= 500},
+        states,
+    )
+    planner.preload(
+        [p for p in parsed if isinstance(p, NpsInput)],
+        known_source_ids={sid: row["id"] for sid, row in by_sid.items()},
+    )
     new_record_ids = iter(new_ids(len(items)))
     targeted: dict[str, int] = {}  # record id -> index of the applied item that updates it
     used_ids: dict[str, int] = {}  # client _id -> index of the applied item that sent it
     for index, (raw, data, (rid, sid)) in enumerate(zip(items, parsed, keyables, strict=True)):
-        existing = (by_id.get(rid) if rid is not None else None) or (by_sid.get(sid) if sid is not None else None)
+        existing = (by_id.get(rid) if rid is not None else None) or (
+            by_sid.get(sid) if sid is not None else None
+        )
         errors = outcome.updated_errors if existing is not None else outcome.created_errors
         try:
             if isinstance(data, ItemError):
@@ -610,11 +757,15 @@ def bulk_upsert(session: Session, org_id: str, items: Any) -> BulkOutcome:
                 raise ItemError(f"{rid!r} was already used by item {used_ids[rid]} of this batch", "_id")
             if existing is not None:
                 if existing["id"] in targeted:
-                    raise ItemError(f"names the same record as item {targeted[existing['id']]} of this batch",
-                                    "_id" if rid is not None and rid in by_id else "sourceId")
+                    raise ItemError(
+                        f"names the same record as item {targeted[existing['id']]} of this batch",
+                        "_id" if rid is not None and rid in by_id else "sourceId",
+                    )
                 changed = planner.plan_update(existing, data)
                 targeted[existing["id"]] = index
-                outcome.updates_keys.append({k: v for k, v in (("_id", rid), ("sourceId", sid)) if v is not None})
+                outcome.updates_keys.append(
+                    {k: v for k, v in (("_id", rid), ("sourceId", sid)) if v is not None}
+                )
                 if changed:
                     outcome.updated += 1
                     outcome.modified.append(existing["id"])
@@ -666,8 +817,11 @@ def filtered(org_id: str, q: ListQuery, now: datetime) -> Select[Any]:
     if q.campaign_ids:
         stmt = stmt.where(T.c.campaign_id.in_(q.campaign_ids))
     if q.email:
-        stmt = stmt.where(T.c.enduser_id.in_(
-            select(Enduser.id).where(Enduser.org_id == org_id, Enduser.email_key == email_key(q.email))))
+        stmt = stmt.where(
+            T.c.enduser_id.in_(
+                select(Enduser.id).where(Enduser.org_id == org_id, Enduser.email_key == email_key(q.email))
+            )
+        )
     if q.score_type:
         low, high = SCORE_TYPES[q.score_type]
         stmt = stmt.where(T.c.score.between(low, high))
@@ -697,8 +851,10 @@ def ordered(stmt: Select[Any], sort: str | None) -> Select[Any]:
 def list_records(session: Session, org_id: str, q: ListQuery) -> list[dict[str, Any]]:
     stmt = ordered(filtered(org_id, q, utcnow()), q.sort).limit(q.limit).offset(q.offset)
     if session.get_bind().dialect.name == "sqlite":
-        rows = [to_output(row, _raw_stamp, _raw_json)
-                for row in session.execute(stmt.with_only_columns(*RAW_COLUMNS)).all()]
+        rows = [
+            to_output(row, _raw_stamp, _raw_json)
+            for row in session.execute(stmt.with_only_columns(*RAW_COLUMNS)).all()
+        ]
     else:
         rows = [to_output(row) for row in session.execute(stmt).all()]
     if q.select:

@@ -33,7 +33,6 @@ from npsd.validation import UtcDatetime
 router = APIRouter(route_class=TransactionRoute, prefix="/v1/nps-surveys", tags=["surveys"])
 
 
-
 IdParam = Annotated[str, Path(description="Survey id (24 hexadecimal characters)")]
 
 
@@ -65,8 +64,9 @@ def _text_param(value: str | None, name: str) -> str | None:
     return value.strip() or None
 
 
-def _order(sort_by: str | None, sort_order: str | None, allowed: tuple[str, ...] | list[str],
-           default: str) -> tuple[str, bool]:
+def _order(
+    sort_by: str | None, sort_order: str | None, allowed: tuple[str, ...] | list[str], default: str
+) -> tuple[str, bool]:
     if sort_by is not None and sort_by not in allowed:
         raise BadRequest.field("sortBy", f"must be one of {', '.join(allowed)}")
     order = (sort_order or "desc").lower()
@@ -81,31 +81,54 @@ SortOrderParam = Annotated[str | None, Query(max_length=10, description="asc or 
 def survey_query(
     page: PageParam = 1,
     limit: LimitParam = 20,
-    sortBy: Annotated[str | None, Query(
-        max_length=50, description=f"One of {', '.join(service.SURVEY_SORT)} (default createdAt)")] = None,
+    sortBy: Annotated[
+        str | None,
+        Query(max_length=50, description=f"One of {', '.join(service.SURVEY_SORT)} (default createdAt)"),
+    ] = None,
     sortOrder: SortOrderParam = None,
-    isActive: Annotated[bool | None, Query(description="Only active (true) or inactive (false) surveys")] = None,
+    isActive: Annotated[
+        bool | None, Query(description="Only active (true) or inactive (false) surveys")
+    ] = None,
     surveyType: Annotated[SurveyType | None, Query(description="RELATIONSHIP or TRANSACTIONAL")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text in the name or description")] = None,
 ) -> service.SurveyQuery:
     sort_by, descending = _order(sortBy, sortOrder, service.SURVEY_SORT, "createdAt")
-    return service.SurveyQuery(page=page, limit=limit, sort_by=sort_by, descending=descending,
-                               is_active=isActive, survey_type=surveyType, q=_text_param(q, "q"))
+    return service.SurveyQuery(
+        page=page,
+        limit=limit,
+        sort_by=sort_by,
+        descending=descending,
+        is_active=isActive,
+        survey_type=surveyType,
+        q=_text_param(q, "q"),
+    )
 
 
 def response_filters(
-    sortBy: Annotated[str | None, Query(
-        max_length=50, description=f"One of {', '.join(service.RESPONSE_SORT)} (default respondedAt)")] = None,
+    sortBy: Annotated[
+        str | None,
+        Query(max_length=50, description=f"One of {', '.join(service.RESPONSE_SORT)} (default respondedAt)"),
+    ] = None,
     sortOrder: SortOrderParam = None,
-    scoreType: Annotated[str | None, Query(
-        max_length=20, description="promoter, passive or detractor (any case)")] = None,
-    since: Annotated[UtcDatetime | None, Query(description="Answered at or after (ISO 8601 or epoch seconds)")] = None,
+    scoreType: Annotated[
+        str | None, Query(max_length=20, description="promoter, passive or detractor (any case)")
+    ] = None,
+    since: Annotated[
+        UtcDatetime | None, Query(description="Answered at or after (ISO 8601 or epoch seconds)")
+    ] = None,
     until: Annotated[UtcDatetime | None, Query(description="Answered at or before")] = None,
-    companyId: Annotated[str | None, Query(max_length=2500, description="Comma-separated company ids")] = None,
-    email: Annotated[str | None, Query(max_length=320, description="Respondent e-mail (case-insensitive)")] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Text in the comment (case-insensitive)")] = None,
-    hasComment: Annotated[bool | None, Query(description="Only responses with (true) or without (false) a comment")]
-    = None,
+    companyId: Annotated[
+        str | None, Query(max_length=2500, description="Comma-separated company ids")
+    ] = None,
+    email: Annotated[
+        str | None, Query(max_length=320, description="Respondent e-mail (case-insensitive)")
+    ] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Text in the comment (case-insensitive)")
+    ] = None,
+    hasComment: Annotated[
+        bool | None, Query(description="Only responses with (true) or without (false) a comment")
+    ] = None,
 ) -> service.ResponseQuery:
     sort_by, descending = _order(sortBy, sortOrder, tuple(service.RESPONSE_SORT), "respondedAt")
     score_type = scoreType.strip().lower() if scoreType else None
@@ -114,9 +137,15 @@ def response_filters(
     if since is not None and until is not None and since > until:
         raise BadRequest.field("since", "must not be after until")
     return service.ResponseQuery(
-        score_type=score_type, since=since, until=until, company_ids=id_list(companyId, "companyId"),
-        email=_text_param(email, "email"), q=_text_param(q, "q"), has_comment=hasComment,
-        sort_by=sort_by, descending=descending,
+        score_type=score_type,
+        since=since,
+        until=until,
+        company_ids=id_list(companyId, "companyId"),
+        email=_text_param(email, "email"),
+        q=_text_param(q, "q"),
+        has_comment=hasComment,
+        sort_by=sort_by,
+        descending=descending,
     )
 
 
@@ -130,10 +159,23 @@ def create_survey(body: SurveyCreate, principal: Editor, session: DbSession) -> 
     return service.create_survey(session, principal.org_id, body)
 
 
-@router.get("", response_model=list[SurveyRead],
-            responses={200: {"headers": {"X-Total-Count": {
-                "description": "Surveys matching the filters, over all pages", "schema": {"type": "integer"}}}}})
-def list_surveys(q: SurveyQueryDep, principal: Viewer, session: DbSession, response: Response) -> list[dict[str, Any]]:
+@router.get(
+    "",
+    response_model=list[SurveyRead],
+    responses={
+        200: {
+            "headers": {
+                "X-Total-Count": {
+                    "description": "Surveys matching the filters, over all pages",
+                    "schema": {"type": "integer"},
+                }
+            }
+        }
+    },
+)
+def list_surveys(
+    q: SurveyQueryDep, principal: Viewer, session: DbSession, response: Response
+) -> list[dict[str, Any]]:
     """List surveys, newest first unless `sortBy`/`sortOrder` say otherwise, as a bare array.
 
     The total number of matching surveys is in the `X-Total-Count` header. Each survey carries its
@@ -177,8 +219,12 @@ def toggle_survey(survey: SurveyToChange, session: DbSession) -> dict[str, Any]:
 
 @router.get("/{id}/responses", response_model=ResponsesPage)
 def list_responses(
-    survey: SurveyById, filters: ResponseFilters, principal: Viewer, session: DbSession,
-    page: PageParam = 1, limit: LimitParam = 20,
+    survey: SurveyById,
+    filters: ResponseFilters,
+    principal: Viewer,
+    session: DbSession,
+    page: PageParam = 1,
+    limit: LimitParam = 20,
 ) -> dict[str, Any]:
     """Responses of a survey, newest answer first, with the NPS breakdown of **all** responses
     matching the filters (not only this page): counts, percentages, NPS, mean score, the 0-10
@@ -194,10 +240,16 @@ def add_response(survey: SurveyToAnswer, body: ResponseCreate, session: DbSessio
     return service.add_response(session, survey, body)
 
 
-@router.get("/{id}/responses/export", response_model=None,
-            responses={200: {"description": "The file, streamed", "content": EXPORT_CONTENT}})
+@router.get(
+    "/{id}/responses/export",
+    response_model=None,
+    responses={200: {"description": "The file, streamed", "content": EXPORT_CONTENT}},
+)
 def export_responses(
-    request: Request, survey: SurveyById, filters: ResponseFilters, principal: Viewer,
+    request: Request,
+    survey: SurveyById,
+    filters: ResponseFilters,
+    principal: Viewer,
     format: Annotated[ExportFormat, FORMAT_QUERY],
 ) -> Response:
     """Download the responses matching the same filters as the responses list, streamed in

@@ -38,7 +38,9 @@ def _language(value: str) -> str:
 SurveyName = Annotated[text(200), Field(min_length=1), AfterValidator(_not_blank)]
 Question = Annotated[text(2000), Field(min_length=1), AfterValidator(_not_blank)]
 Language = Annotated[str, Field(max_length=16), AfterValidator(_language)]
-ThrottleDays = Annotated[StrictInt, Field(ge=0, le=3650, description="Days before a contact may be asked again")]
+ThrottleDays = Annotated[
+    StrictInt, Field(ge=0, le=3650, description="Days before a contact may be asked again")
+]
 ReminderDays = Annotated[StrictInt, Field(ge=1, le=365, description="Days before a reminder; null for none")]
 
 
@@ -51,7 +53,9 @@ class SurveyUpdate(ColumnInput):
 
     name: SurveyName | None = Field(None, description="1-200 characters")
     description: LongText | None = None
-    surveyType: SurveyType | None = Field(None, description="RELATIONSHIP (periodic) or TRANSACTIONAL (after an event)")
+    surveyType: SurveyType | None = Field(
+        None, description="RELATIONSHIP (periodic) or TRANSACTIONAL (after an event)"
+    )
     triggerEvent: ShortText | None = Field(None, description="Event that sends a TRANSACTIONAL survey")
     question: Question | None = None
     followUpQuestion: Question | None = None
@@ -64,13 +68,23 @@ class SurveyUpdate(ColumnInput):
     endsAt: UtcDatetime | None = Field(None, description="...and until this time; must be after startsAt")
 
     COLUMNS: ClassVar[dict[str, str]] = {
-        "name": "name", "description": "description", "surveyType": "survey_type", "triggerEvent": "trigger_event",
-        "question": "question", "followUpQuestion": "follow_up_question", "isActive": "is_active",
-        "language": "language", "throttleDays": "throttle_days", "reminderAfterDays": "reminder_after_days",
-        "thankYouMessage": "thank_you_message", "startsAt": "starts_at", "endsAt": "ends_at",
+        "name": "name",
+        "description": "description",
+        "surveyType": "survey_type",
+        "triggerEvent": "trigger_event",
+        "question": "question",
+        "followUpQuestion": "follow_up_question",
+        "isActive": "is_active",
+        "language": "language",
+        "throttleDays": "throttle_days",
+        "reminderAfterDays": "reminder_after_days",
+        "thankYouMessage": "thank_you_message",
+        "startsAt": "starts_at",
+        "endsAt": "ends_at",
     }
-    NOT_NULL: ClassVar[frozenset[str]] = frozenset({"name", "surveyType", "question", "isActive", "language", "throttleDays"})
-
+    NOT_NULL: ClassVar[frozenset[str]] = frozenset(
+        {"name", "surveyType", "question", "isActive", "language", "throttleDays"}
+    )
 
 
 class SurveyCreate(SurveyUpdate):
@@ -86,7 +100,6 @@ class SurveyCreate(SurveyUpdate):
     language: Language = "en"  # type: ignore[assignment]
     throttleDays: ThrottleDays = 90  # type: ignore[assignment]
     reminderAfterDays: ReminderDays | None = 3
-
 
 
 class SurveyRead(BaseModel):
@@ -108,8 +121,12 @@ class SurveyRead(BaseModel):
     endsAt: str | None
     createdAt: str
     updatedAt: str
-    responseCount: int = Field(description="Number of responses (NPS records whose campaignId is this survey)")
-    npsScore: float | None = Field(description="NPS from -100 to 100, one decimal; null while there is no response")
+    responseCount: int = Field(
+        description="Number of responses (NPS records whose campaignId is this survey)"
+    )
+    npsScore: float | None = Field(
+        description="NPS from -100 to 100, one decimal; null while there is no response"
+    )
 
 
 class ResponseCreate(BaseModel):

@@ -38,12 +38,24 @@ R = NpsRollup.__table__
 def survey_out(s: Survey, summary: Summary) -> dict[str, Any]:
     """A survey as the SalesOS JSON object, with its derived ``responseCount`` and ``npsScore``."""
     return {
-        "id": s.id, "name": s.name, "description": s.description, "surveyType": s.survey_type,
-        "triggerEvent": s.trigger_event, "question": s.question, "followUpQuestion": s.follow_up_question,
-        "isActive": s.is_active, "language": s.language, "throttleDays": s.throttle_days,
-        "reminderAfterDays": s.reminder_after_days, "thankYouMessage": s.thank_you_message,
-        "startsAt": iso(s.starts_at), "endsAt": iso(s.ends_at), "createdAt": iso(s.created_at),
-        "updatedAt": iso(s.updated_at), "responseCount": summary.total, "npsScore": summary.nps,
+        "id": s.id,
+        "name": s.name,
+        "description": s.description,
+        "surveyType": s.survey_type,
+        "triggerEvent": s.trigger_event,
+        "question": s.question,
+        "followUpQuestion": s.follow_up_question,
+        "isActive": s.is_active,
+        "language": s.language,
+        "throttleDays": s.throttle_days,
+        "reminderAfterDays": s.reminder_after_days,
+        "thankYouMessage": s.thank_you_message,
+        "startsAt": iso(s.starts_at),
+        "endsAt": iso(s.ends_at),
+        "createdAt": iso(s.created_at),
+        "updatedAt": iso(s.updated_at),
+        "responseCount": summary.total,
+        "npsScore": summary.nps,
     }
 
 
@@ -118,7 +130,8 @@ def update_survey(session: Session, survey: Survey, data: SurveyUpdate) -> dict[
 def toggle_survey(session: Session, survey: Survey) -> dict[str, Any]:
     """Flip ``is_active`` in one UPDATE, so two concurrent toggles flip twice."""
     session.execute(
-        update(Survey).where(Survey.org_id == survey.org_id, Survey.id == survey.id)
+        update(Survey)
+        .where(Survey.org_id == survey.org_id, Survey.id == survey.id)
         .values(is_active=not_(Survey.is_active), updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -135,13 +148,35 @@ def delete_survey(session: Session, survey: Survey) -> int:
     return removed
 
 
-SURVEY_SORT = ("createdAt", "updatedAt", "name", "surveyType", "isActive", "language", "startsAt", "endsAt",
-               "throttleDays", "reminderAfterDays", "triggerEvent", "id", "responseCount", "npsScore")
+SURVEY_SORT = (
+    "createdAt",
+    "updatedAt",
+    "name",
+    "surveyType",
+    "isActive",
+    "language",
+    "startsAt",
+    "endsAt",
+    "throttleDays",
+    "reminderAfterDays",
+    "triggerEvent",
+    "id",
+    "responseCount",
+    "npsScore",
+)
 _SURVEY_COLUMNS: dict[str, Any] = {
-    "createdAt": Survey.created_at, "updatedAt": Survey.updated_at, "name": Survey.name,
-    "surveyType": Survey.survey_type, "isActive": Survey.is_active, "language": Survey.language,
-    "startsAt": Survey.starts_at, "endsAt": Survey.ends_at, "throttleDays": Survey.throttle_days,
-    "reminderAfterDays": Survey.reminder_after_days, "triggerEvent": Survey.trigger_event, "id": Survey.id,
+    "createdAt": Survey.created_at,
+    "updatedAt": Survey.updated_at,
+    "name": Survey.name,
+    "surveyType": Survey.survey_type,
+    "isActive": Survey.is_active,
+    "language": Survey.language,
+    "startsAt": Survey.starts_at,
+    "endsAt": Survey.ends_at,
+    "throttleDays": Survey.throttle_days,
+    "reminderAfterDays": Survey.reminder_after_days,
+    "triggerEvent": Survey.trigger_event,
+    "id": Survey.id,
 }
 
 
@@ -169,8 +204,12 @@ def list_surveys(session: Session, org_id: str, q: SurveyQuery) -> tuple[list[di
     if q.survey_type is not None:
         conds.append(Survey.survey_type == q.survey_type)
     if q.q:
-        conds.append(or_(Survey.name.icontains(q.q, autoescape=True),
-                         Survey.description.icontains(q.q, autoescape=True)))
+        conds.append(
+            or_(
+                Survey.name.icontains(q.q, autoescape=True),
+                Survey.description.icontains(q.q, autoescape=True),
+            )
+        )
     total = session.scalar(select(func.count()).select_from(Survey).where(*conds)) or 0
     stmt = select(Survey).where(*conds)
     if q.sort_by in ("responseCount", "npsScore"):
@@ -178,8 +217,11 @@ def list_surveys(session: Session, org_id: str, q: SurveyQuery) -> tuple[list[di
         promoters = func.sum(case((R.c.score >= 9, R.c.count), else_=0))
         detractors = func.sum(case((R.c.score <= 6, R.c.count), else_=0))
         agg = (
-            select(R.c.survey_id, func.sum(R.c.count).label("n"),
-                   (100.0 * (promoters - detractors) / func.nullif(func.sum(R.c.count), 0)).label("nps"))
+            select(
+                R.c.survey_id,
+                func.sum(R.c.count).label("n"),
+                (100.0 * (promoters - detractors) / func.nullif(func.sum(R.c.count), 0)).label("nps"),
+            )
             .where(R.c.org_id == org_id)
             .group_by(R.c.survey_id)
             .subquery()
@@ -200,18 +242,34 @@ def list_surveys(session: Session, org_id: str, q: SurveyQuery) -> tuple[list[di
 def response_out(rec: Mapping[str, Any]) -> dict[str, Any]:
     """An NPS record (a row of ``records.service.COLUMNS`` as a mapping) as a survey response."""
     return {
-        "id": rec["id"], "surveyId": rec["campaign_id"], "enduserId": rec["enduser_id"],
-        "companyId": rec["company_id"], "email": rec["email"], "score": rec["score"],
-        "category": category(rec["score"]).upper(), "comment": rec["comment"], "source": rec["source"],
-        "sourceId": rec["source_id"], "sentAt": iso(rec["date_sent"]), "respondedAt": iso(rec["date_answered"]),
-        "createdAt": iso(rec["created_at"]), "updatedAt": iso(rec["updated_at"]), "custom": rec["custom"],
+        "id": rec["id"],
+        "surveyId": rec["campaign_id"],
+        "enduserId": rec["enduser_id"],
+        "companyId": rec["company_id"],
+        "email": rec["email"],
+        "score": rec["score"],
+        "category": category(rec["score"]).upper(),
+        "comment": rec["comment"],
+        "source": rec["source"],
+        "sourceId": rec["source_id"],
+        "sentAt": iso(rec["date_sent"]),
+        "respondedAt": iso(rec["date_answered"]),
+        "createdAt": iso(rec["created_at"]),
+        "updatedAt": iso(rec["updated_at"]),
+        "custom": rec["custom"],
     }
 
 
 RESPONSE_SORT: dict[str, Any] = {
-    "respondedAt": T.c.date_answered, "createdAt": T.c.created_at, "updatedAt": T.c.updated_at,
-    "sentAt": T.c.date_sent, "score": T.c.score, "email": T.c.email, "source": T.c.source,
-    "companyId": T.c.company_id, "id": T.c.id,
+    "respondedAt": T.c.date_answered,
+    "createdAt": T.c.created_at,
+    "updatedAt": T.c.updated_at,
+    "sentAt": T.c.date_sent,
+    "score": T.c.score,
+    "email": T.c.email,
+    "source": T.c.source,
+    "companyId": T.c.company_id,
+    "id": T.c.id,
 }
 
 
@@ -236,10 +294,19 @@ def responses_select(org_id: str, survey_id: str, q: ResponseQuery) -> Select[An
 
 
 def _filtered(org_id: str, survey_id: str, q: ResponseQuery) -> Select[Any]:
-    stmt = records.filtered(org_id, records.ListQuery(
-        campaign_ids=[survey_id], company_ids=q.company_ids, email=q.email, score_type=q.score_type,
-        since=q.since, until=q.until, expiry_days=None,
-    ), utcnow())
+    stmt = records.filtered(
+        org_id,
+        records.ListQuery(
+            campaign_ids=[survey_id],
+            company_ids=q.company_ids,
+            email=q.email,
+            score_type=q.score_type,
+            since=q.since,
+            until=q.until,
+            expiry_days=None,
+        ),
+        utcnow(),
+    )
     if q.q:
         stmt = stmt.where(T.c.comment.icontains(q.q, autoescape=True))
     if q.has_comment is True:
@@ -256,18 +323,25 @@ def _ordered(stmt: Select[Any], q: ResponseQuery) -> Select[Any]:
 def breakdown(summary: Summary) -> dict[str, Any]:
     interval = summary.confidence_interval
     return {
-        "total": summary.total, "promoters": summary.promoters, "passives": summary.passives,
-        "detractors": summary.detractors, "promoterPercentage": summary.percentage(summary.promoters),
+        "total": summary.total,
+        "promoters": summary.promoters,
+        "passives": summary.passives,
+        "detractors": summary.detractors,
+        "promoterPercentage": summary.percentage(summary.promoters),
         "passivePercentage": summary.percentage(summary.passives),
-        "detractorPercentage": summary.percentage(summary.detractors), "npsScore": summary.nps,
-        "averageScore": summary.average, "distribution": list(summary.distribution),
-        "marginOfError": summary.margin_of_error, "confidenceInterval": list(interval) if interval else None,
+        "detractorPercentage": summary.percentage(summary.detractors),
+        "npsScore": summary.nps,
+        "averageScore": summary.average,
+        "distribution": list(summary.distribution),
+        "marginOfError": summary.margin_of_error,
+        "confidenceInterval": list(interval) if interval else None,
         "lowSample": summary.low_sample,
     }
 
 
-def list_responses(session: Session, org_id: str, survey_id: str, q: ResponseQuery,
-                   page: int, limit: int) -> dict[str, Any]:
+def list_responses(
+    session: Session, org_id: str, survey_id: str, q: ResponseQuery, page: int, limit: int
+) -> dict[str, Any]:
     """One page of responses, with the breakdown over every matching response (one GROUP BY)."""
     base = _filtered(org_id, survey_id, q)
     counts = [0] * 11
@@ -302,8 +376,15 @@ def add_response(session: Session, survey: Survey, data: ResponseCreate) -> dict
     if not ok:
         raise Conflict("survey is not active", [{"field": field, "issue": issue}])
     values: dict[str, Any] = {"email": data.email, "score": data.score, "campaignId": survey.id}
-    optional = {"comment": "comment", "companyId": "cId", "source": "source", "sourceId": "sourceId",
-                "sentAt": "dateSent", "respondedAt": "dateAnswered", "custom": "custom"}
+    optional = {
+        "comment": "comment",
+        "companyId": "cId",
+        "source": "source",
+        "sourceId": "sourceId",
+        "sentAt": "dateSent",
+        "respondedAt": "dateAnswered",
+        "custom": "custom",
+    }
     for name, planhat in optional.items():
         if name in data.model_fields_set and getattr(data, name) is not None:
             values[planhat] = getattr(data, name)

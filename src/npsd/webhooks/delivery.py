@@ -38,8 +38,13 @@ TIMEOUT = httpx.Timeout(10.0)
 MAX_ERROR_CHARS = 500
 # Delay before retry n (after attempt n fails). 8 attempts in all, the last about 24 h after the first.
 RETRY_SCHEDULE = (
-    timedelta(seconds=5), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
-    timedelta(hours=5), timedelta(hours=8), timedelta(hours=8, minutes=25),
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=8),
+    timedelta(hours=8, minutes=25),
 )
 MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
 
@@ -50,6 +55,7 @@ def retry_delay(attempt: int) -> timedelta:
 
 
 # ----------------------------------------------------------------------------------- configuration
+
 
 def allow_private(db: Database) -> bool:
     """Whether deliveries from ``db`` may target private addresses (its settings decide)."""
@@ -68,18 +74,48 @@ def enqueue_deliveries(session: Session, org_id: str, items: Sequence[tuple[str,
     delivery_ids = new_ids(len(items))
     job_ids = new_ids(len(items))
     session.flush()  # ORM objects added earlier in this session (the webhook, say) go first
-    session.execute(insert(WebhookDelivery.__table__), [
-        {"id": did, "org_id": org_id, "webhook_id": webhook_id, "event_type": event_type, "payload": body,
-         "status": "pending", "attempts": 0, "next_attempt_at": now, "last_status_code": None,
-         "last_error": None, "created_at": now, "updated_at": now}
-        for did, (webhook_id, event_type, body) in zip(delivery_ids, items, strict=True)
-    ])
-    session.execute(insert(Job.__table__), [
-        {"id": jid, "org_id": org_id, "kind": JOB_KIND, "payload": {"delivery_id": did}, "dedupe_key": None,
-         "status": "queued", "run_at": now, "attempts": 0, "max_attempts": MAX_ATTEMPTS, "locked_by": None,
-         "locked_until": None, "last_error": None, "created_at": now, "updated_at": now}
-        for jid, did in zip(job_ids, delivery_ids, strict=True)
-    ])
+    session.execute(
+        insert(WebhookDelivery.__table__),
+        [
+            {
+                "id": did,
+                "org_id": org_id,
+                "webhook_id": webhook_id,
+                "event_type": event_type,
+                "payload": body,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "last_status_code": None,
+                "last_error": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for did, (webhook_id, event_type, body) in zip(delivery_ids, items, strict=True)
+        ],
+    )
+    session.execute(
+        insert(Job.__table__),
+        [
+            {
+                "id": jid,
+                "org_id": org_id,
+                "kind": JOB_KIND,
+                "payload": {"delivery_id": did},
+                "dedupe_key": None,
+                "status": "queued",
+                "run_at": now,
+                "attempts": 0,
+                "max_attempts": MAX_ATTEMPTS,
+                "locked_by": None,
+                "locked_until": None,
+                "last_error": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for jid, did in zip(job_ids, delivery_ids, strict=True)
+        ],
+    )
     return delivery_ids
 
 
@@ -117,7 +153,9 @@ def send(url: str, msg_id: str, body: bytes, secret: str, allow_private: bool) -
     started = time.monotonic()
 
     def done(status: int | None, error: str | None) -> Outcome:
-        return Outcome(status, None if error is None else _clip(error), int((time.monotonic() - started) * 1000))
+        return Outcome(
+            status, None if error is None else _clip(error), int((time.monotonic() - started) * 1000)
+        )
 
     try:
         target = guard.check_target(url, allow_private)
@@ -132,9 +170,14 @@ def send(url: str, msg_id: str, body: bytes, secret: str, allow_private: bool) -
     for address in target.addresses:
         pinned = original.copy_with(host=str(address))
         try:
-            with httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False,
-                              verify=_ssl_context()) as client, \
-                    client.stream("POST", pinned, content=body, headers=headers, extensions=extensions) as response:
+            with (
+                httpx.Client(
+                    timeout=TIMEOUT, follow_redirects=False, trust_env=False, verify=_ssl_context()
+                ) as client,
+                client.stream(
+                    "POST", pinned, content=body, headers=headers, extensions=extensions
+                ) as response,
+            ):
                 status = response.status_code
         except httpx.ConnectError as exc:
             error = f"cannot connect to {address}: {exc or type(exc).__name__}"
@@ -176,8 +219,14 @@ def deliver(db: Database, job: JobInfo) -> None:
     delivery_id = job.payload.get("delivery_id")
     with db.transaction(write=False) as session:
         row = session.execute(
-            select(WebhookDelivery.payload, WebhookDelivery.status, WebhookDelivery.event_type,
-                   Webhook.url, Webhook.secret, Webhook.is_active)
+            select(
+                WebhookDelivery.payload,
+                WebhookDelivery.status,
+                WebhookDelivery.event_type,
+                Webhook.url,
+                Webhook.secret,
+                Webhook.is_active,
+            )
             .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
             .where(WebhookDelivery.id == delivery_id)
         ).first()
@@ -187,25 +236,37 @@ def deliver(db: Database, job: JobInfo) -> None:
     if not row.is_active and row.event_type != TEST_EVENT:
         with db.transaction() as session:
             session.execute(
-                update(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
-                .values(status="failed", next_attempt_at=None, last_error="webhook is inactive", updated_at=now)
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id == delivery_id)
+                .values(
+                    status="failed", next_attempt_at=None, last_error="webhook is inactive", updated_at=now
+                )
             )
         return
     outcome = send(row.url, delivery_id, row.payload.encode(), row.secret, allow_private(db))
     final = outcome.ok or job.attempts >= job.max_attempts
     now = utcnow()
     with db.transaction() as session:
-        session.execute(insert(WebhookAttempt).values(
-            id=new_id(), delivery_id=delivery_id, attempted_at=now, status_code=outcome.status_code,
-            error=outcome.error, duration_ms=outcome.duration_ms,
-        ))
         session.execute(
-            update(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
+            insert(WebhookAttempt).values(
+                id=new_id(),
+                delivery_id=delivery_id,
+                attempted_at=now,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                duration_ms=outcome.duration_ms,
+            )
+        )
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id)
             .values(
                 status="succeeded" if outcome.ok else ("failed" if final else "pending"),
                 attempts=WebhookDelivery.attempts + 1,
                 next_attempt_at=None if final else now + retry_delay(job.attempts),
-                last_status_code=outcome.status_code, last_error=outcome.error, updated_at=now,
+                last_status_code=outcome.status_code,
+                last_error=outcome.error,
+                updated_at=now,
             )
         )
     if not outcome.ok:

@@ -117,7 +117,8 @@ def check_target(url: str, allow_private: bool) -> Target:
             reason = forbidden_reason(address)
             if reason is not None:
                 shown = host if str(address) == host else f"{host} ({address})"
-                raise UnsafeTarget(f"points at a {reason} address: {shown}; webhooks may only target "
-                                   "public addresses (NPSD_WEBHOOK_ALLOW_PRIVATE=true lifts this)")
+                raise UnsafeTarget(
+                    f"points at a {reason} address: {shown}; webhooks may only target "
+                    "public addresses (NPSD_WEBHOOK_ALLOW_PRIVATE=true lifts this)"
+                )
     return Target(url, scheme, host, port, addresses[:MAX_ADDRESSES])
-

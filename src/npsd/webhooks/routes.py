@@ -27,7 +27,8 @@ router = APIRouter(route_class=TransactionRoute, prefix="/v1/webhooks", tags=["w
 
 def webhook_by_id(
     id: Annotated[str, Path(description="Webhook id (24 hexadecimal characters)")],
-    principal: Admin, session: DbSession,
+    principal: Admin,
+    session: DbSession,
 ) -> Webhook:
     """The webhook named in the path, in the caller's organization, or 404 (400 when malformed)."""
     return resolve(session, Webhook, principal.org_id, id, "webhook", prefixes=False)
@@ -37,8 +38,9 @@ WebhookById = Annotated[Webhook, Depends(webhook_by_id)]
 
 
 @router.post("", response_model=WebhookCreated, status_code=201)
-def create_webhook(body: WebhookCreate, principal: Admin, session: DbSession,
-                   settings: AppSettings) -> dict[str, Any]:
+def create_webhook(
+    body: WebhookCreate, principal: Admin, session: DbSession, settings: AppSettings
+) -> dict[str, Any]:
     """Subscribe a URL to events (admin only).
 
     Every event is POSTed as `{"type", "timestamp", "data"}` and signed as a
@@ -51,8 +53,9 @@ def create_webhook(body: WebhookCreate, principal: Admin, session: DbSession,
 
 
 @router.get("", response_model=list[WebhookRead], responses=TOTAL_COUNT_HEADER)
-def list_webhooks(principal: Admin, session: DbSession, response: Response,
-                  page: PageParam = 1, limit: LimitParam = 20) -> list[dict[str, Any]]:
+def list_webhooks(
+    principal: Admin, session: DbSession, response: Response, page: PageParam = 1, limit: LimitParam = 20
+) -> list[dict[str, Any]]:
     """List the organization's webhooks, newest first, as a bare array (total in `X-Total-Count`).
     Secrets are never listed."""
     rows, total = service.list_webhooks(session, principal.org_id, page, limit)
@@ -67,8 +70,9 @@ def get_webhook(hook: WebhookById) -> dict[str, Any]:
 
 
 @router.patch("/{id}", response_model=WebhookRead)
-def patch_webhook(hook: WebhookById, body: WebhookUpdate, session: DbSession,
-                  settings: AppSettings) -> dict[str, Any]:
+def patch_webhook(
+    hook: WebhookById, body: WebhookUpdate, session: DbSession, settings: AppSettings
+) -> dict[str, Any]:
     """Change `url`, `events`, `surveyIds`, `description` or `isActive`; the fields not sent keep
     their values. `surveyIds: null` removes the survey filter. A new URL is checked like a new one."""
     return service.update_webhook(session, hook, body, settings.webhook_allow_private)
@@ -83,17 +87,30 @@ def delete_webhook(hook: WebhookById, session: DbSession) -> Response:
 
 @router.get("/{id}/deliveries", response_model=list[DeliveryRead], responses=TOTAL_COUNT_HEADER)
 def list_deliveries(
-    hook: WebhookById, session: DbSession, response: Response,
-    page: PageParam = 1, limit: LimitParam = 20,
+    hook: WebhookById,
+    session: DbSession,
+    response: Response,
+    page: PageParam = 1,
+    limit: LimitParam = 20,
     status: Annotated[DeliveryStatus | None, Query(description="pending, succeeded or failed")] = None,
-    eventType: Annotated[Literal["response.created", "response.updated", "response.deleted",
-                                 "invitation.failed", "unsubscribe.created", "webhook.test"] | None,
-                         Query(description="Only deliveries of this event type")] = None,
+    eventType: Annotated[
+        Literal[
+            "response.created",
+            "response.updated",
+            "response.deleted",
+            "invitation.failed",
+            "unsubscribe.created",
+            "webhook.test",
+        ]
+        | None,
+        Query(description="Only deliveries of this event type"),
+    ] = None,
 ) -> list[dict[str, Any]]:
     """The webhook's deliveries, newest first, each with every attempt (time, HTTP status, error,
     duration). A bare array; the total is in `X-Total-Count`."""
     rows, total = service.list_deliveries(
-        session, hook, service.DeliveryQuery(page=page, limit=limit, status=status, event_type=eventType))
+        session, hook, service.DeliveryQuery(page=page, limit=limit, status=status, event_type=eventType)
+    )
     response.headers["X-Total-Count"] = str(total)
     return rows
 

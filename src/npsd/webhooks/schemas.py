@@ -9,8 +9,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 from npsd.validation import ColumnInput, text
 from npsd.webhooks import guard
 
-EventType = Literal["response.created", "response.updated", "response.deleted", "invitation.failed",
-                    "unsubscribe.created"]
+EventType = Literal[
+    "response.created", "response.updated", "response.deleted", "invitation.failed", "unsubscribe.created"
+]
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
 MAX_SURVEY_IDS = 1000
 
@@ -36,8 +37,11 @@ def _survey_id(value: str) -> str:
 Description = text(500)
 WebhookUrl = Annotated[text(2048), AfterValidator(_url)]
 Events = Annotated[list[EventType], Field(min_length=1, max_length=20), AfterValidator(_unique)]
-SurveyIds = Annotated[list[Annotated[text(64), AfterValidator(_survey_id)]],
-                      Field(min_length=1, max_length=MAX_SURVEY_IDS), AfterValidator(_unique)]
+SurveyIds = Annotated[
+    list[Annotated[text(64), AfterValidator(_survey_id)]],
+    Field(min_length=1, max_length=MAX_SURVEY_IDS),
+    AfterValidator(_unique),
+]
 
 
 class WebhookUpdate(ColumnInput):
@@ -47,21 +51,28 @@ class WebhookUpdate(ColumnInput):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: WebhookUrl | None = Field(None, description="http(s) URL the events are POSTed to; it must resolve to "
-                                                     "public addresses only (unless the server allows private ones)")
+    url: WebhookUrl | None = Field(
+        None,
+        description="http(s) URL the events are POSTed to; it must resolve to "
+        "public addresses only (unless the server allows private ones)",
+    )
     events: Events | None = Field(None, description="Event types to receive (at least one)")
     surveyIds: SurveyIds | None = Field(
-        None, description="Only events about these surveys (the `campaignId` of a response); null or absent: "
-                          "all surveys. Events that concern no survey (unsubscribes) are always sent.")
+        None,
+        description="Only events about these surveys (the `campaignId` of a response); null or absent: "
+        "all surveys. Events that concern no survey (unsubscribes) are always sent.",
+    )
     description: Description | None = Field(None, description="Free text for people, up to 500 characters")
     isActive: StrictBool | None = Field(None, description="An inactive webhook receives nothing")
 
     COLUMNS: ClassVar[dict[str, str]] = {
-        "url": "url", "events": "events", "surveyIds": "survey_ids", "description": "description",
+        "url": "url",
+        "events": "events",
+        "surveyIds": "survey_ids",
+        "description": "description",
         "isActive": "is_active",
     }
     NOT_NULL: ClassVar[frozenset[str]] = frozenset({"url", "events", "isActive"})
-
 
 
 class WebhookCreate(WebhookUpdate):
@@ -72,7 +83,6 @@ class WebhookCreate(WebhookUpdate):
     url: WebhookUrl = Field(description="http(s) URL the events are POSTed to")  # type: ignore[assignment]
     events: Events = Field(description="Event types to receive (at least one)")  # type: ignore[assignment]
     isActive: StrictBool = True  # type: ignore[assignment]
-
 
 
 class WebhookRead(BaseModel):
@@ -91,8 +101,10 @@ class WebhookRead(BaseModel):
 class WebhookCreated(WebhookRead):
     """The new webhook, with its signing secret: store it now, it is never shown again."""
 
-    secret: str = Field(description="`whsec_` + base64 key; verify each delivery's `webhook-signature` "
-                                    "with any Standard Webhooks library")
+    secret: str = Field(
+        description="`whsec_` + base64 key; verify each delivery's `webhook-signature` "
+        "with any Standard Webhooks library"
+    )
 
 
 class AttemptRead(BaseModel):
@@ -111,8 +123,10 @@ class DeliveryRead(BaseModel):
     id: str = Field(description="Also the `webhook-id` header: receivers deduplicate retries on it")
     webhookId: str
     eventType: str
-    status: DeliveryStatus = Field(description="pending (will be tried or retried), succeeded or failed "
-                                               "(gave up after about 24 hours of retries)")
+    status: DeliveryStatus = Field(
+        description="pending (will be tried or retried), succeeded or failed "
+        "(gave up after about 24 hours of retries)"
+    )
     attemptCount: int
     nextAttemptAt: str | None
     lastStatusCode: int | None

@@ -36,8 +36,13 @@ def check_url(url: str, allow_private: bool) -> None:
 
 def webhook_out(hook: Webhook) -> dict[str, Any]:
     return {
-        "id": hook.id, "url": hook.url, "events": list(hook.events), "surveyIds": hook.survey_ids,
-        "description": hook.description, "isActive": hook.is_active, "createdAt": iso(hook.created_at),
+        "id": hook.id,
+        "url": hook.url,
+        "events": list(hook.events),
+        "surveyIds": hook.survey_ids,
+        "description": hook.description,
+        "isActive": hook.is_active,
+        "createdAt": iso(hook.created_at),
         "updatedAt": iso(hook.updated_at),
     }
 
@@ -46,14 +51,22 @@ def create_webhook(session: Session, org_id: str, data: WebhookCreate, allow_pri
     """Store a new subscription with a fresh secret; the reply is the only place the secret appears."""
     check_url(data.url, allow_private)
     now = utcnow()
-    hook = Webhook(id=new_id(), org_id=org_id, secret=signing.new_secret(), created_at=now, updated_at=now,
-                   **data.column_values())
+    hook = Webhook(
+        id=new_id(),
+        org_id=org_id,
+        secret=signing.new_secret(),
+        created_at=now,
+        updated_at=now,
+        **data.column_values(),
+    )
     session.add(hook)
     session.flush()
     return {**webhook_out(hook), "secret": hook.secret}
 
 
-def update_webhook(session: Session, hook: Webhook, data: WebhookUpdate, allow_private: bool) -> dict[str, Any]:
+def update_webhook(
+    session: Session, hook: Webhook, data: WebhookUpdate, allow_private: bool
+) -> dict[str, Any]:
     """Change the fields sent. A new URL is checked like a new webhook's."""
     values = data.column_values()
     if "url" in values and values["url"] != hook.url:
@@ -76,8 +89,11 @@ def list_webhooks(session: Session, org_id: str, page: int, limit: int) -> tuple
     """One page of the organization's webhooks, newest first, and their total number."""
     total = session.scalar(select(func.count()).select_from(Webhook).where(Webhook.org_id == org_id)) or 0
     hooks = session.scalars(
-        select(Webhook).where(Webhook.org_id == org_id).order_by(Webhook.created_at.desc(), Webhook.id.desc())
-        .limit(limit).offset((page - 1) * limit)
+        select(Webhook)
+        .where(Webhook.org_id == org_id)
+        .order_by(Webhook.created_at.desc(), Webhook.id.desc())
+        .limit(limit)
+        .offset((page - 1) * limit)
     )
     return [webhook_out(h) for h in hooks], total
 
@@ -92,13 +108,25 @@ class DeliveryQuery:
 
 def _delivery_out(row: WebhookDelivery, attempts: list[WebhookAttempt]) -> dict[str, Any]:
     return {
-        "id": row.id, "webhookId": row.webhook_id, "eventType": row.event_type, "status": row.status,
-        "attemptCount": row.attempts, "nextAttemptAt": iso(row.next_attempt_at),
-        "lastStatusCode": row.last_status_code, "lastError": row.last_error, "createdAt": iso(row.created_at),
-        "updatedAt": iso(row.updated_at), "payload": orjson.loads(row.payload),
+        "id": row.id,
+        "webhookId": row.webhook_id,
+        "eventType": row.event_type,
+        "status": row.status,
+        "attemptCount": row.attempts,
+        "nextAttemptAt": iso(row.next_attempt_at),
+        "lastStatusCode": row.last_status_code,
+        "lastError": row.last_error,
+        "createdAt": iso(row.created_at),
+        "updatedAt": iso(row.updated_at),
+        "payload": orjson.loads(row.payload),
         "attempts": [
-            {"id": a.id, "attemptedAt": iso(a.attempted_at), "statusCode": a.status_code, "error": a.error,
-             "durationMs": a.duration_ms}
+            {
+                "id": a.id,
+                "attemptedAt": iso(a.attempted_at),
+                "statusCode": a.status_code,
+                "error": a.error,
+                "durationMs": a.duration_ms,
+            }
             for a in attempts
         ],
     }
@@ -108,7 +136,8 @@ def _with_attempts(session: Session, rows: list[WebhookDelivery]) -> list[dict[s
     by_delivery: dict[str, list[WebhookAttempt]] = defaultdict(list)
     if rows:
         for attempt in session.scalars(
-            select(WebhookAttempt).where(WebhookAttempt.delivery_id.in_([r.id for r in rows]))
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_([r.id for r in rows]))
             .order_by(WebhookAttempt.attempted_at, WebhookAttempt.id)
         ):
             by_delivery[attempt.delivery_id].append(attempt)
@@ -124,11 +153,15 @@ def list_deliveries(session: Session, hook: Webhook, q: DeliveryQuery) -> tuple[
     if q.event_type is not None:
         conds.append(WebhookDelivery.event_type == q.event_type)
     total = session.scalar(select(func.count()).select_from(WebhookDelivery).where(*conds)) or 0
-    rows = list(session.scalars(
-        select(WebhookDelivery).where(*conds)
-        .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
-        .limit(q.limit).offset((q.page - 1) * q.limit)
-    ))
+    rows = list(
+        session.scalars(
+            select(WebhookDelivery)
+            .where(*conds)
+            .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+            .limit(q.limit)
+            .offset((q.page - 1) * q.limit)
+        )
+    )
     return _with_attempts(session, rows), total
 
 

@@ -33,8 +33,10 @@ COLUMNS = """
 
 def _rebuild(suffix: str) -> None:
     op.execute(f"CREATE TABLE nps_rollup_new ({COLUMNS}){suffix}")
-    op.execute("INSERT INTO nps_rollup_new SELECT org_id, survey_id, company_id, source, day, score, count "
-               "FROM nps_rollup")
+    op.execute(
+        "INSERT INTO nps_rollup_new SELECT org_id, survey_id, company_id, source, day, score, count "
+        "FROM nps_rollup"
+    )
     op.execute("DROP TABLE nps_rollup")
     op.execute("ALTER TABLE nps_rollup_new RENAME TO nps_rollup")
 
