@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 
 from npsd.auth import service as auth_service
-from npsd.config import Settings
-from npsd.db import Database
+from npsd.kit.config import Settings
+from npsd.kit.db import Database
 from npsd.migrations import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent

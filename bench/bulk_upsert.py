@@ -221,7 +221,7 @@ def main() -> None:
     if pg:
         from sqlalchemy import create_engine, text
 
-        from npsd.db import normalize_url
+        from npsd.kit.db import normalize_url
 
         schema = f"bench_{secrets.token_hex(4)}"
         admin = create_engine(normalize_url(pg))

@@ -28,7 +28,7 @@ from fastapi.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Dataset, line
 from npsd.app import create_app
-from npsd.config import Settings
+from npsd.kit.config import Settings
 
 SECRET = "bench-" + secrets.token_hex(16)
 ROUNDS = 31

@@ -22,8 +22,8 @@ from sqlalchemy import create_engine, text
 
 from npsd.app import create_app
 from npsd.auth import service as auth_service
-from npsd.config import Settings
-from npsd.db import Database, normalize_url
+from npsd.kit.config import Settings
+from npsd.kit.db import Database, normalize_url
 from npsd.migrations import upgrade
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"

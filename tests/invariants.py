@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import select
 
 from npsd.analytics.nps import nps
-from npsd.db import Database
-from npsd.models import Company, Enduser, NpsRecord, NpsRollup
-from npsd.timeutil import utcnow
+from npsd.kit.db import Database
+from npsd.kit.models import Company, Enduser, NpsRecord, NpsRollup
+from npsd.kit.timeutil import utcnow
 
 
 def rollup_mismatches(db: Database, org_id: str) -> list[str]:

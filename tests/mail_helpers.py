@@ -25,11 +25,11 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import update
 
 from npsd.collect import mailer
-from npsd.config import Settings
-from npsd.db import Database
-from npsd.jobs.service import run_pending
-from npsd.models import Invitation, Job
-from npsd.timeutil import utcnow
+from npsd.kit.config import Settings
+from npsd.kit.db import Database
+from npsd.kit.jobs import run_pending
+from npsd.kit.models import Invitation, Job
+from npsd.kit.timeutil import utcnow
 from servers import free_port
 
 SCORE_LINK = re.compile(r"https?://[^\s\"'<>]+/r/([A-Za-z0-9_-]+)\?score=(\d+)")

@@ -18,8 +18,8 @@ from conftest import TestDatabase as DatabaseFixture
 from npsd.auth import service as auth_service
 from npsd.auth import tokens
 from npsd.cli import app as cli_app
-from npsd.models import ApiToken
-from npsd.timeutil import utcnow
+from npsd.kit.models import ApiToken
+from npsd.kit.timeutil import utcnow
 
 
 def basic(user: str, password: str = "") -> dict[str, str]:

@@ -23,8 +23,8 @@ import uvicorn
 from conftest import Tenant, TestDatabase
 from mail_helpers import Sink, free_port, part, run_jobs, score_links, smtp_server, unique_email
 from npsd.app import create_app
-from npsd.config import Settings
-from npsd.db import Database
+from npsd.kit.config import Settings
+from npsd.kit.db import Database
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

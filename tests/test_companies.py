@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from conftest import Tenant, TestDatabase, assert_error, post_nps
-from npsd.jobs.service import run_pending
-from npsd.timeutil import iso, utcnow
+from npsd.kit.jobs import run_pending
+from npsd.kit.timeutil import iso, utcnow
 
 ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 ID_RE = re.compile(r"^[0-9a-f]{24}$")

@@ -23,10 +23,10 @@ from fastapi.testclient import TestClient
 
 from conftest import TestDatabase, _make_database, make_tenant
 from npsd.app import create_app
-from npsd.db import Database
 from npsd.exports.service import _parallel_plan
+from npsd.kit.db import Database
+from npsd.kit.timeutil import utcnow
 from npsd.records.service import ListQuery, filtered, ordered
-from npsd.timeutil import utcnow
 from servers import ServerProcess
 
 pytestmark = pytest.mark.slow

@@ -19,8 +19,8 @@ from mail_helpers import (
     run_jobs,
     unique_email,
 )
-from npsd.collect import service
-from npsd.models import Invitation, Job
+from npsd.analytics import metrics
+from npsd.kit.models import Invitation, Job
 
 ISO_LEN = len("2021-07-29T20:09:50.914Z")
 
@@ -524,8 +524,8 @@ def test_response_rate_is_none_before_anything_is_sent(
     survey = make_survey(client, tenant)
     invite_one(client, tenant, survey["id"], unique_email())
     with database.db.transaction(write=False) as session:
-        assert service.response_rate(session, tenant.org_id, None) is None
-        assert service.response_rate(session, tenant.org_id, [survey["id"]]) is None
-        assert service.response_rate(session, tenant.org_id, []) is None
+        assert metrics.response_rate(session, tenant.org_id, None) is None
+        assert metrics.response_rate(session, tenant.org_id, [survey["id"]]) is None
+        assert metrics.response_rate(session, tenant.org_id, []) is None
         stored = session.scalars(select(Invitation).where(Invitation.org_id == tenant.org_id)).all()
     assert len(stored) == 1 and len(stored[0].token_hash) == 64

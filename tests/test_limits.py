@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from conftest import Tenant, TestDatabase, assert_error, make_tenant
 from npsd.app import create_app
-from npsd.models import IdempotencyKey
-from npsd.timeutil import utcnow
+from npsd.kit.models import IdempotencyKey
+from npsd.kit.timeutil import utcnow
 
 
 def client_with(database: TestDatabase, **overrides: object) -> TestClient:

@@ -36,9 +36,10 @@ from mail_helpers import (
     unique_email,
     unsubscribe_url,
 )
+from npsd.analytics import metrics
 from npsd.collect import service
-from npsd.models import Invitation, Job
-from npsd.timeutil import utcnow
+from npsd.kit.models import Invitation, Job
+from npsd.kit.timeutil import utcnow
 
 DEFAULT_QUESTIONS = {
     "en": "How likely are you to recommend us to a friend or colleague?",
@@ -700,18 +701,18 @@ def test_response_rate(
         client, tenant, second["id"], [{"email": unique_email()}], sendAt="2200-01-01T00:00:00Z"
     )  # not sent
     with database.db.transaction(write=False) as session:
-        assert service.response_rate(session, tenant.org_id, None) is None  # nothing sent yet
+        assert metrics.response_rate(session, tenant.org_id, None) is None  # nothing sent yet
     run_jobs(database.db)
     [answered_mail] = [m for m in smtp.to(addresses[0]) if m["X-Npsd-Invitation-Id"] == first_ids[0]]
     assert client.get(local(score_links(part(answered_mail, "plain"))[8])).status_code == 200
     with database.db.transaction(write=False) as session:
-        assert service.response_rate(session, tenant.org_id, None) == pytest.approx(1 / 4)
-        assert service.response_rate(session, tenant.org_id, [first["id"]]) == pytest.approx(1 / 3)
-        assert service.response_rate(session, tenant.org_id, [second["id"]]) == 0.0
-        assert service.response_rate(session, tenant.org_id, [first["id"], second["id"]]) == pytest.approx(
+        assert metrics.response_rate(session, tenant.org_id, None) == pytest.approx(1 / 4)
+        assert metrics.response_rate(session, tenant.org_id, [first["id"]]) == pytest.approx(1 / 3)
+        assert metrics.response_rate(session, tenant.org_id, [second["id"]]) == 0.0
+        assert metrics.response_rate(session, tenant.org_id, [first["id"], second["id"]]) == pytest.approx(
             1 / 4
         )
-        assert service.response_rate(session, other.org_id, None) is None
+        assert metrics.response_rate(session, other.org_id, None) is None
 
 
 def test_after_an_unsubscribe_no_more_mail(

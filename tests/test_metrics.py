@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from conftest import Tenant, TestDatabase, assert_error
-from npsd.ids import new_id
-from npsd.models import Invitation, NpsRecord, NpsRollup
-from npsd.timeutil import utcnow
+from npsd.kit.ids import new_id
+from npsd.kit.models import Invitation, NpsRecord, NpsRollup
+from npsd.kit.timeutil import utcnow
 
 METRICS = "/v1/nps-surveys/nps-metrics"
 ALIAS = "/v1/nps-surveys/metrics/nps"

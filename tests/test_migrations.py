@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from conftest import TestDatabase
+from npsd.kit.models import Base
 from npsd.migrations import upgrade
-from npsd.models import Base
 
 
 def test_migrated_schema_matches_models(database: TestDatabase) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from conftest import Tenant, assert_error
 from conftest import TestDatabase as DatabaseFixture
-from npsd.models import NpsRecord, NpsRollup
+from npsd.kit.models import NpsRecord, NpsRollup
 
 
 def ago(days: float) -> str:

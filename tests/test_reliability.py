@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from conftest import TestDatabase, _make_database, make_tenant
 from invariants import rollup_mismatches
-from npsd.models import Enduser, NpsRecord, Survey
+from npsd.kit.models import Enduser, NpsRecord, Survey
 from servers import ServerProcess
 
 pytestmark = pytest.mark.slow

@@ -29,7 +29,7 @@ from mail_helpers import (
     unsubscribe_url,
 )
 from npsd.collect import pages, service
-from npsd.models import Invitation
+from npsd.kit.models import Invitation
 
 
 def sent_invitation(

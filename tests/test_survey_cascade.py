@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from conftest import Tenant, TestDatabase, assert_error
-from npsd.jobs.service import run_pending
-from npsd.models import Invitation, Job
+from npsd.kit.jobs import run_pending
+from npsd.kit.models import Invitation, Job
 
 
 def test_deleting_a_survey_removes_its_invitations_and_their_mail(

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from conftest import Tenant, assert_error
 from conftest import TestDatabase as DatabaseFixture
-from npsd.models import NpsRollup
+from npsd.kit.models import NpsRollup
 
 BASE = "/v1/nps-surveys"
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

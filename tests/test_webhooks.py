@@ -23,13 +23,12 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from conftest import Tenant, TestDatabase, assert_error, make_tenant
-from npsd import events
 from npsd.app import create_app
-from npsd.db import Database
-from npsd.jobs.service import run_pending
-from npsd.models import Job, Webhook, WebhookDelivery
-from npsd.timeutil import utcnow
-from npsd.webhooks import delivery
+from npsd.kit import events
+from npsd.kit.db import Database
+from npsd.kit.jobs import run_pending
+from npsd.kit.models import Job, Webhook, WebhookDelivery
+from npsd.kit.timeutil import utcnow
 
 ALL_EVENTS = [
     "response.created",
@@ -177,7 +176,7 @@ def make_due(database: TestDatabase, org_id: str) -> None:
     with database.db.transaction() as session:
         session.execute(
             update(Job)
-            .where(Job.org_id == org_id, Job.kind == delivery.JOB_KIND, Job.status == "queued")
+            .where(Job.org_id == org_id, Job.kind == events.DELIVERY_JOB, Job.status == "queued")
             .values(run_at=utcnow() - timedelta(seconds=1))
         )
 
@@ -545,12 +544,12 @@ def test_emit_is_set_based(
             session.scalar(
                 select(func.count())
                 .select_from(Job)
-                .where(Job.org_id == tenant.org_id, Job.kind == delivery.JOB_KIND)
+                .where(Job.org_id == tenant.org_id, Job.kind == events.DELIVERY_JOB)
             )
             == 5000
         )
         # don't make later tests deliver 5,000 events: drop them with the webhook
-        session.execute(delete(Job).where(Job.org_id == tenant.org_id, Job.kind == delivery.JOB_KIND))
+        session.execute(delete(Job).where(Job.org_id == tenant.org_id, Job.kind == events.DELIVERY_JOB))
 
 
 def test_failing_receiver_is_retried_with_backoff(
@@ -568,13 +567,13 @@ def test_failing_receiver_is_retried_with_backoff(
     assert d["lastError"] == "answered 500"
     [attempt] = d["attempts"]
     assert attempt["statusCode"] == 500 and attempt["error"] == "answered 500"
-    assert parse(d["nextAttemptAt"]) - parse(attempt["attemptedAt"]) == delivery.RETRY_SCHEDULE[0]
+    assert parse(d["nextAttemptAt"]) - parse(attempt["attemptedAt"]) == events.RETRY_SCHEDULE[0]
     with database.db.transaction(write=False) as session:
         job = session.scalars(
-            select(Job).where(Job.org_id == tenant.org_id, Job.kind == delivery.JOB_KIND)
+            select(Job).where(Job.org_id == tenant.org_id, Job.kind == events.DELIVERY_JOB)
         ).one()
     assert job.status == "queued" and job.attempts == 1
-    assert job.run_at >= parse(attempt["attemptedAt"]) + delivery.RETRY_SCHEDULE[0]
+    assert job.run_at >= parse(attempt["attemptedAt"]) + events.RETRY_SCHEDULE[0]
     assert job.payload == {"delivery_id": d["id"]}
 
     make_due(database, tenant.org_id)
@@ -599,25 +598,25 @@ def test_failing_receiver_is_retried_with_backoff(
 def test_gives_up_after_about_a_day(
     client: TestClient, database: TestDatabase, tenant: Tenant, receiver: Receiver
 ) -> None:
-    total = sum(delivery.RETRY_SCHEDULE, timedelta())
+    total = sum(events.RETRY_SCHEDULE, timedelta())
     assert timedelta(hours=23) <= total <= timedelta(hours=25)
-    assert list(delivery.RETRY_SCHEDULE) == sorted(delivery.RETRY_SCHEDULE)
-    receiver.answers = [503] * delivery.MAX_ATTEMPTS
+    assert list(events.RETRY_SCHEDULE) == sorted(events.RETRY_SCHEDULE)
+    receiver.answers = [503] * events.MAX_ATTEMPTS
     hook = create_hook(client, tenant, receiver.url, ["response.deleted"])
     emit(database, tenant.org_id, "response.deleted", [record()])
-    for _ in range(delivery.MAX_ATTEMPTS):
+    for _ in range(events.MAX_ATTEMPTS):
         run_pending(database.db)
         make_due(database, tenant.org_id)
     run_pending(database.db)
-    assert len(receiver.received()) == delivery.MAX_ATTEMPTS
+    assert len(receiver.received()) == events.MAX_ATTEMPTS
     [d] = deliveries(client, tenant, hook["id"])
     assert d["status"] == "failed"
-    assert d["attemptCount"] == delivery.MAX_ATTEMPTS
-    assert [a["statusCode"] for a in d["attempts"]] == [503] * delivery.MAX_ATTEMPTS
+    assert d["attemptCount"] == events.MAX_ATTEMPTS
+    assert [a["statusCode"] for a in d["attempts"]] == [503] * events.MAX_ATTEMPTS
     assert d["nextAttemptAt"] is None
     with database.db.transaction(write=False) as session:
         job = session.scalars(
-            select(Job).where(Job.org_id == tenant.org_id, Job.kind == delivery.JOB_KIND)
+            select(Job).where(Job.org_id == tenant.org_id, Job.kind == events.DELIVERY_JOB)
         ).one()
     assert job.status == "failed"
     assert (

@@ -12,11 +12,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from npsd import __version__
-from npsd.config import Settings, get_settings
-from npsd.db import Database
-from npsd.errors import ErrorBody, install_error_handlers
-from npsd.idempotency import IdempotencyMiddleware
-from npsd.limits import BodyLimitMiddleware, RateLimiter, RateLimitMiddleware
+from npsd.kit.config import Settings, get_settings
+from npsd.kit.db import Database
+from npsd.kit.errors import ErrorBody, install_error_handlers
+from npsd.kit.idempotency import IdempotencyMiddleware
+from npsd.kit.limits import BodyLimitMiddleware, RateLimiter, RateLimitMiddleware
 from npsd.records.batcher import CreateBatcher
 
 log = logging.getLogger("npsd")
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from npsd.jobs.service import Worker
+        from npsd.kit.jobs import Worker
 
         worker = Worker(db, settings.worker_poll_seconds) if settings.worker else None
         if worker is not None:

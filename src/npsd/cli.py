@@ -13,9 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from npsd.config import get_settings
-from npsd.db import Database
-from npsd.errors import NpsdError
+from npsd.kit.config import get_settings
+from npsd.kit.db import Database
+from npsd.kit.errors import NpsdError
 
 app = typer.Typer(
     help="npsd: self-hosted Net Promoter Score service.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -112,7 +112,7 @@ def worker(
     import threading
 
     from npsd.app import create_app
-    from npsd.jobs.service import Worker, run_pending
+    from npsd.kit.jobs import Worker, run_pending
     from npsd.migrations import upgrade
 
     settings = get_settings()
@@ -173,7 +173,7 @@ def token_create(
 def token_list(org: Annotated[str, typer.Option("--org", help="Organization name")]) -> None:
     """List the tokens of an organization (tab-separated when stdout is not a terminal)."""
     from npsd.auth import service
-    from npsd.timeutil import iso
+    from npsd.kit.timeutil import iso
 
     header = ("jti", "name", "role", "kind", "created", "expires", "last used", "revoked")
     with _session(write=False) as session:

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from npsd.analytics.nps import Summary, change, is_significant
-from npsd.models import Company, NpsRollup, Survey
+from npsd.kit.models import Company, Invitation, NpsRollup, Survey
 
 R = NpsRollup.__table__
 S = Survey.__table__
@@ -254,8 +254,23 @@ def survey_stats(session: Session, org_id: str, today: date) -> dict[str, Any]:
 def response_rate_percent(session: Session, org_id: str, survey_ids: list[str] | None = None) -> float | None:
     """Answered invitations per invitation sent, in percent (one decimal); None while none was sent.
 
-    The counting rule lives with the invitations (``collect.service.response_rate``)."""
-    from npsd.collect.service import response_rate
-
+    """
     rate = response_rate(session, org_id, survey_ids)
     return None if rate is None else round(100.0 * rate, 1)
+
+
+def response_rate(session: Session, org_id: str, survey_ids: list[str] | None) -> float | None:
+    """Answered invitations over sent ones (a fraction from 0 to 1), for the given surveys or all.
+
+    None while nothing has been sent. An invitation counts as sent once its mail was accepted by
+    the SMTP server (reminded and answered ones included); queued, failed and cancelled ones do not.
+    """
+    conds: list[ColumnElement[bool]] = [Invitation.org_id == org_id, Invitation.sent_at.is_not(None)]
+    if survey_ids is not None:
+        if not survey_ids:
+            return None
+        conds.append(Invitation.survey_id.in_(survey_ids))
+    sent, answered = session.execute(
+        select(func.count(), func.count(Invitation.answered_at)).where(*conds)
+    ).one()
+    return answered / sent if sent else None

@@ -1,4 +1,5 @@
-"""Pure NPS maths: classification, score, margin of error, significance. No I/O.
+"""Pure NPS maths: classification, score, margin of error, significance. No I/O (the SQL
+forms of the classification are expressions, built here so the thresholds exist once).
 
 Definitions (DESIGN.md §5): promoters answer 9-10, passives 7-8, detractors 0-6.
 NPS = round(100·(P-D)/N, 1), undefined (None) when N = 0. The NPS of a sample is the mean of
@@ -11,19 +12,38 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import String, case, literal
 
 Z95 = 1.96
 LOW_SAMPLE_N = 30
 LOW_SAMPLE_MOE = 10.0
 
 
+# The one definition of the three categories, as inclusive score ranges. Everything else
+# (the Python classification, the ``scoreType`` filters, the SQL the exports and roll-ups run)
+# derives from it.
+CATEGORY_RANGES: dict[str, tuple[int, int]] = {"promoter": (9, 10), "passive": (7, 8), "detractor": (0, 6)}
+_CATEGORY_OF = tuple(next(name for name, (low, high) in CATEGORY_RANGES.items() if low <= s <= high)
+                     for s in range(11))
+
+
 def category(score: int) -> str:
     """``promoter``, ``passive`` or ``detractor`` for a score 0-10."""
-    if score >= 9:
-        return "promoter"
-    if score >= 7:
-        return "passive"
-    return "detractor"
+    return _CATEGORY_OF[score]
+
+
+def in_category(score: Any, name: str) -> Any:
+    """The SQL condition "``score`` falls in category ``name``" for a score column or expression."""
+    low, high = CATEGORY_RANGES[name]
+    return score.between(low, high)
+
+
+def category_sql(score: Any) -> Any:
+    """The category of a score column as a SQL ``CASE`` yielding the same text as :func:`category`."""
+    whens = [(in_category(score, name), literal(name, String)) for name in CATEGORY_RANGES]
+    return case(*whens[:-1], else_=whens[-1][1])
 
 
 def nps(promoters: int, passives: int, detractors: int) -> float | None:

@@ -13,11 +13,11 @@ from fastapi.responses import Response
 from npsd.analytics import metrics
 from npsd.analytics.schemas import NpsMetrics, SurveyStats
 from npsd.auth.deps import Viewer
-from npsd.errors import BadRequest
-from npsd.http import DbSession, TransactionRoute, json_response
-from npsd.listing import id_list
-from npsd.timeutil import utcnow
-from npsd.validation import UtcDatetime
+from npsd.kit.errors import BadRequest
+from npsd.kit.http import DbSession, TransactionRoute, json_response
+from npsd.kit.listing import id_list
+from npsd.kit.timeutil import utcnow
+from npsd.kit.validation import UtcDatetime
 
 router = APIRouter(route_class=TransactionRoute, prefix="/v1/nps-surveys", tags=["metrics"])
 

@@ -16,12 +16,12 @@ from sqlalchemy import update
 from starlette.concurrency import run_in_threadpool
 
 from npsd.auth import cache, tokens
-from npsd.config import Settings
-from npsd.db import Database
-from npsd.errors import Forbidden, Unauthorized
-from npsd.http import AppSettings
-from npsd.models import ApiToken
-from npsd.timeutil import utcnow
+from npsd.kit.config import Settings
+from npsd.kit.db import Database
+from npsd.kit.errors import Forbidden, Unauthorized
+from npsd.kit.http import AppSettings
+from npsd.kit.models import ApiToken
+from npsd.kit.timeutil import utcnow
 
 # Declared for the OpenAPI document; the actual parsing below accepts all three forms.
 bearer_scheme = HTTPBearer(auto_error=False, description="JWT from `npsd token create` or /v1/auth/login")

@@ -11,10 +11,10 @@ from fastapi.responses import Response
 from npsd.auth import service
 from npsd.auth.deps import Admin
 from npsd.auth.schemas import LoginRequest, LoginResponse, TokenCreate, TokenCreated, TokenRead
-from npsd.errors import NotFound
-from npsd.http import AppSettings, DbSession, TransactionRoute
-from npsd.models import ApiToken, Organization
-from npsd.timeutil import iso
+from npsd.kit.errors import NotFound
+from npsd.kit.http import AppSettings, DbSession, TransactionRoute
+from npsd.kit.models import ApiToken, Organization
+from npsd.kit.timeutil import iso
 
 router = APIRouter(route_class=TransactionRoute, prefix="/v1/auth", tags=["auth"])
 tokens_router = APIRouter(route_class=TransactionRoute, prefix="/v1/tokens", tags=["auth"])

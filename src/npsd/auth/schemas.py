@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from npsd.validation import text
+from npsd.kit.validation import text
 
 
 class LoginRequest(BaseModel):

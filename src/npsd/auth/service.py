@@ -9,12 +9,12 @@ from sqlalchemy.orm import Session
 
 from npsd.auth import cache, tokens
 from npsd.auth.passwords import hash_password, verify_password
-from npsd.config import Settings
-from npsd.errors import BadRequest, Unauthorized
-from npsd.ids import new_id
-from npsd.models import ApiToken, Organization, User
-from npsd.timeutil import utcnow
-from npsd.validation import check_email, email_key
+from npsd.kit.config import Settings
+from npsd.kit.errors import BadRequest, Unauthorized
+from npsd.kit.ids import new_id
+from npsd.kit.models import ApiToken, Organization, User
+from npsd.kit.timeutil import utcnow
+from npsd.kit.validation import check_email, email_key
 
 
 def ensure_org(session: Session, name: str) -> Organization:

@@ -15,7 +15,7 @@ from typing import Any
 
 import jwt
 
-from npsd.config import Settings
+from npsd.kit.config import Settings
 
 ALGORITHM = "HS256"
 ROLES = ("viewer", "editor", "admin")

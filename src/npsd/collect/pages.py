@@ -28,12 +28,12 @@ from starlette.datastructures import FormData
 from npsd.collect import service
 from npsd.collect.i18n import Words, follow_up, pick, question
 from npsd.collect.mailer import TEMPLATES
-from npsd.db import Database
-from npsd.http import TransactionRoute
-from npsd.models import Invitation, Survey
+from npsd.kit.db import Database
+from npsd.kit.http import TransactionRoute
+from npsd.kit.models import Invitation, Survey
+from npsd.kit.timeutil import utcnow
+from npsd.kit.validation import check_email, email_key
 from npsd.surveys.service import is_open
-from npsd.timeutil import utcnow
-from npsd.validation import check_email, email_key
 
 T = TypeVar("T")
 

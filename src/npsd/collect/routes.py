@@ -22,13 +22,13 @@ from npsd.collect.schemas import (
     UnsubscribeCreate,
     UnsubscribeRead,
 )
-from npsd.errors import BadRequest
-from npsd.http import AppSettings, DbSession, TransactionRoute, json_response
-from npsd.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam
-from npsd.lookup import resolve
-from npsd.models import Invitation
+from npsd.kit.errors import BadRequest
+from npsd.kit.http import AppSettings, DbSession, TransactionRoute, json_response
+from npsd.kit.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam
+from npsd.kit.lookup import resolve
+from npsd.kit.models import Invitation
+from npsd.kit.validation import check_email
 from npsd.surveys.routes import SurveyById
-from npsd.validation import check_email
 
 router = APIRouter(route_class=TransactionRoute, prefix="/v1", tags=["collect"])
 

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from npsd.kit.validation import Custom, Email, Name, UtcDatetime
 from npsd.records.schemas import ObjectId
-from npsd.validation import Custom, Email, Name, UtcDatetime
 
 MAX_RECIPIENTS = 5000
 _LOCALE_RE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")

@@ -39,23 +39,22 @@ from pydantic import ValidationError
 from sqlalchemy import ColumnElement, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from npsd import events
-from npsd.analytics.rollups import chunks
 from npsd.collect import mailer
 from npsd.collect.i18n import pick, question
 from npsd.collect.schemas import InvitationsCreate, RecipientIn
-from npsd.config import Settings
-from npsd.contacts.service import companies_by_domain
-from npsd.db import Database, lock_org_writes
-from npsd.errors import Conflict, NotFound, summary, validation_details
-from npsd.ids import new_ids
-from npsd.jobs.service import JobInfo, RetryLater, enqueue, enqueue_new, handler
-from npsd.models import Company, Enduser, Invitation, Job, Survey, Unsubscribe
+from npsd.kit import events
+from npsd.kit.config import Settings
+from npsd.kit.db import Database, chunks, lock_org_writes
+from npsd.kit.errors import Conflict, NotFound, summary, validation_details
+from npsd.kit.ids import new_ids
+from npsd.kit.jobs import JobInfo, RetryLater, enqueue, enqueue_new, handler
+from npsd.kit.models import Company, Invitation, Job, Survey, Unsubscribe
+from npsd.kit.timeutil import iso, utcnow
+from npsd.kit.validation import email_key
 from npsd.records import service as records
+from npsd.records.filing import file_addresses
 from npsd.records.schemas import NpsInput
 from npsd.surveys.service import is_open
-from npsd.timeutil import iso, utcnow
-from npsd.validation import email_key
 
 log = logging.getLogger("npsd.collect")
 
@@ -237,22 +236,8 @@ def create_invitations(
             keys,
         )
     }
-    contacts = {
-        key: (eid, cid)
-        for eid, key, cid in _in_chunks(
-            session,
-            lambda p: select(Enduser.id, Enduser.email_key, Enduser.company_id).where(
-                Enduser.org_id == org_id, Enduser.email_key.in_(p)
-            ),
-            keys,
-        )
-    }
-    # a new contact will join the company whose domains hold its address, as on every write path
-    by_domain = companies_by_domain(
-        session,
-        org_id,
-        {key.rsplit("@", 1)[1] for _, r, key in accepted if not r.companyId and key not in contacts},
-    )
+    # who each address is, or the company a new contact will join, as on every write path
+    filings = file_addresses(session, org_id, {key: r.companyId for _, r, key in accepted})
     window = timedelta(days=survey.throttle_days)
     surveyed: dict[str, tuple[datetime, datetime]] = {}
     if survey.throttle_days > 0:
@@ -299,15 +284,14 @@ def create_invitations(
                     "nextEligibleAt": iso(last + window),
                 }
                 continue
-        enduser_id, contact_company = contacts.get(key, (None, None))
+        filing = filings[key]
         rows.append(
             {
                 "id": inv_id,
                 "org_id": org_id,
                 "survey_id": survey.id,
-                "enduser_id": enduser_id,
-                "company_id": r.companyId
-                or (contact_company if enduser_id else by_domain.get(key.rsplit("@", 1)[1])),
+                "enduser_id": filing.enduser_id,
+                "company_id": r.companyId or filing.company_id,
                 "email": r.email,
                 "email_key": key,
                 "name": r.name,
@@ -397,23 +381,6 @@ def cancel_invitation(session: Session, inv: Invitation) -> dict[str, Any]:
             [{"field": "status", "issue": f"is {inv.status}"}],
         )
     return invitation_out(inv)
-
-
-def response_rate(session: Session, org_id: str, survey_ids: list[str] | None) -> float | None:
-    """Answered invitations over sent ones (a fraction from 0 to 1), for the given surveys or all.
-
-    None while nothing has been sent. An invitation counts as sent once its mail was accepted by
-    the SMTP server (reminded and answered ones included); queued, failed and cancelled ones do not.
-    """
-    conds: list[ColumnElement[bool]] = [Invitation.org_id == org_id, Invitation.sent_at.is_not(None)]
-    if survey_ids is not None:
-        if not survey_ids:
-            return None
-        conds.append(Invitation.survey_id.in_(survey_ids))
-    sent, answered = session.execute(
-        select(func.count(), func.count(Invitation.answered_at)).where(*conds)
-    ).one()
-    return answered / sent if sent else None
 
 
 # ------------------------------------------------------------------------------------ unsubscribes

@@ -15,11 +15,11 @@ from fastapi.responses import Response
 from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.contacts import service
 from npsd.contacts.schemas import CompanyInput, CompanyRead, EnduserInput, EnduserRead
-from npsd.errors import BadRequest
-from npsd.http import DbSession, TransactionRoute, json_response
-from npsd.listing import Page, id_list, planhat_page, selectable
-from npsd.lookup import resolve
-from npsd.models import Company, Enduser
+from npsd.kit.errors import BadRequest
+from npsd.kit.http import DbSession, TransactionRoute, json_response
+from npsd.kit.listing import Page, id_list, planhat_page, selectable
+from npsd.kit.lookup import resolve
+from npsd.kit.models import Company, Enduser
 from npsd.records.schemas import DeleteResult
 
 companies_router = APIRouter(route_class=TransactionRoute, prefix="/companies", tags=["companies"])

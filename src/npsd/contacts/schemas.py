@@ -7,8 +7,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
+from npsd.kit.validation import ColumnInput, Custom, Email, LongText, Name, ShortText, text
 from npsd.records.schemas import ObjectId
-from npsd.validation import ColumnInput, Custom, Email, LongText, Name, ShortText, text
 
 _DOMAIN_RE = re.compile(
     r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$"

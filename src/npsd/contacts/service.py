@@ -10,21 +10,20 @@ from sqlalchemy import and_, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from npsd.analytics.rollups import (
+from npsd.kit.db import lock_org_writes
+from npsd.kit.errors import BadRequest, Conflict
+from npsd.kit.ids import new_id
+from npsd.kit.listing import Page
+from npsd.kit.models import Company, CompanyDomain, Enduser, NpsRecord
+from npsd.kit.timeutil import iso, utcnow
+from npsd.kit.validation import email_key
+from npsd.records.filing import file_addresses
+from npsd.records.rollups import (
     RollupKey,
     apply_deltas,
-    chunks,
     refresh_companies,
-    refresh_endusers,
     rollup_key,
 )
-from npsd.db import lock_org_writes
-from npsd.errors import BadRequest, Conflict
-from npsd.ids import new_id
-from npsd.listing import Page
-from npsd.models import Company, CompanyDomain, Enduser, NpsRecord
-from npsd.timeutil import iso, utcnow
-from npsd.validation import email_key
 
 # ------------------------------------------------------------------------------------------- output
 
@@ -241,20 +240,6 @@ def delete_company(session: Session, company: Company, cascade: bool) -> None:
 # ------------------------------------------------------------------------------------------- endusers
 
 
-def companies_by_domain(session: Session, org_id: str, domains: set[str]) -> dict[str, str]:
-    """domain -> the company whose ``domains`` hold it (the smallest id when several do): the
-    rule that files a new contact under its company by e-mail domain, for every path creating one."""
-    found: dict[str, str] = {}
-    for part in chunks(domains):
-        for domain, cid in session.execute(
-            select(CompanyDomain.domain, CompanyDomain.company_id)
-            .where(CompanyDomain.org_id == org_id, CompanyDomain.domain.in_(part))
-            .order_by(CompanyDomain.company_id)
-        ):
-            found.setdefault(domain, cid)
-    return found
-
-
 def _check_company(session: Session, org_id: str, company_id: str | None) -> None:
     if (
         company_id is not None
@@ -277,14 +262,12 @@ def create_enduser(session: Session, org_id: str, values: dict[str, Any]) -> End
     lock_org_writes(session, org_id)
     _check_company(session, org_id, values.get("company_id"))
     key = email_key(values["email"])
-    if session.scalar(select(Enduser.id).where(Enduser.org_id == org_id, Enduser.email_key == key)):
+    filing = file_addresses(session, org_id, {key: values.get("company_id")})[key]
+    if filing.contact is not None:
         raise Conflict(
             "a contact with this e-mail already exists", [{"field": "email", "issue": "already used"}]
         )
-    if values.get("company_id") is None:
-        values["company_id"] = companies_by_domain(session, org_id, {key.rsplit("@", 1)[1]}).get(
-            key.rsplit("@", 1)[1]
-        )
+    values["company_id"] = filing.company_id
     _derive_name(values)
     now = utcnow()
     values.setdefault("primary", False)
@@ -410,5 +393,3 @@ def delete_enduser(session: Session, enduser: Enduser, cascade: bool) -> None:
     if company:
         refresh_companies(session, org_id, {company})
 
-
-__all__ = ["refresh_endusers"]

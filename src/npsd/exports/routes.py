@@ -11,12 +11,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from npsd.auth.deps import Viewer
-from npsd.db import Database
 from npsd.exports.service import EXPORT_CONTENT, FORMAT_QUERY, ExportFormat, stream_records
-from npsd.http import TransactionRoute
+from npsd.kit.db import Database
+from npsd.kit.http import TransactionRoute
+from npsd.kit.timeutil import utcnow
 from npsd.records.routes import ListQueryDep
 from npsd.records.service import filtered, ordered
-from npsd.timeutil import utcnow
 
 router = APIRouter(route_class=TransactionRoute, tags=["exports"])
 

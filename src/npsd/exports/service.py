@@ -53,12 +53,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
-from npsd.analytics.nps import category
-from npsd.db import Database
-from npsd.errors import REQUIRED_HINTS, BadRequest
+from npsd.analytics.nps import category, category_sql
 from npsd.exports.parallel import PIN, Block, Workers
-from npsd.models import NpsRecord
-from npsd.timeutil import utcnow
+from npsd.kit.db import Database
+from npsd.kit.errors import REQUIRED_HINTS, BadRequest
+from npsd.kit.models import NpsRecord
+from npsd.kit.timeutil import utcnow
 
 log = logging.getLogger("npsd.exports")
 # How long an export waits for the write lock it holds a moment to fix its readers' snapshot;
@@ -677,11 +677,7 @@ def csv_cells(stmt: Select[Any], keys: list[str]) -> list[Any]:
         c[ID],
         _text_cell(text_(EMAIL)),
         cast(score, String),
-        case(
-            (score >= 9, literal("promoter", String)),
-            (score >= 7, literal("passive", String)),
-            else_=literal("detractor", String),
-        ),
+        category_sql(score),
         _text_cell(text_(COMMENT)),
         func.coalesce(c[EUID], EMPTY),
         func.coalesce(c[CID], EMPTY),

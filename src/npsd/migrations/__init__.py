@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from npsd.db import normalize_url
+from npsd.kit.db import normalize_url
 
 HERE = Path(__file__).parent
 

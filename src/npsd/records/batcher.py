@@ -7,7 +7,7 @@ takes all of them (up to ``MAX_BATCH``) in one transaction through the bulk mach
 the 400/409 it would have got alone, and only after the transaction committed. Should the shared
 write fail as a whole, its items are retried one transaction each, so one bad item cannot sink
 the others. A request carrying ``Idempotency-Key`` has its reply stored in the same
-transaction as its record (see npsd.idempotency).
+transaction as its record (see npsd.kit.idempotency).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import orjson
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from npsd.db import Database
-from npsd.idempotency import Pending, store_reply
+from npsd.kit.db import Database
+from npsd.kit.idempotency import Pending, store_reply
 from npsd.records import service
 from npsd.records.schemas import NpsInput
 

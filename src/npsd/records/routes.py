@@ -7,15 +7,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
+from npsd.analytics.nps import CATEGORY_RANGES
 from npsd.auth.deps import Admin, Editor, Viewer
-from npsd.errors import BadRequest
-from npsd.http import DbSession, RawJson, TransactionRoute, json_response, point_read
-from npsd.idempotency import pending_in
-from npsd.listing import Page, id_list, planhat_page, selectable
+from npsd.kit.errors import BadRequest
+from npsd.kit.http import DbSession, RawJson, TransactionRoute, json_response, point_read
+from npsd.kit.idempotency import pending_in
+from npsd.kit.listing import Page, id_list, planhat_page, selectable
+from npsd.kit.validation import UtcDatetime
 from npsd.records import service
 from npsd.records.batcher import reply_body
 from npsd.records.schemas import BULK_BODY_SCHEMA, BulkResult, DeleteResult, NpsInput, NpsRead
-from npsd.validation import UtcDatetime
 
 router = APIRouter(route_class=TransactionRoute, tags=["nps"])
 RecordKey = Annotated[str, Path(description="The record's 24-hex `_id`, or `srcid-<sourceId>`")]
@@ -48,7 +49,7 @@ def list_query(
     for name, value in (("email", email), ("campaignId", campaignId)):
         if value is not None and "\x00" in value:
             raise BadRequest.field(name, "must not contain NUL characters")
-    if scoreType is not None and scoreType not in service.SCORE_TYPES:
+    if scoreType is not None and scoreType not in CATEGORY_RANGES:
         raise BadRequest.field("scoreType", "must be promoter, passive or detractor")
     if since and until and since > until:
         raise BadRequest.field("since", "must not be after until")

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from npsd.ids import is_id
-from npsd.validation import Custom, Email, LongText, Score, ShortText, UtcDatetime, text
+from npsd.kit.ids import is_id
+from npsd.kit.validation import Custom, Email, LongText, Score, ShortText, UtcDatetime, text
 
 
 def _object_id(value: str) -> str:

@@ -20,14 +20,22 @@ from pydantic import ValidationError
 from sqlalchemy import JSON, ColumnElement, DateTime, Select, String, bindparam, delete, select, type_coerce
 from sqlalchemy.orm import Session
 
-from npsd.analytics.nps import category
-from npsd.analytics.rollups import (
+from npsd.analytics.nps import category, in_category
+from npsd.kit.db import chunks, lock_org_writes
+from npsd.kit.errors import BadRequest, Conflict, NotFound, NpsdError, summary, validation_details
+from npsd.kit.events import emit
+from npsd.kit.ids import is_id, new_ids
+from npsd.kit.models import Company, Enduser, NpsRecord
+from npsd.kit.timeutil import iso, utcnow
+from npsd.kit.validation import email_key
+from npsd.records.fastsql import insert_many, update_many
+from npsd.records.filing import file_addresses
+from npsd.records.rollups import (
     CONTACT_STATE_COLUMNS,
     ENDUSER,
     ContactState,
     RollupKey,
     apply_deltas,
-    chunks,
     contact_state,
     latest_params,
     plan_latest,
@@ -36,16 +44,7 @@ from npsd.analytics.rollups import (
     rollup_key,
     write_latest,
 )
-from npsd.contacts.service import companies_by_domain
-from npsd.db import lock_org_writes
-from npsd.errors import BadRequest, Conflict, NotFound, NpsdError, summary, validation_details
-from npsd.events import emit
-from npsd.ids import is_id, new_ids
-from npsd.models import Company, Enduser, NpsRecord
-from npsd.records.fastsql import insert_many, update_many
 from npsd.records.schemas import NOT_NULL_COLUMNS, NpsInput
-from npsd.timeutil import iso, utcnow
-from npsd.validation import email_key
 
 MAX_BULK = 5000
 T = NpsRecord.__table__
@@ -109,7 +108,6 @@ SORTABLE: dict[str, Any] = {
     "__v": T.c.version,
 }
 OUTPUT_FIELDS = frozenset(SORTABLE)
-SCORE_TYPES = {"promoter": (9, 10), "passive": (7, 8), "detractor": (0, 6)}
 
 
 def to_output(
@@ -439,27 +437,28 @@ def _resolve_contacts(
     domain, else none. New contacts go into ``states`` and are returned as rows to insert, so
     they can be inserted with their latest answer already set.
     """
-    keys = {email_key(r["email"]) for r in needs_contact}
-    by_key = {s.email_key: s for s in _contact_states(session, batch.org_id, Enduser.email_key, keys)}
-    missing: dict[str, dict[str, Any]] = {}
+    wanted: dict[str, str | None] = {}  # address -> the company a new contact joins (its first row's)
+    first_email: dict[str, str] = {}  # address -> as its first row spells it
     for row in needs_contact:
         key = email_key(row["email"])
-        if key not in by_key and key not in missing:
-            missing[key] = row
-    domains = companies_by_domain(
-        session,
-        batch.org_id,
-        {key.rsplit("@", 1)[1] for key, row in missing.items() if row["company_id"] is None},
-    )
+        if key not in wanted:
+            wanted[key] = row["company_id"]
+            first_email[key] = row["email"]
+    by_key: dict[str, ContactState] = {}
+    missing: dict[str, str | None] = {}  # new address -> its company
+    for key, filing in file_addresses(session, batch.org_id, wanted, CONTACT_STATE_COLUMNS[2:]).items():
+        if filing.contact is None:
+            missing[key] = filing.company_id
+        else:
+            by_key[key] = contact_state(filing.contact)
     new_rows = []
-    for eid, (key, row) in zip(new_ids(len(missing)), missing.items(), strict=True):
-        company = row["company_id"] or domains.get(key.rsplit("@", 1)[1])
+    for eid, (key, company) in zip(new_ids(len(missing)), missing.items(), strict=True):
         by_key[key] = ContactState(eid, company, None, is_new=True)
         new_rows.append(
             {
                 "id": eid,
                 "org_id": batch.org_id,
-                "email": row["email"],
+                "email": first_email[key],
                 "email_key": key,
                 "company_id": company,
                 "primary": False,
@@ -823,8 +822,7 @@ def filtered(org_id: str, q: ListQuery, now: datetime) -> Select[Any]:
             )
         )
     if q.score_type:
-        low, high = SCORE_TYPES[q.score_type]
-        stmt = stmt.where(T.c.score.between(low, high))
+        stmt = stmt.where(in_category(T.c.score, q.score_type))
     if q.since is not None:
         stmt = stmt.where(T.c.date_answered >= q.since)
     if q.until is not None:

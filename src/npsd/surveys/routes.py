@@ -11,13 +11,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
+from npsd.analytics.nps import CATEGORY_RANGES
 from npsd.auth.deps import Admin, Editor, Viewer
-from npsd.errors import BadRequest
 from npsd.exports.service import EXPORT_CONTENT, FORMAT_QUERY, ExportFormat, stream_records
-from npsd.http import DbSession, TransactionRoute
-from npsd.listing import LimitParam, PageParam, id_list
-from npsd.models import Survey
-from npsd.records.service import SCORE_TYPES
+from npsd.kit.errors import BadRequest
+from npsd.kit.http import DbSession, TransactionRoute
+from npsd.kit.listing import LimitParam, PageParam, id_list
+from npsd.kit.models import Survey
+from npsd.kit.validation import UtcDatetime
 from npsd.surveys import service
 from npsd.surveys.schemas import (
     ResponseCreate,
@@ -28,7 +29,6 @@ from npsd.surveys.schemas import (
     SurveyType,
     SurveyUpdate,
 )
-from npsd.validation import UtcDatetime
 
 router = APIRouter(route_class=TransactionRoute, prefix="/v1/nps-surveys", tags=["surveys"])
 
@@ -132,7 +132,7 @@ def response_filters(
 ) -> service.ResponseQuery:
     sort_by, descending = _order(sortBy, sortOrder, tuple(service.RESPONSE_SORT), "respondedAt")
     score_type = scoreType.strip().lower() if scoreType else None
-    if score_type is not None and score_type not in SCORE_TYPES:
+    if score_type is not None and score_type not in CATEGORY_RANGES:
         raise BadRequest.field("scoreType", "must be promoter, passive or detractor")
     if since is not None and until is not None and since > until:
         raise BadRequest.field("since", "must not be after until")

@@ -13,8 +13,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from npsd.analytics.schemas import NpsSummary
+from npsd.kit.validation import ColumnInput, Custom, Email, LongText, Score, ShortText, UtcDatetime, text
 from npsd.records.schemas import ObjectId, SourceId
-from npsd.validation import ColumnInput, Custom, Email, LongText, Score, ShortText, UtcDatetime, text
 
 DEFAULT_QUESTION = "How likely are you to recommend us to a friend or colleague?"
 DEFAULT_FOLLOW_UP = "What is the most important reason for your score?"

@@ -19,15 +19,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
-from npsd.analytics.nps import EMPTY, Summary, category
-from npsd.db import lock_org_writes
-from npsd.errors import BadRequest, Conflict, NotFound, NpsdError
-from npsd.ids import is_id, new_id
-from npsd.models import NpsRollup, Survey
+from npsd.analytics.nps import EMPTY, Summary, category, in_category
+from npsd.kit.db import lock_org_writes
+from npsd.kit.errors import BadRequest, Conflict, NotFound, NpsdError
+from npsd.kit.ids import is_id, new_id
+from npsd.kit.models import NpsRollup, Survey
+from npsd.kit.timeutil import iso, utcnow
 from npsd.records import service as records
 from npsd.records.schemas import NpsInput
 from npsd.surveys.schemas import ResponseCreate, SurveyCreate, SurveyUpdate
-from npsd.timeutil import iso, utcnow
 
 T = records.T  # the nps_record table
 R = NpsRollup.__table__
@@ -214,8 +214,8 @@ def list_surveys(session: Session, org_id: str, q: SurveyQuery) -> tuple[list[di
     stmt = select(Survey).where(*conds)
     if q.sort_by in ("responseCount", "npsScore"):
         # derived fields: join the per-survey totals of the roll-up table
-        promoters = func.sum(case((R.c.score >= 9, R.c.count), else_=0))
-        detractors = func.sum(case((R.c.score <= 6, R.c.count), else_=0))
+        promoters = func.sum(case((in_category(R.c.score, "promoter"), R.c.count), else_=0))
+        detractors = func.sum(case((in_category(R.c.score, "detractor"), R.c.count), else_=0))
         agg = (
             select(
                 R.c.survey_id,

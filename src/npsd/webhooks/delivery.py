@@ -13,47 +13,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import cache
 from ssl import SSLContext
 
 import httpx
 from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session
 
-from npsd.db import Database
-from npsd.ids import new_id, new_ids
-from npsd.jobs.service import JobInfo, handler
-from npsd.models import Job, Webhook, WebhookAttempt, WebhookDelivery
-from npsd.timeutil import utcnow
+from npsd.kit.db import Database
+from npsd.kit.events import DELIVERY_JOB, retry_delay
+from npsd.kit.ids import new_id
+from npsd.kit.jobs import JobInfo, handler
+from npsd.kit.models import Webhook, WebhookAttempt, WebhookDelivery
+from npsd.kit.timeutil import utcnow
 from npsd.webhooks import guard, signing
 
 log = logging.getLogger("npsd.webhooks")
 
-JOB_KIND = "webhook.deliver"
 TEST_EVENT = "webhook.test"
 TIMEOUT = httpx.Timeout(10.0)
 MAX_ERROR_CHARS = 500
-# Delay before retry n (after attempt n fails). 8 attempts in all, the last about 24 h after the first.
-RETRY_SCHEDULE = (
-    timedelta(seconds=5),
-    timedelta(minutes=5),
-    timedelta(minutes=30),
-    timedelta(hours=2),
-    timedelta(hours=5),
-    timedelta(hours=8),
-    timedelta(hours=8, minutes=25),
-)
-MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
-
-
-def retry_delay(attempt: int) -> timedelta:
-    """How long to wait after failed attempt number ``attempt`` (1-based)."""
-    return RETRY_SCHEDULE[min(max(attempt, 1), len(RETRY_SCHEDULE)) - 1]
-
-
 # ----------------------------------------------------------------------------------- configuration
 
 
@@ -62,61 +41,7 @@ def allow_private(db: Database) -> bool:
     return db.config.webhook_allow_private
 
 
-# ---------------------------------------------------------------------------------------- enqueuing
 
-
-def enqueue_deliveries(session: Session, org_id: str, items: Sequence[tuple[str, str, str]]) -> list[str]:
-    """Store deliveries ``(webhook_id, event_type, body)`` and one ``webhook.deliver`` job each, in
-    the caller's transaction: two multi-row inserts whatever the number. Returns the delivery ids."""
-    if not items:
-        return []
-    now = utcnow()
-    delivery_ids = new_ids(len(items))
-    job_ids = new_ids(len(items))
-    session.flush()  # ORM objects added earlier in this session (the webhook, say) go first
-    session.execute(
-        insert(WebhookDelivery.__table__),
-        [
-            {
-                "id": did,
-                "org_id": org_id,
-                "webhook_id": webhook_id,
-                "event_type": event_type,
-                "payload": body,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "last_status_code": None,
-                "last_error": None,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for did, (webhook_id, event_type, body) in zip(delivery_ids, items, strict=True)
-        ],
-    )
-    session.execute(
-        insert(Job.__table__),
-        [
-            {
-                "id": jid,
-                "org_id": org_id,
-                "kind": JOB_KIND,
-                "payload": {"delivery_id": did},
-                "dedupe_key": None,
-                "status": "queued",
-                "run_at": now,
-                "attempts": 0,
-                "max_attempts": MAX_ATTEMPTS,
-                "locked_by": None,
-                "locked_until": None,
-                "last_error": None,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for jid, did in zip(job_ids, delivery_ids, strict=True)
-        ],
-    )
-    return delivery_ids
 
 
 # ------------------------------------------------------------------------------------------ sending
@@ -212,7 +137,7 @@ def _mark_failed(db: Database, job: JobInfo, reason: str) -> None:
         )
 
 
-@handler(JOB_KIND, backoff=retry_delay, on_failure=_mark_failed)
+@handler(DELIVERY_JOB, backoff=retry_delay, on_failure=_mark_failed)
 def deliver(db: Database, job: JobInfo) -> None:
     """Run one attempt of one delivery. Nothing to do when the delivery is gone (its webhook was
     deleted) or already settled; an inactive webhook settles it as failed without a request."""

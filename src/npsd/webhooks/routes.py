@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
 from npsd.auth.deps import Admin
-from npsd.http import AppSettings, DbSession, TransactionRoute
-from npsd.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam
-from npsd.lookup import resolve
-from npsd.models import Webhook
+from npsd.kit.http import AppSettings, DbSession, TransactionRoute
+from npsd.kit.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam
+from npsd.kit.lookup import resolve
+from npsd.kit.models import Webhook
 from npsd.webhooks import service
 from npsd.webhooks.schemas import (
     DeliveryRead,

@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
-from npsd.validation import ColumnInput, text
+from npsd.kit.validation import ColumnInput, text
 from npsd.webhooks import guard
 
 EventType = Literal[

@@ -14,10 +14,11 @@ import orjson
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from npsd.errors import BadRequest
-from npsd.ids import new_id
-from npsd.models import Webhook, WebhookAttempt, WebhookDelivery
-from npsd.timeutil import iso, utcnow
+from npsd.kit import events
+from npsd.kit.errors import BadRequest
+from npsd.kit.ids import new_id
+from npsd.kit.models import Webhook, WebhookAttempt, WebhookDelivery
+from npsd.kit.timeutil import iso, utcnow
 from npsd.webhooks import delivery, guard, signing
 from npsd.webhooks.schemas import WebhookCreate, WebhookUpdate
 
@@ -171,6 +172,6 @@ def send_test(session: Session, hook: Webhook) -> dict[str, Any]:
     now = iso(utcnow()) or ""
     data = {"webhookId": hook.id, "message": "This is a test event from npsd; no data changed."}
     text = orjson.dumps({"type": delivery.TEST_EVENT, "timestamp": now, "data": data}).decode()
-    (delivery_id,) = delivery.enqueue_deliveries(session, hook.org_id, [(hook.id, delivery.TEST_EVENT, text)])
+    (delivery_id,) = events.enqueue_deliveries(session, hook.org_id, [(hook.id, delivery.TEST_EVENT, text)])
     row = session.get_one(WebhookDelivery, delivery_id)
     return _delivery_out(row, [])

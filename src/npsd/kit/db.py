@@ -11,14 +11,14 @@ PostgreSQL goes through psycopg 3 and needs neither.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from npsd.config import Settings, get_settings
+from npsd.kit.config import Settings, get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 SQLITE_POOL_SIZE = 40
@@ -152,3 +152,14 @@ def lock_org_writes(session: Session, org_id: str) -> None:
         session.execute(
             text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": "org:" + org_id}
         )
+
+
+# Values per IN-list: below SQLite's oldest bound-parameter limit (999) with room to spare.
+CHUNK = 900
+
+
+def chunks(values: Collection[Any], size: int = CHUNK) -> Iterable[list[Any]]:
+    """``values`` in lists of at most ``size``, for IN-lists of any length."""
+    items = list(values)
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

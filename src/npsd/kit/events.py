@@ -9,15 +9,16 @@ sends nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from npsd.models import Webhook
-from npsd.timeutil import iso, utcnow
-from npsd.webhooks import delivery
+from npsd.kit.ids import new_ids
+from npsd.kit.models import Job, Webhook, WebhookDelivery
+from npsd.kit.timeutil import iso, utcnow
 
 EVENT_TYPES = (
     "response.created",
@@ -82,4 +83,81 @@ def emit(session: Session, org_id: str, event_type: str, objects: Objects) -> in
         for text, survey in zip(bodies, surveys, strict=True)
         if wanted is None or survey is _NO_SURVEY or survey in wanted
     ]
-    return len(delivery.enqueue_deliveries(session, org_id, items))
+    return len(enqueue_deliveries(session, org_id, items))
+
+
+# The outbox: an event for a webhook becomes a stored delivery and the durable job that sends it
+# (the webhooks area registers the job's handler).
+DELIVERY_JOB = "webhook.deliver"
+# Delay before retry n (after attempt n fails). 8 attempts in all, the last about 24 h after the first.
+RETRY_SCHEDULE = (
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=8),
+    timedelta(hours=8, minutes=25),
+)
+MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
+
+
+def retry_delay(attempt: int) -> timedelta:
+    """How long to wait after failed attempt number ``attempt`` (1-based)."""
+    return RETRY_SCHEDULE[min(max(attempt, 1), len(RETRY_SCHEDULE)) - 1]
+
+
+
+
+def enqueue_deliveries(session: Session, org_id: str, items: Sequence[tuple[str, str, str]]) -> list[str]:
+    """Store deliveries ``(webhook_id, event_type, body)`` and one ``webhook.deliver`` job each, in
+    the caller's transaction: two multi-row inserts whatever the number. Returns the delivery ids."""
+    if not items:
+        return []
+    now = utcnow()
+    delivery_ids = new_ids(len(items))
+    job_ids = new_ids(len(items))
+    session.flush()  # ORM objects added earlier in this session (the webhook, say) go first
+    session.execute(
+        insert(WebhookDelivery.__table__),
+        [
+            {
+                "id": did,
+                "org_id": org_id,
+                "webhook_id": webhook_id,
+                "event_type": event_type,
+                "payload": body,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "last_status_code": None,
+                "last_error": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for did, (webhook_id, event_type, body) in zip(delivery_ids, items, strict=True)
+        ],
+    )
+    session.execute(
+        insert(Job.__table__),
+        [
+            {
+                "id": jid,
+                "org_id": org_id,
+                "kind": DELIVERY_JOB,
+                "payload": {"delivery_id": did},
+                "dedupe_key": None,
+                "status": "queued",
+                "run_at": now,
+                "attempts": 0,
+                "max_attempts": MAX_ATTEMPTS,
+                "locked_by": None,
+                "locked_until": None,
+                "last_error": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for jid, did in zip(job_ids, delivery_ids, strict=True)
+        ],
+    )
+    return delivery_ids

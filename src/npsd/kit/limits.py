@@ -15,9 +15,9 @@ from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from starlette.concurrency import run_in_threadpool
 
-from npsd.db import Database
-from npsd.errors import error_response
-from npsd.models import RateLimit
+from npsd.kit.db import Database
+from npsd.kit.errors import error_response
+from npsd.kit.models import RateLimit
 
 Scope = dict[str, Any]
 

@@ -25,18 +25,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from npsd.config import Settings
-from npsd.db import Database
-from npsd.errors import NpsdError
-from npsd.limits import send_error
-from npsd.models import IdempotencyKey
-from npsd.timeutil import utcnow
+from npsd.kit.config import Settings
+from npsd.kit.db import Database
+from npsd.kit.errors import NpsdError
+from npsd.kit.limits import send_error
+from npsd.kit.models import IdempotencyKey
+from npsd.kit.timeutil import utcnow
 
 KEEP = timedelta(hours=24)
 STALE = timedelta(minutes=5)
 MAX_KEY_LENGTH = 200
 Scope = dict[str, Any]
-SCOPE_KEY = "npsd.idempotency"
+SCOPE_KEY = "npsd.kit.idempotency"
 KEPT_HEADERS = (b"content-type", b"location")
 
 
@@ -83,7 +83,7 @@ class IdempotencyMiddleware:
         self.settings = settings
 
     def _org_of(self, scope: Scope) -> str | None:
-        # imported here: the auth dependencies import npsd.http, which stores replies through
+        # imported here: the auth dependencies import npsd.kit.http, which stores replies through
         # this module
         from starlette.requests import Request
 

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from npsd.errors import BadRequest, NotFound
-from npsd.ids import is_id
+from npsd.kit.errors import BadRequest, NotFound
+from npsd.kit.ids import is_id
 
 M = TypeVar("M")
 # ``externalId`` / ``sourceId`` are at most 500 characters; the prefix adds six.

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 from fastapi import Query
 from pydantic import BaseModel, Field, create_model
 
-from npsd.errors import BadRequest
-from npsd.ids import is_id
+from npsd.kit.errors import BadRequest
+from npsd.kit.ids import is_id
 
 MAX_LIMIT = 10_000
 # Far beyond any real list, and far inside what SQLite and PostgreSQL accept for OFFSET (64-bit).

@@ -13,10 +13,10 @@ from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from npsd.config import Settings
-from npsd.db import Database
-from npsd.errors import BadRequest
-from npsd.idempotency import Pending, kept_headers, pending_in, store_reply
+from npsd.kit.config import Settings
+from npsd.kit.db import Database
+from npsd.kit.errors import BadRequest
+from npsd.kit.idempotency import Pending, kept_headers, pending_in, store_reply
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 RESPONSE_SCOPE_KEY = "npsd.response"

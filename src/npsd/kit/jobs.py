@@ -23,10 +23,10 @@ from typing import Any
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from npsd.db import Database
-from npsd.ids import new_id, new_ids
-from npsd.models import Job
-from npsd.timeutil import utcnow
+from npsd.kit.db import Database
+from npsd.kit.ids import new_id, new_ids
+from npsd.kit.models import Job
+from npsd.kit.timeutil import utcnow
 
 log = logging.getLogger("npsd.jobs")
 LEASE = timedelta(minutes=5)

@@ -22,15 +22,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from npsd.analytics.nps import nps
-from npsd.db import Database, lock_org_writes
-from npsd.jobs.service import periodic
-from npsd.models import Company, Enduser, NpsRecord, NpsRollup
+from npsd.analytics.nps import in_category, nps
+from npsd.kit.db import Database, chunks, lock_org_writes
+from npsd.kit.jobs import periodic
+from npsd.kit.models import Company, Enduser, NpsRecord, NpsRollup
+from npsd.kit.timeutil import utcnow
 from npsd.records.fastsql import update_many
-from npsd.timeutil import utcnow
 
 COMPANY_NPS_WINDOW = timedelta(days=360)
-CHUNK = 900
 
 RollupKey = tuple[str, str, str, date, int]  # survey, company, source, day, score
 # A contact's latest answer, ordered as the roll-up orders them: by date answered, then record id.
@@ -43,12 +42,6 @@ def rollup_key(
     campaign_id: str | None, company_id: str | None, source: str | None, date_answered: datetime, score: int
 ) -> RollupKey:
     return (campaign_id or "", company_id or "", source or "", date_answered.date(), score)
-
-
-def chunks(values: Collection[Any], size: int = CHUNK) -> Iterable[list[Any]]:
-    items = list(values)
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 @functools.cache
@@ -235,9 +228,9 @@ def refresh_companies(session: Session, org_id: str, company_ids: Collection[str
         query = (
             select(
                 Enduser.company_id,
-                func.sum(_case(Enduser.nps >= 9)),
-                func.sum(_case(and_(Enduser.nps >= 7, Enduser.nps <= 8))),
-                func.sum(_case(Enduser.nps <= 6)),
+                func.sum(_case(in_category(Enduser.nps, "promoter"))),
+                func.sum(_case(in_category(Enduser.nps, "passive"))),
+                func.sum(_case(in_category(Enduser.nps, "detractor"))),
                 func.min(Enduser.nps_date),
             )
             .where(

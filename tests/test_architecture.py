@@ -1,0 +1,127 @@
+"""The code is a stack of areas (ARCHITECTURE.md): each area imports only the areas below it.
+
+Every import counts, at module level or inside a function: a local import that dodges a cycle
+still ties the two areas together. The areas below are listed bottom first.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import npsd
+
+SRC = Path(npsd.__file__).parent
+# bottom first; an area may import itself and any area listed before it
+STACK = ["kit", "migrations", "auth", "analytics", "records", "contacts", "exports", "surveys", "collect",
+         "webhooks", "app"]
+TOP_LEVEL_APP_MODULES = {"app", "cli", "__main__"}
+
+
+def area_of(module: str) -> str | None:
+    """The area of a dotted ``npsd.`` module name (None outside npsd and for the package itself)."""
+    parts = module.split(".")
+    if parts[0] != "npsd" or len(parts) == 1:
+        return None
+    head = parts[1]
+    return "app" if head in TOP_LEVEL_APP_MODULES else head
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> Iterator[tuple[int, str]]:
+    """Every npsd module ``path`` imports, anywhere in the file, with its line."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            yield node.lineno, target
+            for alias in node.names:  # ``from npsd import events`` imports the module npsd.events
+                yield node.lineno, f"{target}.{alias.name}"
+
+
+def sources() -> list[Path]:
+    return sorted(p for p in SRC.rglob("*.py") if "versions" not in p.parts)
+
+
+def test_every_area_is_in_the_stack() -> None:
+    areas = {area_of(module_name(p)) for p in sources()} - {None}
+    assert areas <= set(STACK), f"areas missing from the stack (and from ARCHITECTURE.md): {areas - set(STACK)}"
+
+
+@pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(SRC)))
+def test_imports_go_down_the_stack(path: Path) -> None:
+    own = area_of(module_name(path))
+    if own is None:
+        return
+    upward = []
+    for line, target in imports_of(path):
+        other = area_of(target)
+        if other is None or other == own or other not in STACK:
+            continue
+        if STACK.index(other) > STACK.index(own):
+            upward.append(f"line {line}: {own} imports {target} ({other} is above {own})")
+    assert not upward, "\n".join(upward)
+
+
+def test_no_cycle_between_modules() -> None:
+    """Inside an area too, modules form no circle (the order they load in is a fact, not luck)."""
+    names = {module_name(p): p for p in sources()}
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        deps = set()
+        for _, target in imports_of(path):
+            while target and target not in names:
+                target = target.rpartition(".")[0]
+            if target and target != name and target != "npsd":
+                deps.add(target)
+        graph[name] = deps
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                return [*stack[stack.index(dep) :], dep]
+            if dep not in state and (cycle := visit(dep)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+
+
+def test_the_check_sees_local_and_relative_imports(tmp_path: Path) -> None:
+    """The walker finds imports inside functions and relative ones (or the checks above prove nothing)."""
+    pkg = SRC / "kit"
+    probe = pkg / "_probe_for_test.py"
+    probe.write_text("def f():\n    from npsd.app import create_app\n    from ..records import service\n")
+    try:
+        found = {t for _, t in imports_of(probe)}
+    finally:
+        probe.unlink()
+    assert "npsd.app" in found
+    assert "npsd.records.service" in found
