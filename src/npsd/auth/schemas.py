@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from npsd.kit.validation import text
+from npsd.kit.validation import Storable
 
 
 class LoginRequest(BaseModel):
     """E-mail and password of a user made with ``npsd user create``."""
 
     model_config = ConfigDict(extra="forbid")
-    email: text(320)  # type: ignore[valid-type]  # looked up in the database: no NUL characters
+    # looked up in the database: no NUL characters
+    email: Annotated[str, Field(max_length=320), Storable]
     password: str = Field(max_length=1024)
 
 
@@ -28,7 +29,7 @@ class TokenCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     role: Literal["admin", "editor", "viewer"]
-    name: text(200) | None = None  # type: ignore[valid-type]
+    name: Annotated[str, Field(max_length=200), Storable] | None = None
     ttlDays: int = Field(90, ge=1, le=3650, description="Lifetime in days")
 
 

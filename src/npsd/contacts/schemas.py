@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
-from npsd.kit.validation import ColumnInput, Custom, Email, LongText, Name, ShortText, text
+from npsd.kit.validation import ColumnInput, Custom, Email, LongText, Name, ShortText, Storable
 from npsd.records.schemas import ObjectId
 
 _DOMAIN_RE = re.compile(
@@ -29,7 +29,8 @@ def _domains(values: list[str]) -> list[str]:
 Domains = Annotated[
     list[Annotated[str, Field(max_length=253)]], Field(max_length=100), AfterValidator(_domains)
 ]
-ExternalKey = text(500)
+ExternalKey = Annotated[str, Field(max_length=500), Storable]
+Phone = Annotated[str, Field(max_length=100), Storable]
 
 
 class CompanyInput(ColumnInput):
@@ -97,7 +98,7 @@ class EnduserInput(ColumnInput):
     firstName: ShortText | None = None
     lastName: ShortText | None = None
     position: ShortText | None = None
-    phone: text(100) | None = None  # type: ignore[valid-type]
+    phone: Phone | None = None
     primary: StrictBool | None = None
     archived: StrictBool | None = None
     companyId: ObjectId | None = None

@@ -102,9 +102,18 @@ def check_custom(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
+# Text both databases store faithfully. A bounded text type is written out as a type alias,
+# ``Annotated[str, Field(max_length=N), Storable]``, so mypy checks the fields that use it.
+Storable = AfterValidator(_storable)
+
+
 def text(max_length: int) -> Any:
-    """A string of at most ``max_length`` characters without NUL bytes."""
-    return Annotated[str, Field(max_length=max_length), AfterValidator(_storable)]
+    """A string of at most ``max_length`` characters without NUL bytes.
+
+    The result is only usable at runtime (mypy sees a call, not a type); prefer an alias
+    ``Annotated[str, Field(max_length=N), Storable]``.
+    """
+    return Annotated[str, Field(max_length=max_length), Storable]
 
 
 Email = Annotated[
@@ -117,9 +126,9 @@ Email = Annotated[
 UtcDatetime = Annotated[datetime, AfterValidator(to_utc)]
 Score = Annotated[StrictInt, Field(ge=0, le=10, description="Integer 0-10")]
 Custom = Annotated[dict[str, Any] | None, AfterValidator(check_custom)]
-Name = text(500)
-ShortText = text(200)
-LongText = text(65_536)
+Name = Annotated[str, Field(max_length=500), Storable]
+ShortText = Annotated[str, Field(max_length=200), Storable]
+LongText = Annotated[str, Field(max_length=65_536), Storable]
 
 
 class ColumnInput(BaseModel):

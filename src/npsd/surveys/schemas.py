@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from npsd.analytics.schemas import NpsSummary
-from npsd.kit.validation import ColumnInput, Custom, Email, LongText, Score, ShortText, UtcDatetime, text
+from npsd.kit.validation import ColumnInput, Custom, Email, LongText, Score, ShortText, Storable, UtcDatetime
 from npsd.records.schemas import ObjectId, SourceId
 
 DEFAULT_QUESTION = "How likely are you to recommend us to a friend or colleague?"
@@ -35,8 +35,8 @@ def _language(value: str) -> str:
     return value
 
 
-SurveyName = Annotated[text(200), Field(min_length=1), AfterValidator(_not_blank)]
-Question = Annotated[text(2000), Field(min_length=1), AfterValidator(_not_blank)]
+SurveyName = Annotated[str, Field(max_length=200), Storable, Field(min_length=1), AfterValidator(_not_blank)]
+Question = Annotated[str, Field(max_length=2000), Storable, Field(min_length=1), AfterValidator(_not_blank)]
 Language = Annotated[str, Field(max_length=16), AfterValidator(_language)]
 ThrottleDays = Annotated[
     StrictInt, Field(ge=0, le=3650, description="Days before a contact may be asked again")
@@ -92,13 +92,13 @@ class SurveyCreate(SurveyUpdate):
 
     SETS_EVERY_FIELD = True  # a create stores every field, defaults included
 
-    name: SurveyName = Field(description="1-200 characters")  # type: ignore[assignment]
-    surveyType: SurveyType = "RELATIONSHIP"  # type: ignore[assignment]
-    question: Question = DEFAULT_QUESTION  # type: ignore[assignment]
+    name: SurveyName = Field(description="1-200 characters")
+    surveyType: SurveyType = "RELATIONSHIP"
+    question: Question = DEFAULT_QUESTION
     followUpQuestion: Question | None = DEFAULT_FOLLOW_UP
-    isActive: StrictBool = True  # type: ignore[assignment]
-    language: Language = "en"  # type: ignore[assignment]
-    throttleDays: ThrottleDays = 90  # type: ignore[assignment]
+    isActive: StrictBool = True
+    language: Language = "en"
+    throttleDays: ThrottleDays = 90
     reminderAfterDays: ReminderDays | None = 3
 
 

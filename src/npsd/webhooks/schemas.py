@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
-from npsd.kit.validation import ColumnInput, text
+from npsd.kit.validation import ColumnInput, Storable
 from npsd.webhooks import guard
 
 EventType = Literal[
@@ -34,11 +34,11 @@ def _survey_id(value: str) -> str:
     return value
 
 
-Description = text(500)
-WebhookUrl = Annotated[text(2048), AfterValidator(_url)]
+Description = Annotated[str, Field(max_length=500), Storable]
+WebhookUrl = Annotated[str, Field(max_length=2048), Storable, AfterValidator(_url)]
 Events = Annotated[list[EventType], Field(min_length=1, max_length=20), AfterValidator(_unique)]
 SurveyIds = Annotated[
-    list[Annotated[text(64), AfterValidator(_survey_id)]],
+    list[Annotated[str, Field(max_length=64), Storable, AfterValidator(_survey_id)]],
     Field(min_length=1, max_length=MAX_SURVEY_IDS),
     AfterValidator(_unique),
 ]
@@ -80,9 +80,9 @@ class WebhookCreate(WebhookUpdate):
 
     SETS_EVERY_FIELD = True  # a create stores every field, defaults included
 
-    url: WebhookUrl = Field(description="http(s) URL the events are POSTed to")  # type: ignore[assignment]
-    events: Events = Field(description="Event types to receive (at least one)")  # type: ignore[assignment]
-    isActive: StrictBool = True  # type: ignore[assignment]
+    url: WebhookUrl = Field(description="http(s) URL the events are POSTed to")
+    events: Events = Field(description="Event types to receive (at least one)")
+    isActive: StrictBool = True
 
 
 class WebhookRead(BaseModel):
