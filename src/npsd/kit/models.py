@@ -6,7 +6,7 @@ Times are naive UTC ``datetime`` values (the API adds the ``Z``). Ids are 24-hex
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -30,7 +31,9 @@ ID = String(24)
 
 
 class Base(DeclarativeBase):
-    pass
+    # Every model maps a plain Table (SQLAlchemy types __table__ as any FromClause); saying so lets
+    # insert(Model.__table__) and friends type-check. This is the annotation SQLAlchemy recommends.
+    __table__: ClassVar[Table]
 
 
 class Organization(Base):

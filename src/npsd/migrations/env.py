@@ -19,6 +19,8 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
     url = config.get_main_option("sqlalchemy.url")
+    if url is None:  # npsd.migrations.upgrade always sets it
+        raise RuntimeError("sqlalchemy.url is not set; run migrations with npsd.migrations.upgrade")
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
