@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from conftest import Tenant, TestDatabase, assert_error, make_tenant
 from npsd.app import create_app
+from npsd.auth import service as auth_service
 from npsd.kit.models import IdempotencyKey
 from npsd.kit.timeutil import utcnow
 
@@ -160,3 +161,46 @@ def test_idempotency_keys_are_per_organization(
     assert a.status_code == b.status_code == 200
     assert a.json()["_id"] != b.json()["_id"]
     assert "Idempotent-Replayed" not in b.headers
+
+
+def test_a_revoked_token_neither_stores_nor_replays_a_reply(
+    database: TestDatabase, client: TestClient, tenant: Tenant
+) -> None:
+    """Authentication happens once: a request refused as unauthenticated keeps nothing under its
+    key, so a valid token of the same organization retrying with that key really runs."""
+    key = {"Idempotency-Key": "revoked-" + secrets.token_hex(6)}
+    body = {"email": "rev@example.com", "score": 9}
+    with database.db.transaction() as session:
+        assert auth_service.revoke_token(session, tenant.jtis["editor"]) is True
+    refused = client.post("/nps", json=body, headers={**tenant.editor, **key})
+    assert_error(refused, 401)
+    with database.db.transaction() as session:
+        assert session.get(IdempotencyKey, (tenant.org_id, key["Idempotency-Key"])) is None
+    retried = client.post("/nps", json=body, headers={**tenant.admin, **key})
+    assert retried.status_code == 200, retried.text
+    assert "Idempotent-Replayed" not in retried.headers
+    assert retried.json()["email"] == "rev@example.com"
+    again = client.post("/nps", json=body, headers={**tenant.admin, **key})
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == retried.json()
+
+
+def test_a_forbidden_request_keeps_nothing_under_its_key(
+    database: TestDatabase, client: TestClient, tenant: Tenant
+) -> None:
+    """A viewer's write is refused before any reply is kept: an editor may then use the key."""
+    key = {"Idempotency-Key": "viewer-" + secrets.token_hex(6)}
+    body = {"email": "view@example.com", "score": 3}
+    assert_error(client.post("/nps", json=body, headers={**tenant.viewer, **key}), 403)
+    r = client.post("/nps", json=body, headers={**tenant.editor, **key})
+    assert r.status_code == 200, r.text
+    assert "Idempotent-Replayed" not in r.headers
+
+
+def test_a_malformed_idempotency_key_is_400(client: TestClient, tenant: Tenant) -> None:
+    r = client.post(
+        "/nps",
+        json={"email": "k@example.com", "score": 3},
+        headers={**tenant.editor, "Idempotency-Key": "x" * 201},
+    )
+    assert_error(r, 400, "Idempotency-Key")

@@ -15,7 +15,7 @@ from npsd import __version__
 from npsd.kit.config import Settings, get_settings
 from npsd.kit.db import Database
 from npsd.kit.errors import ErrorBody, install_error_handlers
-from npsd.kit.idempotency import IdempotencyMiddleware
+from npsd.kit.idempotency import IdempotencyMiddleware, Replay, replay_response
 from npsd.kit.limits import BodyLimitMiddleware, RateLimiter, RateLimitMiddleware
 from npsd.records.batcher import CreateBatcher
 
@@ -103,8 +103,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.db = db
     app.state.create_batcher = CreateBatcher(db)
     install_error_handlers(app)
+    app.add_exception_handler(Replay, replay_response)
     # outermost last: request id, then body size, rate limit, idempotency, then the routes
-    app.add_middleware(IdempotencyMiddleware, db=db, settings=settings)
+    app.add_middleware(IdempotencyMiddleware, db=db)
     app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(db, settings.rate_limit))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

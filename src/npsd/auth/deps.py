@@ -16,6 +16,7 @@ from sqlalchemy import update
 from starlette.concurrency import run_in_threadpool
 
 from npsd.auth import cache, tokens
+from npsd.kit import idempotency
 from npsd.kit.config import Settings
 from npsd.kit.db import Database
 from npsd.kit.errors import Forbidden, Unauthorized
@@ -140,11 +141,14 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
 def require_role(role: str) -> Callable[[Principal], Principal]:
-    """A dependency that lets only ``role`` or higher through (403 otherwise)."""
+    """A dependency that lets only ``role`` or higher through (403 otherwise), then takes the
+    request's ``Idempotency-Key`` for the caller's organization (see ``kit/idempotency.py``)."""
 
-    async def check(principal: CurrentPrincipal) -> Principal:
+    async def check(request: Request, principal: CurrentPrincipal) -> Principal:
         if not principal.can(role):
             raise Forbidden(f"this action needs the {role} role; your token has {principal.role}")
+        # Only now is the caller known and allowed: its Idempotency-Key may keep or replay a reply.
+        await idempotency.claim(request, principal.org_id)
         return principal
 
     return check

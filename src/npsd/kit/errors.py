@@ -11,8 +11,9 @@ Both seed APIs answer validation errors with 400, so request validation is 400, 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Self
 
 import orjson
 from fastapi import FastAPI, Request
@@ -54,14 +55,14 @@ class NpsdError(Exception):
         self.details = details or []
         self.headers = headers or {}
 
+    @classmethod
+    def field(cls, field: str, issue: str) -> Self:
+        """An error about one named field, which the body's ``details`` name."""
+        return cls(f"{field}: {issue}", [{"field": field, "issue": issue}])
+
 
 class BadRequest(NpsdError):
     status = 400
-
-    @classmethod
-    def field(cls, field: str, issue: str) -> BadRequest:
-        """A 400 about one named field."""
-        return cls(f"{field}: {issue}", [{"field": field, "issue": issue}])
 
 
 class Unauthorized(NpsdError):
@@ -151,7 +152,7 @@ REQUIRED_HINTS: dict[str, str] = {}
 _NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type"})
 
 
-def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+def validation_details(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
     """Pydantic errors as ``{"field", "issue"}`` pairs a client can act on."""
     details: list[dict[str, str]] = []
     for err in errors:
