@@ -37,7 +37,7 @@ def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     The working directory is elsewhere, to show the key file goes beside the database."""
     data = tmp_path / "data"
     data.mkdir()
-    url = f"sqlite:///{data / 'npsd.kit.db'}"
+    url = f"sqlite:///{data / 'npsd.db'}"
     for name in list(os.environ):
         if name.startswith("NPSD_"):
             monkeypatch.delenv(name)
@@ -344,13 +344,13 @@ def test_explicit_secret_key_writes_no_file(
 def test_unusable_key_file_is_refused_not_used(tmp_path: Path) -> None:
     (tmp_path / KEY_FILE).write_text("")
     with pytest.raises(RuntimeError, match="no usable signing key"):
-        _ = Settings(database_url=f"sqlite:///{tmp_path / 'npsd.kit.db'}").signing_key
+        _ = Settings(database_url=f"sqlite:///{tmp_path / 'npsd.db'}").signing_key
 
 
 def test_processes_starting_together_agree_on_one_key(tmp_path: Path) -> None:
     import concurrent.futures
 
-    url = f"sqlite:///{tmp_path / 'npsd.kit.db'}"
+    url = f"sqlite:///{tmp_path / 'npsd.db'}"
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         keys = set(pool.map(lambda _: Settings(database_url=url).signing_key, range(16)))
     assert len(keys) == 1 and len(keys.pop()) >= 32

@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NPSD_", extra="ignore")
 
     database_url: str = Field(
-        "sqlite:///./npsd.kit.db", description="SQLAlchemy URL; sqlite:/// or postgresql://"
+        "sqlite:///./npsd.db", description="SQLAlchemy URL; sqlite:/// or postgresql://"
     )
     secret_key: str | None = Field(
         None, description="HMAC key for tokens; generated beside the database if unset"

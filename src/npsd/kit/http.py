@@ -100,11 +100,12 @@ async def request_session(request: Request) -> AsyncIterator[Session]:
 DbSession = Annotated[Session, Depends(request_session, scope="function")]
 
 
-def get_settings(request: Request) -> Settings:
+def app_settings(request: Request) -> Settings:
+    """The settings the app was built with (``config.get_settings`` reads the environment instead)."""
     return request.app.state.settings
 
 
-AppSettings = Annotated[Settings, Depends(get_settings)]
+AppSettings = Annotated[Settings, Depends(app_settings)]
 
 
 def _connection_to_spare(db: Database) -> bool:
