@@ -7,6 +7,7 @@ import hashlib
 import math
 import threading
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,8 @@ Scope = dict[str, Any]
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", ()):
+    headers: Iterable[tuple[bytes, bytes]] = scope.get("headers", ())  # ASGI: (name, value) pairs
+    for key, value in headers:
         if key == name:
             return value
     return None
@@ -89,7 +91,7 @@ class BodyLimitMiddleware:
         state = {"seen": 0, "exceeded": False, "started": False}
 
         async def limited_receive() -> dict[str, Any]:
-            msg = await receive()
+            msg: dict[str, Any] = await receive()
             if msg["type"] == "http.request":
                 state["seen"] += len(msg.get("body", b""))
                 if state["seen"] > self.max_bytes:
@@ -130,12 +132,12 @@ class RateLimiter:
                     self._counts = {k: v for k, v in self._counts.items() if k[1] >= window}
                 return count
         start = datetime.fromtimestamp(window * 60, UTC).replace(tzinfo=None)
-        stmt = pg_insert(RateLimit).values(bucket=bucket, window_start=start, count=1)
-        stmt = stmt.on_conflict_do_update(
+        insert = pg_insert(RateLimit).values(bucket=bucket, window_start=start, count=1)
+        upsert = insert.on_conflict_do_update(
             index_elements=["bucket", "window_start"], set_={"count": RateLimit.count + 1}
         ).returning(RateLimit.count)
         with self.db.engine.begin() as conn:
-            count = int(conn.execute(stmt).scalar_one())
+            count = int(conn.execute(upsert).scalar_one())
             now = time.monotonic()
             if now - self._last_purge > 60:
                 self._last_purge = now
