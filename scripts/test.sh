@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install test dependencies into .venv and run every check: ruff, then the whole test suite
-# on SQLite and PostgreSQL. This is the README's test command and what CI runs.
+# Install test dependencies into .venv and run every check: ruff (lint and format), mypy over
+# src/ (configured in pyproject.toml), then the whole test suite on SQLite and PostgreSQL. This is
+# the README's test command and what CI runs. Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -8,4 +9,6 @@ source scripts/setup.sh
 need_deb chromium chromium
 venv_install test
 .venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+.venv/bin/mypy
 .venv/bin/python -m pytest "$@"
