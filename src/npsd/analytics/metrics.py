@@ -186,7 +186,7 @@ def _groups(
         if n:
             counts.setdefault(key, [0] * 11)[score] += int(n)
     names = _names(session, org_id, q.group_by, [k for k in counts if k])
-    groups = []
+    groups: list[dict[str, Any]] = []
     for key, dist in counts.items():
         s = Summary(tuple(dist))
         groups.append(
@@ -252,9 +252,7 @@ def survey_stats(session: Session, org_id: str, today: date) -> dict[str, Any]:
 
 
 def response_rate_percent(session: Session, org_id: str, survey_ids: list[str] | None = None) -> float | None:
-    """Answered invitations per invitation sent, in percent (one decimal); None while none was sent.
-
-    """
+    """Answered invitations per invitation sent, in percent (one decimal); None while none was sent."""
     rate = response_rate(session, org_id, survey_ids)
     return None if rate is None else round(100.0 * rate, 1)
 

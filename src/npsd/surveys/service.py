@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, RowMapping, Select, case, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from npsd.analytics.nps import EMPTY, Summary, category, in_category
@@ -239,7 +239,7 @@ def list_surveys(session: Session, org_id: str, q: SurveyQuery) -> tuple[list[di
 # ----------------------------------------------------------------------------------------- responses
 
 
-def response_out(rec: Mapping[str, Any]) -> dict[str, Any]:
+def response_out(rec: Mapping[str, Any] | RowMapping) -> dict[str, Any]:
     """An NPS record (a row of ``records.service.COLUMNS`` as a mapping) as a survey response."""
     return {
         "id": rec["id"],

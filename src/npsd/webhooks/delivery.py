@@ -41,9 +41,6 @@ def allow_private(db: Database) -> bool:
     return db.config.webhook_allow_private
 
 
-
-
-
 # ------------------------------------------------------------------------------------------ sending
 
 
@@ -141,7 +138,9 @@ def _mark_failed(db: Database, job: JobInfo, reason: str) -> None:
 def deliver(db: Database, job: JobInfo) -> None:
     """Run one attempt of one delivery. Nothing to do when the delivery is gone (its webhook was
     deleted) or already settled; an inactive webhook settles it as failed without a request."""
-    delivery_id = job.payload.get("delivery_id")
+    delivery_id: str | None = job.payload.get("delivery_id")
+    if delivery_id is None:  # no such delivery (the lookup below would find no row)
+        return
     with db.transaction(write=False) as session:
         row = session.execute(
             select(
