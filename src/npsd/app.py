@@ -12,12 +12,23 @@ from typing import Any
 from fastapi import FastAPI
 
 from npsd import __version__
+from npsd.analytics.routes import router as metrics_router
+from npsd.auth.routes import router as auth_router
+from npsd.auth.routes import tokens_router
+from npsd.collect.pages import router as pages_router
+from npsd.collect.routes import router as collect_router
+from npsd.contacts.routes import companies_router, endusers_router
+from npsd.exports.routes import router as exports_router
 from npsd.kit.config import Settings, get_settings
 from npsd.kit.db import Database
 from npsd.kit.errors import ErrorBody, install_error_handlers
 from npsd.kit.idempotency import IdempotencyMiddleware, Replay, replay_response
+from npsd.kit.jobs import Worker
 from npsd.kit.limits import BodyLimitMiddleware, RateLimiter, RateLimitMiddleware
 from npsd.records.batcher import CreateBatcher
+from npsd.records.routes import router as records_router
+from npsd.surveys.routes import router as surveys_router
+from npsd.webhooks.routes import router as webhooks_router
 
 log = logging.getLogger("npsd")
 
@@ -70,8 +81,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from npsd.kit.jobs import Worker
-
         worker = Worker(db, settings.worker_poll_seconds) if settings.worker else None
         if worker is not None:
             worker.start()
@@ -109,17 +118,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(db, settings.rate_limit))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
-
-    from npsd.analytics.routes import router as metrics_router
-    from npsd.auth.routes import router as auth_router
-    from npsd.auth.routes import tokens_router
-    from npsd.collect.pages import router as pages_router
-    from npsd.collect.routes import router as collect_router
-    from npsd.contacts.routes import companies_router, endusers_router
-    from npsd.exports.routes import router as exports_router
-    from npsd.records.routes import router as records_router
-    from npsd.surveys.routes import router as surveys_router
-    from npsd.webhooks.routes import router as webhooks_router
 
     # Order matters: static paths (/nps/export, /v1/nps-surveys/stats ...) before /{id} routes.
     app.include_router(auth_router)
