@@ -1,10 +1,19 @@
 """Benchmark: ``PUT /nps`` bulk upsert of 5,000 records through the full HTTP stack.
 
 Creates (new e-mails, so contacts are created too), then updates of the same records by
-``sourceId``. Baseline, in the same run: raw ``sqlite3`` ``executemany`` of the same rows into
-the same tables (contacts and records; no validation, roll-ups or HTTP). Prints records/s and
-``ratio=`` ours/baseline time. Goals: creates >= 25,000 records/s, ratio <= 4.
-With ``NPSD_TEST_DATABASE_URL`` set, the HTTP part is repeated against PostgreSQL.
+``sourceId``. Two baselines, in the same run, each the median of as many rounds:
+
+* full schema: raw ``sqlite3`` ``executemany`` of the same rows into the same (migrated) tables,
+  contacts and records with all their indexes (no validation, roll-ups or HTTP).
+  Goals: creates >= 25,000 records/s, ratio <= 4.
+* minimal (``_min`` lines): the least any store of these rows costs: one table of the record
+  columns with two indexes (the id and the unique ``(org_id, source_id)``), the rows inserted by
+  one raw ``executemany`` in one transaction, then updated by ``UPDATE ... WHERE org_id=? AND
+  source_id=?``. Goals: create ratio <= 4, update ratio <= 5.
+
+Prints records/s and ``ratio=`` ours/baseline time. With ``NPSD_TEST_DATABASE_URL`` set, the
+HTTP part is repeated against PostgreSQL, against raw psycopg (full schema: pipelined
+``executemany``; minimal: ``COPY`` for the insert, ``executemany`` for the update).
 
     python bench/bulk_upsert.py
 """
@@ -126,6 +135,116 @@ def baseline_rounds(url: str) -> tuple[list[float], list[float]]:
     return creates, updates
 
 
+MIN_COLUMNS = (
+    "id",
+    "org_id",
+    "enduser_id",
+    "email",
+    "score",
+    "comment",
+    "source",
+    "source_id",
+    "date_answered",
+    "version",
+    "created_at",
+    "updated_at",
+)
+
+
+def minimal_table_sql(name: str, text: str, stamp: str) -> list[str]:
+    """The minimal baseline's table: the record columns, the id and ``(org_id, source_id)`` indexes."""
+    return [
+        f"CREATE TABLE {name} (id {text} PRIMARY KEY, org_id {text} NOT NULL, enduser_id {text} NOT NULL, "
+        f"email {text} NOT NULL, score SMALLINT NOT NULL, comment TEXT, source {text}, source_id {text}, "
+        f"date_answered {stamp} NOT NULL, version INTEGER NOT NULL, created_at {stamp} NOT NULL, "
+        f"updated_at {stamp} NOT NULL)",
+        f"CREATE UNIQUE INDEX {name}_source ON {name} (org_id, source_id)",
+    ]
+
+
+def minimal_rows(r: int, its: list[dict[str, Any]], stamp: Any, now: Any) -> list[tuple[Any, ...]]:
+    return [
+        (
+            f"{r:06x}{i:018x}",
+            "o" * 24,
+            f"{r:06x}{i:018x}",
+            it["email"],
+            it["score"],
+            it["comment"],
+            it["source"],
+            it["sourceId"],
+            stamp(it["dateAnswered"]),
+            0,
+            now,
+            now,
+        )
+        for i, it in enumerate(its)
+    ]
+
+
+def minimal_rounds(path: str) -> tuple[list[float], list[float]]:
+    """The same rows through raw sqlite3 ``executemany`` into a table with just two indexes."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    for sql in minimal_table_sql("rec", "TEXT", "TEXT"):
+        conn.execute(sql)
+    now = "2026-11-24 00:00:00.000000"
+    marks = ", ".join("?" for _ in MIN_COLUMNS)
+    creates, updates = [], []
+    for r in range(ROUNDS):
+        its = items(r)
+        recs = minimal_rows(r, its, lambda s: s.replace("T", " ").replace("Z", ".000000"), now)
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(f"INSERT INTO rec ({', '.join(MIN_COLUMNS)}) VALUES ({marks})", recs)
+        conn.execute("COMMIT")
+        creates.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "UPDATE rec SET score=?, version=version+1 WHERE org_id=? AND source_id=?",
+            [((it["score"] + 3) % 11, "o" * 24, it["sourceId"]) for it in its],
+        )
+        conn.execute("COMMIT")
+        updates.append(time.perf_counter() - t0)
+    conn.close()
+    return creates, updates
+
+
+def minimal_rounds_pg(base_url: str, schema: str) -> tuple[list[float], list[float]]:
+    """The same rows through raw psycopg into a table with just two indexes: ``COPY`` (the
+    fastest raw insert), then a pipelined ``executemany`` of the updates."""
+    import datetime as dt
+
+    import psycopg
+
+    now = dt.datetime(2026, 11, 24)
+    creates, updates = [], []
+    with psycopg.connect(base_url, options=f"-csearch_path={schema}") as conn:
+        for sql in minimal_table_sql("rec", "VARCHAR", "TIMESTAMP"):
+            conn.execute(sql)
+        conn.commit()
+        for r in range(ROUNDS):
+            its = items(r)
+            recs = minimal_rows(r, its, lambda s: dt.datetime.fromisoformat(s[:-1]), now)
+            t0 = time.perf_counter()
+            with conn.cursor() as cur, cur.copy(f"COPY rec ({', '.join(MIN_COLUMNS)}) FROM STDIN") as copy:
+                for row in recs:
+                    copy.write_row(row)
+            conn.commit()
+            creates.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "UPDATE rec SET score=%s, version=version+1 WHERE org_id=%s AND source_id=%s",
+                    [((it["score"] + 3) % 11, "o" * 24, it["sourceId"]) for it in its],
+                )
+            conn.commit()
+            updates.append(time.perf_counter() - t0)
+    return creates, updates
+
+
 def baseline_rounds_pg(base_url: str, schema: str) -> tuple[list[float], list[float]]:
     """The same rows through raw psycopg ``executemany`` (pipelined) into the same tables."""
     import datetime as dt
@@ -187,7 +306,12 @@ def baseline_rounds_pg(base_url: str, schema: str) -> tuple[list[float], list[fl
 
 
 def report(
-    name: str, ours: float, base: float | None, goal_rate: float | None, goal_ratio: float | None
+    name: str,
+    ours: float,
+    base: float | None,
+    goal_rate: float | None,
+    goal_ratio: float | None,
+    baseline_name: str = "",
 ) -> None:
     rate = BATCH / ours
     line = f"{name} ours={rate:.0f}rec/s"
@@ -195,7 +319,8 @@ def report(
     met = True
     if base is not None:
         ratio = ours / base
-        line += f" baseline={BATCH / base:.0f}rec/s({'raw-psycopg' if 'postgresql' in name else 'raw-sqlite3'}) ratio={ratio:.2f}"
+        kind = baseline_name or ("raw-psycopg" if "postgresql" in name else "raw-sqlite3")
+        line += f" baseline={BATCH / base:.0f}rec/s({kind}) ratio={ratio:.2f}"
         if goal_ratio is not None:
             goals.append(f"ratio<={goal_ratio}")
             met &= ratio <= goal_ratio
@@ -212,11 +337,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ours_c, ours_u = http_rounds(f"sqlite:///{Path(tmp) / 'ours.db'}")
         base_c, base_u = baseline_rounds(f"sqlite:///{Path(tmp) / 'base.db'}")
+        min_c, min_u = minimal_rounds(str(Path(tmp) / "minimal.db"))
     c, u = statistics.median(ours_c), statistics.median(ours_u)
     bc, bu = statistics.median(base_c), statistics.median(base_u)
     print(f"bulk upsert, {BATCH} items per PUT /nps, median of {ROUNDS} rounds, SQLite")
     report("bulk_create_sqlite", c, bc, 25_000, 4)
     report("bulk_update_sqlite", u, bu, None, None)
+    report("bulk_create_sqlite_min", c, statistics.median(min_c), None, 4, "raw-sqlite3-2-indexes")
+    report("bulk_update_sqlite_min", u, statistics.median(min_u), None, 5, "raw-sqlite3-2-indexes")
     pg = os.environ.get("NPSD_TEST_DATABASE_URL")
     if pg:
         from sqlalchemy import create_engine, text
@@ -231,8 +359,13 @@ def main() -> None:
             sep = "&" if "?" in pg else "?"
             pc, pu = http_rounds(f"{pg}{sep}options=-csearch_path%3D{schema}")
             bc_pg, bu_pg = baseline_rounds_pg(pg, schema)
-            report("bulk_create_postgresql", statistics.median(pc), statistics.median(bc_pg), 25_000, 4)
-            report("bulk_update_postgresql", statistics.median(pu), statistics.median(bu_pg), None, None)
+            mc_pg, mu_pg = minimal_rounds_pg(pg, schema)
+            pc_m, pu_m = statistics.median(pc), statistics.median(pu)
+            report("bulk_create_postgresql", pc_m, statistics.median(bc_pg), 25_000, 4)
+            report("bulk_update_postgresql", pu_m, statistics.median(bu_pg), None, None)
+            minimal = "raw-psycopg-2-indexes"
+            report("bulk_create_postgresql_min", pc_m, statistics.median(mc_pg), None, 4, minimal)
+            report("bulk_update_postgresql_min", pu_m, statistics.median(mu_pg), None, 5, minimal)
         finally:
             with admin.begin() as conn:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

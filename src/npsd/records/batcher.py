@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from npsd.kit.db import Database
 from npsd.kit.idempotency import Pending, store_reply
 from npsd.records import service
+from npsd.records.output import output_of
 from npsd.records.schemas import NpsInput
 
 log = logging.getLogger("npsd.records")
@@ -42,7 +43,7 @@ class CreateBatcher:
         self._task: asyncio.Task[None] | None = None
 
     async def create(self, org_id: str, data: NpsInput, pending: Pending | None = None) -> dict[str, Any]:
-        """Create one record; returns the stored row (``service.COLUMN_NAMES``) once committed.
+        """Create one record; returns the stored row (a mapping of its ``COLUMN_NAMES``) once committed.
 
         With ``pending`` (the request's idempotency key), the reply, :func:`reply_body` of the
         row, is stored in the same transaction."""
@@ -108,7 +109,7 @@ class CreateBatcher:
 
 def reply_body(row: dict[str, Any]) -> bytes:
     """The body of ``POST /nps``'s reply for a created row."""
-    return orjson.dumps(service.to_output(tuple(row.values())))
+    return orjson.dumps(output_of(row))
 
 
 def _store_replies(session: Session, items: list[Item], results: list[Result]) -> list[Pending]:
