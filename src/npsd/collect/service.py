@@ -33,10 +33,10 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, case, func, insert, select, update
+from sqlalchemy import ColumnElement, CursorResult, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from npsd.collect import mailer
@@ -368,11 +368,15 @@ def cancel_invitation(session: Session, inv: Invitation) -> dict[str, Any]:
     if inv.status == "cancelled":
         return invitation_out(inv)
     now = utcnow()
-    done = session.execute(
-        update(Invitation)
-        .where(Invitation.id == inv.id, Invitation.org_id == inv.org_id, Invitation.status == "queued")
-        .values(status="cancelled", cancelled_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
+    # Session.execute is typed as returning a Result; an UPDATE without RETURNING gives a CursorResult
+    done = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Invitation)
+            .where(Invitation.id == inv.id, Invitation.org_id == inv.org_id, Invitation.status == "queued")
+            .values(status="cancelled", cancelled_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ),
     ).rowcount
     session.refresh(inv)
     if not done:
@@ -705,15 +709,19 @@ def send_invitation(db: Database, job: JobInfo) -> None:
         return
     with db.transaction() as session:
         sent_at = utcnow()
-        marked = session.execute(
-            update(Invitation)
-            .where(Invitation.id == inv.id, Invitation.status == "queued")
-            .values(
-                status="sent",
-                sent_at=sent_at,
-                updated_at=sent_at,
-                expires_at=sent_at + timedelta(days=settings.invitation_ttl_days),
-            )
+        # an UPDATE without RETURNING gives a CursorResult (Session.execute is typed as Result)
+        marked = cast(
+            CursorResult[Any],
+            session.execute(
+                update(Invitation)
+                .where(Invitation.id == inv.id, Invitation.status == "queued")
+                .values(
+                    status="sent",
+                    sent_at=sent_at,
+                    updated_at=sent_at,
+                    expires_at=sent_at + timedelta(days=settings.invitation_ttl_days),
+                )
+            ),
         ).rowcount
         if not marked:
             log.warning("invitation %s changed state while its mail was being sent", inv.id)
@@ -757,7 +765,8 @@ def remind_now(session: Session, survey: Survey) -> int:
             )
         )
     )
-    jobs: dict[str, str] = {}  # dedupe key -> status, of the candidates' reminder jobs
+    # dedupe key -> status, of the candidates' reminder jobs (the column is nullable; these keys are not)
+    jobs: dict[str | None, str] = {}
     for part in chunks(candidates):
         keys = [k for i in part for k in (f"{REMIND_JOB}:{i}", f"{REMIND_JOB}:{i}:now")]
         jobs.update(
