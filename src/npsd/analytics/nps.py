@@ -25,8 +25,9 @@ LOW_SAMPLE_MOE = 10.0
 # (the Python classification, the ``scoreType`` filters, the SQL the exports and roll-ups run)
 # derives from it.
 CATEGORY_RANGES: dict[str, tuple[int, int]] = {"promoter": (9, 10), "passive": (7, 8), "detractor": (0, 6)}
-_CATEGORY_OF = tuple(next(name for name, (low, high) in CATEGORY_RANGES.items() if low <= s <= high)
-                     for s in range(11))
+_CATEGORY_OF = tuple(
+    next(name for name, (low, high) in CATEGORY_RANGES.items() if low <= s <= high) for s in range(11)
+)
 
 
 def category(score: int) -> str:

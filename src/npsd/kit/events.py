@@ -107,8 +107,6 @@ def retry_delay(attempt: int) -> timedelta:
     return RETRY_SCHEDULE[min(max(attempt, 1), len(RETRY_SCHEDULE)) - 1]
 
 
-
-
 def enqueue_deliveries(session: Session, org_id: str, items: Sequence[tuple[str, str, str]]) -> list[str]:
     """Store deliveries ``(webhook_id, event_type, body)`` and one ``webhook.deliver`` job each, in
     the caller's transaction: two multi-row inserts whatever the number. Returns the delivery ids."""
