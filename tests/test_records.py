@@ -792,7 +792,7 @@ def test_list_since_until_and_expiry(client: TestClient, tenant: Tenant) -> None
     assert ids(client.get("/nps?npsExpiryDay=30", headers=h)) == [new["_id"]]
     assert ids(client.get("/nps?npsExpiryDay=500", headers=h)) == [new["_id"], mid["_id"], old["_id"]]
     assert ids(client.get("/nps?npsExpiryDay=0", headers=h)) == [new["_id"], mid["_id"], old["_id"]]
-    for bad in ("-1", "abc", "1.5", "99999999999999999999999"):
+    for bad in ("-1", "abc", "1.5"):  # no maximum: see test_query_params.py
         assert_error(client.get(f"/nps?npsExpiryDay={bad}", headers=h), 400, "npsExpiryDay")
     since = ago(200)
     assert ids(client.get("/nps", params={"since": since}, headers=h)) == [new["_id"], mid["_id"]]

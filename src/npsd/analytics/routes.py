@@ -13,9 +13,8 @@ from fastapi.responses import Response
 from npsd.analytics import metrics
 from npsd.analytics.schemas import NpsMetrics, SurveyStats
 from npsd.auth.deps import Viewer
-from npsd.kit.errors import BadRequest
 from npsd.kit.http import DbSession, TransactionRoute, json_response
-from npsd.kit.listing import id_list
+from npsd.kit.listing import ParamStr, check_since_until, id_list
 from npsd.kit.timeutil import utcnow
 from npsd.kit.validation import UtcDatetime
 
@@ -32,19 +31,19 @@ def metrics_query(
     ] = None,
     surveyId: Annotated[str | None, Query(description="Comma-separated survey ids")] = None,
     companyId: Annotated[str | None, Query(description="Comma-separated company ids")] = None,
-    source: Annotated[str | None, Query(max_length=200, description="Only answers from this source")] = None,
+    source: Annotated[
+        ParamStr | None, Query(max_length=200, description="Only answers from this source")
+    ] = None,
     interval: Annotated[metrics.Interval, Query(description="Trend period")] = "month",
     groupBy: Annotated[
         metrics.GroupBy | None, Query(description="Also break the answers down by this")
     ] = None,
 ) -> metrics.MetricsQuery:
-    if since is not None and until is not None and since.date() > until.date():
-        raise BadRequest.field("since", "must not be after until")
-    if source is not None and "\x00" in source:
-        raise BadRequest.field("source", "must not contain NUL characters")
+    first, last = (since.date() if since else None), (until.date() if until else None)
+    check_since_until(first, last)  # whole days: a later hour of the same day is that day
     return metrics.MetricsQuery(
-        since=since.date() if since else None,
-        until=until.date() if until else None,
+        since=first,
+        until=last,
         survey_ids=id_list(surveyId, "surveyId"),
         company_ids=id_list(companyId, "companyId"),
         source=source,

@@ -24,7 +24,15 @@ from npsd.collect.schemas import (
 )
 from npsd.kit.errors import BadRequest
 from npsd.kit.http import AppSettings, DbSession, TransactionRoute, json_response
-from npsd.kit.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam
+from npsd.kit.listing import (
+    TOTAL_COUNT_HEADER,
+    LimitParam,
+    PageParam,
+    ParamStr,
+    SortOrderParam,
+    blank_to_none,
+    is_descending,
+)
 from npsd.kit.lookup import resolve
 from npsd.kit.models import Invitation
 from npsd.kit.validation import check_email
@@ -55,21 +63,6 @@ def _statuses(value: str | None) -> list[str] | None:
             "status", f"unknown status {unknown[0][:40]!r}; use {', '.join(service.STATUSES)}"
         )
     return statuses
-
-
-def _email_param(value: str | None) -> str | None:
-    if value is None or not value.strip():
-        return None
-    if "\x00" in value:
-        raise BadRequest.field("email", "must not contain NUL characters")
-    return value.strip()
-
-
-def _sort_order(value: str | None) -> bool:
-    order = (value or "desc").lower()
-    if order not in ("asc", "desc"):
-        raise BadRequest.field("sortOrder", "must be asc or desc")
-    return order == "desc"
 
 
 # ------------------------------------------------------------------------------------- invitations
@@ -106,21 +99,19 @@ def list_invitations(
         ),
     ] = None,
     email: Annotated[
-        str | None, Query(max_length=320, description="Recipient address (case-insensitive)")
+        ParamStr | None, Query(max_length=320, description="Recipient address (case-insensitive)")
     ] = None,
     page: PageParam = 1,
     limit: LimitParam = 20,
-    sortOrder: Annotated[
-        str | None, Query(max_length=10, description="By creation: desc (default) or asc")
-    ] = None,
+    sortOrder: SortOrderParam = None,
 ) -> Response:
     """The survey's invitations, newest first, as a bare array; `X-Total-Count` has the number matching."""
     q = service.InvitationQuery(
         statuses=_statuses(status),
-        email=_email_param(email),
+        email=blank_to_none(email),
         page=page,
         limit=limit,
-        descending=_sort_order(sortOrder),
+        descending=is_descending(sortOrder),
     )
     rows, total = service.list_invitations(session, principal.org_id, survey.id, q)
     return json_response(rows, headers={"X-Total-Count": str(total)})
@@ -171,13 +162,13 @@ def list_unsubscribes(
     principal: Viewer,
     session: DbSession,
     email: Annotated[
-        str | None, Query(max_length=320, description="Only this address (case-insensitive)")
+        ParamStr | None, Query(max_length=320, description="Only this address (case-insensitive)")
     ] = None,
     page: PageParam = 1,
     limit: LimitParam = 20,
 ) -> Response:
     """Addresses that receive no more survey e-mails, newest first; `X-Total-Count` has the number."""
-    rows, total = service.list_unsubscribes(session, principal.org_id, _email_param(email), page, limit)
+    rows, total = service.list_unsubscribes(session, principal.org_id, blank_to_none(email), page, limit)
     return json_response(rows, headers={"X-Total-Count": str(total)})
 
 
@@ -196,13 +187,11 @@ def create_unsubscribe(body: UnsubscribeCreate, principal: Editor, session: DbSe
 
 @router.delete("/unsubscribes/{email}", status_code=204, response_class=Response)
 def delete_unsubscribe(
-    email: Annotated[str, Path(max_length=320, description="The address, percent-encoded")],
+    email: Annotated[ParamStr, Path(max_length=320, description="The address, percent-encoded")],
     principal: Admin,
     session: DbSession,
 ) -> Response:
     """Let the address receive invitations again (admin only). Cancelled invitations stay cancelled."""
-    if "\x00" in email:
-        raise BadRequest.field("email", "must not contain NUL characters")
     try:
         address = check_email(email.strip())
     except ValueError as exc:

@@ -17,6 +17,7 @@ from npsd.kit.config import Settings
 from npsd.kit.db import Database
 from npsd.kit.errors import BadRequest
 from npsd.kit.idempotency import Pending, kept_headers, pending_in, store_reply
+from npsd.kit.listing import query_guard
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 RESPONSE_SCOPE_KEY = "npsd.response"
@@ -33,8 +34,11 @@ class TransactionRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
+        check_query = query_guard(self)  # an undeclared query parameter is a 400, never ignored
 
         async def handle(request: Request) -> Response:
+            if check_query is not None:
+                check_query(request)
             response: Response = await handler(request)
             request.scope[RESPONSE_SCOPE_KEY] = response
             return response

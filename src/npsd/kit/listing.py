@@ -1,17 +1,30 @@
-"""Planhat-style list parameters (``limit``, ``offset``, ``sort``, ``select``), checked once for every list."""
+"""Query parameters, checked once for every route.
+
+Planhat-style lists (``limit``, ``offset``, ``sort``, ``select``), SalesOS-style pages (``page``,
+``limit``), and the types every route declares its parameters with: text without NUL
+(:data:`ParamStr`), one sort direction (:data:`SortOrder`), one ``since``/``until`` rule
+(:func:`check_since_until`). :func:`query_guard` refuses a query parameter an operation does not
+declare, so a filter a client believes it applied is never silently ignored.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from datetime import date, datetime
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Query
-from pydantic import BaseModel, Field, create_model
+from fastapi import Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, create_model
 
 from npsd.kit.errors import BadRequest
 from npsd.kit.ids import is_id
+from npsd.kit.validation import UtcDatetime
+
+D = TypeVar("D", date, datetime)
 
 MAX_LIMIT = 10_000
 # Far beyond any real list, and far inside what SQLite and PostgreSQL accept for OFFSET (64-bit).
@@ -102,3 +115,121 @@ def selectable(model: type[BaseModel]) -> type[BaseModel]:
     partial: type[BaseModel] = create_model(f"{model.__name__}Item", __config__=model.model_config, **fields)
     partial.__doc__ = (model.__doc__ or "").strip() + " With `select`, only `_id` and the selected fields."
     return partial
+
+
+# ------------------------------------------------------------------------------ parameter types
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL refuses NUL in text, and no address, id or search text holds one: a 400 naming
+    # the parameter rather than a driver error.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+ParamStr = Annotated[str, AfterValidator(_no_nul)]
+"""A query or path string without NUL characters; anything else is a 400 naming the parameter."""
+
+
+def blank_to_none(value: str | None) -> str | None:
+    """A text filter as given, stripped; an empty one is no filter."""
+    return (value.strip() or None) if value is not None else None
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+SortOrder = Annotated[Literal["asc", "desc"], BeforeValidator(_lower)]
+"""``asc`` or ``desc``, in any case (SalesOS clients send both ``desc`` and ``DESC``)."""
+SortOrderParam = Annotated[SortOrder | None, Query(description="asc or desc, in any case (default desc)")]
+
+
+def is_descending(order: SortOrder | None) -> bool:
+    """Whether ``sortOrder`` asks for the default, newest-first order (``desc``, or nothing)."""
+    return order != "asc"
+
+
+def check_since_until(since: D | None, until: D | None) -> None:
+    """400 naming ``since`` when it is after ``until``: such a window is empty, surely a mistake."""
+    if since is not None and until is not None and since > until:
+        raise BadRequest.field("since", "must not be after until")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Answered at or after ``since`` and at or before ``until`` (naive UTC; None: open)."""
+
+    since: datetime | None
+    until: datetime | None
+
+
+def answered_window(
+    since: Annotated[
+        UtcDatetime | None, Query(description="Answered at or after (ISO 8601 or epoch seconds)")
+    ] = None,
+    until: Annotated[UtcDatetime | None, Query(description="Answered at or before")] = None,
+) -> Window:
+    """The ``since``/``until`` pair of the lists of answers (records, survey responses)."""
+    check_since_until(since, until)
+    return Window(since, until)
+
+
+# ------------------------------------------------------------------------------- unknown parameters
+
+
+def _dependants(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
+    for sub in dependant.dependencies:
+        yield from _dependants(sub)
+
+
+def declared_query_names(dependant: Dependant) -> frozenset[str]:
+    """The query keys an operation declares, by the name clients send (the alias), dependencies
+    included; a parameter declared as a model contributes its fields."""
+    names: set[str] = set()
+    for dep in _dependants(dependant):
+        for param in dep.query_params:
+            model = param.field_info.annotation
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                names.update(f.alias or n for n, f in model.model_fields.items())
+            else:
+                names.add(param.alias)
+    return frozenset(names)
+
+
+def _shown(key: str) -> str:
+    return key if len(key) <= 100 else key[:100] + "..."
+
+
+def query_guard(route: APIRoute) -> Callable[[Request], None] | None:
+    """A check that refuses the query parameters ``route`` does not declare (400 naming each),
+    or None for a route that takes any.
+
+    A client that sends a filter npsd does not know (a misspelling, another product's alias such
+    as Planhat's ``c``) would otherwise get every object back as if it had filtered: a silent
+    wrong answer. Every operation of the OpenAPI document is checked, since the document lists
+    each parameter it takes. Operations left out of the document are not: those are the
+    respondent pages (``/r``, ``/s``, ``/u``), which read their parameters by hand, and whose
+    links people click from mails that mail clients and newsletters decorate with ``utm_source``
+    and the like; a respondent must never meet an error page for that.
+    """
+    if not route.include_in_schema:
+        return None
+    known = declared_query_names(route.dependant)
+    expected = ", ".join(sorted(known)) or "none"
+
+    def check(request: Request) -> None:
+        if not request.scope.get("query_string"):
+            return
+        unknown = [key for key in dict.fromkeys(request.query_params.keys()) if key not in known]
+        if unknown:
+            issue = f"is not a query parameter of this operation (it takes: {expected})"
+            raise BadRequest(
+                f"unknown query parameter(s): {', '.join(_shown(k) for k in unknown[:5])}; "
+                f"this operation takes: {expected}",
+                [{"field": _shown(key), "issue": issue} for key in unknown],
+            )
+
+    return check

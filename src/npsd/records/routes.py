@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -12,7 +13,8 @@ from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.kit.errors import BadRequest
 from npsd.kit.http import DbSession, RawJson, TransactionRoute, json_response, point_read
 from npsd.kit.idempotency import pending_in
-from npsd.kit.listing import Page, id_list, planhat_page, selectable
+from npsd.kit.listing import Page, ParamStr, Window, answered_window, id_list, planhat_page, selectable
+from npsd.kit.timeutil import utcnow
 from npsd.kit.validation import UtcDatetime
 from npsd.records import service
 from npsd.records.batcher import reply_body
@@ -22,40 +24,37 @@ router = APIRouter(route_class=TransactionRoute, tags=["nps"])
 RecordKey = Annotated[str, Path(description="The record's 24-hex `_id`, or `srcid-<sourceId>`")]
 
 
+# Answers are dated from 1970 on (kit.validation.to_utc): a window reaching further back holds them all.
+EARLIEST_ANSWER = datetime(1970, 1, 1)
+
+
 def list_query(
     page: Annotated[Page, Depends(planhat_page)],
+    window: Annotated[Window, Depends(answered_window)],
     companyId: Annotated[str | None, Query(description="Comma-separated company ids")] = None,
-    campaignId: Annotated[str | None, Query(description="Comma-separated survey/campaign ids")] = None,
+    campaignId: Annotated[ParamStr | None, Query(description="Comma-separated survey/campaign ids")] = None,
     email: Annotated[
-        str | None, Query(max_length=320, description="Contact e-mail (case-insensitive)")
+        ParamStr | None, Query(max_length=320, description="Contact e-mail (case-insensitive)")
     ] = None,
     scoreType: Annotated[str | None, Query(description="promoter, passive or detractor")] = None,
-    since: Annotated[
-        UtcDatetime | None, Query(description="Answered at or after (ISO 8601 or epoch seconds)")
-    ] = None,
-    until: Annotated[UtcDatetime | None, Query(description="Answered at or before")] = None,
     updatedSince: Annotated[
         UtcDatetime | None, Query(description="Changed at or after, for incremental sync")
     ] = None,
     npsExpiryDay: Annotated[
         int | None,
         Query(
-            description="Only answers of the last N days (default 360; 0 for no limit). Not applied by default "
-            "when since or updatedSince is given."
+            ge=0,
+            description="Only answers of the last N days (default 360; 0 for no limit, as is any window "
+            "reaching before the first answer). Not applied by default when since or updatedSince is given.",
         ),
     ] = None,
 ) -> service.ListQuery:
     page.check_fields(service.OUTPUT_FIELDS)
-    for name, value in (("email", email), ("campaignId", campaignId)):
-        if value is not None and "\x00" in value:
-            raise BadRequest.field(name, "must not contain NUL characters")
     if scoreType is not None and scoreType not in CATEGORY_RANGES:
         raise BadRequest.field("scoreType", "must be promoter, passive or detractor")
-    if since and until and since > until:
-        raise BadRequest.field("since", "must not be after until")
-    if npsExpiryDay is not None and not 0 <= npsExpiryDay <= 36_500:
-        raise BadRequest.field("npsExpiryDay", "must be from 0 to 36500")
-    expiry = npsExpiryDay if npsExpiryDay is not None else (None if since or updatedSince else 360)
+    if npsExpiryDay is not None and npsExpiryDay > (utcnow() - EARLIEST_ANSWER).days:
+        npsExpiryDay = 0  # Planhat sets no maximum; this also keeps the date arithmetic in range
+    expiry = npsExpiryDay if npsExpiryDay is not None else (None if window.since or updatedSince else 360)
     campaigns = [c.strip() for c in campaignId.split(",") if c.strip()] if campaignId else None
     if campaigns and any(len(c) > 64 for c in campaigns):
         raise BadRequest.field("campaignId", "each id must be at most 64 characters")
@@ -64,8 +63,8 @@ def list_query(
         campaign_ids=campaigns,
         email=email,
         score_type=scoreType,
-        since=since,
-        until=until,
+        since=window.since,
+        until=window.until,
         updated_since=updatedSince,
         expiry_days=expiry,
         sort=page.sort,

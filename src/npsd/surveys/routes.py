@@ -16,9 +16,18 @@ from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.exports.service import EXPORT_CONTENT, FORMAT_QUERY, ExportFormat, stream_records
 from npsd.kit.errors import BadRequest
 from npsd.kit.http import DbSession, TransactionRoute
-from npsd.kit.listing import LimitParam, PageParam, id_list
+from npsd.kit.listing import (
+    LimitParam,
+    PageParam,
+    ParamStr,
+    SortOrderParam,
+    Window,
+    answered_window,
+    blank_to_none,
+    id_list,
+    is_descending,
+)
 from npsd.kit.models import Survey
-from npsd.kit.validation import UtcDatetime
 from npsd.surveys import service
 from npsd.surveys.schemas import (
     ResponseCreate,
@@ -56,26 +65,10 @@ SurveyToChange = Annotated[Survey, Depends(survey_to_change)]
 SurveyToAnswer = Annotated[Survey, Depends(survey_to_answer)]
 
 
-def _text_param(value: str | None, name: str) -> str | None:
-    if value is None:
-        return None
-    if "\x00" in value:
-        raise BadRequest.field(name, "must not contain NUL characters")
-    return value.strip() or None
-
-
-def _order(
-    sort_by: str | None, sort_order: str | None, allowed: tuple[str, ...] | list[str], default: str
-) -> tuple[str, bool]:
-    if sort_by is not None and sort_by not in allowed:
+def _sort_by(value: str | None, allowed: tuple[str, ...] | list[str], default: str) -> str:
+    if value is not None and value not in allowed:
         raise BadRequest.field("sortBy", f"must be one of {', '.join(allowed)}")
-    order = (sort_order or "desc").lower()
-    if order not in ("asc", "desc"):
-        raise BadRequest.field("sortOrder", "must be asc or desc")
-    return sort_by or default, order == "desc"
-
-
-SortOrderParam = Annotated[str | None, Query(max_length=10, description="asc or desc (default desc)")]
+    return value or default
 
 
 def survey_query(
@@ -90,21 +83,23 @@ def survey_query(
         bool | None, Query(description="Only active (true) or inactive (false) surveys")
     ] = None,
     surveyType: Annotated[SurveyType | None, Query(description="RELATIONSHIP or TRANSACTIONAL")] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Text in the name or description")] = None,
+    q: Annotated[
+        ParamStr | None, Query(max_length=200, description="Text in the name or description")
+    ] = None,
 ) -> service.SurveyQuery:
-    sort_by, descending = _order(sortBy, sortOrder, service.SURVEY_SORT, "createdAt")
     return service.SurveyQuery(
         page=page,
         limit=limit,
-        sort_by=sort_by,
-        descending=descending,
+        sort_by=_sort_by(sortBy, service.SURVEY_SORT, "createdAt"),
+        descending=is_descending(sortOrder),
         is_active=isActive,
         survey_type=surveyType,
-        q=_text_param(q, "q"),
+        q=blank_to_none(q),
     )
 
 
 def response_filters(
+    window: Annotated[Window, Depends(answered_window)],
     sortBy: Annotated[
         str | None,
         Query(max_length=50, description=f"One of {', '.join(service.RESPONSE_SORT)} (default respondedAt)"),
@@ -113,39 +108,32 @@ def response_filters(
     scoreType: Annotated[
         str | None, Query(max_length=20, description="promoter, passive or detractor (any case)")
     ] = None,
-    since: Annotated[
-        UtcDatetime | None, Query(description="Answered at or after (ISO 8601 or epoch seconds)")
-    ] = None,
-    until: Annotated[UtcDatetime | None, Query(description="Answered at or before")] = None,
     companyId: Annotated[
         str | None, Query(max_length=2500, description="Comma-separated company ids")
     ] = None,
     email: Annotated[
-        str | None, Query(max_length=320, description="Respondent e-mail (case-insensitive)")
+        ParamStr | None, Query(max_length=320, description="Respondent e-mail (case-insensitive)")
     ] = None,
     q: Annotated[
-        str | None, Query(max_length=200, description="Text in the comment (case-insensitive)")
+        ParamStr | None, Query(max_length=200, description="Text in the comment (case-insensitive)")
     ] = None,
     hasComment: Annotated[
         bool | None, Query(description="Only responses with (true) or without (false) a comment")
     ] = None,
 ) -> service.ResponseQuery:
-    sort_by, descending = _order(sortBy, sortOrder, tuple(service.RESPONSE_SORT), "respondedAt")
     score_type = scoreType.strip().lower() if scoreType else None
     if score_type is not None and score_type not in CATEGORY_RANGES:
         raise BadRequest.field("scoreType", "must be promoter, passive or detractor")
-    if since is not None and until is not None and since > until:
-        raise BadRequest.field("since", "must not be after until")
     return service.ResponseQuery(
         score_type=score_type,
-        since=since,
-        until=until,
+        since=window.since,
+        until=window.until,
         company_ids=id_list(companyId, "companyId"),
-        email=_text_param(email, "email"),
-        q=_text_param(q, "q"),
+        email=blank_to_none(email),
+        q=blank_to_none(q),
         has_comment=hasComment,
-        sort_by=sort_by,
-        descending=descending,
+        sort_by=_sort_by(sortBy, tuple(service.RESPONSE_SORT), "respondedAt"),
+        descending=is_descending(sortOrder),
     )
 
 
