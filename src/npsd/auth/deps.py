@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
@@ -140,7 +140,7 @@ async def current_principal(
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_role(role: str) -> Callable[[Principal], Principal]:
+def require_role(role: str) -> Callable[[Request, Principal], Coroutine[Any, Any, Principal]]:
     """A dependency that lets only ``role`` or higher through (403 otherwise), then takes the
     request's ``Idempotency-Key`` for the caller's organization (see ``kit/idempotency.py``)."""
 

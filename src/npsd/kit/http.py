@@ -3,7 +3,7 @@ fast JSON responses."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -46,7 +46,7 @@ class TransactionRoute(APIRoute):
         return handle
 
 
-def _reply_to_keep(scope: dict[str, Any] | None) -> tuple[Pending, Response] | None:
+def _reply_to_keep(scope: MutableMapping[str, Any] | None) -> tuple[Pending, Response] | None:
     pending = pending_in(scope) if scope is not None else None
     response = scope.get(RESPONSE_SCOPE_KEY) if scope is not None else None
     if pending is None or not isinstance(response, Response) or response.status_code >= 500:
@@ -54,7 +54,7 @@ def _reply_to_keep(scope: dict[str, Any] | None) -> tuple[Pending, Response] | N
     return pending, response
 
 
-def _finish(session: Session, ok: bool, scope: dict[str, Any] | None = None) -> None:
+def _finish(session: Session, ok: bool, scope: MutableMapping[str, Any] | None = None) -> None:
     try:
         if ok:
             reply = _reply_to_keep(scope)
@@ -106,7 +106,8 @@ DbSession = Annotated[Session, Depends(request_session, scope="function")]
 
 def app_settings(request: Request) -> Settings:
     """The settings the app was built with (``config.get_settings`` reads the environment instead)."""
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 AppSettings = Annotated[Settings, Depends(app_settings)]

@@ -21,7 +21,7 @@ route ran.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -41,7 +41,7 @@ from npsd.kit.timeutil import utcnow
 KEEP = timedelta(hours=24)
 STALE = timedelta(minutes=5)
 MAX_KEY_LENGTH = 200
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
 SCOPE_KEY = "npsd.kit.idempotency"
 KEPT_HEADERS = (b"content-type", b"location")
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})

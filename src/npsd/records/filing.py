@@ -55,13 +55,15 @@ def file_addresses(
     """
     contacts: dict[str, Sequence[Any]] = {}
     for part in chunks(addresses):
-        for row in session.execute(
+        for found_row in session.execute(
             select(Enduser.email_key, Enduser.id, Enduser.company_id, *columns).where(
                 Enduser.org_id == org_id, Enduser.email_key.in_(part)
             )
         ):
-            contacts[row[0]] = tuple(row[1:])
-    unplaced = {domain_of(key) for key, company in addresses.items() if key not in contacts and company is None}
+            contacts[found_row[0]] = tuple(found_row[1:])
+    unplaced = {
+        domain_of(key) for key, company in addresses.items() if key not in contacts and company is None
+    }
     by_domain = companies_by_domain(session, org_id, unplaced)
     found: dict[str, Filing] = {}
     for key, company in addresses.items():
