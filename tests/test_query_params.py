@@ -12,12 +12,17 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from fastapi import APIRouter, FastAPI, Query
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from conftest import Tenant, TestDatabase, assert_error, post_nps
 from mail_helpers import Sink, invite_one, local, make_survey, part, run_jobs, score_links, unsubscribe_url
+from npsd.kit.errors import install_error_handlers
+from npsd.kit.http import TransactionRoute
 
 UNKNOWN = "bogusFilter"
 # Operations that return a list (or a page of one, or figures over one): each must refuse UNKNOWN.
@@ -277,3 +282,32 @@ def test_respondent_pages_ignore_tracking_parameters(
     assert client.get(unsubscribe, params={"utm_source": "newsletter"}).status_code == 200
     public = local(client.get(f"/v1/nps-surveys/{survey['id']}/link", headers=tenant.viewer).json()["url"])
     assert client.get(public, params={"utm_campaign": "q4"}).status_code == 200
+
+
+class Filters(BaseModel):
+    colour: str | None = None
+
+
+probe = APIRouter(route_class=TransactionRoute)
+
+
+@probe.get("/things")
+def things(
+    filters: Annotated[Filters, Query()], company: Annotated[str | None, Query(alias="c")] = None
+) -> dict[str, Any]:
+    """An operation with an aliased parameter and a parameter model, outside npsd's own routes."""
+    return {"company": company, "colour": filters.colour}
+
+
+def test_aliases_and_parameter_models_are_known_parameters() -> None:
+    """The check knows a parameter by the name clients send (its alias) and by the fields of a query
+    model, so an alias declared with ``Query(alias=...)`` is accepted and documented like any other."""
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(probe)
+    with TestClient(app) as client:
+        r = client.get("/things", params={"c": "x", "colour": "red"})
+        assert r.json() == {"company": "x", "colour": "red"}
+        assert_error(client.get("/things", params={"company": "x"}), 400, "company")
+        operation = client.get("/openapi.json").json()["paths"]["/things"]["get"]
+        assert {p["name"] for p in operation["parameters"]} == {"c", "colour"}
