@@ -147,7 +147,8 @@ SortOrderParam = Annotated[SortOrder | None, Query(description="asc or desc, in 
 
 
 def is_descending(order: SortOrder | None) -> bool:
-    """Whether ``sortOrder`` asks for the default, newest-first order (``desc``, or nothing)."""
+    """Whether ``sortOrder`` asks for descending order: ``desc``, or nothing, since every list
+    that takes ``sortOrder`` (SalesOS style) is newest first by default."""
     return order != "asc"
 
 
@@ -199,6 +200,9 @@ def declared_query_names(dependant: Dependant) -> frozenset[str]:
     return frozenset(names)
 
 
+MAX_NAMED = 20  # unknown parameters named in one reply; a flood of them is refused all the same
+
+
 def _shown(key: str) -> str:
     return key if len(key) <= 100 else key[:100] + "..."
 
@@ -207,9 +211,9 @@ def query_guard(route: APIRoute) -> Callable[[Request], None] | None:
     """A check that refuses the query parameters ``route`` does not declare (400 naming each),
     or None for a route that takes any.
 
-    A client that sends a filter npsd does not know (a misspelling, another product's alias such
-    as Planhat's ``c``) would otherwise get every object back as if it had filtered: a silent
-    wrong answer. Every operation of the OpenAPI document is checked, since the document lists
+    A client that sends a filter npsd does not know (a misspelling, a name another product
+    uses, such as ``c`` for ``companyId``) would otherwise get every object back as if it had
+    filtered: a silent wrong answer. Every operation of the OpenAPI document is checked, since the document lists
     each parameter it takes. Operations left out of the document are not: those are the
     respondent pages (``/r``, ``/s``, ``/u``), which read their parameters by hand, and whose
     links people click from mails that mail clients and newsletters decorate with ``utm_source``
@@ -223,13 +227,13 @@ def query_guard(route: APIRoute) -> Callable[[Request], None] | None:
     def check(request: Request) -> None:
         if not request.scope.get("query_string"):
             return
-        unknown = [key for key in dict.fromkeys(request.query_params.keys()) if key not in known]
+        unknown = [key for key in request.query_params if key not in known]
         if unknown:
             issue = f"is not a query parameter of this operation (it takes: {expected})"
             raise BadRequest(
                 f"unknown query parameter(s): {', '.join(_shown(k) for k in unknown[:5])}; "
                 f"this operation takes: {expected}",
-                [{"field": _shown(key), "issue": issue} for key in unknown],
+                [{"field": _shown(key), "issue": issue} for key in unknown[:MAX_NAMED]],
             )
 
     return check
