@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from npsd.kit.db import chunks
 from npsd.kit.errors import NotFound
 from npsd.kit.lookup import parse_key
+from npsd.records.fastsql import decoded, one_of
 from npsd.records.output import COLUMN_NAMES, COLUMNS, T
 from npsd.records.rollups import CONTACT_STATE_COLUMNS, ENDUSER, ContactState, contact_state
 
@@ -41,18 +41,23 @@ def rows_by(
 ) -> dict[str, dict[str, Any]]:
     """The organization's records whose ``column`` is one of ``values``, keyed by that value.
 
-    Their contacts' roll-up state comes in the same query (into ``states``), for the write.
+    Their contacts' roll-up state comes in the same query (into ``states``), for the write. One
+    statement whatever the number of values (:func:`one_of`).
     """
+    if not values:
+        return {}
+    selected, decode = decoded(session, (*COLUMNS, *CONTACT_STATE_COLUMNS))
+    stmt = (
+        select(*selected)
+        .join_from(T, ENDUSER, ENDUSER.c.id == T.c.enduser_id)
+        .where(T.c.org_id == org_id, one_of(session, T.c[column], values))
+    )
     found: dict[str, dict[str, Any]] = {}
     width = len(COLUMNS)
-    for part in chunks(values):
-        for row in session.execute(
-            select(*COLUMNS, *CONTACT_STATE_COLUMNS)
-            .join_from(T, ENDUSER, ENDUSER.c.id == T.c.enduser_id)
-            .where(T.c.org_id == org_id, T.c[column].in_(part))
-        ):
-            rec = dict(zip(COLUMN_NAMES, row[:width], strict=True))
-            found[rec[column]] = rec
-            state = contact_state(row[width:])
-            states[state.id] = state
+    for row in session.execute(stmt).all():
+        values_ = decode(row)
+        rec = dict(zip(COLUMN_NAMES, values_[:width], strict=True))
+        found[rec[column]] = rec
+        state = contact_state(values_[width:])
+        states[state.id] = state
     return found

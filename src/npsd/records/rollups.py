@@ -119,11 +119,15 @@ def plan_latest(
     changes (new contacts always).
     """
     candidates: dict[str, list[Latest]] = {}
+    after_of: dict[str, dict[str, Any]] = {}
     for row in written:
-        candidates.setdefault(row["enduser_id"], []).append(
-            (row["date_answered"], row["id"], row["score"], row["comment"])
-        )
-    after_of = {row["id"]: row for row in written}
+        rid = row["id"]
+        after_of[rid] = row
+        latest = (row["date_answered"], rid, row["score"], row["comment"])
+        if (found := candidates.get(row["enduser_id"])) is None:
+            candidates[row["enduser_id"]] = [latest]
+        else:
+            found.append(latest)
     recompute: set[str] = set()
     replaced_ids: set[str] = set()
     for before in replaced:
@@ -147,7 +151,8 @@ def plan_latest(
         stored = state.latest
         if stored is not None and stored[1] not in replaced_ids:
             cands = [*cands, stored]
-        best = max(cands, key=lambda c: (c[0], c[1])) if cands else None
+        # (date answered, id) decides, and ids are unique: comparing whole tuples is the same
+        best = (cands[0] if len(cands) == 1 else max(cands)) if cands else None
         if state.is_new or best != stored:
             changed[eid] = best
     return changed, recompute
