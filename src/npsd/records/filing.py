@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from npsd.kit.db import chunks
 from npsd.kit.models import CompanyDomain, Enduser
+from npsd.records.fastsql import one_of
 
 
 def domain_of(key: str) -> str:
@@ -50,14 +50,14 @@ def file_addresses(
     session: Session, org_id: str, addresses: Mapping[str, str | None], columns: Sequence[Any] = ()
 ) -> dict[str, Filing]:
     """Where each address belongs: ``addresses`` maps a normalized address to the company given
-    with it (or None). Two queries per 900 addresses whatever the mix: contacts by address (with
+    with it (or None). Two queries whatever the number and mix of addresses: contacts by address (with
     ``columns`` of their row), then the domains of the new addresses that came without a company.
     """
     contacts: dict[str, Sequence[Any]] = {}
-    for part in chunks(addresses):
+    if addresses:
         for found_row in session.execute(
             select(Enduser.email_key, Enduser.id, Enduser.company_id, *columns).where(
-                Enduser.org_id == org_id, Enduser.email_key.in_(part)
+                Enduser.org_id == org_id, one_of(session, Enduser.email_key, addresses)
             )
         ):
             contacts[found_row[0]] = tuple(found_row[1:])
@@ -78,11 +78,12 @@ def file_addresses(
 def companies_by_domain(session: Session, org_id: str, domains: set[str]) -> dict[str, str]:
     """domain -> the company whose ``domains`` hold it (the smallest id when several do)."""
     found: dict[str, str] = {}
-    for part in chunks(domains):
-        for domain, cid in session.execute(
-            select(CompanyDomain.domain, CompanyDomain.company_id)
-            .where(CompanyDomain.org_id == org_id, CompanyDomain.domain.in_(part))
-            .order_by(CompanyDomain.company_id)
-        ):
-            found.setdefault(domain, cid)
+    if not domains:
+        return found
+    for domain, cid in session.execute(
+        select(CompanyDomain.domain, CompanyDomain.company_id)
+        .where(CompanyDomain.org_id == org_id, one_of(session, CompanyDomain.domain, domains))
+        .order_by(CompanyDomain.company_id)
+    ):
+        found.setdefault(domain, cid)
     return found

@@ -23,11 +23,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from npsd.analytics.nps import in_category, nps
-from npsd.kit.db import Database, chunks, lock_org_writes
+from npsd.kit.db import Database, lock_org_writes
 from npsd.kit.jobs import periodic
 from npsd.kit.models import Company, Enduser, NpsRecord, NpsRollup
 from npsd.kit.timeutil import utcnow
-from npsd.records.fastsql import update_many
+from npsd.records.fastsql import one_of, update_many
 
 COMPANY_NPS_WINDOW = timedelta(days=360)
 
@@ -181,26 +181,25 @@ def refresh_endusers(session: Session, org_id: str, enduser_ids: Collection[str]
     if not enduser_ids:
         return set()
     latest: dict[str, tuple[Any, ...]] = {}
-    for part in chunks(enduser_ids):
-        ranked = (
-            select(
-                NpsRecord.enduser_id,
-                NpsRecord.id,
-                NpsRecord.score,
-                NpsRecord.comment,
-                NpsRecord.date_answered,
-                func.row_number()
-                .over(
-                    partition_by=NpsRecord.enduser_id,
-                    order_by=(NpsRecord.date_answered.desc(), NpsRecord.id.desc()),
-                )
-                .label("rank"),
+    ranked = (
+        select(
+            NpsRecord.enduser_id,
+            NpsRecord.id,
+            NpsRecord.score,
+            NpsRecord.comment,
+            NpsRecord.date_answered,
+            func.row_number()
+            .over(
+                partition_by=NpsRecord.enduser_id,
+                order_by=(NpsRecord.date_answered.desc(), NpsRecord.id.desc()),
             )
-            .where(NpsRecord.org_id == org_id, NpsRecord.enduser_id.in_(part))
-            .subquery()
+            .label("rank"),
         )
-        for row in session.execute(select(ranked).where(ranked.c.rank == 1)):
-            latest[row[0]] = row
+        .where(NpsRecord.org_id == org_id, one_of(session, NpsRecord.enduser_id, enduser_ids))
+        .subquery()
+    )
+    for row in session.execute(select(ranked).where(ranked.c.rank == 1)):
+        latest[row[0]] = row
     write_latest(
         session,
         org_id,
@@ -209,16 +208,15 @@ def refresh_endusers(session: Session, org_id: str, enduser_ids: Collection[str]
             for eid in enduser_ids
         },
     )
-    companies: set[str] = set()
-    for part in chunks(enduser_ids):
-        companies.update(
-            cid
-            for cid in session.scalars(
-                select(Enduser.company_id).where(Enduser.org_id == org_id, Enduser.id.in_(part)).distinct()
-            )
-            if cid
+    return {
+        cid
+        for cid in session.scalars(
+            select(Enduser.company_id)
+            .where(Enduser.org_id == org_id, one_of(session, Enduser.id, enduser_ids))
+            .distinct()
         )
-    return companies
+        if cid
+    }
 
 
 def refresh_companies(session: Session, org_id: str, company_ids: Collection[str]) -> None:
@@ -229,25 +227,24 @@ def refresh_companies(session: Session, org_id: str, company_ids: Collection[str
     now = utcnow()
     since = now - COMPANY_NPS_WINDOW
     tallies: dict[str, tuple[int, int, int, datetime | None]] = {}
-    for part in chunks(company_ids):
-        query = (
-            select(
-                Enduser.company_id,
-                func.sum(_case(in_category(Enduser.nps, "promoter"))),
-                func.sum(_case(in_category(Enduser.nps, "passive"))),
-                func.sum(_case(in_category(Enduser.nps, "detractor"))),
-                func.min(Enduser.nps_date),
-            )
-            .where(
-                Enduser.org_id == org_id,
-                Enduser.company_id.in_(part),
-                Enduser.nps.is_not(None),
-                Enduser.nps_date >= since,
-            )
-            .group_by(Enduser.company_id)
+    query = (
+        select(
+            Enduser.company_id,
+            func.sum(_case(in_category(Enduser.nps, "promoter"))),
+            func.sum(_case(in_category(Enduser.nps, "passive"))),
+            func.sum(_case(in_category(Enduser.nps, "detractor"))),
+            func.min(Enduser.nps_date),
         )
-        for cid, p, m, d, oldest in session.execute(query):
-            tallies[cid] = (int(p or 0), int(m or 0), int(d or 0), oldest)
+        .where(
+            Enduser.org_id == org_id,
+            one_of(session, Enduser.company_id, company_ids),
+            Enduser.nps.is_not(None),
+            Enduser.nps_date >= since,
+        )
+        .group_by(Enduser.company_id)
+    )
+    for cid, p, m, d, oldest in session.execute(query):
+        tallies[cid] = (int(p or 0), int(m or 0), int(d or 0), oldest)
     params = []
     for cid in company_ids:
         p, m, d, oldest = tallies.get(cid, (0, 0, 0, None))

@@ -20,13 +20,13 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session
 
-from npsd.kit.db import chunks, lock_org_writes
+from npsd.kit.db import lock_org_writes
 from npsd.kit.errors import BadRequest, Conflict, NpsdError, summary, validation_details
 from npsd.kit.events import emit
 from npsd.kit.ids import new_ids
 from npsd.kit.models import Company, Enduser
 from npsd.kit.validation import email_key
-from npsd.records.fastsql import insert_many, update_many
+from npsd.records.fastsql import insert_many, one_of, update_many
 from npsd.records.filing import file_addresses
 from npsd.records.output import COLUMN_NAMES, COLUMNS, T, output_of
 from npsd.records.rollups import (
@@ -177,20 +177,23 @@ class Planner:
 
         ``known_source_ids`` (sourceId -> record id) spares the query when the caller has them.
         """
+        session, org_id = self.session, self.org_id
         cids = {i.cId for i in inputs if i is not None and i.cId}
-        for part in chunks(cids):
+        if cids:
             self.companies.update(
-                self.session.scalars(
-                    select(Company.id).where(Company.org_id == self.org_id, Company.id.in_(part))
+                session.scalars(
+                    select(Company.id).where(Company.org_id == org_id, one_of(session, Company.id, cids))
                 )
             )
         if known_source_ids is not None:
             self.known_source_ids = known_source_ids
             return
         sids = {i.sourceId for i in inputs if i is not None and i.sourceId is not None}
-        for part in chunks(sids):
-            for rid, sid in self.session.execute(
-                select(T.c.id, T.c.source_id).where(T.c.org_id == self.org_id, T.c.source_id.in_(part))
+        if sids:
+            for rid, sid in session.execute(
+                select(T.c.id, T.c.source_id).where(
+                    T.c.org_id == org_id, one_of(session, T.c.source_id, sids)
+                )
             ):
                 self.known_source_ids[sid] = rid
 
@@ -268,15 +271,14 @@ def _contact_states(
 ) -> list[ContactState]:
     """The contacts whose ``column`` is one of ``values``, with what the roll-up needs of them."""
     found: list[ContactState] = []
-    for part in chunks(values):
-        for row in session.execute(
-            select(*CONTACT_STATE_COLUMNS, Enduser.email_key).where(
-                Enduser.org_id == org_id, column.in_(part)
-            )
-        ):
-            state = contact_state(row[:6])
-            state.email_key = row[6]
-            found.append(state)
+    for row in session.execute(
+        select(*CONTACT_STATE_COLUMNS, Enduser.email_key).where(
+            Enduser.org_id == org_id, one_of(session, column, values)
+        )
+    ):
+        state = contact_state(row[:6])
+        state.email_key = row[6]
+        found.append(state)
     return found
 
 
@@ -431,8 +433,7 @@ def delete_records(session: Session, org_id: str, condition: ColumnElement[bool]
         deltas[
             rollup_key(r["campaign_id"], r["company_id"], r["source"], r["date_answered"], r["score"])
         ] -= 1
-    for part in chunks([r["id"] for r in rows]):
-        session.execute(delete(T).where(T.c.org_id == org_id, T.c.id.in_(part)))
+    session.execute(delete(T).where(T.c.org_id == org_id, one_of(session, T.c.id, [r["id"] for r in rows])))
     apply_deltas(session, org_id, deltas)
     refresh_companies(session, org_id, refresh_endusers(session, org_id, {r["enduser_id"] for r in rows}))
     emit(session, org_id, "response.deleted", lambda: [output_of(r) for r in rows])
