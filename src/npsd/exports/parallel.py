@@ -17,6 +17,10 @@ needs one.
 
 This module uses only the standard library: the workers run it (``python -m npsd.exports.parallel``),
 and start in a few tens of milliseconds.
+
+:data:`CSV_EXPORTS` counts, per server process, which CSV exports the workers wrote and which one
+reader wrote, and why: the workers are an optimisation that fails quietly by design (the file is
+the same either way), so only these counts tell an operator whether they are doing their job.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections import deque
+import threading
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
@@ -39,6 +44,53 @@ SEND_BYTES = 1 << 20  # a worker sends about this much at a time: few, large mes
 
 
 Block = tuple[str, Sequence[Any]]  # (which SQL text, its parameters)
+
+
+class WriterCounts:
+    """How this process wrote its CSV exports, counted since it started.
+
+    Each CSV export counts once, in one of three places: ``workers_used`` (worker processes took
+    it on), ``single_reader[reason]`` (one reader was the plan: workers turned off, a database
+    that is not a SQLite file, too few rows, an order blocks cannot be cut by) or
+    ``fallbacks[reason]`` (the plan was workers, but they could not take it: ``busy``, ``start``,
+    ``lock``, ``custom_columns``, ``error``). The file is the same bytes in every case, so a
+    climbing fallback count is the one sign that the workers are not doing their job. Reasons
+    are short fixed words, fit for metric labels.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # exports run on several threads of the server
+        self.workers_used = 0
+        self.single_reader: Counter[str] = Counter()
+        self.fallbacks: Counter[str] = Counter()
+
+    def worker_export(self) -> None:
+        """An export handed to the workers (counted when they start writing it)."""
+        with self._lock:
+            self.workers_used += 1
+
+    def single_reader_export(self, reason: str) -> None:
+        """An export that one reader writes as planned."""
+        with self._lock:
+            self.single_reader[reason] += 1
+
+    def fallback(self, reason: str) -> None:
+        """An export planned for the workers that one reader writes instead."""
+        with self._lock:
+            self.fallbacks[reason] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counts at this moment, as plain values: ``workers_used``, ``single_reader`` and
+        ``fallbacks`` (the last two by reason)."""
+        with self._lock:
+            return {
+                "workers_used": self.workers_used,
+                "single_reader": dict(self.single_reader),
+                "fallbacks": dict(self.fallbacks),
+            }
+
+
+CSV_EXPORTS = WriterCounts()  # this process's CSV exports, by who wrote them
 
 
 def _worker(path: str, busy_ms: int, pipe: Pipe, index: int, count: int) -> None:

@@ -54,7 +54,7 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
 from npsd.analytics.nps import category, category_sql
-from npsd.exports.parallel import PIN, Block, Workers
+from npsd.exports.parallel import CSV_EXPORTS, PIN, Block, Workers
 from npsd.kit.db import Database
 from npsd.kit.errors import REQUIRED_HINTS, BadRequest
 from npsd.kit.models import NpsRecord
@@ -340,14 +340,23 @@ def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
     ``custom.<key>`` columns included (:func:`csv_lines_sql`), so a batch becomes CSV with one
     join; other databases, and key sets SQLite's JSON paths cannot name, go through the ``csv``
     module (:func:`_csv_lines`).
+
+    Large SQLite exports are written by worker processes when :func:`_parallel_plan` allows it.
+    Whatever stops the workers before the first byte is sent falls back to one reader (the same
+    bytes), logged as a warning with its reason, since only the logs and ``CSV_EXPORTS`` show
+    that the workers are not doing their job. Every export is counted once in ``CSV_EXPORTS``.
     """
     plan = _parallel_plan(db, stmt)
-    if plan is not None:
-        parallel = _write_csv_parallel(db, stmt, *plan)
+    if isinstance(plan, str):
+        CSV_EXPORTS.single_reader_export(plan)
+    else:
+        parallel = _write_csv_parallel(db, plan)
         try:
             first = next(parallel)  # the workers started and share the snapshot
-        except (OSError, RuntimeError, EOFError, sqlite3.Error, SQLAlchemyError):
-            log.warning("export workers could not start; writing the export alone", exc_info=True)
+        except Fallback as exc:
+            _fall_back(plan, exc.reason, exc)
+        except (OSError, RuntimeError, EOFError, sqlite3.Error, SQLAlchemyError) as exc:
+            _fall_back(plan, "error", exc, exc_info=True)  # unforeseen: keep the traceback
         else:
             yield first
             yield from parallel
@@ -379,38 +388,158 @@ def _python_csv(batches: Iterator[Sequence[Row]], keys: list[str]) -> Iterator[b
         yield buffer.getvalue().encode()
 
 
-def _parallel_plan(db: Database, stmt: Select[Any]) -> tuple[str, Any, bool, int] | None:
-    """(file, sort column, descending, workers) when a CSV export of ``stmt`` is worth writing
-    with worker processes (npsd.exports.parallel): SQLite in a file, ``export_workers`` of 2 or
-    more, rows ordered by a NOT NULL column then ``id`` (so blocks can be cut by key), and at
-    least ``export_parallel_rows`` of them. None means one reader writes it."""
+@dataclass(frozen=True)
+class Keyset:
+    """How an export ordered by ``(column, id)``, both ascending or both descending, is cut into
+    blocks: row-value comparisons with the key of a block's edge, bound as ``{name}_k`` and
+    ``{name}_i``. ``column`` must be NOT NULL: a comparison with NULL is never true, so rows with
+    a NULL key would belong to no block."""
+
+    column: Column[Any]
+    descending: bool
+
+    def order(self) -> tuple[Any, Any]:
+        """The ORDER BY terms. NULLS FIRST/LAST (the survey responses' order) is left out: on a NOT
+        NULL column it changes nothing, and ASC NULLS LAST is not an order SQLite reads off an
+        index (it sorts instead)."""
+        if self.descending:
+            return self.column.desc(), T.c.id.desc()
+        return self.column.asc(), T.c.id.asc()
+
+    def _edge(self, name: str) -> Any:
+        return tuple_(bindparam(f"{name}_k", ""), bindparam(f"{name}_i", ""))
+
+    def beyond(self, name: str) -> Any:
+        """Rows after the key ``name`` in the export's order."""
+        key = tuple_(self.column, T.c.id)
+        return key < self._edge(name) if self.descending else key > self._edge(name)
+
+    def through(self, name: str) -> Any:
+        """Rows up to the key ``name``, included."""
+        key = tuple_(self.column, T.c.id)
+        return key >= self._edge(name) if self.descending else key <= self._edge(name)
+
+    def block_ends(self, stmt: Select[Any], block: int) -> tuple[Select[Any], Select[Any]]:
+        """The key that ends the first block, and the one that ends the block after ``hi``: a
+        block's worth of index entries on. Keys are read as stored (a time as its text, never a
+        datetime that the driver would print another way) and handed back unchanged."""
+        first_end = (
+            stmt.with_only_columns(type_coerce(self.column, String), T.c.id).offset(block - 1).limit(1)
+        )
+        return first_end, first_end.where(self.beyond("hi"))
+
+
+@dataclass(frozen=True)
+class ParallelPlan:
+    """A CSV export for the workers: ``stmt`` ordered as ``keyset`` cuts its blocks."""
+
+    path: str
+    stmt: Select[Any]
+    keyset: Keyset
+    workers: int
+    rows: int
+
+
+class Fallback(Exception):
+    """The workers cannot take an export that was planned for them: one reader writes it.
+    ``reason`` is the word ``CSV_EXPORTS.fallbacks`` counts it under."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+NULLS_PLACEMENT = (operators.nulls_first_op, operators.nulls_last_op)
+
+
+def _sort_term(term: Any) -> tuple[Any, bool | None]:
+    """(column, descending) of one ORDER BY term, looking through NULLS FIRST/LAST; descending
+    is None when the term is not ``<column> ASC|DESC``."""
+    if isinstance(term, UnaryExpression) and term.modifier in NULLS_PLACEMENT:
+        term = term.element
+    if isinstance(term, UnaryExpression) and term.modifier in (operators.asc_op, operators.desc_op):
+        return term.element, term.modifier is operators.desc_op
+    return term, None
+
+
+def _parallel_plan(db: Database, stmt: Select[Any]) -> ParallelPlan | str:
+    """How worker processes (npsd.exports.parallel) would write a CSV export of ``stmt``, or the
+    reason one reader writes it: ``database`` (not a SQLite file), ``disabled``
+    (``export_workers`` below 2), ``sqlite_version`` (before 3.38 SQLite cannot build the
+    lines), ``order`` (not one record column then ``id``, the same way), ``nullable_sort`` (the
+    sort column can be NULL: the row-value comparisons that cut blocks never match a NULL key,
+    so those rows would be lost), ``unindexed_sort`` (no index gives the order, see
+    :func:`_sorts_every_block`), ``few_rows`` (fewer than ``export_parallel_rows``)."""
     settings = db.config
     path = db.engine.url.database
-    if not db.is_sqlite or settings.export_workers < 2 or not path or path == ":memory:":
-        return None
+    if not db.is_sqlite or not path or path == ":memory:":
+        return "database"
+    if settings.export_workers < 2:
+        return "disabled"
+    if sqlite3.sqlite_version_info < (3, 38):
+        return "sqlite_version"
     order = list(stmt._order_by_clauses)
-    if len(order) != 2 or not all(isinstance(o, UnaryExpression) for o in order):
-        return None
-    (column, direction), (tie, tie_direction) = ((o.element, o.modifier) for o in order)
+    if len(order) != 2:
+        return "order"
+    (column, descending), (tie, tie_descending) = (_sort_term(o) for o in order)
     if (
-        tie is not T.c.id
-        or direction is not tie_direction
+        descending is None
+        or tie is not T.c.id
+        or tie_descending != descending
         or not isinstance(column, Column)
         or column.table is not T
-        or column.nullable
-        or direction not in (operators.desc_op, operators.asc_op)
     ):
-        return None
+        return "order"
+    if column.nullable:
+        return "nullable_sort"
+    keyset = Keyset(column, descending)
+    stmt = stmt.order_by(None).order_by(*keyset.order())
     with db.engine.connect() as conn:
+        if _sorts_every_block(conn, stmt, keyset, _block_rows(settings.export_parallel_rows)):
+            return "unindexed_sort"
         rows = conn.execute(stmt.with_only_columns(func.count()).order_by(None)).scalar_one()
     if rows < settings.export_parallel_rows:
-        return None
-    return path, column, direction is operators.desc_op, settings.export_workers
+        return "few_rows"
+    return ParallelPlan(path, stmt, keyset, settings.export_workers, rows)
+
+
+def _sorts_every_block(conn: Connection, stmt: Select[Any], keyset: Keyset, block: int) -> bool:
+    """Whether SQLite would sort every matching row once per block. Blocks are cheap only when an
+    index gives the order: a block is then one range of it, and a block's end a block's worth of
+    entries further. Without one (``score``, ``email``... have no index), each block query and
+    each search for a block's end reads and sorts the whole export again: measured at 200,000
+    survey responses by score, 25 s with two workers against 3 s for one reader, which sorts
+    once. SQLite's own query plan says which case this is."""
+    queries = (
+        keyset.block_ends(stmt, block)[1],
+        stmt.with_only_columns(T.c.id).where(keyset.beyond("hi"), keyset.through("lo")),
+    )
+    for query in queries:
+        c = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        params = tuple(_sqlite_param(c.params[name]) for name in c.positiontup or ())
+        steps = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {c.string}", params).all()
+        if any(step[-1] == "USE TEMP B-TREE FOR ORDER BY" for step in steps):
+            return True
+    return False
+
+
+def _fall_back(plan: ParallelPlan, reason: str, detail: object, exc_info: bool = False) -> None:
+    """Count and log an export that one reader writes although the plan was workers."""
+    CSV_EXPORTS.fallback(reason)
+    log.warning(
+        "CSV export of %d rows written by one reader instead of %d workers (%s): %s",
+        plan.rows,
+        plan.workers,
+        reason,
+        detail,
+        exc_info=exc_info,
+    )
 
 
 # Exports written by workers at once, in this process: beyond, exports are written by one reader
 # each, so many large downloads at a time never start processes without bound.
-PARALLEL_EXPORTS = threading.BoundedSemaphore(2)
+PARALLEL_SLOTS = 2
+PARALLEL_EXPORTS = threading.BoundedSemaphore(PARALLEL_SLOTS)
 
 
 def _block_rows(settings_rows: int) -> int:
@@ -429,53 +558,53 @@ def _after(key: tuple[Any, Any], previous: tuple[Any, Any], descending: bool) ->
     return key < previous if descending else key > previous
 
 
-def _write_csv_parallel(
-    db: Database, stmt: Select[Any], path: str, column: Any, descending: bool, count: int
-) -> Iterator[bytes]:
-    """CSV of ``stmt`` written by ``count`` worker processes, block by block, in order."""
+def _pin(workers: Workers, conn: Connection) -> None:
+    """Give the workers and ``conn`` one snapshot, or raise :class:`Fallback` saying why not."""
+    try:
+        workers.pin(lambda: conn.exec_driver_sql(PIN).all())
+    except sqlite3.OperationalError as exc:  # BEGIN IMMEDIATE waited LOCK_TIMEOUT_MS in vain
+        raise Fallback("lock", f"the write lock that pins one snapshot was not free: {exc}") from exc
+    except (OSError, EOFError, RuntimeError) as exc:  # a worker died or never said ready
+        raise Fallback("start", f"the export workers did not answer: {exc!r}") from exc
+
+
+def _write_csv_parallel(db: Database, plan: ParallelPlan) -> Iterator[bytes]:
+    """CSV of ``plan.stmt`` written by ``plan.workers`` worker processes, block by block, in
+    order. Raises :class:`Fallback` before its first byte when the workers cannot take it."""
     if not PARALLEL_EXPORTS.acquire(blocking=False):
-        raise RuntimeError("as many exports as allowed are using workers")
+        raise Fallback("busy", f"{PARALLEL_SLOTS} exports are using workers already")
+    stmt, keyset = plan.stmt, plan.keyset
     block = _block_rows(db.config.export_parallel_rows)
     try:
-        workers = Workers(path, count, LOCK_TIMEOUT_MS)
+        workers = Workers(plan.path, plan.workers, LOCK_TIMEOUT_MS)
+    except OSError as exc:
+        PARALLEL_EXPORTS.release()
+        raise Fallback("start", f"the export workers could not start: {exc}") from exc
     except BaseException:
         PARALLEL_EXPORTS.release()
         raise
     try:
         with db.engine.connect() as conn, conn.begin():
-            workers.pin(lambda: conn.exec_driver_sql(PIN).all())
+            _pin(workers, conn)
             keys = custom_keys(conn, stmt)
             if not sql_cells_possible(keys):  # e.g. one JSON column: the Python writer does it alone
                 workers.close()
+                _fall_back(plan, "custom_columns", f"{len(keys)} custom keys SQLite cannot write as columns")
                 yield _header_bytes(keys)
                 yield from _python_csv(_fetch(conn.execute(raw_columns(stmt, "sqlite", True)).cursor), keys)
                 return
             lines = csv_lines_sql(stmt, keys)
-            key = tuple_(column, T.c.id)
-
-            def beyond(name: str) -> Any:  # rows after the key ``name`` in the export's order
-                bound = tuple_(bindparam(f"{name}_k", ""), bindparam(f"{name}_i", ""))
-                return key < bound if descending else key > bound
-
-            def through(name: str) -> Any:  # rows up to the key ``name``, included
-                bound = tuple_(bindparam(f"{name}_k", ""), bindparam(f"{name}_i", ""))
-                return key >= bound if descending else key <= bound
-
             queries = {
                 "only": lines,
-                "first": lines.where(through("lo")),
-                "middle": lines.where(beyond("hi"), through("lo")),
-                "last": lines.where(beyond("hi")),
+                "first": lines.where(keyset.through("lo")),
+                "middle": lines.where(keyset.beyond("hi"), keyset.through("lo")),
+                "last": lines.where(keyset.beyond("hi")),
             }
             compiled = {
                 kind: q.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
                 for kind, q in queries.items()
             }
-            # the key that ends the block starting after ``hi``: a block's worth of index entries
-            # on. Keys are read as stored (a time as its text, never a datetime that the driver
-            # would print another way) and handed back unchanged.
-            first_end = stmt.with_only_columns(type_coerce(column, String), T.c.id).offset(block - 1).limit(1)
-            next_end = first_end.where(beyond("hi"))
+            first_end, next_end = keyset.block_ends(stmt, block)
 
             def blocks() -> Iterator[Block]:
                 previous: tuple[Any, Any] | None = None
@@ -500,10 +629,11 @@ def _write_csv_parallel(
                     yield kind, [_sqlite_param(merged[name]) for name in c.positiontup or ()]
                     if end is None:
                         return
-                    if previous is not None and not _after((end[0], end[1]), previous, descending):
+                    if previous is not None and not _after((end[0], end[1]), previous, keyset.descending):
                         raise RuntimeError(f"export blocks stopped moving at {previous!r}")  # never loop
                     previous = (end[0], end[1])
 
+            CSV_EXPORTS.worker_export()
             yield _header_bytes(keys)
             yield from workers.run({kind: c.string for kind, c in compiled.items()}, blocks())
     finally:
