@@ -344,6 +344,22 @@ def test_list_filters_sort_select(client, tenant: Tenant) -> None:
     assert client.get("/endusers", params={"email": "nobody@a.com"}, headers=tenant.viewer).json() == []
 
 
+def test_planhat_c_lists_one_companys_contacts(client, tenant: Tenant) -> None:
+    """Planhat documents `/endusers?c=<companyId>` for one company's people; it is not ignored."""
+    a = make_company(client, tenant, name="A", domains=["a.com"])
+    make_company(client, tenant, name="B", domains=["b.com"])
+    ann = make_enduser(client, tenant, email="ann@a.com")
+    make_enduser(client, tenant, email="ben@b.com")
+    make_enduser(client, tenant, email="cid@none.com")
+    by_c = client.get("/endusers", params={"c": a["_id"]}, headers=tenant.viewer)
+    assert by_c.status_code == 200, by_c.text
+    assert [e["_id"] for e in by_c.json()] == [ann["_id"]]
+    same = client.get("/endusers", params={"c": a["_id"], "companyId": a["_id"]}, headers=tenant.viewer)
+    assert [e["_id"] for e in same.json()] == [ann["_id"]]
+    described = client.get("/openapi.json").json()["paths"]["/endusers"]["get"]["parameters"]
+    assert "c" in {p["name"] for p in described}
+
+
 @pytest.mark.parametrize(
     "params, field",
     [
@@ -355,6 +371,8 @@ def test_list_filters_sort_select(client, tenant: Tenant) -> None:
         ({"offset": "a"}, "offset"),
         ({"email": "x" * 321}, "email"),
         ({"email": "a\x00@b.com"}, "email"),
+        ({"c": "nope"}, "c"),
+        ({"c": "0123456789abcdef01234567", "companyId": "0123456789abcdef01234568"}, "c"),
     ],
 )
 def test_list_bad_params(client, tenant: Tenant, params: dict[str, Any], field: str) -> None:

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.contacts import service
 from npsd.contacts.schemas import CompanyInput, CompanyRead, EnduserInput, EnduserRead
+from npsd.kit.errors import BadRequest
 from npsd.kit.http import DbSession, TransactionRoute, json_response
 from npsd.kit.listing import Page, ParamStr, id_list, planhat_page, selectable
 from npsd.kit.lookup import resolve
@@ -124,15 +125,25 @@ def list_endusers(
     principal: Viewer,
     session: DbSession,
     companyId: Annotated[str | None, Query(description="Comma-separated company ids")] = None,
+    c: Annotated[
+        str | None,
+        Query(
+            description="Planhat's short name for `companyId` (`/endusers?c=<companyId>`); give one of the two"
+        ),
+    ] = None,
     email: Annotated[
         ParamStr | None, Query(max_length=320, description="E-mail address (case-insensitive)")
     ] = None,
 ) -> Response:
-    """List contacts with their latest NPS answer (`nps`, `npsComment`, `npsDate`), oldest first."""
+    """List contacts with their latest NPS answer (`nps`, `npsComment`, `npsDate`), oldest first.
+
+    `companyId` (or Planhat's `c`) lists only the contacts of those companies.
+    """
     page.check_fields(service.ENDUSER_SORT)
-    return json_response(
-        service.list_endusers(session, principal.org_id, page, id_list(companyId, "companyId"), email)
-    )
+    if c is not None and companyId is not None and c != companyId:
+        raise BadRequest.field("c", "is another name for companyId; send one of the two")
+    companies = id_list(companyId, "companyId") if companyId is not None else id_list(c, "c")
+    return json_response(service.list_endusers(session, principal.org_id, page, companies, email))
 
 
 @endusers_router.get("/{key:path}", response_model=EnduserRead, description=f"Get a contact by {KEY_DOC}.")
