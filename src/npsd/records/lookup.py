@@ -54,10 +54,9 @@ def rows_by(
     )
     found: dict[str, dict[str, Any]] = {}
     width = len(COLUMNS)
-    for row in session.execute(stmt).all():
-        values_ = decode(row)
-        rec = dict(zip(COLUMN_NAMES, values_[:width], strict=True))
+    for row in decode(session.execute(stmt).all()):
+        rec = dict(zip(COLUMN_NAMES, row[:width], strict=True))
         found[rec[column]] = rec
-        state = contact_state(values_[width:])
+        state = contact_state(row[width:])
         states[state.id] = state
     return found

@@ -54,13 +54,6 @@ FIELD_COLUMNS: tuple[tuple[str, str], ...] = (
     ("custom", "custom"),
 )
 NOT_NULL_COLUMNS = frozenset({"email", "score", "date_answered"})
-_COLUMN_OF = dict(FIELD_COLUMNS)
-# alias -> the field that wins over it when both are sent
-_WINNER_OF = {
-    alias: next(name for name, col in FIELD_COLUMNS if col == column)
-    for alias, column in FIELD_COLUMNS
-    if next(name for name, col in FIELD_COLUMNS if col == column) != alias
-}
 
 
 class NpsInput(BaseModel):
@@ -96,14 +89,11 @@ class NpsInput(BaseModel):
 
     def column_values(self) -> dict[str, Any]:
         """The columns this input sets, with aliases resolved (explicit nulls included)."""
-        # over the fields sent (a few), not every field: the bulk path asks 5,000 times a batch
         sent = self.model_fields_set
-        fields = self.__dict__
         values: dict[str, Any] = {}
-        for name in sent:
-            column = _COLUMN_OF.get(name)
-            if column is not None and _WINNER_OF.get(name) not in sent:
-                values[column] = fields[name]
+        for name, column in FIELD_COLUMNS:
+            if name in sent and column not in values:
+                values[column] = getattr(self, name)
         return values
 
     def sent_name(self, column: str) -> str:
