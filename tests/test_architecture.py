@@ -16,8 +16,19 @@ import npsd
 
 SRC = Path(npsd.__file__).parent
 # bottom first; an area may import itself and any area listed before it
-STACK = ["kit", "migrations", "auth", "analytics", "records", "contacts", "exports", "surveys", "collect",
-         "webhooks", "app"]
+STACK = [
+    "kit",
+    "migrations",
+    "auth",
+    "analytics",
+    "records",
+    "contacts",
+    "exports",
+    "surveys",
+    "collect",
+    "webhooks",
+    "app",
+]
 TOP_LEVEL_APP_MODULES = {"app", "cli", "__main__"}
 
 
@@ -64,7 +75,9 @@ def sources() -> list[Path]:
 
 def test_every_area_is_in_the_stack() -> None:
     areas = {area_of(module_name(p)) for p in sources()} - {None}
-    assert areas <= set(STACK), f"areas missing from the stack (and from ARCHITECTURE.md): {areas - set(STACK)}"
+    assert areas <= set(STACK), (
+        f"areas missing from the stack (and from ARCHITECTURE.md): {areas - set(STACK)}"
+    )
 
 
 @pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(SRC)))

@@ -29,7 +29,9 @@ def test_the_settings_table_names_every_setting_and_no_other() -> None:
     actual = {f"{prefix}{name}".upper() for name in Settings.model_fields}
     assert documented, "no settings table found in the README"
     assert actual - documented == set(), f"settings missing from the README: {sorted(actual - documented)}"
-    assert documented - actual == set(), f"README names settings npsd does not have: {sorted(documented - actual)}"
+    assert documented - actual == set(), (
+        f"README names settings npsd does not have: {sorted(documented - actual)}"
+    )
 
 
 def test_the_check_reads_the_table() -> None:

@@ -135,9 +135,11 @@ async def survey_link(request: Request, survey: SurveyById, principal: Viewer, s
     """The survey's public link (`/s/{publicId}`), created on first request. Share it as is for anonymous
     answers, or add `?email=<address>` to identify the respondent. Answers are rate-limited per address
     (per client IP when anonymous)."""
-    public_id = survey.public_id or await run_in_transaction(
-        request, True, service.ensure_public_id, principal.org_id, survey.id
-    )
+    public_id = survey.public_id
+    if not public_id:
+        public_id = await run_in_transaction(
+            request, True, service.ensure_public_id, principal.org_id, survey.id
+        )
     return {"url": service.public_url(settings, public_id), "publicId": public_id}
 
 

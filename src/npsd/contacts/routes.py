@@ -17,7 +17,7 @@ from npsd.contacts import service
 from npsd.contacts.schemas import CompanyInput, CompanyRead, EnduserInput, EnduserRead
 from npsd.kit.errors import BadRequest
 from npsd.kit.http import DbSession, TransactionRoute, json_response
-from npsd.kit.listing import Page, ParamStr, id_list, planhat_page, selectable
+from npsd.kit.listing import Page, ParamStr, id_list, planhat_page, selectable_list
 from npsd.kit.lookup import resolve
 from npsd.kit.models import Company, Enduser
 from npsd.records.schemas import DeleteResult
@@ -62,7 +62,7 @@ def create_company(body: CompanyInput, principal: Editor, session: DbSession) ->
     )
 
 
-@companies_router.get("", response_model=list[selectable(CompanyRead)])
+@companies_router.get("", response_model=selectable_list(CompanyRead))
 def list_companies(page: ListPage, principal: Viewer, session: DbSession) -> Response:
     """List companies with their NPS (`nps`, `npsResponses`), oldest first unless `sort` says otherwise.
 
@@ -72,7 +72,7 @@ def list_companies(page: ListPage, principal: Viewer, session: DbSession) -> Res
     return json_response(service.list_companies(session, principal.org_id, page))
 
 
-@companies_router.get("/{key}/endusers", response_model=list[selectable(EnduserRead)])
+@companies_router.get("/{key}/endusers", response_model=selectable_list(EnduserRead))
 def company_endusers(
     company: CompanyByKey, page: ListPage, principal: Viewer, session: DbSession
 ) -> Response:
@@ -119,7 +119,7 @@ def create_enduser(body: EnduserInput, principal: Editor, session: DbSession) ->
     )
 
 
-@endusers_router.get("", response_model=list[selectable(EnduserRead)])
+@endusers_router.get("", response_model=selectable_list(EnduserRead))
 def list_endusers(
     page: ListPage,
     principal: Viewer,

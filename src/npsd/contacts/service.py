@@ -392,4 +392,3 @@ def delete_enduser(session: Session, enduser: Enduser, cascade: bool) -> None:
     session.flush()
     if company:
         refresh_companies(session, org_id, {company})
-

@@ -35,6 +35,7 @@ from fastapi import Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Connection,
     Select,
     String,
@@ -280,11 +281,11 @@ def custom_keys(conn: Connection, stmt: Select[Any]) -> list[str]:
     More than ``MAX_CUSTOM_COLUMNS`` keys yields ``["*"]``: one JSON column instead of a
     column per key, so a spreadsheet never gets an unbounded number of columns.
     """
-    sub = stmt.with_only_columns(T.c.custom).order_by(None).where(T.c.custom.is_not(None))
+    customs = stmt.with_only_columns(T.c.custom).order_by(None).where(T.c.custom.is_not(None))
     if conn.dialect.name != "postgresql":
         # records without custom hold the JSON text 'null': skip them before any JSON parsing
-        sub = sub.where(type_coerce(T.c.custom, String) != "null")
-    sub = sub.subquery()
+        customs = customs.where(type_coerce(T.c.custom, String) != "null")
+    sub = customs.subquery()
     if conn.dialect.name == "postgresql":
         key = func.jsonb_object_keys(sub.c.custom).label("key")
         query = (
@@ -777,7 +778,7 @@ def csv_lines_sql(stmt: Select[Any], keys: list[str]) -> Select[Any]:
         chunk = cells[start : start + PRINTF_ARGS]
         end = "\r\n" if start + PRINTF_ARGS >= len(cells) else ","
         parts.append(func.printf(literal(",".join(["%s"] * len(chunk)) + end, String), *chunk, type_=String))
-    line = parts[0]
+    line: ColumnElement[str] = parts[0]
     for part in parts[1:]:
         line = line + part  # String + String: SQL ||
     return stmt.with_only_columns(line)

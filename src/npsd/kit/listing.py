@@ -97,6 +97,14 @@ TOTAL_COUNT_HEADER: dict[int | str, dict[str, Any]] = {
 }
 
 
+def selectable_list(model: type[BaseModel]) -> Any:
+    """The ``response_model`` of a list that takes ``select``: a list of :func:`selectable` items.
+
+    Built at run time, so it is typed ``Any`` (a type checker cannot read a computed type).
+    """
+    return list[selectable(model)]  # type: ignore[misc]  # a computed item type, for FastAPI only
+
+
 @functools.cache
 def selectable(model: type[BaseModel]) -> type[BaseModel]:
     """The list item schema of ``model`` for a list that takes ``select``: the same fields, of which

@@ -13,7 +13,7 @@ from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.kit.errors import BadRequest
 from npsd.kit.http import DbSession, RawJson, TransactionRoute, json_response, point_read
 from npsd.kit.idempotency import pending_in
-from npsd.kit.listing import Page, ParamStr, Window, answered_window, id_list, planhat_page, selectable
+from npsd.kit.listing import Page, ParamStr, Window, answered_window, id_list, planhat_page, selectable_list
 from npsd.kit.timeutil import utcnow
 from npsd.kit.validation import UtcDatetime
 from npsd.records import service
@@ -92,7 +92,7 @@ async def create_nps(body: NpsInput, principal: Editor, request: Request) -> Res
     return Response(reply_body(row), media_type="application/json")
 
 
-@router.get("/nps", response_model=list[selectable(NpsRead)])
+@router.get("/nps", response_model=selectable_list(NpsRead))
 def list_nps(q: ListQueryDep, principal: Viewer, session: DbSession) -> Response:
     """List NPS records, newest answer first unless `sort` says otherwise.
 
