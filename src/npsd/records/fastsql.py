@@ -231,3 +231,26 @@ def update_many(
         f"WHERE {' AND '.join(f'{quote(k)} = {mark}' for k in keys)}"
     )
     conn.exec_driver_sql(sql, _params(rows, names, _converters(conn, table, names)))
+
+
+def add_many_postgresql(
+    session: Session, table: Table, keys: Sequence[str], column: str, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """PostgreSQL: insert ``rows``, where one with the ``keys`` of a stored row adds its ``column``
+    to that row's instead (``ON CONFLICT DO UPDATE``), in one statement over ``unnest``.
+
+    A counter upsert of a thousand rows through SQLAlchemy's executemany took ~50 ms; this, a few.
+    """
+    if not rows:
+        return
+    conn = session.connection()
+    quote = conn.dialect.identifier_preparer.quote
+    names = [*keys, column]
+    source, arrays = _unnest(conn, table, names, rows)
+    target, value = quote(table.name), quote(column)
+    conn.exec_driver_sql(
+        f"INSERT INTO {target} ({', '.join(quote(n) for n in names)}) SELECT * FROM {source} "
+        f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) "
+        f"DO UPDATE SET {value} = {target}.{value} + excluded.{value}",
+        tuple(arrays),
+    )

@@ -27,7 +27,7 @@ from npsd.kit.db import Database, lock_org_writes
 from npsd.kit.jobs import periodic
 from npsd.kit.models import Company, Enduser, NpsRecord, NpsRollup
 from npsd.kit.timeutil import utcnow
-from npsd.records.fastsql import one_of, update_many
+from npsd.records.fastsql import add_many_postgresql, one_of, update_many
 
 COMPANY_NPS_WINDOW = timedelta(days=360)
 
@@ -35,6 +35,7 @@ RollupKey = tuple[str, str, str, date, int]  # survey, company, source, day, sco
 # A contact's latest answer, ordered as the roll-up orders them: by date answered, then record id.
 Latest = tuple[datetime, str, int, str | None]  # date_answered, record id, score, comment
 ROLLUP = NpsRollup.__table__
+ROLLUP_KEY = ("org_id", "survey_id", "company_id", "source", "day", "score")  # its primary key
 ENDUSER = Enduser.__table__
 
 
@@ -51,7 +52,7 @@ def _upsert_statement(dialect: str) -> Any:
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = insert(ROLLUP)  # the table, not the entity: a Core executemany without ORM bookkeeping
     return stmt.on_conflict_do_update(
-        index_elements=["org_id", "survey_id", "company_id", "source", "day", "score"],
+        index_elements=list(ROLLUP_KEY),
         set_={"count": ROLLUP.c.count + stmt.excluded.count},
     )
 
@@ -73,7 +74,11 @@ def apply_deltas(session: Session, org_id: str, deltas: Counter[RollupKey]) -> N
     ]
     if not rows:
         return
-    session.execute(_upsert_statement(session.get_bind().dialect.name), rows)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        add_many_postgresql(session, ROLLUP, ROLLUP_KEY, "count", rows)
+    else:
+        session.execute(_upsert_statement(dialect), rows)
     if any(r["count"] < 0 for r in rows):
         session.execute(ROLLUP.delete().where(ROLLUP.c.org_id == org_id, ROLLUP.c.count <= 0))
 
