@@ -55,7 +55,7 @@ def resolve(session: Session, model: type[M], org_id: str, key: str, label: str,
     cls: Any = model
     allowed = [p for p, (column, _) in PREFIXES.items() if prefixes and hasattr(cls, column)]
     column, value = parse_key(key, allowed)
-    row = session.scalar(select(cls).where(cls.org_id == org_id, getattr(cls, column) == value))
+    row: M | None = session.scalar(select(cls).where(cls.org_id == org_id, getattr(cls, column) == value))
     if row is None:
         raise NotFound(f"no {label} {key}")
     return row

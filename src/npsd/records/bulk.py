@@ -124,7 +124,9 @@ def _upsert(session: Session, org_id: str, items: list[Any]) -> BulkOutcome:
     keyables = [_keyables(raw) for raw in items]
     planner = Planner(session, org_id, utcnow())
     states = planner.batch.states
-    by_id = rows_by(session, org_id, "id", {rid for rid, _ in keyables if is_id(rid)}, states)
+    by_id = rows_by(
+        session, org_id, "id", {rid for rid, _ in keyables if rid is not None and is_id(rid)}, states
+    )
     by_sid = rows_by(
         session,
         org_id,

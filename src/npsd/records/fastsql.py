@@ -38,11 +38,13 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.types import ARRAY
 
 
-def one_of(session: Session, column: ColumnElement[Any], values: Collection[str]) -> ColumnElement[bool]:
+def one_of(
+    session: Session, column: ColumnElement[Any] | QueryableAttribute[Any], values: Collection[str]
+) -> ColumnElement[bool]:
     """``column IN values`` with every value in ONE bound parameter, however many there are.
 
     An expanded IN-list binds one parameter per value: past SQLite's limit it needs several

@@ -59,7 +59,7 @@ def _upsert_statement(dialect: str) -> Any:
 
 def apply_deltas(session: Session, org_id: str, deltas: Counter[RollupKey]) -> None:
     """Add ``deltas`` to ``nps_rollup`` (insert or increment), then drop buckets that reached 0."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "org_id": org_id,
             "survey_id": k[0],
@@ -185,7 +185,7 @@ def refresh_endusers(session: Session, org_id: str, enduser_ids: Collection[str]
     """Recompute each enduser's latest answer; return the ids of the companies they belong to."""
     if not enduser_ids:
         return set()
-    latest: dict[str, tuple[Any, ...]] = {}
+    latest: dict[str, Any] = {}  # enduser id -> its latest record (a row of ``ranked``)
     ranked = (
         select(
             NpsRecord.enduser_id,
@@ -203,8 +203,8 @@ def refresh_endusers(session: Session, org_id: str, enduser_ids: Collection[str]
         .where(NpsRecord.org_id == org_id, one_of(session, NpsRecord.enduser_id, enduser_ids))
         .subquery()
     )
-    for row in session.execute(select(ranked).where(ranked.c.rank == 1)):
-        latest[row[0]] = row
+    for ranked_row in session.execute(select(ranked).where(ranked.c.rank == 1)):
+        latest[ranked_row[0]] = ranked_row
     write_latest(
         session,
         org_id,

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from npsd.kit.ids import is_id
-from npsd.kit.validation import Custom, Email, LongText, Score, ShortText, UtcDatetime, text
+from npsd.kit.validation import Custom, Email, LongText, Score, ShortText, Storable, UtcDatetime
 
 
 def _object_id(value: str) -> str:
@@ -32,8 +32,8 @@ def _milliseconds(value: datetime) -> datetime:
 
 ObjectId = Annotated[str, AfterValidator(_object_id)]
 Date = Annotated[UtcDatetime, AfterValidator(_milliseconds)]
-CampaignId = text(64)
-SourceId = text(500)
+CampaignId = Annotated[str, Field(max_length=64), Storable]
+SourceId = Annotated[str, Field(max_length=500), Storable]
 
 # input field -> column; the first name wins when a client sends both a field and its alias
 FIELD_COLUMNS: tuple[tuple[str, str], ...] = (

@@ -386,9 +386,10 @@ def write_batch(session: Session, batch: Batch) -> None:
             ] += 1
     apply_deltas(session, org_id, deltas)
     write_latest(session, org_id, changed)
-    companies = {states[eid].company_id for eid in changed} | {c["company_id"] for c in new_contacts}
+    companies = {cid for eid in changed if (cid := states[eid].company_id) is not None}
+    companies.update(c["company_id"] for c in new_contacts if c["company_id"] is not None)
     companies |= refresh_endusers(session, org_id, recompute)
-    refresh_companies(session, org_id, companies - {None})
+    refresh_companies(session, org_id, companies)
     if batch.creates:
         emit(session, org_id, "response.created", lambda: [output_of(r) for r in batch.creates])
     if batch.updates:
