@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import secrets
 from typing import Any
 
@@ -437,3 +438,27 @@ def test_many_different_changes_in_one_batch(client: TestClient, tenant: Tenant)
                 assert rec[key] == value, (key, rec)
     assert client.get("/nps/srcid-sh-4", headers=tenant.viewer).status_code == 404
     assert get(client, tenant, "srcid-sh-new")["_id"] == ids[4]
+
+
+def test_thousands_of_keyables_by_id_and_source_id(client: TestClient, tenant: Tenant) -> None:
+    """Keys are looked up in one statement however many there are (past the 900 an expanded
+    IN-list once held): every record is found, by ``_id`` and by ``sourceId`` in one batch."""
+    created = bulk(
+        client, tenant, [{"email": email(), "score": 1, "sourceId": f"k-{i}"} for i in range(2000)]
+    )["upsertedIds"]
+    items = [{"_id": rid, "score": 2} for rid in created[:1000]]
+    items += [{"sourceId": f"k-{i}", "score": 3} for i in range(1000, 2000)]
+    body = bulk(client, tenant, items)
+    assert body["updated"] == 2000 and body["created"] == 0 and body["modified"] == created
+    scores = {r["_id"]: r["score"] for r in all_records(client, tenant)}
+    assert [scores[rid] for rid in created] == [2] * 1000 + [3] * 1000
+
+
+def test_garbage_collection_resumes_after_a_batch(client: TestClient, tenant: Tenant) -> None:
+    """A batch defers Python's cyclic garbage collection, which is process-wide, while it runs:
+    it is back on afterwards, whether every item applied or some failed."""
+    assert gc.isenabled()
+    bulk(client, tenant, [{"email": email(), "score": 5}])
+    assert gc.isenabled()
+    bulk(client, tenant, [{"email": email(), "score": 5}, {"score": 99}], status=206)
+    assert gc.isenabled()

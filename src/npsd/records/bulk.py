@@ -29,6 +29,9 @@ MAX_BULK = 5000
 
 @dataclass
 class BulkOutcome:
+    """What a bulk upsert did, item by item, gathered as the items are planned: the reply needs
+    every list in item order, and the route picks 200 or 206 from :attr:`failed`."""
+
     created: int = 0
     created_errors: list[dict[str, Any]] = field(default_factory=list)
     inserts_keys: list[dict[str, Any]] = field(default_factory=list)
@@ -119,6 +122,8 @@ def bulk_upsert(session: Session, org_id: str, items: Any) -> BulkOutcome:
 
 
 def _upsert(session: Session, org_id: str, items: list[Any]) -> BulkOutcome:
+    """Validate and plan every item, looking records up by their keyables in bulk first, then
+    write the valid ones together (see :func:`bulk_upsert` for the rules)."""
     outcome = BulkOutcome()
     parsed = parse_items(items)
     keyables = [_keyables(raw) for raw in items]
