@@ -164,9 +164,10 @@ def _upsert(session: Session, org_id: str, items: list[Any]) -> BulkOutcome:
                     )
                 changed = planner.plan_update(existing, data)
                 targeted[existing["id"]] = index
-                outcome.updates_keys.append(
-                    {k: v for k, v in (("_id", rid), ("sourceId", sid)) if v is not None}
-                )
+                keys = {"_id": rid} if rid is not None else {}
+                if sid is not None:
+                    keys["sourceId"] = sid
+                outcome.updates_keys.append(keys)
                 if changed:
                     outcome.updated += 1
                     outcome.modified.append(existing["id"])

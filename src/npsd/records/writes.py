@@ -248,8 +248,9 @@ class Planner:
                 after["custom"] = {**before["custom"], **value}
             else:
                 after[column] = value
-        # only the columns sent can differ: compare those, not every column
-        changed = tuple(c for c in MUTABLE if c in values and after[c] != before[c])
+        # only the columns sent can differ: compare those, not every column (``values`` lists
+        # them in one fixed order, so one set of changed columns is always one tuple)
+        changed = tuple(c for c in values if after[c] != before[c])
         if not changed:
             return False
         if "email" in values and email_key(values["email"]) != email_key(before["email"]):
