@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -18,8 +17,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from npsd.analytics.nps import in_category, nps
@@ -27,7 +24,7 @@ from npsd.kit.db import Database, lock_org_writes
 from npsd.kit.jobs import periodic
 from npsd.kit.models import Company, Enduser, NpsRecord, NpsRollup
 from npsd.kit.timeutil import utcnow
-from npsd.records.fastsql import add_many_postgresql, one_of, update_many
+from npsd.records.fastsql import add_many, one_of, update_many
 
 COMPANY_NPS_WINDOW = timedelta(days=360)
 
@@ -43,18 +40,6 @@ def rollup_key(
     campaign_id: str | None, company_id: str | None, source: str | None, date_answered: datetime, score: int
 ) -> RollupKey:
     return (campaign_id or "", company_id or "", source or "", date_answered.date(), score)
-
-
-@functools.cache
-def _upsert_statement(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT DO UPDATE count = count + excluded.count, built once per dialect
-    (building it costs more than running it for a single answer)."""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(ROLLUP)  # the table, not the entity: a Core executemany without ORM bookkeeping
-    return stmt.on_conflict_do_update(
-        index_elements=list(ROLLUP_KEY),
-        set_={"count": ROLLUP.c.count + stmt.excluded.count},
-    )
 
 
 def apply_deltas(session: Session, org_id: str, deltas: Counter[RollupKey]) -> None:
@@ -74,11 +59,7 @@ def apply_deltas(session: Session, org_id: str, deltas: Counter[RollupKey]) -> N
     ]
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        add_many_postgresql(session, ROLLUP, ROLLUP_KEY, "count", rows)
-    else:
-        session.execute(_upsert_statement(dialect), rows)
+    add_many(session, ROLLUP, ROLLUP_KEY, "count", rows)
     if any(r["count"] < 0 for r in rows):
         session.execute(ROLLUP.delete().where(ROLLUP.c.org_id == org_id, ROLLUP.c.count <= 0))
 
