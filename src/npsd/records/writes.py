@@ -92,9 +92,10 @@ class ItemRejected(Exception):
 
 
 class Update(NamedTuple):
-    """One planned update: the row as stored, as it will be, and the columns that change (of
-    ``MUTABLE``, in its order; the contact's columns are known only once contacts are resolved
-    when the address moves, see :func:`_update_records`)."""
+    """One planned update: the row as stored, as it will be, and the columns sent that change
+    (in ``FIELD_COLUMNS`` order, so one set of columns is one tuple), worked out once when it is
+    planned. When the address moves, the contact's columns change too, known only once contacts
+    are resolved (see :func:`_update_records`)."""
 
     before: dict[str, Any]
     after: dict[str, Any]
