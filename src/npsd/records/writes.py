@@ -149,9 +149,6 @@ def parse_item(raw: Any) -> NpsInput:
         raise ItemRejected(summary(details), details[0]["field"] if details else None) from exc
 
 
-NO_COLUMNS: frozenset[str] = frozenset()
-
-
 def _column_values(data: NpsInput, not_null: frozenset[str]) -> dict[str, Any]:
     """The columns ``data`` sets; a null in a ``not_null`` column is an error naming the field sent."""
     values = data.column_values()
@@ -170,6 +167,14 @@ class Planner:
         self.batch = Batch(org_id, now)
         self.known_source_ids: dict[str, str] = {}  # sourceId -> existing record id
         self.companies: set[str] = set()
+        # every column of a new record that no input sets: copied per create, not built field by field
+        self._new_row: dict[str, Any] = {
+            **dict.fromkeys(COLUMN_NAMES),
+            "org_id": org_id,
+            "version": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
 
     def preload(
         self, inputs: Sequence[NpsInput | None], known_source_ids: dict[str, str] | None = None
@@ -212,21 +217,19 @@ class Planner:
     def plan_create(self, data: NpsInput, record_id: str) -> dict[str, Any]:
         """Plan a new record; ``email`` and ``score`` are required, ``dateAnswered`` defaults to now."""
         # a null email or score is reported as missing below; a null dateAnswered means now
-        values = _column_values(data, NO_COLUMNS)
+        values = data.column_values()
         if values.get("email") is None:
             raise ItemRejected("is required to create a record", "email")
         if values.get("score") is None:
             raise ItemRejected("is required to create a record", "score")
         self._check_company(values.get("company_id"))
-        self._claim_source_id(values.get("source_id"), record_id)
-        now = self.batch.now
-        row = dict.fromkeys(COLUMN_NAMES)
-        row.update(values)
-        row.update(id=record_id, org_id=self.org_id, version=0, created_at=now, updated_at=now)
+        sid = values.get("source_id")
+        self._claim_source_id(sid, record_id)
+        row = {**self._new_row, **values, "id": record_id}
         if row["date_answered"] is None:
-            row["date_answered"] = now
-        if row["source_id"] is not None:
-            self.batch.claimed_source_ids[row["source_id"]] = record_id
+            row["date_answered"] = self.batch.now
+        if sid is not None:
+            self.batch.claimed_source_ids[sid] = record_id
         if row["company_id"] is None:
             self.batch.follow_contact.append(row)
         self.batch.creates.append(row)
@@ -295,8 +298,8 @@ def _resolve_contacts(
     """
     wanted: dict[str, str | None] = {}  # address -> the company a new contact joins (its first row's)
     first_email: dict[str, str] = {}  # address -> as its first row spells it
-    for row in needs_contact:
-        key = email_key(row["email"])
+    keys = [email_key(row["email"]) for row in needs_contact]
+    for row, key in zip(needs_contact, keys, strict=True):
         if key not in wanted:
             wanted[key] = row["company_id"]
             first_email[key] = row["email"]
@@ -324,8 +327,8 @@ def _resolve_contacts(
                 "updated_at": batch.now,
             }
         )
-    for row in needs_contact:
-        state = by_key[email_key(row["email"])]
+    for row, key in zip(needs_contact, keys, strict=True):
+        state = by_key[key]
         row["enduser_id"] = state.id
         states[state.id] = state
     return new_rows
