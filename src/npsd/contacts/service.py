@@ -24,6 +24,7 @@ from npsd.records.rollups import (
     refresh_companies,
     rollup_key,
 )
+from npsd.records.service import delete_records
 
 # ------------------------------------------------------------------------------------------- output
 
@@ -218,8 +219,6 @@ def delete_company(session: Session, company: Company, cascade: bool) -> None:
     Contacts go with their company (as in Planhat); their answers are history a client should not
     lose by accident, hence the 409 without ``cascade``.
     """
-    from npsd.records.service import delete_records
-
     org_id = company.org_id
     lock_org_writes(session, org_id)
     members = select(Enduser.id).where(Enduser.org_id == org_id, Enduser.company_id == company.id)
@@ -375,8 +374,6 @@ def list_endusers(
 
 def delete_enduser(session: Session, enduser: Enduser, cascade: bool) -> None:
     """Delete a contact; one with NPS records only when ``cascade``."""
-    from npsd.records.service import delete_records
-
     org_id = enduser.org_id
     lock_org_writes(session, org_id)
     condition = NpsRecord.enduser_id == enduser.id

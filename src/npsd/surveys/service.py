@@ -240,7 +240,7 @@ def list_surveys(session: Session, org_id: str, q: SurveyQuery) -> tuple[list[di
 
 
 def response_out(rec: Mapping[str, Any] | RowMapping) -> dict[str, Any]:
-    """An NPS record (a row of ``records.service.COLUMNS`` as a mapping) as a survey response."""
+    """An NPS record (a row of ``records.output.COLUMNS`` as a mapping) as a survey response."""
     return {
         "id": rec["id"],
         "surveyId": rec["campaign_id"],
@@ -289,7 +289,7 @@ class ResponseQuery:
 
 
 def responses_select(org_id: str, survey_id: str, q: ResponseQuery) -> Select[Any]:
-    """The ordered select of ``records.service.COLUMNS`` for the survey's matching responses."""
+    """The ordered select of ``records.output.COLUMNS`` for the survey's matching responses."""
     return _ordered(_filtered(org_id, survey_id, q), q)
 
 
