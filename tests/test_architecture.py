@@ -7,12 +7,21 @@ still ties the two areas together. The areas below are listed bottom first.
 from __future__ import annotations
 
 import ast
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 import npsd
+from npsd.app import create_app
+from npsd.auth import tokens
+from npsd.auth.deps import RoleCheck
+from npsd.kit.config import Settings
+from npsd.kit.http import request_session
 
 SRC = Path(npsd.__file__).parent
 # bottom first; an area may import itself and any area listed before it
@@ -138,3 +147,61 @@ def test_the_check_sees_local_and_relative_imports(tmp_path: Path) -> None:
         probe.unlink()
     assert "npsd.app" in found
     assert "npsd.records.service" in found
+
+
+# ------------------------------------------------------------------------------ route invariants
+
+
+def _resolution_order(dependant: Dependant) -> Iterator[Any]:
+    """The dependency callables of a route in the order FastAPI runs them (depth first)."""
+    for sub in dependant.dependencies:
+        yield from _resolution_order(sub)
+        yield sub.call
+
+
+def _api_routes(routes: list[Any]) -> Iterator[tuple[str, APIRoute]]:
+    """Every API route with its path (FastAPI keeps an included router's routes inside it)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route.path, route
+        elif hasattr(route, "original_router"):  # an included router
+            yield from _api_routes(route.original_router.routes)
+
+
+def _write_routes() -> list[tuple[str, APIRoute]]:
+    # the engine connects lazily: building the app touches no file
+    url = f"sqlite:///{Path(tempfile.gettempdir()) / 'npsd-route-walk.db'}"
+    app = create_app(Settings(database_url=url, secret_key="k" * 40))
+    return [(path, r) for path, r in _api_routes(app.routes) if r.methods & {"POST", "PUT", "PATCH"}]
+
+
+@pytest.mark.parametrize(
+    "path, route", _write_routes(), ids=[f"{sorted(r.methods)[0]} {p}" for p, r in _write_routes()]
+)
+def test_a_write_route_checks_its_strictest_role_first_and_before_its_session(
+    path: str, route: APIRoute
+) -> None:
+    """The first role check claims the request's Idempotency-Key (auth/deps.py): it must be the
+    route's strictest, or a caller a later check refuses could keep or replay a reply, and it must
+    come before the request's session takes the SQLite write turn, or the claim would wait on it."""
+    order = list(_resolution_order(route.dependant))
+    checks = [i for i, call in enumerate(order) if isinstance(call, RoleCheck)]
+    if not checks:  # a public write (login, respondent pages): no principal, no key kept
+        return
+    first = order[checks[0]]
+    strictest = max((order[i] for i in checks), key=lambda c: tokens.ROLE_RANK[c.role])
+    assert tokens.ROLE_RANK[first.role] == tokens.ROLE_RANK[strictest.role], (
+        f"first role check is {first.role}, but the route also needs {strictest.role}"
+    )
+    sessions = [i for i, call in enumerate(order) if call is request_session]
+    assert not sessions or checks[0] < sessions[0], "the request's session is opened before the role check"
+
+
+def test_the_route_walk_sees_role_checks_and_sessions() -> None:
+    """The walk above finds what it looks for (else it would pass on nothing)."""
+    routes = _write_routes()
+    assert len(routes) > 20
+    by_path = {(p, m): r for p, r in routes for m in r.methods}
+    order = list(_resolution_order(by_path[("/v1/nps-surveys/{id}/invitations", "POST")].dependant))
+    assert any(isinstance(c, RoleCheck) and c.role == "editor" for c in order)
+    assert request_session in order

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
@@ -20,7 +19,7 @@ from npsd.kit import idempotency
 from npsd.kit.config import Settings
 from npsd.kit.db import Database
 from npsd.kit.errors import Forbidden, Unauthorized
-from npsd.kit.http import AppSettings
+from npsd.kit.http import ORG_SCOPE_KEY, AppSettings
 from npsd.kit.models import ApiToken
 from npsd.kit.timeutil import utcnow
 
@@ -127,31 +126,44 @@ async def current_principal(
     jti = claims["jti"]
     fresh, state = cache.get_state(jti)
     if not fresh:
-        state = await run_in_threadpool(_load_state, request.app.state.db, jti)
+        db: Database = request.app.state.db
+        async with db.serialized(True, scope=request.scope):  # it may note the token's use
+            state = await run_in_threadpool(_load_state, db, jti)
     if state is None or state.revoked or state.org_id != claims["org"] or state.role != claims["role"]:
         raise Unauthorized("token has been revoked or is unknown")
     if state.expires_at < utcnow() - timedelta(seconds=tokens.LEEWAY):
         raise Unauthorized("token has expired")
     principal = Principal(org_id=state.org_id, role=state.role, jti=jti, user_id=state.user_id)
     request.state.principal = principal
+    request.scope[ORG_SCOPE_KEY] = principal.org_id
     return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_role(role: str) -> Callable[[Request, Principal], Coroutine[Any, Any, Principal]]:
-    """A dependency that lets only ``role`` or higher through (403 otherwise), then takes the
-    request's ``Idempotency-Key`` for the caller's organization (see ``kit/idempotency.py``)."""
+@dataclass(frozen=True)
+class RoleCheck:
+    """The dependency that lets only ``role`` or higher through (403 otherwise), then takes the
+    request's ``Idempotency-Key`` for the caller's organization (see ``kit/idempotency.py``).
 
-    async def check(request: Request, principal: CurrentPrincipal) -> Principal:
-        if not principal.can(role):
-            raise Forbidden(f"this action needs the {role} role; your token has {principal.role}")
+    A route's first role check is its strictest and comes before its session
+    (tests/test_architecture.py), so no key is claimed for a caller that a later check refuses.
+    """
+
+    role: str
+
+    async def __call__(self, request: Request, principal: CurrentPrincipal) -> Principal:
+        if not principal.can(self.role):
+            raise Forbidden(f"this action needs the {self.role} role; your token has {principal.role}")
         # Only now is the caller known and allowed: its Idempotency-Key may keep or replay a reply.
         await idempotency.claim(request, principal.org_id)
         return principal
 
-    return check
+
+def require_role(role: str) -> RoleCheck:
+    """A dependency that lets only ``role`` or higher through (see :class:`RoleCheck`)."""
+    return RoleCheck(role)
 
 
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]

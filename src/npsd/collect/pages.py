@@ -59,7 +59,7 @@ async def run_in_transaction(request: Request, write: bool, fn: Callable[..., T]
     Writes take their SQLite write turn like API writes (``db.serialized``).
     """
     db: Database = request.app.state.db
-    async with db.serialized(write):
+    async with db.serialized(write, scope=request.scope):
         return await run_in_threadpool(_in_transaction, db, write, fn, args)
 
 

@@ -70,7 +70,7 @@ def _statuses(value: str | None) -> list[str] | None:
 
 @router.post("/nps-surveys/{id}/invitations", response_model=InvitationResults)
 def create_invitations(
-    survey: SurveyById, body: InvitationsCreate, principal: Editor, session: DbSession, settings: AppSettings
+    principal: Editor, survey: SurveyById, body: InvitationsCreate, session: DbSession, settings: AppSettings
 ) -> Response:
     """Invite up to 5,000 recipients to answer the survey by e-mail, now or at `sendAt`.
 
@@ -118,7 +118,7 @@ def list_invitations(
 
 
 @router.post("/nps-surveys/{id}/reminders", response_model=RemindersQueued)
-def remind_now(survey: SurveyById, _: Editor, session: DbSession) -> Any:
+def remind_now(_: Editor, survey: SurveyById, session: DbSession) -> Any:
     """Send the reminder now to everyone invited to this survey who has not answered, has not been
     reminded and has not unsubscribed, instead of waiting `reminderAfterDays` (this works for a
     survey without automatic reminders too). Each invitation still gets one reminder at most.

@@ -11,7 +11,9 @@ PostgreSQL goes through psycopg 3 and needs neither.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Iterable, Iterator
+import contextlib
+import weakref
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, MutableMapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -22,6 +24,8 @@ from npsd.kit.config import Settings, get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 SQLITE_POOL_SIZE = 40
+# PostgreSQL: connections beyond the pool size, as a multiple of it
+MAX_OVERFLOW_FACTOR = 2
 
 
 def normalize_url(url: str) -> str:
@@ -42,7 +46,7 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         return create_engine(
             url,
             pool_size=pool_size,
-            max_overflow=pool_size * 2,
+            max_overflow=pool_size * MAX_OVERFLOW_FACTOR,
             pool_pre_ping=True,
             connect_args={"prepare_threshold": None},
         )
@@ -76,6 +80,29 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     return engine
 
 
+SLOT_SCOPE_KEY = "npsd.db_slot"
+# anyio's default worker threads (the thread pool every sync route and every hop runs on)
+WORKER_THREADS = 40
+RESERVED_CONNECTIONS = 2
+
+
+class _LoopState:
+    """One event loop's turns: the SQLite writer lock, the organizations' write locks and the
+    session slots (PostgreSQL)."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self.sqlite_writer = asyncio.Lock()
+        self.slots = slots
+        # a lock lives while someone holds or awaits it, then leaves the map by itself
+        self.org_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def org_lock(self, org_id: str) -> asyncio.Lock:
+        lock = self.org_locks.get(org_id)
+        if lock is None:
+            lock = self.org_locks[org_id] = asyncio.Lock()
+        return lock
+
+
 class Database:
     """One engine with a session factory for reads and one for writes, and the settings it serves
     under (background job handlers receive the Database and read SMTP, base URL... from there)."""
@@ -93,7 +120,11 @@ class Database:
         read_bind = self.engine.execution_options(sqlite_begin="NONE") if self.is_sqlite else self.engine
         self.read_sessions = sessionmaker(bind=read_bind, expire_on_commit=False, autoflush=False)
         self.write_sessions = sessionmaker(bind=write_bind, expire_on_commit=False, autoflush=False)
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._loops: dict[int, _LoopState] = {}
+        # PostgreSQL: sessions at once per process, below both the pool's connections and the
+        # worker threads (see serialized()); a few connections stay free for short outside work.
+        connections = pool_size * (1 + MAX_OVERFLOW_FACTOR)  # what make_engine lets the pool open
+        self.session_slots = max(1, min(connections, WORKER_THREADS // 2) - RESERVED_CONNECTIONS)
 
     @property
     def config(self) -> Settings:
@@ -103,26 +134,57 @@ class Database:
     def session(self, write: bool) -> Session:
         return (self.write_sessions if write else self.read_sessions)()
 
-    def write_lock(self) -> asyncio.Lock | None:
-        """The event-loop lock that serializes this process's SQLite writers (None on PostgreSQL)."""
-        if not self.is_sqlite:
-            return None
+    def _loop_state(self) -> _LoopState:
+        """This event loop's locks and slots (a test may run several loops over one Database)."""
         loop = asyncio.get_running_loop()
-        lock = self._locks.get(id(loop))
-        if lock is None:
-            lock = self._locks[id(loop)] = asyncio.Lock()
-        return lock
+        state = self._loops.get(id(loop))
+        if state is None:
+            state = self._loops[id(loop)] = _LoopState(asyncio.Semaphore(self.session_slots))
+        return state
 
     @asynccontextmanager
-    async def serialized(self, write: bool) -> AsyncIterator[None]:
-        """Hold this process's SQLite write turn (waiting in the event loop) for a write; no-op
-        for reads and on PostgreSQL. Every HTTP write path enters here before its transaction."""
-        lock = self.write_lock() if write else None
-        if lock is None:
-            yield
+    async def serialized(
+        self, write: bool, org_id: str | None = None, scope: MutableMapping[str, Any] | None = None
+    ) -> AsyncIterator[None]:
+        """Wait in the event loop, never in a worker thread, for this process's turn to use the
+        database; every HTTP path that opens a session or a transaction enters here first.
+
+        A thread that waits (on a lock, or for a pooled connection) while a connection holder
+        needs a thread to commit starves the thread pool: under a burst, every thread ends up
+        waiting and nothing commits. So the waiting happens here instead:
+
+        * SQLite: a write takes the process's one write turn (then ``BEGIN IMMEDIATE`` never waits
+          on another writer of this process).
+        * PostgreSQL: a write of ``org_id`` takes that organization's turn (its writers queue on
+          an advisory lock anyway, see :func:`lock_org_writes`), and every session takes one of
+          ``session_slots`` slots, fewer than the pool's connections and the worker threads, so a
+          session never waits for a connection and its commit always finds a thread.
+
+        ``scope`` (the request's ASGI scope) makes a slot the request's: a second session or
+        transaction of the same request (a token's first check, say) does not take another,
+        which could wait for ever on slots that requests like it hold.
+        """
+        state = self._loop_state()
+        if self.is_sqlite:
+            if write:
+                async with state.sqlite_writer:
+                    yield
+            else:
+                yield
             return
-        async with lock:
-            yield
+        org_lock = state.org_lock(org_id) if write and org_id else None
+        async with org_lock or contextlib.nullcontext():
+            if scope is not None and scope.get(SLOT_SCOPE_KEY):
+                yield
+                return
+            async with state.slots:
+                if scope is not None:
+                    scope[SLOT_SCOPE_KEY] = True
+                try:
+                    yield
+                finally:
+                    if scope is not None:
+                        scope.pop(SLOT_SCOPE_KEY, None)
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Session]:

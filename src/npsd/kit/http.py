@@ -16,10 +16,12 @@ from starlette.concurrency import run_in_threadpool
 from npsd.kit.config import Settings
 from npsd.kit.db import Database
 from npsd.kit.errors import BadRequest
-from npsd.kit.idempotency import Pending, kept_headers, pending_in, store_reply
+from npsd.kit.idempotency import WRITE_TURN_SCOPE_KEY, Pending, kept_headers, pending_in, store_reply
 from npsd.kit.listing import query_guard
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The authenticated caller's organization, once known (auth/deps.py): its writes queue together.
+ORG_SCOPE_KEY = "npsd.org"
 RESPONSE_SCOPE_KEY = "npsd.response"
 T = TypeVar("T")
 
@@ -88,7 +90,9 @@ async def request_session(request: Request) -> AsyncIterator[Session]:
     # Ending a SQLite read transaction never waits on a lock (WAL): do it inline rather than pay
     # a thread hop; everything else may wait (a commit, a network round trip).
     inline = db.is_sqlite and not write
-    async with db.serialized(write):
+    async with db.serialized(write, request.scope.get(ORG_SCOPE_KEY), request.scope):
+        if write:
+            request.scope[WRITE_TURN_SCOPE_KEY] = True
         session = db.session(write)
         ok = False
         try:
@@ -99,6 +103,7 @@ async def request_session(request: Request) -> AsyncIterator[Session]:
                 _finish(session, ok)
             else:
                 await run_in_threadpool(_finish, session, ok, request.scope if write else None)
+            request.scope.pop(WRITE_TURN_SCOPE_KEY, None)
 
 
 DbSession = Annotated[Session, Depends(request_session, scope="function")]

@@ -45,6 +45,8 @@ Scope = MutableMapping[str, Any]
 SCOPE_KEY = "npsd.kit.idempotency"
 KEPT_HEADERS = (b"content-type", b"location")
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Set in the scope while the request's session holds the SQLite write turn (kit/http.py).
+WRITE_TURN_SCOPE_KEY = "npsd.write_turn"
 
 
 @dataclass
@@ -153,11 +155,19 @@ async def claim(request: Request, org_id: str) -> None:
     key = raw.strip()
     if not key or len(key) > MAX_KEY_LENGTH:
         raise BadRequest.field("Idempotency-Key", f"must be 1 to {MAX_KEY_LENGTH} characters")
+    if request.scope.get(WRITE_TURN_SCOPE_KEY):
+        # The request's session holds this process's SQLite write turn (and may have begun its
+        # transaction): the claim's own write would wait on it forever. Routes declare their
+        # role dependency before anything that opens the session (tests/test_architecture.py).
+        raise RuntimeError(
+            "Idempotency-Key claimed after the request's session began; declare the role first"
+        )
     body_hash = hashlib.sha256(await request.body()).hexdigest()
     db: Database = request.app.state.db
-    outcome, stored = await run_in_threadpool(
-        _begin, db, org_id, key, request.method, request.url.path, body_hash
-    )
+    async with db.serialized(True, scope=request.scope):  # a writer waits in the event loop, not a thread
+        outcome, stored = await run_in_threadpool(
+            _begin, db, org_id, key, request.method, request.scope["path"], body_hash
+        )
     if outcome == "mismatch":
         raise Unprocessable.field("Idempotency-Key", "was used with another request")
     if outcome == "in-flight":
@@ -207,11 +217,12 @@ class IdempotencyMiddleware:
         finally:
             pending = pending_in(scope)
             if pending is not None and not pending.stored:  # the request wrote nothing, failed, or died
-                await run_in_threadpool(
-                    self._finish,
-                    pending.org_id,
-                    pending.key,
-                    captured["status"],
-                    captured["headers"],
-                    b"".join(captured["body"]),
-                )
+                async with self.db.serialized(True, scope=scope):
+                    await run_in_threadpool(
+                        self._finish,
+                        pending.org_id,
+                        pending.key,
+                        captured["status"],
+                        captured["headers"],
+                        b"".join(captured["body"]),
+                    )

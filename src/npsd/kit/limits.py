@@ -166,7 +166,8 @@ class RateLimitMiddleware:
         if self.limiter.db.is_sqlite:
             count = self.limiter.hit(bucket, window)
         else:
-            count = await run_in_threadpool(self.limiter.hit, bucket, window)
+            async with self.limiter.db.serialized(True, scope=scope):  # its own short transaction
+                count = await run_in_threadpool(self.limiter.hit, bucket, window)
         reset = (window + 1) * 60
         limit = self.limiter.limit
         headers = {
