@@ -204,3 +204,21 @@ def test_a_malformed_idempotency_key_is_400(client: TestClient, tenant: Tenant) 
         headers={**tenant.editor, "Idempotency-Key": "x" * 201},
     )
     assert_error(r, 400, "Idempotency-Key")
+
+
+def test_a_viewer_neither_replays_nor_stores_a_survey_write_reply(client: TestClient, tenant: Tenant) -> None:
+    """On routes that look a survey up (which viewers may do) before checking the editor role, the
+    key is claimed only by the editor check: a viewer gets its 403, never the editor's reply."""
+    survey = client.post("/v1/nps-surveys", json={"name": "keyed"}, headers=tenant.admin).json()
+    path = f"/v1/nps-surveys/{survey['id']}/invitations"
+    body = {"recipients": [{"email": "keyed@example.com"}]}
+    key = {"Idempotency-Key": "inv-" + secrets.token_hex(6)}
+    first = client.post(path, json=body, headers={**tenant.editor, **key})
+    assert first.status_code == 200, first.text
+    assert_error(client.post(path, json=body, headers={**tenant.viewer, **key}), 403)
+    other_key = {"Idempotency-Key": "rem-" + secrets.token_hex(6)}
+    reminders = f"/v1/nps-surveys/{survey['id']}/reminders"
+    assert_error(client.post(reminders, headers={**tenant.viewer, **other_key}), 403)
+    r = client.post(reminders, headers={**tenant.editor, **other_key})
+    assert r.status_code == 200, r.text
+    assert "Idempotent-Replayed" not in r.headers
