@@ -77,6 +77,24 @@ def http_rounds(url: str) -> tuple[list[float], list[float]]:
     return creates, updates
 
 
+def timed_transaction(conn: sqlite3.Connection, *steps: tuple[str, list[Any]]) -> float:
+    """Seconds to run each ``(sql, rows)`` as one raw ``executemany`` in one write transaction."""
+    t0 = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    for sql, rows in steps:
+        conn.executemany(sql, rows)
+    conn.execute("COMMIT")
+    return time.perf_counter() - t0
+
+
+def score_updates(table: str, org_id: str, its: list[dict[str, Any]]) -> tuple[str, list[Any]]:
+    """The baselines' update: every record's score changed, found by (org_id, source_id)."""
+    return (
+        f"UPDATE {table} SET score=?, version=version+1 WHERE org_id=? AND source_id=?",
+        [((it["score"] + 3) % 11, org_id, it["sourceId"]) for it in its],
+    )
+
+
 def baseline_rounds(url: str) -> tuple[list[float], list[float]]:
     """The same rows through raw sqlite3 executemany into the same (migrated) tables."""
     org_id, _ = prepare(url, SECRET)
@@ -109,28 +127,23 @@ def baseline_rounds(url: str) -> tuple[list[float], list[float]]:
             )
             for i, it in enumerate(its)
         ]
-        t0 = time.perf_counter()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            'INSERT INTO enduser (id, org_id, email, email_key, "primary", archived, version, '
-            "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-            eus,
+        creates.append(
+            timed_transaction(
+                conn,
+                (
+                    'INSERT INTO enduser (id, org_id, email, email_key, "primary", archived, version, '
+                    "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    eus,
+                ),
+                (
+                    "INSERT INTO nps_record (id, org_id, enduser_id, email, score, comment, source, "
+                    "source_id, date_answered, version, created_at, updated_at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    recs,
+                ),
+            )
         )
-        conn.executemany(
-            "INSERT INTO nps_record (id, org_id, enduser_id, email, score, comment, source, source_id, "
-            "date_answered, version, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            recs,
-        )
-        conn.execute("COMMIT")
-        creates.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "UPDATE nps_record SET score=?, version=version+1 WHERE org_id=? AND source_id=?",
-            [((it["score"] + 3) % 11, org_id, it["sourceId"]) for it in its],
-        )
-        conn.execute("COMMIT")
-        updates.append(time.perf_counter() - t0)
+        updates.append(timed_transaction(conn, score_updates("nps_record", org_id, its)))
     conn.close()
     return creates, updates
 
@@ -195,19 +208,10 @@ def minimal_rounds(path: str) -> tuple[list[float], list[float]]:
     for r in range(ROUNDS):
         its = items(r)
         recs = minimal_rows(r, its, lambda s: s.replace("T", " ").replace("Z", ".000000"), now)
-        t0 = time.perf_counter()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(f"INSERT INTO rec ({', '.join(MIN_COLUMNS)}) VALUES ({marks})", recs)
-        conn.execute("COMMIT")
-        creates.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "UPDATE rec SET score=?, version=version+1 WHERE org_id=? AND source_id=?",
-            [((it["score"] + 3) % 11, "o" * 24, it["sourceId"]) for it in its],
+        creates.append(
+            timed_transaction(conn, (f"INSERT INTO rec ({', '.join(MIN_COLUMNS)}) VALUES ({marks})", recs))
         )
-        conn.execute("COMMIT")
-        updates.append(time.perf_counter() - t0)
+        updates.append(timed_transaction(conn, score_updates("rec", "o" * 24, its)))
     conn.close()
     return creates, updates
 

@@ -17,6 +17,10 @@ from npsd.kit.config import get_settings
 from npsd.kit.db import Database
 from npsd.kit.errors import NpsdError
 
+# Each command imports the rest of npsd it needs inside itself: `npsd --help` or a mistyped flag
+# should not pay a second and a half for loading the app, Alembic and the auth stack. The CLI is
+# the top of the stack (ARCHITECTURE.md), so these local imports cannot hide a cycle.
+
 app = typer.Typer(
     help="npsd: self-hosted Net Promoter Score service.", no_args_is_help=True, pretty_exceptions_enable=False
 )

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from npsd.analytics.nps import Summary, change, is_significant
+from npsd.kit.db import one_of
 from npsd.kit.models import Company, Invitation, NpsRollup, Survey
 
 R = NpsRollup.__table__
@@ -210,14 +211,10 @@ def _names(session: Session, org_id: str, group_by: GroupBy, keys: list[str]) ->
     if group_by == "source":
         return {k: k for k in keys}
     model: Any = Survey if group_by == "survey" else Company
-    names: dict[str, str] = {}
-    for start in range(0, len(keys), 900):
-        part = keys[start : start + 900]
-        for key, name in session.execute(
-            select(model.id, model.name).where(model.org_id == org_id, model.id.in_(part))
-        ):
-            names[key] = name
-    return names
+    rows = session.execute(
+        select(model.id, model.name).where(model.org_id == org_id, one_of(session, model.id, keys))
+    )
+    return {key: name for key, name in rows}
 
 
 def survey_stats(session: Session, org_id: str, today: date) -> dict[str, Any]:

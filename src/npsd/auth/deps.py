@@ -134,7 +134,6 @@ async def current_principal(
     if state.expires_at < utcnow() - timedelta(seconds=tokens.LEEWAY):
         raise Unauthorized("token has expired")
     principal = Principal(org_id=state.org_id, role=state.role, jti=jti, user_id=state.user_id)
-    request.state.principal = principal
     request.scope[ORG_SCOPE_KEY] = principal.org_id
     return principal
 

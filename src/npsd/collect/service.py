@@ -30,7 +30,7 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -44,7 +44,7 @@ from npsd.collect.i18n import pick, question
 from npsd.collect.schemas import InvitationsCreate, RecipientIn
 from npsd.kit import events
 from npsd.kit.config import Settings
-from npsd.kit.db import Database, chunks, lock_org_writes
+from npsd.kit.db import Database, lock_org_writes, one_of
 from npsd.kit.errors import Conflict, NotFound, summary, validation_details
 from npsd.kit.ids import new_ids
 from npsd.kit.jobs import JobInfo, RetryLater, enqueue, enqueue_new, handler
@@ -166,13 +166,6 @@ def _raw_email(item: Any) -> str | None:
     return email if isinstance(email, str) else None
 
 
-def _in_chunks(session: Session, stmt_for: Any, values: Iterable[Any]) -> list[Any]:
-    rows: list[Any] = []
-    for part in chunks(set(values)):
-        rows.extend(session.execute(stmt_for(part)).all())
-    return rows
-
-
 def create_invitations(
     session: Session, settings: Settings, survey: Survey, body: InvitationsCreate
 ) -> list[dict[str, Any]]:
@@ -205,37 +198,28 @@ def create_invitations(
 
     keys = [key for _, _, key in accepted]
     wanted_companies = {r.companyId for _, r, _ in accepted if r.companyId}
-    companies = {
-        row[0]
-        for row in _in_chunks(
-            session,
-            lambda p: select(Company.id).where(Company.org_id == org_id, Company.id.in_(p)),
-            wanted_companies,
+    companies = set(
+        session.scalars(
+            select(Company.id).where(Company.org_id == org_id, one_of(session, Company.id, wanted_companies))
         )
-    }
-    unsubscribed = {
-        row[0]
-        for row in _in_chunks(
-            session,
-            lambda p: select(Unsubscribe.email_key).where(
-                Unsubscribe.org_id == org_id, Unsubscribe.email_key.in_(p)
-            ),
-            keys,
+    )
+    unsubscribed = set(
+        session.scalars(
+            select(Unsubscribe.email_key).where(
+                Unsubscribe.org_id == org_id, one_of(session, Unsubscribe.email_key, keys)
+            )
         )
-    }
-    open_here = {
-        row[0]
-        for row in _in_chunks(
-            session,
-            lambda p: select(Invitation.email_key).where(
+    )
+    open_here = set(
+        session.scalars(
+            select(Invitation.email_key).where(
                 Invitation.org_id == org_id,
                 Invitation.survey_id == survey.id,
                 Invitation.status.in_(OPEN),
-                Invitation.email_key.in_(p),
-            ),
-            keys,
+                one_of(session, Invitation.email_key, keys),
+            )
         )
-    }
+    )
     # who each address is, or the company a new contact will join, as on every write path
     filings = file_addresses(session, org_id, {key: r.companyId for _, r, key in accepted})
     window = timedelta(days=survey.throttle_days)
@@ -244,18 +228,14 @@ def create_invitations(
         at = func.coalesce(Invitation.sent_at, Invitation.send_at)
         surveyed = {
             key: (first, last)
-            for key, first, last in _in_chunks(
-                session,
-                lambda p: (
-                    select(Invitation.email_key, func.min(at), func.max(at))
-                    .where(
-                        Invitation.org_id == org_id,
-                        Invitation.status.in_(SURVEYED),
-                        Invitation.email_key.in_(p),
-                    )
-                    .group_by(Invitation.email_key)
-                ),
-                keys,
+            for key, first, last in session.execute(
+                select(Invitation.email_key, func.min(at), func.max(at))
+                .where(
+                    Invitation.org_id == org_id,
+                    Invitation.status.in_(SURVEYED),
+                    one_of(session, Invitation.email_key, keys),
+                )
+                .group_by(Invitation.email_key)
             )
         }
 
@@ -766,31 +746,29 @@ def remind_now(session: Session, survey: Survey) -> int:
         )
     )
     # dedupe key -> status, of the candidates' reminder jobs (the column is nullable; these keys are not)
-    jobs: dict[str | None, str] = {}
-    for part in chunks(candidates):
-        keys = [k for i in part for k in (f"{REMIND_JOB}:{i}", f"{REMIND_JOB}:{i}:now")]
-        jobs.update(
-            session.execute(select(Job.dedupe_key, Job.status).where(Job.dedupe_key.in_(keys))).tuples().all()
-        )
+    keys = [k for i in candidates for k in (f"{REMIND_JOB}:{i}", f"{REMIND_JOB}:{i}:now")]
+    jobs: dict[str | None, str] = dict(
+        session.execute(select(Job.dedupe_key, Job.status).where(one_of(session, Job.dedupe_key, keys)))
+        .tuples()
+        .all()
+    )
     invitation_ids = [
         i
         for i in candidates
         if "running" not in (jobs.get(f"{REMIND_JOB}:{i}"), jobs.get(f"{REMIND_JOB}:{i}:now"))
     ]
-    for part in chunks(invitation_ids):
+    if invitation_ids:
+        scheduled = [f"{REMIND_JOB}:{i}" for i in invitation_ids]
         session.execute(
             update(Job)
-            .where(
-                Job.dedupe_key.in_([f"{REMIND_JOB}:{i}" for i in part]),
-                Job.status == "queued",
-            )
+            .where(one_of(session, Job.dedupe_key, scheduled), Job.status == "queued")
             .values(status="done", last_error="replaced by a reminder sent now", updated_at=now)
         )
         # asked for before and not sent (its mail was refused): ask again
         session.execute(
             update(Job)
             .where(
-                Job.dedupe_key.in_([f"{REMIND_JOB}:{i}:now" for i in part]),
+                one_of(session, Job.dedupe_key, [f"{key}:now" for key in scheduled]),
                 Job.status.in_(("done", "failed")),
             )
             .values(status="queued", run_at=now, attempts=0, last_error=None, updated_at=now)

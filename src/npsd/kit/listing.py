@@ -220,7 +220,7 @@ def query_guard(route: APIRoute) -> Callable[[Request], None] | None:
     or None for a route that takes any.
 
     A client that sends a filter npsd does not know (a misspelling, a name another product
-    uses, such as ``c`` for ``companyId``) would otherwise get every object back as if it had
+    uses) would otherwise get every object back as if it had
     filtered: a silent wrong answer. Every operation of the OpenAPI document is checked, since the document lists
     each parameter it takes. Operations left out of the document are not: those are the
     respondent pages (``/r``, ``/s``, ``/u``), which read their parameters by hand, and whose

@@ -17,7 +17,7 @@ as JSON ``null``); on PostgreSQL native timestamps and ``jsonb``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from operator import itemgetter
 from typing import Any
@@ -26,47 +26,16 @@ import orjson
 from psycopg.types.json import Jsonb
 from sqlalchemy import (
     JSON,
-    ColumnElement,
     Date,
     DateTime,
     String,
     Table,
     Text,
-    any_,
-    bindparam,
     cast,
-    func,
-    literal_column,
-    select,
     type_coerce,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import QueryableAttribute, Session
-from sqlalchemy.types import ARRAY
-
-FEW_VALUES = 32
-
-
-def one_of(
-    session: Session, column: ColumnElement[Any] | QueryableAttribute[Any], values: Collection[str]
-) -> ColumnElement[bool]:
-    """``column IN values`` with every value in ONE bound parameter, however many there are.
-
-    An expanded IN-list binds one parameter per value: past SQLite's limit it needs several
-    statements, and SQLAlchemy renders each of them anew (for 5,000 keys that cost more than the
-    queries). Here SQLite reads a JSON array through ``json_each`` and PostgreSQL an array
-    through ``= ANY``, so one statement, rendered once, takes a batch of any size. Only a few
-    values on SQLite (a single create) still get a plain IN-list: measured, it costs ~40 us
-    less there, and up to ~50 values no more than the JSON form.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=ARRAY(String)))
-    if len(values) <= FEW_VALUES:
-        return column.in_(list(values))
-    array = bindparam(None, orjson.dumps(list(values)).decode(), type_=String)
-    return column.in_(
-        select(literal_column("value", String)).select_from(func.json_each(array)).scalar_subquery()
-    )
+from sqlalchemy.orm import Session
 
 
 def decoded(

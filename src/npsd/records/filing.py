@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from npsd.kit.db import one_of
 from npsd.kit.models import CompanyDomain, Enduser
-from npsd.records.fastsql import one_of
 
 
 def domain_of(key: str) -> str:

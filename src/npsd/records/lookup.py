@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from npsd.kit.db import one_of
 from npsd.kit.errors import NotFound
 from npsd.kit.lookup import parse_key
-from npsd.records.fastsql import decoded, one_of
+from npsd.records.fastsql import decoded
 from npsd.records.output import COLUMN_NAMES, COLUMNS, T
 from npsd.records.rollups import CONTACT_STATE_COLUMNS, ENDUSER, ContactState, contact_state
 

@@ -51,33 +51,33 @@ class RecordRow(NamedTuple):
 COLUMN_NAMES: tuple[str, ...] = RecordRow._fields
 COLUMNS = tuple(T.c[name] for name in COLUMN_NAMES)
 
-# the fields of the JSON object (``select`` and ``sort`` accept exactly these)
-OUTPUT_FIELDS = frozenset(
-    {
-        "_id",
-        "email",
-        "score",
-        "comment",
-        "scoreType",
-        "euId",
-        "cId",
-        "campaignId",
-        "source",
-        "sourceId",
-        "dateSent",
-        "dateReminderSent",
-        "dateAnswered",
-        "custom",
-        "createdAt",
-        "updatedAt",
-        "__v",
-        "nps",
-        "npsComment",
-        "npsDate",
-        "npsSent",
-        "npsId",
-    }
-)
+# every field of the JSON object and the column it shows (``sort`` orders by that column)
+FIELD_COLUMNS: dict[str, Any] = {
+    "_id": T.c.id,
+    "npsId": T.c.id,
+    "email": T.c.email,
+    "score": T.c.score,
+    "nps": T.c.score,
+    "scoreType": T.c.score,
+    "comment": T.c.comment,
+    "npsComment": T.c.comment,
+    "euId": T.c.enduser_id,
+    "cId": T.c.company_id,
+    "campaignId": T.c.campaign_id,
+    "source": T.c.source,
+    "sourceId": T.c.source_id,
+    "dateSent": T.c.date_sent,
+    "npsSent": T.c.date_sent,
+    "dateReminderSent": T.c.date_reminder_sent,
+    "dateAnswered": T.c.date_answered,
+    "npsDate": T.c.date_answered,
+    "custom": T.c.custom,
+    "createdAt": T.c.created_at,
+    "updatedAt": T.c.updated_at,
+    "__v": T.c.version,
+}
+# the fields ``select`` and ``sort`` accept: exactly those of the JSON object
+OUTPUT_FIELDS = frozenset(FIELD_COLUMNS)
 
 
 def record_row(values: Mapping[str, Any]) -> RecordRow:

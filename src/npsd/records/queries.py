@@ -15,33 +15,9 @@ from npsd.analytics.nps import in_category
 from npsd.kit.models import Enduser
 from npsd.kit.timeutil import utcnow
 from npsd.kit.validation import email_key
-from npsd.records.output import COLUMNS, RAW_COLUMNS, T, raw_json, raw_stamp, to_output
+from npsd.records.output import COLUMNS, FIELD_COLUMNS, RAW_COLUMNS, T, raw_json, raw_stamp, to_output
 
 # output field -> column, for ``sort``
-SORTABLE: dict[str, Any] = {
-    "_id": T.c.id,
-    "npsId": T.c.id,
-    "email": T.c.email,
-    "score": T.c.score,
-    "nps": T.c.score,
-    "scoreType": T.c.score,
-    "comment": T.c.comment,
-    "npsComment": T.c.comment,
-    "euId": T.c.enduser_id,
-    "cId": T.c.company_id,
-    "campaignId": T.c.campaign_id,
-    "source": T.c.source,
-    "sourceId": T.c.source_id,
-    "dateSent": T.c.date_sent,
-    "npsSent": T.c.date_sent,
-    "dateReminderSent": T.c.date_reminder_sent,
-    "dateAnswered": T.c.date_answered,
-    "npsDate": T.c.date_answered,
-    "custom": T.c.custom,
-    "createdAt": T.c.created_at,
-    "updatedAt": T.c.updated_at,
-    "__v": T.c.version,
-}
 
 
 @dataclass
@@ -92,7 +68,7 @@ def ordered(stmt: Select[Any], sort: str | None) -> Select[Any]:
         return stmt.order_by(T.c.date_answered.desc(), T.c.id.desc())
     descending = sort.startswith("-")
     name = sort[1:] if descending else sort
-    column = SORTABLE[name]
+    column = FIELD_COLUMNS[name]
     if descending:
         return stmt.order_by(column.desc(), T.c.id.desc())
     return stmt.order_by(column.asc(), T.c.id.asc())

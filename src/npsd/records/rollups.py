@@ -20,11 +20,11 @@ from sqlalchemy import and_, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from npsd.analytics.nps import in_category, nps
-from npsd.kit.db import Database, lock_org_writes
+from npsd.kit.db import Database, lock_org_writes, one_of
 from npsd.kit.jobs import periodic
 from npsd.kit.models import Company, Enduser, NpsRecord, NpsRollup
 from npsd.kit.timeutil import utcnow
-from npsd.records.fastsql import add_many, one_of, update_many
+from npsd.records.fastsql import add_many, update_many
 
 COMPANY_NPS_WINDOW = timedelta(days=360)
 

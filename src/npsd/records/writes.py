@@ -20,13 +20,13 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session
 
-from npsd.kit.db import lock_org_writes
+from npsd.kit.db import lock_org_writes, one_of
 from npsd.kit.errors import BadRequest, Conflict, NpsdError, summary, validation_details
 from npsd.kit.events import emit
 from npsd.kit.ids import new_ids
 from npsd.kit.models import Company, Enduser
 from npsd.kit.validation import email_key
-from npsd.records.fastsql import insert_many, one_of, update_many
+from npsd.records.fastsql import insert_many, update_many
 from npsd.records.filing import file_addresses
 from npsd.records.output import COLUMN_NAMES, COLUMNS, T, output_of
 from npsd.records.rollups import (
