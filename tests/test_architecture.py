@@ -36,6 +36,7 @@ STACK = [
     "surveys",
     "collect",
     "webhooks",
+    "web",
     "app",
 ]
 TOP_LEVEL_APP_MODULES = {"app", "cli", "__main__"}

@@ -28,6 +28,9 @@ from npsd.kit.limits import BodyLimitMiddleware, RateLimiter, RateLimitMiddlewar
 from npsd.records.batcher import CreateBatcher
 from npsd.records.routes import router as records_router
 from npsd.surveys.routes import router as surveys_router
+from npsd.web.assets import router as assets_router
+from npsd.web.docs import router as docs_router
+from npsd.web.routes import router as web_router
 from npsd.webhooks.routes import router as webhooks_router
 
 log = logging.getLogger("npsd")
@@ -107,6 +110,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         ),
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
+        # /docs and /redoc are served by npsd.web.docs from vendored files: the defaults load a CDN
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = db
@@ -131,6 +137,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(surveys_router)
     app.include_router(webhooks_router)
     app.include_router(pages_router)
+    app.include_router(assets_router)
+    app.include_router(docs_router)
+    app.include_router(web_router)
 
     @app.get("/healthz", tags=["meta"], include_in_schema=True)
     def healthz() -> dict[str, str]:
