@@ -192,3 +192,20 @@ def smtp(database: TestDatabase) -> Iterator[Any]:
 
     with smtp_server(database.settings) as sink:
         yield sink
+
+
+@pytest.fixture(scope="module")
+def site(database: TestDatabase) -> Iterator[Any]:
+    """The dashboard (and API) on a live uvicorn server on the test database; see tests/dashboard.py."""
+    from dashboard import serve
+
+    with serve(database.url, database.settings.secret_key) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (``playwright install`` cannot download browsers here)."""
+    from dashboard import launch_chromium
+
+    yield from launch_chromium()

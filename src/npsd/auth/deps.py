@@ -122,7 +122,13 @@ async def current_principal(
 ) -> Principal:
     """Verify the caller's token. Runs on the event loop: the database is read (in a worker
     thread) only when the token's row is not in the short-lived cache (see auth/cache.py)."""
-    claims = _verified_claims(settings, extract_token(request))
+    return await authenticate(request, settings, extract_token(request))
+
+
+async def authenticate(request: Request, settings: Settings, token: str) -> Principal:
+    """The principal of ``token`` (from a header, or the dashboard's session cookie): signature,
+    expiry and revocation checked; sets the request's organization for the database's write turn."""
+    claims = _verified_claims(settings, token)
     jti = claims["jti"]
     fresh, state = cache.get_state(jti)
     if not fresh:

@@ -12,9 +12,6 @@ transaction of its own; on SQLite its writes queue on the same event-loop lock a
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -30,6 +27,7 @@ from npsd.collect.i18n import Words, follow_up, pick, question
 from npsd.collect.mailer import TEMPLATES
 from npsd.kit.db import Database
 from npsd.kit.http import TransactionRoute
+from npsd.kit.limits import SlidingWindow
 from npsd.kit.models import Invitation, Survey
 from npsd.kit.timeutil import utcnow
 from npsd.kit.validation import check_email, email_key
@@ -308,32 +306,6 @@ async def unsubscribe_submit(request: Request, token: str) -> Response:
 
 
 # ---------------------------------------------------------------------------------- /s/{publicId}
-
-
-class SlidingWindow:
-    """At most ``limit`` hits per key in any ``seconds``; in memory, per process."""
-
-    MAX_KEYS = 100_000
-
-    def __init__(self, limit: int, seconds: float) -> None:
-        self.limit = limit
-        self.seconds = seconds
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def hit(self, key: str) -> float | None:
-        """Count a hit; None if allowed, else the seconds until the next one would be."""
-        now = time.monotonic()
-        with self._lock:
-            hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= now - self.seconds:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                return hits[0] + self.seconds - now
-            hits.append(now)
-            if len(self._hits) > self.MAX_KEYS:
-                self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - self.seconds}
-            return None
 
 
 identified_limiter = SlidingWindow(*IDENTIFIED_LIMIT)

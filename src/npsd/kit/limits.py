@@ -7,6 +7,7 @@ import hashlib
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -189,3 +190,29 @@ class RateLimitMiddleware:
             await send(msg)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class SlidingWindow:
+    """At most ``limit`` hits per key in any ``seconds``; in memory, per process."""
+
+    MAX_KEYS = 100_000
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> float | None:
+        """Count a hit; None if allowed, else the seconds until the next one would be."""
+        now = time.monotonic()
+        with self._lock:
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= now - self.seconds:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                return hits[0] + self.seconds - now
+            hits.append(now)
+            if len(self._hits) > self.MAX_KEYS:
+                self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - self.seconds}
+            return None
