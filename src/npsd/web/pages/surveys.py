@@ -1,0 +1,9 @@
+"""Dashboard section `surveys` (filled in by its own change)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from npsd.web.render import PageRoute
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
