@@ -75,6 +75,9 @@ def victim(client: Any, tenant: Tenant) -> dict[str, Any]:
         json={"url": "http://127.0.0.1:9/hook", "events": ["response.created"], "description": mark},
         headers=h,
     ).json()
+    user = client.post(
+        "/v1/users", json={"email": f"user@{mark}.com", "role": "viewer", "password": mark}, headers=h
+    ).json()
     unsub = f"gone@{mark}.com"
     assert client.post("/v1/unsubscribes", json={"email": unsub}, headers=h).status_code in (200, 201)
     return {
@@ -86,6 +89,7 @@ def victim(client: Any, tenant: Tenant) -> dict[str, Any]:
         "invitation": invitation_id,
         "webhook": webhook,
         "unsubscribe": unsub,
+        "user": user,
     }
 
 
@@ -107,6 +111,8 @@ def keys_for(path: str, v: dict[str, Any], tenant: Tenant) -> list[str]:
         return [v["unsubscribe"]]
     if path.startswith("/v1/tokens/"):
         return [tenant.jtis["viewer"]]
+    if path.startswith("/v1/users/"):
+        return [v["user"]["id"]]
     raise AssertionError(f"no id known for {path}: extend this test")
 
 
@@ -120,6 +126,7 @@ def snapshot(client: Any, tenant: Tenant, v: dict[str, Any]) -> list[Any]:
         client.get(f"/v1/invitations/{v['invitation']}", headers=h).json(),
         client.get(f"/v1/webhooks/{v['webhook']['id']}", headers=h).json(),
         sorted(u["email"] for u in client.get("/v1/unsubscribes", headers=h).json()),
+        sorted(u["email"] for u in client.get("/v1/users", headers=h).json()),
         client.get("/nps", headers=tenant.viewer).status_code,
     ]
 
@@ -177,6 +184,7 @@ def test_lists_exports_metrics_and_searches_show_nothing_of_another_tenant(
         ("/v1/unsubscribes", {}),
         ("/v1/webhooks", {}),
         ("/v1/tokens", {}),
+        ("/v1/users", {}),
     ]
     for path, params in reads:
         r = client.get(path, params=params, headers=other.admin)

@@ -1,4 +1,5 @@
-"""``/v1/auth``: password login for people; ``/v1/tokens``: API tokens for machines (admin)."""
+"""``/v1/auth``: password login for people; ``/v1/tokens``: API tokens for machines (admin);
+``/v1/users``: the people who sign in (admin)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,23 @@ from fastapi.responses import Response
 
 from npsd.auth import service
 from npsd.auth.deps import Admin
-from npsd.auth.schemas import LoginRequest, LoginResponse, TokenCreate, TokenCreated, TokenRead
-from npsd.kit.errors import NotFound
+from npsd.auth.schemas import (
+    LoginRequest,
+    LoginResponse,
+    TokenCreate,
+    TokenCreated,
+    TokenRead,
+    UserCreate,
+    UserRead,
+)
 from npsd.kit.http import AppSettings, DbSession, TransactionRoute
 from npsd.kit.listing import ParamStr
-from npsd.kit.models import ApiToken, Organization
+from npsd.kit.models import ApiToken, Organization, User
 from npsd.kit.timeutil import iso
 
 router = APIRouter(route_class=TransactionRoute, prefix="/v1/auth", tags=["auth"])
 tokens_router = APIRouter(route_class=TransactionRoute, prefix="/v1/tokens", tags=["auth"])
+users_router = APIRouter(route_class=TransactionRoute, prefix="/v1/users", tags=["auth"])
 
 
 @router.post("/login", response_model=LoginResponse)
@@ -73,8 +82,38 @@ def revoke_token(
     jti: Annotated[ParamStr, Path(max_length=64)], principal: Admin, session: DbSession
 ) -> Response:
     """Revoke a token of your organization; it is refused from then on (other servers: within 2 s)."""
-    row = session.get(ApiToken, jti)
-    if row is None or row.org_id != principal.org_id:
-        raise NotFound(f"no token {jti}")
-    service.revoke_token(session, jti)
+    row = service.find_token(session, principal.org_id, jti)
+    service.revoke_token(session, row.jti)
+    return Response(status_code=204)
+
+
+def user_out(user: User) -> UserRead:
+    return UserRead(id=user.id, email=user.email, role=user.role, createdAt=iso(user.created_at) or "")
+
+
+@users_router.get("", response_model=list[UserRead])
+def list_users(principal: Admin, session: DbSession) -> list[UserRead]:
+    """The people of your organization who sign in with a password, oldest first."""
+    return [user_out(u) for u in service.list_users(session, principal.org_id)]
+
+
+@users_router.post("", response_model=UserRead, status_code=201)
+def create_user(body: UserCreate, principal: Admin, session: DbSession) -> UserRead:
+    """Add a person with a role, like `npsd user create`. Addresses are unique across the server
+    (sign-in asks for no organization): an address already in use is a 400 naming `email`."""
+    org = session.get(Organization, principal.org_id)
+    assert org is not None
+    return user_out(service.create_user(session, org, body.email, body.role, body.password))
+
+
+@users_router.delete("/{id}", status_code=204, response_class=Response)
+def delete_user(
+    id: Annotated[str, Path(description="User id (24 hexadecimal characters)")],
+    principal: Admin,
+    session: DbSession,
+) -> Response:
+    """Remove a person; their sessions end at once (other servers: within 2 s). You cannot remove
+    yourself, nor the organization's last admin (409)."""
+    user = service.find_user(session, principal.org_id, id)
+    service.delete_user(session, user, principal.user_id)
     return Response(status_code=204)

@@ -46,3 +46,19 @@ class TokenRead(BaseModel):
 
 class TokenCreated(TokenRead):
     token: str = Field(description="The bearer token; shown only in this reply")
+
+
+class UserCreate(BaseModel):
+    """A new person of the caller's organization, who signs in with this address and password."""
+
+    model_config = ConfigDict(extra="forbid")
+    email: Annotated[str, Field(max_length=320), Storable]
+    role: Literal["admin", "editor", "viewer"]
+    password: str = Field(max_length=1024, description="At least 8 characters")
+
+
+class UserRead(BaseModel):
+    id: str
+    email: str = Field(description="Stored lower-case; sign-in ignores case")
+    role: str
+    createdAt: str

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from npsd.auth import cache, tokens
 from npsd.auth.passwords import hash_password, verify_password
 from npsd.kit.config import Settings
-from npsd.kit.errors import BadRequest, Unauthorized
+from npsd.kit.errors import BadRequest, Conflict, NotFound, Unauthorized
 from npsd.kit.ids import new_id
+from npsd.kit.lookup import resolve
 from npsd.kit.models import ApiToken, Organization, User
 from npsd.kit.timeutil import utcnow
 from npsd.kit.validation import check_email, email_key
@@ -82,6 +83,20 @@ def list_tokens(session: Session, org: Organization) -> list[ApiToken]:
     )
 
 
+MAX_JTI = 64
+
+
+def find_token(session: Session, org_id: str, jti: str) -> ApiToken:
+    """The token ``jti`` of ``org_id``, or 404: another organization's token is exactly as unknown
+    as a token that never existed (the API's ``DELETE /v1/tokens/{jti}`` and the dashboard)."""
+    if len(jti) > MAX_JTI or "\x00" in jti:  # no token has such a key; PostgreSQL refuses NUL
+        raise BadRequest.field("jti", f"must be a token id of at most {MAX_JTI} characters, without NUL")
+    row = session.get(ApiToken, jti)
+    if row is None or row.org_id != org_id:
+        raise NotFound(f"no token {jti}")
+    return row
+
+
 def revoke_token(session: Session, jti: str) -> bool:
     """Mark the token revoked (idempotent); False when no token has this ``jti``."""
     if not jti or len(jti) > 32 or "\x00" in jti:
@@ -138,3 +153,47 @@ def login(session: Session, settings: Settings, email: str, password: str) -> to
         user=user,
         kind="session",
     )
+
+
+def list_users(session: Session, org_id: str) -> list[User]:
+    """The organization's users, oldest first (their password hashes stay in the row)."""
+    return list(
+        session.scalars(select(User).where(User.org_id == org_id).order_by(User.created_at, User.email))
+    )
+
+
+def find_user(session: Session, org_id: str, user_id: str) -> User:
+    """The user ``user_id`` of ``org_id``; another organization's user is a 404 like an unknown one."""
+    return resolve(session, User, org_id, user_id, "user", prefixes=False)
+
+
+def delete_user(session: Session, user: User, acting_user_id: str | None) -> list[str]:
+    """Remove ``user`` and end their sessions at once; the ``jti`` of each ended session is returned.
+
+    Refused (409) for the caller's own account, so nobody locks themself out by a slip, and for the
+    organization's last admin, so someone can still manage users and tokens without the CLI.
+    A session is checked against its ``api_token`` row on every request (the in-process cache
+    is told here, other processes notice within ``cache.STATE_TTL``), so deleting the rows signs
+    the person out of every browser and client immediately.
+    """
+    if acting_user_id is not None and user.id == acting_user_id:
+        raise Conflict("you cannot remove your own account; another admin can")
+    if user.role == "admin":
+        admins = session.scalar(
+            select(func.count()).select_from(User).where(User.org_id == user.org_id, User.role == "admin")
+        )
+        if (admins or 0) <= 1:
+            raise Conflict("the organization's last admin cannot be removed")
+    jtis = list(
+        session.scalars(
+            select(ApiToken.jti).where(ApiToken.user_id == user.id, ApiToken.org_id == user.org_id)
+        )
+    )
+    # Explicit rather than left to ON DELETE CASCADE, so both databases do the same whatever
+    # their foreign-key settings.
+    session.execute(delete(ApiToken).where(ApiToken.user_id == user.id, ApiToken.org_id == user.org_id))
+    session.execute(delete(User).where(User.id == user.id, User.org_id == user.org_id))
+    session.expunge(user)
+    for jti in jtis:
+        cache.forget(jti)
+    return jtis
