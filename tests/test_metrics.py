@@ -77,8 +77,10 @@ def test_known_data_gives_exact_metrics(client: TestClient, tenant: Tenant) -> N
         "detractorPercentage": 23.1,
         "averageScore": 7.54,
         "distribution": [1, 0, 0, 1, 0, 0, 1, 1, 2, 4, 3],
-        "marginOfError": 44.6,
-        "confidenceInterval": [-13.8, 75.4],
+        # adjusted Wald (DESIGN.md §5), by hand: ñ = 13 + 3, p̃ = 7.75/16, d̃ = 3.75/16, centre 25,
+        # SE = 100·sqrt((11.5/16 - 0.25²)/16) = 20.252, margin 39.69, interval 25 ± 39.69
+        "marginOfError": 39.7,
+        "confidenceInterval": [-14.7, 64.7],
         "lowSample": True,
         "responseRate": None,
     }
@@ -92,7 +94,7 @@ def test_known_data_gives_exact_metrics(client: TestClient, tenant: Tenant) -> N
             "promoters": 3,
             "passives": 2,
             "detractors": 2,
-            "marginOfError": 61.7,
+            "marginOfError": 49.6,  # ñ = 10, p̃ = 0.375, d̃ = 0.275: 196·sqrt((0.65 - 0.01)/10)
             "change": None,
             "significant": None,
         },
@@ -105,7 +107,7 @@ def test_known_data_gives_exact_metrics(client: TestClient, tenant: Tenant) -> N
             "promoters": 4,
             "passives": 1,
             "detractors": 1,
-            "marginOfError": 61.1,
+            "marginOfError": 51.1,  # ñ = 9, p̃ = 4.75/9, d̃ = 1.75/9: 196·sqrt((6.5/9 - 1/9)/9)
             "change": 35.7,
             "significant": False,
         },
@@ -144,8 +146,11 @@ def test_trend_periods_gaps_and_significance(client: TestClient, tenant: Tenant)
         trend[1]["marginOfError"] is None and trend[1]["change"] is None and trend[1]["significant"] is None
     )
     assert trend[2]["change"] is None and trend[2]["significant"] is None  # the previous period is empty
+    # adjusted centres 100·(-20/53) = -37.7 and 100·2/5 = 40 (Δ = 77.7), SEs 10.99 and 32.86:
+    # 77.7 > 1.96·sqrt(10.99² + 32.86²) = 67.9
     assert trend[3]["change"] == 140.0 and trend[3]["significant"] is True
-    assert trend[0]["marginOfError"] == 22.2
+    # ñ = 53, p̃ = 30.75/53, d̃ = 10.75/53: 196·sqrt((41.5/53 - (20/53)²)/53) = 21.55
+    assert trend[0]["marginOfError"] == 21.5
 
     weeks = metrics(client, tenant, interval="week", since="2025-03-01")["trend"]
     # 2025-03-31 is a Monday: ISO week 14, with 2025-04-01
@@ -164,6 +169,28 @@ def test_trend_periods_gaps_and_significance(client: TestClient, tenant: Tenant)
 
     between = metrics(client, tenant, interval="month", since="2025-01-01", until="2025-03-30")
     assert between["totalResponses"] == 50 and [t["period"] for t in between["trend"]] == ["2025-01"]
+
+
+def test_small_samples_get_honest_intervals(client: TestClient, tenant: Tenant) -> None:
+    """Two promoters are not "100 ± 0", and one promoter then one detractor is no significant change."""
+    put(client, tenant, answers([10, 9], "2025-06-10"))
+    m = metrics(client, tenant)
+    # by hand: ñ = 5, p̃ = 0.55, d̃ = 0.15, SE = 100·sqrt((0.7 - 0.4²)/5) = 32.86, margin 64.4,
+    # interval centred on 40 (not on the NPS, 100), clipped at 100
+    assert m["npsScore"] == 100.0 and m["marginOfError"] == 64.4
+    assert m["confidenceInterval"] == [-24.4, 100.0]
+    assert m["confidenceInterval"][0] < 100 and m["lowSample"] is True
+
+    put(client, tenant, answers([10], "2025-07-01") + answers([0], "2025-08-01"))
+    trend = metrics(client, tenant, since="2025-07-01")["trend"]
+    # each period: ñ = 4, SE 37.5 (margin 73.5); Δ between adjusted centres 25 and -25 is 50,
+    # under 1.96·sqrt(2·37.5²) = 103.9
+    assert [
+        (t["period"], t["npsScore"], t["marginOfError"], t["change"], t["significant"]) for t in trend
+    ] == [
+        ("2025-07", 100.0, 73.5, None, None),
+        ("2025-08", -100.0, 73.5, -200.0, False),
+    ]
 
 
 def test_week_labels_across_the_new_year(client: TestClient, tenant: Tenant) -> None:
@@ -197,7 +224,7 @@ def test_groups_and_filters(client: TestClient, tenant: Tenant) -> None:
             "promoters": 2,
             "passives": 0,
             "detractors": 1,
-            "marginOfError": 106.7,
+            "marginOfError": 68.0,  # ñ = 6, p̃ = 2.75/6, d̃ = 1.75/6: 196·sqrt((4.5/6 - (1/6)²)/6)
         },
         {
             "key": s2,
@@ -207,7 +234,7 @@ def test_groups_and_filters(client: TestClient, tenant: Tenant) -> None:
             "promoters": 0,
             "passives": 2,
             "detractors": 0,
-            "marginOfError": 0.0,
+            "marginOfError": 48.0,  # ñ = 5, p̃ = d̃ = 0.15: 196·sqrt(0.3/5)
         },
         {
             "key": None,
@@ -217,7 +244,7 @@ def test_groups_and_filters(client: TestClient, tenant: Tenant) -> None:
             "promoters": 1,
             "passives": 0,
             "detractors": 0,
-            "marginOfError": 0.0,
+            "marginOfError": 73.5,  # ñ = 4, p̃ = 0.4375, d̃ = 0.1875: 196·sqrt((0.625 - 0.0625)/4)
         },
         {
             "key": "planhat-campaign",
@@ -227,7 +254,7 @@ def test_groups_and_filters(client: TestClient, tenant: Tenant) -> None:
             "promoters": 0,
             "passives": 0,
             "detractors": 1,
-            "marginOfError": 0.0,
+            "marginOfError": 73.5,  # the mirror image of one promoter
         },
     ]
     by_company = metrics(client, tenant, groupBy="company")["groups"]

@@ -60,11 +60,21 @@ def seed(client: Any, tenant: Tenant, survey_id: str, company_id: str | None = N
     return out
 
 
+def adjusted(p: int, m: int, d: int) -> tuple[float, float]:
+    """Centre and 95% half-width of the adjusted Wald interval of DESIGN.md §5, computed
+    independently: pseudo-counts 0.75 / 1.5 / 0.75 added to detractors / passives / promoters."""
+    n = p + m + d + 3
+    pp, dd = (p + 0.75) / n, (d + 0.75) / n
+    return 100 * (pp - dd), 196 * math.sqrt((pp + dd - (pp - dd) ** 2) / n)
+
+
 def expected_moe(p: int, m: int, d: int) -> float:
-    """The 95% margin of error of DESIGN.md §5, computed independently."""
-    n = p + m + d
-    pp, dd = p / n, d / n
-    return round(196 * math.sqrt((pp + dd - (pp - dd) ** 2) / n), 1)
+    return round(adjusted(p, m, d)[1], 1)
+
+
+def expected_interval(p: int, m: int, d: int) -> list[float]:
+    centre, half = adjusted(p, m, d)
+    return [round(max(centre - half, -100), 1), round(min(centre + half, 100), 1)]
 
 
 def get(client: Any, tenant: Tenant, survey_id: str, **params: Any) -> dict[str, Any]:
@@ -82,7 +92,7 @@ def test_breakdown_of_known_scores(client: Any, tenant: Tenant) -> None:
     body = get(client, tenant, s["id"])
     b = body["breakdown"]
     moe = expected_moe(2, 2, 2)
-    assert moe == 65.3
+    assert moe == 51.1  # ñ = 9, p̃ = d̃ = 2.75/9: 196·sqrt((5.5/9)/9)
     assert b == {
         "total": 6,
         "promoters": 2,
@@ -95,10 +105,10 @@ def test_breakdown_of_known_scores(client: Any, tenant: Tenant) -> None:
         "averageScore": round(sum(SCORES) / 6, 2),
         "distribution": [1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1],
         "marginOfError": moe,
-        "confidenceInterval": [-moe, moe],
+        "confidenceInterval": expected_interval(2, 2, 2),
         "lowSample": True,
     }
-    assert b["averageScore"] == 6.67
+    assert b["averageScore"] == 6.67 and b["confidenceInterval"] == [-51.1, 51.1]
     assert body["pagination"] == {"page": 1, "limit": 20, "total": 6}
     assert [r["score"] for r in body["responses"]] == list(reversed(SCORES))  # newest answer first
 
@@ -183,8 +193,10 @@ def test_large_unanimous_sample_is_not_low(client: Any, tenant: Tenant) -> None:
     assert client.put("/nps", json=items, headers=tenant.editor).status_code == 200
     b = get(client, tenant, s["id"], limit=1)["breakdown"]
     assert b["total"] == 40 and b["promoters"] == 40 and b["promoterPercentage"] == 100.0
-    assert b["npsScore"] == 100.0 and b["marginOfError"] == 0.0
-    assert b["confidenceInterval"] == [100.0, 100.0]
+    # adjusted Wald, not the plain "100 ± 0": ñ = 43, p̃ = 40.75/43, d̃ = 0.75/43, margin 9.44 (under
+    # 10, so with 40 answers the sample is not low), interval centred on 100·40/43 = 93.02
+    assert b["npsScore"] == 100.0 and b["marginOfError"] == expected_moe(40, 0, 0) == 9.4
+    assert b["confidenceInterval"] == expected_interval(40, 0, 0) == [83.6, 100.0]
     assert b["lowSample"] is False
     assert b["distribution"][9:] == [10, 30] and b["averageScore"] == 9.75
 

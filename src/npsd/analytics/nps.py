@@ -4,7 +4,18 @@ forms of the classification are expressions, built here so the thresholds exist 
 Definitions (DESIGN.md §5): promoters answer 9-10, passives 7-8, detractors 0-6.
 NPS = round(100·(P-D)/N, 1), undefined (None) when N = 0. The NPS of a sample is the mean of
 a variable worth +1 for a promoter, 0 for a passive and -1 for a detractor, whose variance is
-p + d - (p - d)²; the 95% margin of error is therefore 196·sqrt((p + d - (p-d)²)/N) points.
+p + d - (p - d)².
+
+Uncertainty uses an adjusted Wald estimate, because the plain (Wald) one collapses on small
+samples: two promoters have p = 1, d = 0, variance 0, and would report "100 ± 0". Pseudo-counts
+0.75 / 1.5 / 0.75 are added to detractors / passives / promoters (ñ = N + 3, p̃ = (P + 0.75)/ñ,
+d̃ = (D + 0.75)/ñ): the standard error is 100·sqrt((p̃ + d̃ - (p̃ - d̃)²)/ñ) points, the 95%
+margin of error 1.96 times that, and the 95% confidence interval is centred on the adjusted
+estimate 100·(p̃ - d̃), not on the reported NPS, so it need not be symmetric around it (it is
+pulled towards 0: 100·(p̃ - d̃) is the plain NPS times N/(N + 3)). As p̃, d̃ lie strictly between
+0 and 1 and p̃ + d̃ < 1, the variance is positive: the interval is never zero-width (until
+rounding to one decimal hides it, on unanimous samples of tens of thousands). For large
+samples the adjusted figures converge to the plain ones.
 """
 
 from __future__ import annotations
@@ -54,35 +65,78 @@ def nps(promoters: int, passives: int, detractors: int) -> float | None:
     return round(100.0 * (promoters - detractors) / n, 1)
 
 
-def standard_error(promoters: int, passives: int, detractors: int) -> float | None:
-    """Standard error of the NPS, in points (0-100 scale)."""
-    n = promoters + passives + detractors
-    if n == 0:
+# Pseudo-counts of the adjusted Wald estimate, added to (promoters, passives, detractors).
+PSEUDO_COUNTS = (0.75, 1.5, 0.75)
+
+
+def _adjusted(promoters: int, passives: int, detractors: int) -> tuple[float, float, float] | None:
+    """(p̃, d̃, ñ): the adjusted promoter and detractor proportions and sample size; None when N = 0."""
+    if promoters + passives + detractors == 0:
         return None
-    p, d = promoters / n, detractors / n
-    variance = max(p + d - (p - d) ** 2, 0.0)
-    return 100.0 * math.sqrt(variance / n)
+    p = promoters + PSEUDO_COUNTS[0]
+    m = passives + PSEUDO_COUNTS[1]
+    d = detractors + PSEUDO_COUNTS[2]
+    n = p + m + d
+    return p / n, d / n, n
+
+
+def adjusted_nps(promoters: int, passives: int, detractors: int) -> float | None:
+    """The adjusted estimate 100·(p̃ - d̃), unrounded: the centre of the confidence interval."""
+    adjusted = _adjusted(promoters, passives, detractors)
+    if adjusted is None:
+        return None
+    p, d, _ = adjusted
+    return 100.0 * (p - d)
+
+
+def standard_error(promoters: int, passives: int, detractors: int) -> float | None:
+    """Standard error of the NPS, in points (0-100 scale), unrounded: the adjusted Wald one,
+    100·sqrt((p̃ + d̃ - (p̃ - d̃)²)/ñ), always positive; None when there is no answer."""
+    adjusted = _adjusted(promoters, passives, detractors)
+    if adjusted is None:
+        return None
+    p, d, n = adjusted
+    return 100.0 * math.sqrt((p + d - (p - d) ** 2) / n)
 
 
 def margin_of_error(promoters: int, passives: int, detractors: int) -> float | None:
-    """Half-width of the 95% confidence interval, in NPS points, one decimal."""
+    """Half-width of the 95% confidence interval, 1.96 adjusted standard errors, in NPS points,
+    one decimal; None when there is no answer."""
     se = standard_error(promoters, passives, detractors)
     return None if se is None else round(Z95 * se, 1)
+
+
+def confidence_interval(promoters: int, passives: int, detractors: int) -> tuple[float, float] | None:
+    """The 95% confidence interval (lower, upper) in NPS points, one decimal: the adjusted
+    estimate 100·(p̃ - d̃) ± 1.96 adjusted standard errors, clipped to -100..100. It is centred
+    on the adjusted estimate, not on :func:`nps`, so it need not be symmetric around the
+    reported NPS; None when there is no answer."""
+    centre, se = (
+        adjusted_nps(promoters, passives, detractors),
+        standard_error(promoters, passives, detractors),
+    )
+    if centre is None or se is None:
+        return None
+    half = Z95 * se
+    # + 0.0 turns a -0.0 (a bound rounding to 0 from below) into 0.0
+    return (round(max(centre - half, -100.0), 1) + 0.0, round(min(centre + half, 100.0), 1) + 0.0)
 
 
 def is_significant(previous: tuple[int, int, int], current: tuple[int, int, int]) -> bool | None:
     """Whether the NPS change between two independent samples is beyond chance at 95%.
 
-    |Δ| > 1.96·sqrt(SE₁² + SE₂²); None when either sample is empty.
+    |Δ| > 1.96·sqrt(SE₁² + SE₂²) with the adjusted standard errors and Δ the difference of the
+    adjusted estimates 100·(p̃ - d̃): the adjusted Wald test of a difference, which for large
+    samples is the plain one. Plain SEs are 0 for unanimous samples, so one promoter against one
+    detractor was "significant"; adjusted SEs (37.5 points each, a threshold of 104) with the
+    plain Δ = 200 still would be, while Δ = 25 - (-25) = 50 is not. None when either sample is
+    empty.
     """
     se1, se2 = standard_error(*previous), standard_error(*current)
-    n1, n2 = nps(*previous), nps(*current)
-    if se1 is None or se2 is None or n1 is None or n2 is None:
+    c1, c2 = adjusted_nps(*previous), adjusted_nps(*current)
+    if se1 is None or se2 is None or c1 is None or c2 is None:
         return None
-    p1, d1 = previous[0] / sum(previous), previous[2] / sum(previous)
-    p2, d2 = current[0] / sum(current), current[2] / sum(current)
-    delta = 100.0 * ((p2 - d2) - (p1 - d1))
-    return abs(delta) > Z95 * math.sqrt(se1**2 + se2**2)
+    return abs(c2 - c1) > Z95 * math.sqrt(se1**2 + se2**2)
 
 
 def change(previous: float | None, current: float | None) -> float | None:
@@ -146,10 +200,9 @@ class Summary:
 
     @property
     def confidence_interval(self) -> tuple[float, float] | None:
-        score, moe = self.nps, self.margin_of_error
-        if score is None or moe is None:
-            return None
-        return (round(max(score - moe, -100.0), 1), round(min(score + moe, 100.0), 1))
+        """95% interval around the adjusted estimate (see :func:`confidence_interval`); it need
+        not be symmetric around :attr:`nps`."""
+        return confidence_interval(*self.triple)
 
     @property
     def low_sample(self) -> bool:

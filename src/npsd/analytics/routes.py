@@ -80,15 +80,21 @@ def nps_metrics(q: MetricsQueryDep, principal: Viewer, session: DbSession) -> Re
     `source`, `since` and `until`. Answers are counted by UTC day: `since` and `until` select
     whole days, both included. Promoters answer 9-10, passives 7-8, detractors 0-6;
     `npsScore` = round(100·(promoters - detractors)/total, 1) and is null, never 0, without
-    answers. `marginOfError` is the 95% half-width 196·sqrt((p + d - (p - d)²)/n) points and
-    `lowSample` flags fewer than 30 answers or a margin above 10 points.
+    answers. The uncertainty is an adjusted Wald estimate, so that small samples never report
+    ±0 (the plain one gives two promoters 100 ± 0): pseudo-counts 0.75 / 1.5 / 0.75 are added to
+    detractors / passives / promoters, ñ = total + 3, p̃ = (promoters + 0.75)/ñ and
+    d̃ = (detractors + 0.75)/ñ. `marginOfError` is the 95% half-width
+    196·sqrt((p̃ + d̃ - (p̃ - d̃)²)/ñ) points; `confidenceInterval` is the adjusted estimate
+    100·(p̃ - d̃) ± that margin, clipped to -100..100, so it need not be symmetric around
+    `npsScore`. `lowSample` flags fewer than 30 answers or a margin above 10 points.
 
     `trend` has one point per `interval` (`day`, ISO `week` starting Monday, or `month`) from
     the first to the last period with answers; empty periods in between are included with
     `npsScore` null; `since` and `until` may cut the first and last periods short. `change`
     compares a period with the one just before it, and `significant` says whether that change
-    is beyond chance at 95%. With `groupBy`, `groups` breaks the same answers down by survey,
-    company or source (`key` null for answers without one).
+    is beyond chance at 95% (|Δ| > 1.96·sqrt(SE₁² + SE₂²), with the adjusted standard errors and
+    Δ between the adjusted estimates). With `groupBy`, `groups` breaks the same answers down by
+    survey, company or source (`key` null for answers without one).
 
     Figures come from a daily roll-up of answer counts, so the cost follows the number of days
     (and surveys, companies and sources), not the number of answers.

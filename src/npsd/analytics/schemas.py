@@ -29,13 +29,17 @@ class TrendPoint(BaseModel):
     promoters: int
     passives: int
     detractors: int
-    marginOfError: float | None
+    marginOfError: float | None = Field(
+        description="As in the body: 95% half-width, adjusted Wald, in NPS points"
+    )
     change: float | None = Field(
         description="npsScore minus the previous period's; null if either has no answers"
     )
     significant: bool | None = Field(
         description="Whether the change from the previous period is beyond chance at 95%: "
-        "|Δ| > 1.96·sqrt(SE₁² + SE₂²); null if either period has no answers"
+        "|Δ| > 1.96·sqrt(SE₁² + SE₂²), with the adjusted Wald standard errors and Δ the difference "
+        "of the adjusted estimates 100·(p̃ - d̃) (so one promoter against one detractor is not); "
+        "null if either period has no answers"
     )
 
 
@@ -47,7 +51,9 @@ class GroupMetrics(BaseModel):
     promoters: int
     passives: int
     detractors: int
-    marginOfError: float | None
+    marginOfError: float | None = Field(
+        description="As in the body: 95% half-width, adjusted Wald, in NPS points"
+    )
 
 
 class NpsSummary(BaseModel):
@@ -69,10 +75,15 @@ class NpsSummary(BaseModel):
         min_length=11, max_length=11, description="Counts of scores 0, 1, ..., 10"
     )
     marginOfError: float | None = Field(
-        description="Half-width of the 95% confidence interval, in NPS points"
+        description="Half-width of the 95% confidence interval, in NPS points, one decimal: "
+        "196·sqrt((p̃ + d̃ - (p̃ - d̃)²)/ñ), an adjusted Wald estimate with pseudo-counts 0.75 / 1.5 / 0.75 "
+        "added to detractors / passives / promoters (ñ = total + 3, p̃ = (promoters + 0.75)/ñ, "
+        "d̃ = (detractors + 0.75)/ñ), so that small samples (two promoters) never report ±0"
     )
     confidenceInterval: tuple[float, float] | None = Field(
-        description="[lower, upper] bounds of the 95% confidence interval, clipped to -100..100"
+        description="[lower, upper] bounds of the 95% confidence interval, one decimal: the adjusted estimate "
+        "100·(p̃ - d̃) ± marginOfError, clipped to -100..100. Centred on the adjusted estimate, which is "
+        "npsScore pulled towards 0 (times total/(total + 3)), so it need not be symmetric around npsScore"
     )
     lowSample: bool = Field(description="True below 30 answers or when the margin of error exceeds 10 points")
 
