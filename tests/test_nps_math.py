@@ -251,3 +251,10 @@ def test_nps_is_permutation_invariant_and_bounded_by_extremes(raw: list[int]) ->
     assert nps.Summary.of_scores([10] * len(raw)).nps == 100.0
     assert nps.Summary.of_scores([0] * len(raw)).nps == -100.0
     assert nps.Summary.of_scores([7] * len(raw)).nps == 0.0
+
+
+def test_a_score_that_rounds_to_zero_is_never_negative_zero() -> None:
+    from npsd.analytics.nps import nps as nps_of
+
+    score = nps_of(0, 3000, 1)  # -0.033 rounds to -0.0 without care
+    assert score == 0.0 and str(score) == "0.0"

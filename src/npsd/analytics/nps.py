@@ -62,7 +62,7 @@ def nps(promoters: int, passives: int, detractors: int) -> float | None:
     n = promoters + passives + detractors
     if n == 0:
         return None
-    return round(100.0 * (promoters - detractors) / n, 1)
+    return round(100.0 * (promoters - detractors) / n, 1) + 0.0  # never -0.0 (1 detractor in 3001)
 
 
 # Pseudo-counts of the adjusted Wald estimate, added to (promoters, passives, detractors).
