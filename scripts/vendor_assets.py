@@ -50,8 +50,8 @@ VENDOR = ROOT / "src" / "npsd" / "web" / "static" / "vendor"
 
 SOURCE_MAP_COMMENT = re.compile(rb"\s*(//# sourceMappingURL=[^\n]*|/\*# sourceMappingURL=[^\n]*?\*/)\s*\Z")
 # Written next to the files: byte-exact (no end-of-line conversion, which the sha256s would catch)
-# and no textual diffs of minified bundles.
-GITATTRIBUTES = b"# written by scripts/vendor_assets.py\n* -text -diff\n"
+# and no textual diffs of the minified bundles (the licences still diff as text).
+GITATTRIBUTES = b"# written by scripts/vendor_assets.py\n* -text\n*.js -diff\n*.css -diff\n"
 
 
 @dataclass(frozen=True)
