@@ -8,7 +8,7 @@ source scripts/setup.sh
 # The browser tests drive Debian's Chromium through Playwright, which cannot download browsers here.
 need_deb chromium chromium
 venv_install test
-.venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
+.venv/bin/ruff check src tests bench scripts
+.venv/bin/ruff format --check src tests bench scripts
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
