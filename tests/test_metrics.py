@@ -95,6 +95,7 @@ def test_known_data_gives_exact_metrics(client: TestClient, tenant: Tenant) -> N
             "passives": 2,
             "detractors": 2,
             "marginOfError": 49.6,  # ñ = 10, p̃ = 0.375, d̃ = 0.275: 196·sqrt((0.65 - 0.01)/10)
+            "confidenceInterval": [-39.6, 59.6],  # around the adjusted estimate 10, not 14.3
             "change": None,
             "significant": None,
         },
@@ -108,6 +109,7 @@ def test_known_data_gives_exact_metrics(client: TestClient, tenant: Tenant) -> N
             "passives": 1,
             "detractors": 1,
             "marginOfError": 51.1,  # ñ = 9, p̃ = 4.75/9, d̃ = 1.75/9: 196·sqrt((6.5/9 - 1/9)/9)
+            "confidenceInterval": [-17.7, 84.4],  # around the adjusted estimate 33.3, not 50
             "change": 35.7,
             "significant": False,
         },
@@ -115,6 +117,63 @@ def test_known_data_gives_exact_metrics(client: TestClient, tenant: Tenant) -> N
     assert m["groups"] == []
     alias = client.get(ALIAS, headers=tenant.viewer)
     assert alias.status_code == 200 and alias.json() == m
+
+
+def test_a_period_compared_with_another(client: TestClient, tenant: Tenant) -> None:
+    strong = [10] * 30 + [8] * 10 + [3] * 10  # NPS +40
+    weak = [10] * 10 + [8] * 10 + [3] * 30  # NPS -40
+    put(
+        client,
+        tenant,
+        answers(strong, "2025-01-20") + answers(weak, "2025-02-10") + answers([10], "2025-02-11"),
+    )
+    plain = metrics(client, tenant, since="2025-02-01", until="2025-02-28")
+    assert "comparison" not in plain  # opt-in
+    m = metrics(
+        client,
+        tenant,
+        since="2025-02-01",
+        until="2025-02-28",
+        compareSince="2025-01-04",
+        compareUntil="2025-01-31",
+    )
+    assert {k: v for k, v in m.items() if k != "comparison"} == plain
+    c = m["comparison"]
+    assert (c["since"], c["until"]) == ("2025-01-04", "2025-01-31")
+    assert (c["totalResponses"], c["promoters"], c["passives"], c["detractors"]) == (50, 30, 10, 10)
+    assert (c["npsScore"], c["marginOfError"], c["distribution"][10]) == (40.0, 21.5, 30)
+    # February: 11 promoters, 10 passives, 30 detractors: NPS round(-1900/51, 1) = -37.3
+    assert m["npsScore"] == -37.3 and c["change"] == -77.3
+    # adjusted centres 100·20/53 = 37.7 and 100·(-19/54) = -35.2, SEs 10.99 and 11.3: far beyond chance
+    assert c["significant"] is True
+    # the same period on both sides: no change, not significant
+    same = metrics(
+        client,
+        tenant,
+        since="2025-01-01",
+        until="2025-01-31",
+        compareSince="2025-01-01",
+        compareUntil="2025-01-31",
+    )["comparison"]
+    assert (same["change"], same["significant"], same["totalResponses"]) == (0.0, False, 50)
+    # an open end: every answer from compareSince on
+    open_ended = metrics(client, tenant, compareSince="2025-01-01")["comparison"]
+    assert (open_ended["until"], open_ended["totalResponses"]) == (None, 101)
+    # an empty period to compare with: its figures are null, never 0
+    empty = metrics(client, tenant, compareSince="2024-01-01", compareUntil="2024-01-31")["comparison"]
+    assert empty["npsScore"] is None and empty["change"] is None and empty["significant"] is None
+    assert_error(
+        client.get(
+            METRICS,
+            params={"compareSince": "2025-02-01", "compareUntil": "2025-01-01"},
+            headers=tenant.viewer,
+        ),
+        400,
+        "compareSince",
+    )
+    assert_error(
+        client.get(METRICS, params={"compareUntil": "soon"}, headers=tenant.viewer), 400, "compareUntil"
+    )
 
 
 def test_no_answers_is_null_never_zero(client: TestClient, tenant: Tenant) -> None:

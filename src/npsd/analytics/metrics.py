@@ -10,7 +10,7 @@ SQLite and PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
@@ -40,6 +40,20 @@ class MetricsQuery:
     source: str | None = None
     interval: Interval = "month"
     group_by: GroupBy | None = None
+    # the period to compare with (opt-in: ``comparison`` is reported when either is set); the
+    # other filters (surveys, companies, source) apply to both periods alike
+    compare_since: date | None = None
+    compare_until: date | None = None
+
+    @property
+    def compares(self) -> bool:
+        return self.compare_since is not None or self.compare_until is not None
+
+    def compared(self) -> MetricsQuery:
+        """The same filters over the comparison period."""
+        return replace(
+            self, since=self.compare_since, until=self.compare_until, compare_since=None, compare_until=None
+        )
 
 
 # ------------------------------------------------------------------------------------------- periods
@@ -101,7 +115,6 @@ def _conditions(org_id: str, q: MetricsQuery) -> list[ColumnElement[bool]]:
 
 def summary_fields(s: Summary) -> dict[str, Any]:
     """The NPS breakdown of one set of answers, in the API's field names."""
-    ci = s.confidence_interval
     return {
         "npsScore": s.nps,
         "totalResponses": s.total,
@@ -114,7 +127,7 @@ def summary_fields(s: Summary) -> dict[str, Any]:
         "averageScore": s.average,
         "distribution": list(s.distribution),
         "marginOfError": s.margin_of_error,
-        "confidenceInterval": list(ci) if ci is not None else None,
+        "confidenceInterval": _interval(s),
         "lowSample": s.low_sample,
     }
 
@@ -157,6 +170,7 @@ def nps_metrics(session: Session, org_id: str, q: MetricsQuery) -> dict[str, Any
                     "passives": current.passives,
                     "detractors": current.detractors,
                     "marginOfError": current.margin_of_error,
+                    "confidenceInterval": _interval(current),
                     "change": change(previous.nps, current.nps) if previous is not None else None,
                     "significant": is_significant(previous.triple, current.triple)
                     if previous is not None
@@ -169,7 +183,49 @@ def nps_metrics(session: Session, org_id: str, q: MetricsQuery) -> dict[str, Any
     body["responseRate"] = response_rate_percent(session, org_id, q.survey_ids)
     body["trend"] = trend
     body["groups"] = _groups(session, org_id, q, conds) if q.group_by else []
+    if q.compares:
+        body["comparison"] = compare_periods(session, org_id, q, total)
     return body
+
+
+def _interval(s: Summary) -> list[float] | None:
+    """The 95% interval as the API prints it: [lower, upper] around the adjusted estimate (so
+    not simply npsScore ± marginOfError), or None without answers."""
+    ci = s.confidence_interval
+    return list(ci) if ci is not None else None
+
+
+def score_summary(session: Session, org_id: str, q: MetricsQuery) -> Summary:
+    """The answers ``q`` selects, as one summary (one roll-up query grouped by score)."""
+    dist = [0] * 11
+    for score, n in session.execute(
+        select(R.c.score, func.sum(R.c.count)).where(*_conditions(org_id, q)).group_by(R.c.score)
+    ):
+        dist[score] += int(n or 0)
+    return Summary(tuple(dist))
+
+
+def compare_periods(
+    session: Session, org_id: str, q: MetricsQuery, current: Summary | None = None
+) -> dict[str, Any]:
+    """The answers of ``q`` against those of its comparison period (``compare_since`` to
+    ``compare_until``, same surveys, companies and source): the earlier period's figures, the
+    change of the NPS and whether it is beyond chance at 95% (:func:`nps.is_significant`).
+
+    The one place this comparison is made: ``nps-metrics?compareSince=...&compareUntil=...``
+    and the dashboard's overview both report it from here, so they cannot disagree. ``current``
+    is ``q``'s own summary when the caller has it already (``nps_metrics`` does).
+    """
+    now = current if current is not None else score_summary(session, org_id, q)
+    before = score_summary(session, org_id, q.compared())
+    body = summary_fields(before)
+    return {
+        "since": q.compare_since.isoformat() if q.compare_since else None,
+        "until": q.compare_until.isoformat() if q.compare_until else None,
+        **body,
+        "change": change(before.nps, now.nps),
+        "significant": is_significant(before.triple, now.triple),
+    }
 
 
 _GROUP_COLUMN = {"survey": R.c.survey_id, "company": R.c.company_id, "source": R.c.source}

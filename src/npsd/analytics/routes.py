@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from npsd.analytics import metrics
 from npsd.analytics.schemas import NpsMetrics, SurveyStats
 from npsd.auth.deps import Viewer
+from npsd.kit.errors import BadRequest
 from npsd.kit.http import DbSession, TransactionRoute, json_response
 from npsd.kit.listing import ParamStr, check_since_until, id_list
 from npsd.kit.timeutil import utcnow
@@ -38,9 +39,23 @@ def metrics_query(
     groupBy: Annotated[
         metrics.GroupBy | None, Query(description="Also break the answers down by this")
     ] = None,
+    compareSince: Annotated[
+        UtcDatetime | None,
+        Query(
+            description="First day (UTC) of a period to compare with (e.g. the previous period of the same "
+            "length); with compareUntil, adds `comparison`"
+        ),
+    ] = None,
+    compareUntil: Annotated[
+        UtcDatetime | None, Query(description="Last day (UTC) of the period to compare with, included")
+    ] = None,
 ) -> metrics.MetricsQuery:
     first, last = (since.date() if since else None), (until.date() if until else None)
     check_since_until(first, last)  # whole days: a later hour of the same day is that day
+    compare_first = compareSince.date() if compareSince else None
+    compare_last = compareUntil.date() if compareUntil else None
+    if compare_first is not None and compare_last is not None and compare_first > compare_last:
+        raise BadRequest.field("compareSince", "must not be after compareUntil")
     return metrics.MetricsQuery(
         since=first,
         until=last,
@@ -49,6 +64,8 @@ def metrics_query(
         source=source,
         interval=interval,
         group_by=groupBy,
+        compare_since=compare_first,
+        compare_until=compare_last,
     )
 
 
@@ -95,6 +112,11 @@ def nps_metrics(q: MetricsQueryDep, principal: Viewer, session: DbSession) -> Re
     is beyond chance at 95% (|Δ| > 1.96·sqrt(SE₁² + SE₂²), with the adjusted standard errors and
     Δ between the adjusted estimates). With `groupBy`, `groups` breaks the same answers down by
     survey, company or source (`key` null for answers without one).
+
+    With `compareSince` and/or `compareUntil`, `comparison` holds the same figures for that other
+    period (same `surveyId`, `companyId` and `source`), the `change` of the NPS from it, and
+    whether that change is `significant` at 95% (the test of `trend`). The dashboard's overview
+    compares each period with the one of the same length just before it this way.
 
     Figures come from a daily roll-up of answer counts, so the cost follows the number of days
     (and surveys, companies and sources), not the number of answers.

@@ -41,6 +41,10 @@ class TrendPoint(BaseModel):
         "of the adjusted estimates 100·(p̃ - d̃) (so one promoter against one detractor is not); "
         "null if either period has no answers"
     )
+    confidenceInterval: tuple[float, float] | None = Field(
+        description="As in the body: [lower, upper] of the 95% interval of this period, around the adjusted "
+        "estimate (not simply npsScore ± marginOfError); null for a period without answers",
+    )
 
 
 class GroupMetrics(BaseModel):
@@ -88,6 +92,22 @@ class NpsSummary(BaseModel):
     lowSample: bool = Field(description="True below 30 answers or when the margin of error exceeds 10 points")
 
 
+class PeriodComparison(NpsSummary):
+    """The figures of the period a metrics request compares with (``compareSince`` /
+    ``compareUntil``), and how the requested period differs from it."""
+
+    since: str | None = Field(description="compareSince as a day (UTC); null when not given")
+    until: str | None = Field(description="compareUntil as a day (UTC); null when not given")
+    totalResponses: int
+    change: float | None = Field(
+        description="The body's npsScore minus this period's, one decimal; null if either has no answers"
+    )
+    significant: bool | None = Field(
+        description="Whether that change is beyond chance at 95% (the test of the trend's `significant`); "
+        "null if either period has no answers"
+    )
+
+
 class NpsMetrics(NpsSummary):
     totalResponses: int
     responseRate: float | None = Field(
@@ -99,4 +119,9 @@ class NpsMetrics(NpsSummary):
     )
     groups: list[GroupMetrics] = Field(
         description="With groupBy: one line per key, most answers first; else empty"
+    )
+    comparison: PeriodComparison | None = Field(
+        default=None,
+        description="Only with compareSince or compareUntil (absent otherwise): the figures of that period "
+        "and the change from it",
     )
