@@ -95,7 +95,9 @@ def parse_period(
     raw_interval = params.get("interval", "").strip()
     if raw_interval and raw_interval not in INTERVALS:
         errors["interval"] = "Choose day, week or month."
-    custom = (raw_since or raw_until) and preset in (None, "custom")
+    # typed dates win over a preset: a filter form keeps the current preset in a hidden field,
+    # and a range typed into that form must replace it
+    custom = bool(raw_since or raw_until)
     if errors or not custom:
         key = preset if preset in PRESETS and not errors else default
         days = PRESETS[key][1]
