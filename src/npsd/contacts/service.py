@@ -6,15 +6,15 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from npsd.kit.db import lock_org_writes
+from npsd.kit.db import lock_org_writes, one_of
 from npsd.kit.errors import BadRequest, Conflict
 from npsd.kit.ids import new_id
 from npsd.kit.listing import Page
-from npsd.kit.models import Company, CompanyDomain, Enduser, NpsRecord
+from npsd.kit.models import Company, CompanyDomain, Enduser, NpsRecord, Survey
 from npsd.kit.timeutil import iso, utcnow
 from npsd.kit.validation import email_key
 from npsd.records.filing import file_addresses
@@ -24,7 +24,7 @@ from npsd.records.rollups import (
     refresh_companies,
     rollup_key,
 )
-from npsd.records.service import delete_records
+from npsd.records.service import ListQuery, delete_records, list_records
 
 # ------------------------------------------------------------------------------------------- output
 
@@ -389,3 +389,84 @@ def delete_enduser(session: Session, enduser: Enduser, cascade: bool) -> None:
     session.flush()
     if company:
         refresh_companies(session, org_id, {company})
+
+
+# ------------------------------------------------------------------------- reads for the dashboard
+
+
+def company_index(session: Session, org_id: str) -> list[dict[str, Any]]:
+    """Every company of the organization with its Planhat NPS (``nps``, ``npsResponses``: each
+    contact's latest answer of the last 360 days), by name: the rows of the dashboard's companies
+    table, which adds each one's figures for a period from the metrics."""
+    rows = session.execute(
+        select(Company.id, Company.name, Company.nps, Company.nps_responses)
+        .where(Company.org_id == org_id)
+        .order_by(Company.name, Company.id)
+    )
+    return [{"_id": i, "name": n, "nps": nps, "npsResponses": count} for i, n, nps, count in rows]
+
+
+def company_contacts(
+    session: Session, org_id: str, company_id: str, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of a company's contacts with their latest answer (as ``GET /endusers?companyId=``
+    lists them, by address), and how many it has."""
+    rows = list_endusers(session, org_id, Page(limit, offset, "email", None), company_ids=[company_id])
+    total = session.scalar(
+        select(func.count()).where(Enduser.org_id == org_id, Enduser.company_id == company_id)
+    )
+    return rows, int(total or 0)
+
+
+def record_answers(session: Session, org_id: str, q: ListQuery) -> list[dict[str, Any]]:
+    """The records ``q`` selects (``GET /nps``'s query, newest first) with the names a person
+    reads beside the ids: ``surveyName`` (None for an answer without a survey, or whose campaign
+    is not one of the organization's surveys), ``contactName`` (the name, else the address) and
+    ``companyName`` (None without a company)."""
+    records = list_records(session, org_id, q)
+    surveys = {r["campaignId"] for r in records if r["campaignId"]}
+    contacts = {r["euId"] for r in records if r["euId"]}
+    companies = {r["cId"] for r in records if r["cId"]}
+    survey_names: dict[str, str] = {}
+    if surveys:
+        rows = session.execute(
+            select(Survey.id, Survey.name).where(Survey.org_id == org_id, one_of(session, Survey.id, surveys))
+        )
+        survey_names = {sid: name for sid, name in rows}
+    contact_names: dict[str, str] = {}
+    if contacts:
+        for eid, name, email in session.execute(
+            select(Enduser.id, Enduser.name, Enduser.email).where(
+                Enduser.org_id == org_id, one_of(session, Enduser.id, contacts)
+            )
+        ):
+            contact_names[eid] = name or email
+    company_names: dict[str, str] = {}
+    if companies:
+        rows = session.execute(
+            select(Company.id, Company.name).where(
+                Company.org_id == org_id, one_of(session, Company.id, companies)
+            )
+        )
+        company_names = {cid: name for cid, name in rows}
+    for r in records:
+        r["surveyName"] = survey_names.get(r["campaignId"]) if r["campaignId"] else None
+        r["contactName"] = contact_names.get(r["euId"], r["email"])
+        r["companyName"] = company_names.get(r["cId"]) if r["cId"] else None
+    return records
+
+
+def company_answers(session: Session, org_id: str, company_id: str, limit: int) -> list[dict[str, Any]]:
+    """A company's latest answers, newest first, whatever their age (``GET /nps?companyId=<id>
+    &npsExpiryDay=0``), with their names."""
+    return record_answers(session, org_id, ListQuery(company_ids=[company_id], expiry_days=None, limit=limit))
+
+
+def contact_answers(
+    session: Session, org_id: str, enduser: Enduser, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    """A contact's answer history, newest first, whatever its age: ``GET /nps``'s query filtered
+    by the contact (``email=<address>&npsExpiryDay=0``), with their names."""
+    return record_answers(
+        session, org_id, ListQuery(email=enduser.email, expiry_days=None, limit=limit, offset=offset)
+    )
