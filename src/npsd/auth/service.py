@@ -111,22 +111,28 @@ def revoke_token(session: Session, jti: str) -> bool:
 
 
 def create_user(session: Session, org: Organization, email: str, role: str, password: str) -> User:
-    check_role(role)
+    """A person who signs in with ``email`` and ``password``. Every problem with the input is
+    reported at once (400 naming each field), so a form can show each next to its field."""
+    problems: list[dict[str, str]] = []
+    if role not in tokens.ROLE_RANK:
+        problems.append({"field": "role", "issue": f"must be one of {', '.join(tokens.ROLES)}"})
     try:
         email = check_email(email.strip())
-    except ValueError as exc:
-        raise BadRequest.field("email", f"{email!r} is not a valid e-mail address") from exc
+    except ValueError:
+        problems.append({"field": "email", "issue": f"{email!r} is not a valid e-mail address"})
+    else:
+        if session.scalar(select(User.id).where(User.email == email_key(email))) is not None:
+            problems.append({"field": "email", "issue": "a user with this e-mail already exists"})
     if len(password) < 8:
-        raise BadRequest.field("password", "must be at least 8 characters")
-    if len(password) > 1024:
-        raise BadRequest.field("password", "must be at most 1024 characters")
-    key = email_key(email)
-    if session.scalar(select(User).where(User.email == key)) is not None:
-        raise BadRequest.field("email", "a user with this e-mail already exists")
+        problems.append({"field": "password", "issue": "must be at least 8 characters"})
+    elif len(password) > 1024:
+        problems.append({"field": "password", "issue": "must be at most 1024 characters"})
+    if problems:
+        raise BadRequest("; ".join(f"{p['field']}: {p['issue']}" for p in problems), problems)
     user = User(
         id=new_id(),
         org_id=org.id,
-        email=key,
+        email=email_key(email),
         password_hash=hash_password(password),
         role=role,
         created_at=utcnow(),
