@@ -39,7 +39,7 @@ STACK = [
     "web",
     "app",
 ]
-TOP_LEVEL_APP_MODULES = {"app", "cli", "__main__"}
+TOP_LEVEL_APP_MODULES = {"app", "cli", "demo", "__main__"}
 
 
 def area_of(module: str) -> str | None:
