@@ -319,6 +319,19 @@ def test_a_new_token_is_shown_once_and_works_until_revoked(
     assert secret not in after
 
 
+def test_a_hostile_token_name_is_shown_as_text(app: Any, database: TestDatabase, org: Org) -> None:
+    admin = browser(app, database, org.admin)
+    r = admin.post(
+        "/app/settings/tokens",
+        data={"csrf_token": csrf(admin), "name": HOSTILE, "role": "viewer", "ttlDays": "1"},
+    )
+    assert r.status_code == 201
+    for html in (r.text, admin.get("/app/settings/tokens").text):
+        assert HOSTILE not in html
+        assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;</td>" in html
+        assert 'aria-label="Revoke &lt;script&gt;' in html
+
+
 def test_sessions_are_not_listed_as_tokens(app: Any, database: TestDatabase, org: Org) -> None:
     admin = browser(app, database, org.admin)
     page = admin.get("/app/settings/tokens").text
