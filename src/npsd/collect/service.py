@@ -25,8 +25,10 @@ company and metric roll-ups stay exact, and one invitation never has more than o
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import hmac
+import io
 import logging
 import re
 import secrets
@@ -41,11 +43,11 @@ from sqlalchemy.orm import Session
 
 from npsd.collect import mailer
 from npsd.collect.i18n import pick, question
-from npsd.collect.schemas import InvitationsCreate, RecipientIn
+from npsd.collect.schemas import MAX_RECIPIENTS, InvitationsCreate, RecipientIn
 from npsd.kit import events
 from npsd.kit.config import Settings
 from npsd.kit.db import Database, lock_org_writes, one_of
-from npsd.kit.errors import Conflict, NotFound, summary, validation_details
+from npsd.kit.errors import BadRequest, Conflict, NotFound, summary, validation_details
 from npsd.kit.ids import new_ids
 from npsd.kit.jobs import JobInfo, RetryLater, enqueue, enqueue_new, handler
 from npsd.kit.models import Company, Invitation, Job, Survey, Unsubscribe
@@ -821,3 +823,111 @@ def send_reminder(db: Database, job: JobInfo) -> None:
                 status=case((Invitation.status == "sent", "reminded"), else_=Invitation.status),
             )
         )
+
+
+# ---------------------------------------------------------------------- recipients typed by people
+
+MAX_RECIPIENT_FILE_BYTES = 2 * 1024 * 1024  # 5,000 rows of address, name and locale fit in well under this
+RECIPIENT_FILE_SUFFIXES = (".csv", ".txt")
+_NAMED_ADDRESS = re.compile(r"^(?P<name>.*?)\s*<(?P<email>[^<>]*)>$")
+_EMAIL_HEADERS = frozenset({"email", "e-mail", "email address", "e-mail address"})
+
+
+def _recipient(email: str, name: str = "", locale: str = "") -> dict[str, Any]:
+    """A recipient object as the API takes it; empty name and locale are left out."""
+    out: dict[str, Any] = {"email": email.strip()}
+    if name.strip():
+        out["name"] = name.strip().strip('"').strip()
+    if locale.strip():
+        out["locale"] = locale.strip()
+    return out
+
+
+def recipients_from_lines(text: str) -> list[dict[str, Any]]:
+    """Recipients as a person pastes them, one per line: ``address``, ``Name <address>``, or
+    ``address, name, locale`` (commas, semicolons or tabs, as copied from a spreadsheet).
+
+    Nothing is refused here: each line becomes one recipient object, and
+    :func:`create_invitations` checks it by the API's rules and reports an invalid one at its
+    position, so a pasted list gets the same outcome, line by line, as the same list sent to
+    the API. Blank lines are skipped.
+    """
+    recipients: list[dict[str, Any]] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        named = _NAMED_ADDRESS.match(line)
+        if named:
+            recipients.append(_recipient(named["email"], named["name"]))
+            continue
+        separator = next((s for s in ("\t", ";", ",") if s in line), None)
+        if separator is None:
+            recipients.append(_recipient(line))
+            continue
+        email, name, locale = ([*line.split(separator, 2), "", ""])[:3]
+        recipients.append(_recipient(email, name, locale))
+    return recipients
+
+
+def _decode_recipient_file(data: bytes) -> str:
+    if b"\x00" in data:
+        raise BadRequest.field("file", "is not a CSV file (it holds binary data)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:  # a spreadsheet's "CSV" without "UTF-8" is Windows-1252
+        return data.decode("cp1252")
+    except UnicodeDecodeError as exc:
+        raise BadRequest.field("file", "is not a text file in UTF-8 or Windows-1252") from exc
+
+
+def recipients_from_csv(data: bytes, filename: str | None = None) -> list[dict[str, Any]]:
+    """The recipients of an uploaded CSV file: a header row naming an ``email`` column and
+    optionally ``name`` and ``locale`` (any order and case; other columns are ignored), then one
+    row per recipient. Commas or semicolons separate the cells (the header row says which);
+    UTF-8 with or without a byte-order mark, or Windows-1252 as older spreadsheets save it.
+
+    A file that is not such a CSV, or is larger than :data:`MAX_RECIPIENT_FILE_BYTES`, is a 400
+    naming ``file``. Like :func:`recipients_from_lines`, rows are not checked here: each becomes
+    a recipient object that :func:`create_invitations` checks and reports on.
+    """
+    if filename and not filename.lower().endswith(RECIPIENT_FILE_SUFFIXES):
+        raise BadRequest.field("file", "must be a CSV file (.csv) with the columns email, name, locale")
+    if len(data) > MAX_RECIPIENT_FILE_BYTES:
+        raise BadRequest.field("file", f"is larger than {MAX_RECIPIENT_FILE_BYTES // (1024 * 1024)} MB")
+    text = _decode_recipient_file(data)
+    first_line = text.split("\n", 1)[0]
+    delimiter = max((",", ";", "\t"), key=first_line.count)
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next((row for row in rows if any(cell.strip() for cell in row)), None)
+        if header is None:
+            raise BadRequest.field("file", "is empty")
+        names = [cell.strip().lower() for cell in header]
+        email_at = next((i for i, n in enumerate(names) if n in _EMAIL_HEADERS), None)
+        if email_at is None:
+            raise BadRequest.field(
+                "file", "needs a header row naming its columns: email, and optionally name and locale"
+            )
+        name_at = names.index("name") if "name" in names else None
+        locale_at = names.index("locale") if "locale" in names else None
+
+        def cell(row: list[str], at: int | None) -> str:
+            return row[at] if at is not None and at < len(row) else ""
+
+        recipients = [
+            _recipient(cell(row, email_at), cell(row, name_at), cell(row, locale_at))
+            for row in rows
+            if any(c.strip() for c in row)
+        ]
+    except csv.Error as exc:
+        raise BadRequest.field("file", f"is not a readable CSV file: {exc}") from exc
+    if not recipients:
+        raise BadRequest.field("file", "has no recipients below its header row")
+    if len(recipients) > MAX_RECIPIENTS:
+        raise BadRequest.field(
+            "file", f"has {len(recipients)} recipients; at most {MAX_RECIPIENTS} can be invited at once"
+        )
+    return recipients
