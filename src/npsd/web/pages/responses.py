@@ -1,9 +1,289 @@
-"""Dashboard section `responses` (filled in by its own change)."""
+"""The feed of answers ``/app/responses``: newest first, filtered, paged, downloadable, live.
+
+The filters live in the URL so a filtered view can be shared, with the API's names where the API
+has them: ``surveyId``, ``category`` (``scoreType`` of ``GET /nps``), ``score``, ``companyId``,
+``period`` or ``since``/``until`` (whole UTC days, both included), ``search`` (in comments) and
+``page``. They become one :class:`~npsd.records.service.ListQuery`, the query ``GET /nps`` and
+``GET /nps/export`` use, so the rows, the count ("N responses") and the downloads hold the same
+answers. A malformed filter (a score of 11, a date that is not one, a survey or company that is
+not the organization's) is named next to its field with status 400, and no answer is listed.
+
+Live: on the first page the feed polls ``/app/responses/live`` (htmx, every few seconds) with a
+digest of the rows it shows; the reply is 204 (htmx keeps the feed) until the newest answers
+change. Later pages do not poll: new answers would shift the rows under the reader.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time
+from typing import Any
 
-from npsd.web.render import PageRoute
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from npsd.analytics.nps import CATEGORY_RANGES
+from npsd.exports.service import check_format, stream_records
+from npsd.kit.db import Database, one_of
+from npsd.kit.errors import BadRequest
+from npsd.kit.http import DbSession
+from npsd.kit.models import Company, Enduser, Survey
+from npsd.kit.timeutil import utcnow
+from npsd.records.output import T, to_output
+from npsd.records.service import ListQuery, filtered, ordered
+from npsd.web.filters import PRESETS, Period, parse_period
+from npsd.web.pages.overview import (
+    CATEGORY_LABELS,
+    LIVE_EVERY,
+    MAX_FIELD,
+    check_company,
+    check_survey,
+    company_options,
+    digest,
+    query_values,
+    survey_options,
+)
+from npsd.web.render import PageRoute, render, with_query
+from npsd.web.session import PageUser, PageViewer
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+PAGE_SIZE = 25
+MAX_PAGE = 1_000_000
+MAX_SEARCH = 200
+FORMATS = ("csv", "xlsx", "json", "ndjson")
+FILTER_NAMES = ("period", "since", "until", "surveyId", "category", "score", "companyId", "search")
+CATEGORY_OPTIONS = [("", "All"), *CATEGORY_LABELS.items()]
+SCORE_OPTIONS = [("", "All"), *((str(s), str(s)) for s in range(11))]
+
+
+@dataclass(frozen=True)
+class Feed:
+    """The answers asked for: the filters as understood, what was typed, and the problems."""
+
+    period: Period
+    survey_id: str | None
+    company_id: str | None
+    category: str | None
+    score: int | None
+    search: str | None
+    page: int
+    values: dict[str, str]
+    errors: dict[str, str]
+
+    @property
+    def filters(self) -> dict[str, str]:
+        """The URL parameters of these answers (without the page): links keep them."""
+        return {
+            **self.period.params(),
+            "surveyId": self.survey_id or "",
+            "category": self.category or "",
+            "score": "" if self.score is None else str(self.score),
+            "companyId": self.company_id or "",
+            "search": self.search or "",
+        }
+
+    def list_query(self, limit: int = PAGE_SIZE) -> ListQuery:
+        """The ``GET /nps`` query of these answers: every age (no 360-day default), newest first."""
+        return ListQuery(
+            company_ids=[self.company_id] if self.company_id else None,
+            campaign_ids=[self.survey_id] if self.survey_id else None,
+            score_type=self.category,
+            since=datetime.combine(self.period.since, time.min) if self.period.since else None,
+            until=end_of_day(self.period.until) if self.period.until else None,
+            expiry_days=None,
+            limit=limit,
+            offset=(self.page - 1) * limit,
+        )
+
+
+def end_of_day(day: date) -> datetime:
+    """The last instant of a UTC day: ``until`` names whole days, ``GET /nps`` an instant."""
+    return datetime.combine(day, time.max)
+
+
+def parse_feed(request: Request, session: Session, user: PageUser) -> Feed:
+    """The filters of the URL, each checked; problems are kept by field, never raised."""
+    values = query_values(request, FILTER_NAMES)
+    period, errors = parse_period(values, utcnow().date(), default="all")
+    survey_id, problem = check_survey(session, user.org_id, values.get("surveyId", ""))
+    if problem:
+        errors["surveyId"] = problem
+    company_id, problem = check_company(session, user.org_id, values.get("companyId", ""))
+    if problem:
+        errors["companyId"] = problem
+    category = values.get("category") or None
+    if category is not None and category not in CATEGORY_RANGES:
+        errors["category"] = "Choose Promoters, Passives or Detractors."
+        category = None
+    score: int | None = None
+    raw_score = values.get("score", "")
+    if raw_score:
+        if raw_score.isdigit() and 0 <= int(raw_score) <= 10:
+            score = int(raw_score)
+        else:
+            errors["score"] = "Choose a score from 0 to 10."
+    search = values.get("search") or None
+    if search is not None and (len(search) > MAX_SEARCH or "\x00" in search):
+        errors["search"] = f"Search for at most {MAX_SEARCH} characters."
+        search = None
+    if search is not None:  # never ignored: the comment index is not in the records query yet
+        errors["search"] = "Searching comments is not available yet."
+        search = None
+    raw_page = request.query_params.get("page", "").strip()[: MAX_FIELD + 1]
+    page = 1
+    if raw_page:
+        if raw_page.isdigit() and 1 <= int(raw_page) <= MAX_PAGE:
+            page = int(raw_page)
+        else:
+            errors["page"] = f"Choose a page from 1 to {MAX_PAGE}."
+    return Feed(period, survey_id, company_id, category, score, search, page, values, errors)
+
+
+# ------------------------------------------------------------------------------- reading answers
+
+
+def feed_statement(org_id: str, feed: Feed) -> Select[Any]:
+    """The records of ``feed`` (the ``GET /nps`` filter of its list query, and its score)."""
+    stmt = filtered(org_id, feed.list_query(), utcnow())
+    if feed.score is not None:
+        stmt = stmt.where(T.c.score == feed.score)
+    return stmt
+
+
+def count_answers(session: Session, org_id: str, feed: Feed) -> int:
+    """How many answers match (every page)."""
+    stmt = feed_statement(org_id, feed).with_only_columns(T.c.id).order_by(None)
+    return int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+
+
+def page_records(session: Session, org_id: str, feed: Feed) -> list[dict[str, Any]]:
+    """One page of answers, newest first, as ``GET /nps`` prints them."""
+    q = feed.list_query()
+    stmt = ordered(feed_statement(org_id, feed), None).limit(q.limit).offset(q.offset)
+    return [to_output(row) for row in session.execute(stmt)]
+
+
+def _names(session: Session, org_id: str, model: Any, ids: set[str]) -> dict[str, Any]:
+    if not ids:
+        return {}
+    columns = (model.id, model.name, model.email) if model is Enduser else (model.id, model.name)
+    found = session.execute(select(*columns).where(model.org_id == org_id, one_of(session, model.id, ids)))
+    return {row[0]: (row[1] or row[2]) if model is Enduser else row[1] for row in found}
+
+
+def with_names(session: Session, org_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with the names a person reads beside the ids: ``surveyName`` (None without a
+    survey of the organization), ``contactName`` (the name, else the address), ``companyName``."""
+    surveys = _names(session, org_id, Survey, {r["campaignId"] for r in rows if r["campaignId"]})
+    contacts = _names(session, org_id, Enduser, {r["euId"] for r in rows if r["euId"]})
+    companies = _names(session, org_id, Company, {r["cId"] for r in rows if r["cId"]})
+    for r in rows:
+        r["surveyName"] = surveys.get(r["campaignId"]) if r["campaignId"] else None
+        r["contactName"] = contacts.get(r["euId"]) or r["email"]
+        r["companyName"] = companies.get(r["cId"]) if r["cId"] else None
+    return rows
+
+
+# ----------------------------------------------------------------------------------------- pages
+
+
+def survey_label(answer: Mapping[str, Any]) -> str:
+    """The survey of an answer: its name, the campaign id it was imported with, or "No survey"."""
+    if answer.get("surveyName"):
+        return str(answer["surveyName"])
+    if answer.get("campaignId"):
+        return f"Campaign {answer['campaignId']}"
+    return "No survey"
+
+
+def feed_context(feed: Feed, answers: list[dict[str, Any]], total: int) -> dict[str, Any]:
+    """The context of the feed's live block: the count, the rows, the pager."""
+    pages = max(1, -(-total // PAGE_SIZE))
+    live = feed.page == 1 and not feed.errors
+    return {
+        "feed": feed,
+        "answers": answers,
+        "total": total,
+        "pages": pages,
+        "previous_link": with_query(
+            "/app/responses", feed.filters, page=feed.page - 1 if feed.page > 2 else None
+        )
+        if feed.page > 1
+        else None,
+        "next_link": with_query("/app/responses", feed.filters, page=feed.page + 1)
+        if feed.page < pages
+        else None,
+        "live_url": with_query("/app/responses/live", feed.filters, v=rows_digest(answers)) if live else None,
+        "live_every": LIVE_EVERY,
+        "survey_label": survey_label,
+    }
+
+
+def rows_digest(answers: list[dict[str, Any]]) -> str:
+    """The fingerprint of a first page: its answers and their versions. The count is left out,
+    so a poll that finds the same rows costs one indexed query of 25 rows, never a count."""
+    return digest([(a["_id"], a["__v"]) for a in answers])
+
+
+@router.get("/app/responses", response_class=HTMLResponse)
+def responses(request: Request, user: PageViewer, session: DbSession) -> HTMLResponse:
+    """The feed: every answer that matches the filters, newest first, 25 per page."""
+    feed = parse_feed(request, session, user)
+    answers: list[dict[str, Any]] = []
+    total = 0
+    if not feed.errors:
+        answers = with_names(session, user.org_id, page_records(session, user.org_id, feed))
+        total = count_answers(session, user.org_id, feed)
+    context = {
+        **feed_context(feed, answers, total),
+        "values": feed.values,
+        "errors": feed.errors,
+        "presets": [(key, label) for key, (label, _) in PRESETS.items()],
+        "preset_links": {
+            key: with_query("/app/responses", feed.filters, period=key, since=None, until=None)
+            for key in PRESETS
+        },
+        "surveys": survey_options(session, user.org_id, feed.survey_id),
+        "companies": company_options(session, user.org_id, feed.company_id),
+        "categories": CATEGORY_OPTIONS,
+        "scores": SCORE_OPTIONS,
+        "downloads": [
+            (fmt.upper(), with_query(f"/app/responses/export.{fmt}", feed.filters)) for fmt in FORMATS
+        ],
+    }
+    return render(request, "responses.html", context, user=user, status=400 if feed.errors else 200)
+
+
+@router.get("/app/responses/live", response_class=HTMLResponse)
+def responses_live(request: Request, user: PageViewer, session: DbSession, v: str = "") -> Response:
+    """The first page of the feed again when its rows changed since digest ``v``, else 204."""
+    feed = replace(parse_feed(request, session, user), page=1)
+    if feed.errors:
+        return Response(status_code=204)
+    answers = page_records(session, user.org_id, feed)
+    if rows_digest(answers) == v:
+        return Response(status_code=204)
+    with_names(session, user.org_id, answers)
+    total = count_answers(session, user.org_id, feed)
+    context = {**feed_context(feed, answers, total), "updated": utcnow()}
+    return render(request, "_responses_feed.html", context, user=user)
+
+
+@router.get("/app/responses/export.{fmt}")
+def export_responses(request: Request, fmt: str, user: PageViewer, session: DbSession) -> StreamingResponse:
+    """The feed's answers (every page) as a download: the file ``GET /nps/export`` writes for the
+    same filters."""
+    check_format(fmt)
+    feed = parse_feed(request, session, user)
+    if feed.errors:
+        name, issue = next(iter(feed.errors.items()))
+        raise BadRequest(
+            f"{name}: {issue}", [{"field": key, "issue": message} for key, message in feed.errors.items()]
+        )
+    db: Database = request.app.state.db
+    stmt = ordered(feed_statement(user.org_id, feed), None)
+    return stream_records(db, stmt, fmt, "nps-responses")
