@@ -186,21 +186,28 @@ def distribution_chart(
     parts: list[str] = [
         f'<line class="axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + 14 + plot_h}" y2="{TOP + 14 + plot_h}"/>'
     ]
+    links: list[str] = []
     for score, count in enumerate(distribution):
         h = plot_h * count / top
         bx, by = LEFT + slot * score + slot * 0.15, TOP + 14 + plot_h - h
         share = f"{100 * count / total:.1f}%" if total else "—"
         label = escape(f"Score {score} ({category(score)}): {count} answers, {share}")
-        bar = f'<rect class="bar-{category(score)}" x="{bx:.1f}" y="{by:.1f}" width="{slot * 0.7:.1f}" height="{max(h, 0.5):.1f}"><title>{label}</title></rect>'
-        if href is not None:
-            bar = f'<a href="{escape(href(score))}" aria-label="{label}">{bar}</a>'
-        parts.append(bar)
+        parts.append(
+            f'<rect class="bar-{category(score)}" x="{bx:.1f}" y="{by:.1f}" width="{slot * 0.7:.1f}" '
+            f'height="{max(h, 0.5):.1f}"/>'
+        )
         parts.append(
             f'<text class="tick" x="{bx + slot * 0.35:.1f}" y="{by - 4:.1f}" text-anchor="middle">{count}</text>'
         )
         parts.append(
             f'<text class="tick" x="{bx + slot * 0.35:.1f}" y="{HEIGHT - 8}" text-anchor="middle">{score}</text>'
         )
+        if href is not None:
+            # A link laid over the bar's column (HTML, not inside the SVG: an image has no
+            # interactive parts), so a click or Enter on a bar opens the filtered feed.
+            links.append(
+                f'<li><a href="{escape(href(score))}" aria-label="{label}" class="slot-{score}"></a></li>'
+            )
     desc = f"{total} answers; " + ", ".join(f"score {s}: {c}" for s, c in enumerate(distribution))
     svg = (
         f'<svg role="img" aria-labelledby="{uid}-t {uid}-d" viewBox="0 0 {WIDTH} {HEIGHT}" '
@@ -220,7 +227,11 @@ def distribution_chart(
         f'<th scope="col" class="num">Answers</th><th scope="col" class="num">Share</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div></details>"
     )
-    return Markup(f'<figure class="chart"><figcaption>{escape(title)}</figcaption>{svg}{table}</figure>')
+    overlay = f'<ol class="bar-links">{"".join(links)}</ol>' if links else ""
+    return Markup(
+        f'<figure class="chart"><figcaption>{escape(title)}</figcaption>'
+        f'<div class="plot">{svg}{overlay}</div>{table}</figure>'
+    )
 
 
 def sparkline(values: Sequence[float | None], label: str) -> Markup:
