@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -182,6 +183,8 @@ def test_the_list_refuses_a_malformed_filter_by_name(org: Org) -> None:
         ({"page": "0"}, "page"),
         ({"isActive": "maybe"}, "isActive"),
         ({"page": "x"}, "page"),
+        ({"q": "a\x00b"}, "q"),
+        ({"q": "x" * 201}, "q"),
     ):
         r = org.page("viewer").get("/app/surveys", params=params)
         assert r.status_code == 400, params
@@ -330,6 +333,13 @@ def test_a_malformed_page_filter_is_named_next_to_it(org: Org, answered: dict[st
     assert figure(r.text, "totalResponses") == "17"  # the default period meanwhile
     r = org.page("viewer").get(f"/app/surveys/{answered['id']}", params={"page": "-1"})
     assert r.status_code == 400 and "page" in r.text
+    r = org.page("viewer").get(f"/app/surveys/{answered['id']}", params={"until": "2026-01-01\x00"})
+    assert r.status_code == 400 and "until" in r.text
+    r = org.page("viewer").get(
+        f"/app/surveys/{answered['id']}", params={"since": "2026-02-01", "until": "2026-01-01"}
+    )
+    assert r.status_code == 400
+    assert error_of(r.text, "until") == "The end must not be before the start."
 
 
 def test_another_organizations_survey_is_not_found(database: TestDatabase, org: Org) -> None:
@@ -884,8 +894,22 @@ def test_a_viewer_reads_a_survey_in_a_browser(
         assert page.get_by_role("img", name=re.compile("NPS trend")).count() == 1
         assert page.get_by_role("img", name=re.compile("Score distribution")).count() == 1
         assert page.locator("caption", has_text="Score distribution").count() == 1
-        bar = page.locator(f'svg a[href*="surveyId={sid}"][href*="score=10"]')
-        assert bar.count() == 1
+        bar = page.get_by_role("link", name=re.compile(r"^Score 10 \(promoter\): 3 answers"))
+        assert bar.get_attribute("href") == f"/app/responses?surveyId={sid}&period=all&score=10"
+        with page.expect_navigation():
+            bar.click()
+        assert page.inner_text("h1") == "Responses"
+        assert page.get_by_text("3 responses", exact=True).count() == 1
+        page.go_back()
+        with page.expect_navigation():
+            page.get_by_role("link", name="Detractors", exact=True).click()
+        assert parse_qs(urlsplit(page.url).query) == {
+            "surveyId": [sid],
+            "period": ["all"],
+            "category": ["detractor"],
+        }
+        assert page.get_by_text("3 responses", exact=True).count() == 1
+        page.go_back()
         # a viewer reads: no control to change anything
         for name in (
             "Deactivate",

@@ -37,7 +37,7 @@ from npsd.exports.service import FORMATS, stream_records
 from npsd.kit.config import Settings
 from npsd.kit.errors import NpsdError, validation_details
 from npsd.kit.http import AppSettings, DbSession
-from npsd.kit.listing import SALESOS_MAX_PAGE
+from npsd.kit.listing import SALESOS_MAX_PAGE, ParamStr
 from npsd.kit.models import Survey
 from npsd.kit.timeutil import utcnow
 from npsd.surveys import service as surveys
@@ -58,7 +58,7 @@ CATEGORY_LABELS = {"promoter": "Promoters", "passive": "Passives", "detractor": 
 FORMAT_LABELS = {fmt: fmt.upper() for fmt in FORMATS}  # CSV, XLSX, JSON, NDJSON
 PERIOD_NAMES = ("period", "since", "until", "interval")
 PageParam = Annotated[int, Query(ge=1, le=SALESOS_MAX_PAGE)]
-TextParam = Annotated[str, Query(max_length=MAX_FIELD)]
+TextParam = Annotated[ParamStr, Query(max_length=MAX_FIELD)]  # no NUL: PostgreSQL refuses it
 M = TypeVar("M", bound=BaseModel)
 
 
