@@ -197,7 +197,7 @@ def company_rows(companies: list[dict[str, Any]], groups: list[dict[str, Any]]) 
 
 def _name_key(row: CompanyRow) -> tuple[bool, str, str]:
     # "No company" is not a name: it comes after every company, ascending
-    return (row.name == NO_COMPANY and row.key is None, row.name.casefold(), row.key or "")
+    return (row.key is None, row.name.casefold(), row.key or "")
 
 
 def sorted_rows(rows: list[CompanyRow], sort: Sort) -> list[CompanyRow]:
