@@ -725,6 +725,7 @@ class LiveOrg:
     tenant: Tenant
     editor: Person
     viewer: Person
+    admin: Person
     api: httpx.Client
     answered: dict[str, Any]
     stranger_survey: str
@@ -750,6 +751,7 @@ def live(database: TestDatabase, site: Site) -> Iterator[LiveOrg]:
         tenant,
         make_user(site.db, tenant.org_id, "editor"),
         make_user(site.db, tenant.org_id, "viewer"),
+        make_user(site.db, tenant.org_id, "admin"),
         api,
         survey,
         theirs["id"],
@@ -978,6 +980,42 @@ def test_hostile_text_stays_text_in_a_browser(
             page.goto(site.url + path)
             assert page.locator("main script, main img").count() == 0, path
     assert dialogs == []
+
+
+def test_an_admin_edits_and_deletes_a_survey_in_a_browser(
+    site: Site, chromium: Any, request: pytest.FixtureRequest, live: LiveOrg
+) -> None:
+    survey = new_survey(live.api, live.tenant, name="Short-lived")  # type: ignore[arg-type]
+    answer(live.api, live.tenant, survey["id"], 8)  # type: ignore[arg-type]
+    with page_for(chromium, site, request) as page:
+        sign_in(page, site, live.admin, f"/app/surveys/{survey['id']}")
+        with page.expect_navigation():
+            page.get_by_role("link", name="Edit settings").click()
+        assert page.inner_text("h1") == "Edit Short-lived"
+        assert serious_violations(page) == []
+        page.get_by_label("Name", exact=True).fill("Renamed")
+        page.get_by_label("Reminder after (days)").fill("")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Save changes").click()
+        assert page.inner_text("h1") == "Renamed"
+        after = api_survey(live.api, live.tenant, survey["id"])  # type: ignore[arg-type]
+        assert (after["name"], after["reminderAfterDays"], after["question"]) == (
+            "Renamed",
+            None,
+            survey["question"],
+        )
+        with page.expect_navigation():
+            page.get_by_role("link", name="Delete survey").click()
+        assert page.inner_text("h1") == "Delete Renamed?"
+        assert serious_violations(page) == []
+        with page.expect_navigation():
+            page.get_by_role("button", name="Delete the survey and its answers").click()
+        assert page.inner_text("h1") == "Surveys"
+        assert "The survey was deleted" in page.inner_text("main")
+        assert page.get_by_role("link", name="Renamed").count() == 0
+        assert serious_violations(page) == []
+    gone = live.api.get(f"/v1/nps-surveys/{survey['id']}", headers=live.tenant.viewer)
+    assert gone.status_code == 404
 
 
 def test_a_survey_page_on_a_phone(
