@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from conftest import Tenant, TestDatabase, make_tenant
 from dashboard import Person, Site, csrf_of, make_user, page_for, serious_violations, sign_in
@@ -298,6 +299,27 @@ def test_each_trend_line_is_the_apis_monthly_trend(client: TestClient, viewer: T
     acme = rows[org.companies["acme"]].trend
     assert sum(v is not None for v in acme) >= 3  # answers in three different months at least
     assert rows[org.companies["delta"]].trend == [None] * 12
+
+
+def test_the_trend_lines_come_from_one_query(database: TestDatabase, viewer: TestClient, org: Org) -> None:
+    """Six rows, each with its trend line: the roll-up is read three times in all (the metrics'
+    days and groups, and the trend lines of every row at once), never once per company."""
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "nps_rollup" in statement:
+            statements.append(statement)
+
+    event.listen(database.db.engine, "before_cursor_execute", record)
+    try:
+        page = viewer.get("/app/companies?period=all")
+    finally:
+        event.remove(database.db.engine, "before_cursor_execute", record)
+    assert len(table_rows(page.text)) == 6
+    assert len(statements) == 3, statements
+    # the trend lines' query: one sum per month of the twelve, grouped by company and score
+    trend = [s for s in statements if s.count("CASE WHEN") == 12]
+    assert len(trend) == 1 and "GROUP BY nps_rollup.company_id, nps_rollup.score" in trend[0]
 
 
 def test_the_table_is_paged_by_fifty(client: TestClient, database: TestDatabase, pages_app: Any) -> None:
