@@ -32,7 +32,7 @@ from npsd.kit.listing import Page
 from npsd.kit.lookup import resolve
 from npsd.kit.models import Company
 from npsd.kit.timeutil import utcnow
-from npsd.surveys.service import SurveyQuery, find_survey, list_surveys
+from npsd.surveys.service import find_survey
 from npsd.web.charts import distribution_chart, trend_chart
 from npsd.web.filters import INTERVALS, PRESETS, Period, parse_period
 from npsd.web.render import PageRoute, render, with_query
@@ -57,8 +57,7 @@ def query_values(request: Request, names: tuple[str, ...]) -> dict[str, str]:
 
 def survey_options(session: Session, org_id: str, chosen: str | None) -> list[tuple[str, str]]:
     """("", "All surveys") and the organization's surveys by name (the chosen one always listed)."""
-    rows, _ = list_surveys(session, org_id, SurveyQuery(limit=MAX_OPTIONS, sort_by="name", descending=False))
-    options = [(str(s["id"]), str(s["name"])) for s in rows]
+    options = metrics.survey_choices(session, org_id, MAX_OPTIONS)
     if chosen and all(key != chosen for key, _ in options):
         options.append((chosen, find_survey(session, org_id, chosen).name))
     return [("", "All surveys"), *options]
