@@ -33,6 +33,8 @@ FIELDS = [
     "createdAt",
     "updatedAt",
 ]
+# the names beside the ids, after the custom columns (new columns go at the end)
+NAMES = ["enduserName", "companyName", "surveyName"]
 ALL = {"npsExpiryDay": 0}
 
 
@@ -102,7 +104,15 @@ def test_csv_header_values_escaping_and_custom_columns(
     )
     text = r.content.decode("utf-8")
     header = next(csv.reader(io.StringIO(text)))
-    assert header == [*FIELDS, "custom.note", "custom.plan", "custom.seats", "custom.tags", "custom.vip"]
+    assert header == [
+        *FIELDS,
+        "custom.note",
+        "custom.plan",
+        "custom.seats",
+        "custom.tags",
+        "custom.vip",
+        *NAMES,
+    ]
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [row["_id"] for row in rows] == list(reversed(sample))  # newest answer first, like GET /nps
     cat, bob, ann = rows
@@ -144,13 +154,14 @@ def _expected_csv(records: list[dict[str, Any]], keys: list[str]) -> bytes:
 
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow([*FIELDS, *(f"custom.{k}" for k in keys)])
+    writer.writerow([*FIELDS, *(f"custom.{k}" for k in keys), *NAMES])
     for r in records:
         custom = r["custom"] or {}
         writer.writerow(
             [
                 *(r[f] if f in ("score", "scoreType") else cell(r[f]) for f in FIELDS),
                 *(cell(custom.get(k)) for k in keys),
+                *(cell(r[f]) for f in NAMES),
             ]
         )
     return out.getvalue().encode()
@@ -176,6 +187,23 @@ def test_csv_bytes_equal_the_csv_module_on_hostile_text(client: TestClient, tena
         ",",
         "+",
     ]
+    # the names beside the ids are hostile too: contacts, companies and surveys named by the texts
+    # (every other record keeps its hostile campaignId text, which names no survey)
+    companies: dict[int, str] = {}
+    surveys: dict[int, str] = {}
+    for i, t in enumerate(texts):
+        if not t:
+            continue
+        r = client.post("/companies", json={"name": t}, headers=tenant.editor)
+        assert r.status_code in (200, 201), r.text
+        companies[i] = r.json()["_id"]
+        body = {"email": f"q{i}@example.com", "name": t, "companyId": companies[i]}
+        r = client.post("/endusers", json=body, headers=tenant.editor)
+        assert r.status_code in (200, 201), r.text
+        if i % 2 == 0:
+            r = client.post("/v1/nps-surveys", json={"name": t}, headers=tenant.editor)
+            assert r.status_code == 201, r.text
+            surveys[i] = r.json()["id"]
     items = [
         {
             "email": f"q{i}@example.com",
@@ -183,7 +211,8 @@ def test_csv_bytes_equal_the_csv_module_on_hostile_text(client: TestClient, tena
             "comment": t,
             "source": t or None,
             "sourceId": f"s-{i}" + t,
-            "campaignId": t[:60] or None,
+            "cId": companies.get(i),
+            "campaignId": surveys.get(i, t[:60] or None),
             "dateAnswered": f"2026-02-{1 + i:02d}T10:00:00Z",
             "custom": {
                 "text": t,
@@ -198,6 +227,11 @@ def test_csv_bytes_equal_the_csv_module_on_hostile_text(client: TestClient, tena
     body = export(client, tenant, "csv", **ALL).content
     records = json.loads(export(client, tenant, "json", **ALL).content)
     assert len(records) == len(texts)
+    by_email = {r["email"]: r for r in records}
+    for i, t in enumerate(texts):  # the JSON holds each name as it is, or null where none
+        record = by_email[f"q{i}@example.com"]
+        assert (record["enduserName"], record["companyName"]) == ((t, t) if t else (None, None))
+        assert record["surveyName"] == (t if i in surveys else None)
     assert body == _expected_csv(records, ["flag", "n", "nested", "text"])
 
 
@@ -213,7 +247,7 @@ def test_json_and_ndjson_parse_to_the_same_records(
     assert ann["custom"] == {"plan": "pro", "seats": 12, "vip": True, "note": "-2+3", "tags": ["a", "b"]}
     assert ann["comment"] == '=HYPERLINK("http://evil")'  # JSON is data, not a spreadsheet: no escaping
     assert ann["score"] == 10 and ann["scoreType"] == "promoter" and ann["cId"] is None
-    assert list(ann) == [*FIELDS, "custom"]
+    assert list(ann) == [*FIELDS, "custom", *NAMES]
     listed = {o["_id"]: o for o in client.get("/nps", params=ALL, headers=tenant.viewer).json()}
     for obj in array:
         assert all(obj[k] == listed[obj["_id"]][k] for k in (*FIELDS, "custom"))
@@ -232,7 +266,15 @@ def test_xlsx_has_typed_and_escaped_cells(client: TestClient, tenant: Tenant, sa
     sheet = openpyxl.load_workbook(io.BytesIO(r.content)).active
     rows = list(sheet.iter_rows(values_only=True))
     header = list(rows[0])
-    assert header == [*FIELDS, "custom.note", "custom.plan", "custom.seats", "custom.tags", "custom.vip"]
+    assert header == [
+        *FIELDS,
+        "custom.note",
+        "custom.plan",
+        "custom.seats",
+        "custom.tags",
+        "custom.vip",
+        *NAMES,
+    ]
     assert len(rows) == 4
     cat, bob, ann = (dict(zip(header, row, strict=True)) for row in rows[1:])
     assert ann["_id"] == sample[0]
@@ -266,7 +308,7 @@ def test_filters_are_those_of_the_list(client: TestClient, tenant: Tenant, sampl
     assert len(csv_rows(client, tenant, limit=1, offset=1, **ALL)) == 3
     # a filter on custom keys: the columns follow the rows exported
     r = export(client, tenant, "csv", scoreType="detractor", **ALL)
-    assert next(csv.reader(io.StringIO(r.text))) == FIELDS
+    assert next(csv.reader(io.StringIO(r.text))) == [*FIELDS, *NAMES]
 
 
 def test_default_window_is_the_lists(client: TestClient, tenant: Tenant) -> None:
@@ -284,7 +326,7 @@ def test_default_window_is_the_lists(client: TestClient, tenant: Tenant) -> None
 
 def test_empty_exports_are_well_formed(client: TestClient, tenant: Tenant) -> None:
     r = export(client, tenant, "csv")
-    assert r.text.splitlines() == [",".join(FIELDS)]
+    assert r.text.splitlines() == [",".join([*FIELDS, *NAMES])]
     assert export(client, tenant, "json").json() == []
     assert export(client, tenant, "ndjson").content == b""
     rows = list(
@@ -292,7 +334,7 @@ def test_empty_exports_are_well_formed(client: TestClient, tenant: Tenant) -> No
             values_only=True
         )
     )
-    assert rows == [tuple(FIELDS)]
+    assert rows == [(*FIELDS, *NAMES)]
 
 
 def test_batches_add_up(client: TestClient, tenant: Tenant) -> None:
@@ -435,7 +477,7 @@ def test_survey_responses_export_uses_the_same_writer(
         r.headers["content-disposition"],
     )
     rows = list(csv.DictReader(io.StringIO(r.text)))
-    assert sorted(row["_id"] for row in rows) == sorted(mine)
+    assert sorted(row["id"] for row in rows) == sorted(mine)
     assert {row["comment"] for row in rows} == {"'@home", ""}
     body = assert_error(
         client.get(
@@ -466,11 +508,11 @@ def test_too_many_custom_keys_become_one_json_column(client: TestClient, tenant:
         ],
     )
     rows = csv_rows(client, tenant)
-    assert list(rows[0]) == [*FIELDS, "custom"]
+    assert list(rows[0]) == [*FIELDS, "custom", *NAMES]
     assert sorted(len(json.loads(r["custom"])) for r in rows) == [600, 600]
     sheet = openpyxl.load_workbook(io.BytesIO(export(client, tenant, "xlsx").content)).active
     cells = list(sheet.iter_rows(values_only=True))
-    assert cells[0][-1] == "custom" and len(cells) == 3
+    assert list(cells[0][len(FIELDS) :]) == ["custom", *NAMES] and len(cells) == 3
     comment = cells[1][FIELDS.index("comment")]
     # cut to a spreadsheet cell's limit of 32,767 characters; the control character is stored in
     # OOXML's escaped form (_x0001_), which spreadsheets decode and openpyxl leaves as is
@@ -492,7 +534,239 @@ def test_csv_with_more_custom_keys_than_one_sql_function_takes(client: TestClien
     )
     rows = csv_rows(client, tenant, **ALL)
     by_email = {r["email"]: r for r in rows}
-    assert list(rows[0])[len(FIELDS) :] == [f"custom.{k}" for k in keys]
+    assert list(rows[0])[len(FIELDS) :] == [*(f"custom.{k}" for k in keys), *NAMES]
     assert all(by_email["wide@example.com"][f"custom.{k}"] == f"v,{k}" for k in keys)
     assert by_email["narrow@example.com"]["custom.k149"] == "-1"
     assert by_email["narrow@example.com"]["custom.k000"] == ""
+
+
+# ------------------------------------------------------------------ names beside the ids (#10)
+
+SECRET_NAMES = ("Elsewhere Ltd", "Ann Elsewhere", "Elsewhere survey")
+
+
+@pytest.fixture
+def named(client: TestClient, tenant: Tenant, other: Tenant) -> dict[str, Any]:
+    """Records whose contact, company and survey have names, and ones without: a contact without
+    a name, no company, a campaignId that is no survey, and one that is another organization's
+    survey. The other organization has a company, a contact with the same address and a survey,
+    all named with SECRET_NAMES, which must never appear in this organization's downloads."""
+    theirs_company = client.post("/companies", json={"name": SECRET_NAMES[0]}, headers=other.editor).json()
+    r = client.post(
+        "/endusers",
+        json={"email": "ann@example.com", "name": SECRET_NAMES[1], "companyId": theirs_company["_id"]},
+        headers=other.editor,
+    )
+    assert r.status_code in (200, 201), r.text
+    theirs_survey = client.post("/v1/nps-surveys", json={"name": SECRET_NAMES[2]}, headers=other.editor)
+    assert theirs_survey.status_code == 201, theirs_survey.text
+    put(
+        client,
+        other,
+        [
+            {
+                "email": "ann@example.com",
+                "score": 4,
+                "cId": theirs_company["_id"],
+                "campaignId": theirs_survey.json()["id"],
+            }
+        ],
+    )
+
+    acme = client.post("/companies", json={"name": 'Acme, "the" company'}, headers=tenant.editor).json()[
+        "_id"
+    ]
+    evil = client.post("/companies", json={"name": "=Evil()"}, headers=tenant.editor).json()["_id"]
+    for email, name, company in (
+        ("ann@example.com", "Ann O'Neil", acme),
+        ("bob@example.com", "@bob", evil),
+        ("cat@example.com", None, None),  # a contact without a name
+    ):
+        body = (
+            {"email": email, "companyId": company}
+            if name is None
+            else {"email": email, "name": name, "companyId": company}
+        )
+        r = client.post("/endusers", json=body, headers=tenant.editor)
+        assert r.status_code in (200, 201), r.text
+    survey = client.post("/v1/nps-surveys", json={"name": "Pulse Q1"}, headers=tenant.editor).json()["id"]
+    ids = put(
+        client,
+        tenant,
+        [
+            {
+                "email": "ann@example.com",
+                "score": 10,
+                "cId": acme,
+                "campaignId": survey,
+                "custom": {"plan": "pro"},
+                "dateAnswered": "2026-01-04T10:00:00Z",
+            },
+            {
+                "email": "bob@example.com",
+                "score": 7,
+                "cId": evil,
+                "campaignId": "not-a-survey",
+                "dateAnswered": "2026-01-03T10:00:00Z",
+            },
+            {"email": "cat@example.com", "score": 2, "dateAnswered": "2026-01-02T10:00:00Z"},
+            {
+                "email": "dan@example.com",  # a new contact, no company, another organization's survey
+                "score": 5,
+                "campaignId": theirs_survey.json()["id"],
+                "dateAnswered": "2026-01-01T10:00:00Z",
+            },
+        ],
+    )
+    expected = {  # record id -> (enduserName, companyName, surveyName), None where there is none
+        ids[0]: ("Ann O'Neil", 'Acme, "the" company', "Pulse Q1"),
+        ids[1]: ("@bob", "=Evil()", None),
+        ids[2]: (None, None, None),
+        ids[3]: (None, None, None),
+    }
+    return {"ids": ids, "expected": expected, "survey": survey, "acme": acme}
+
+
+def _guarded(value: str | None) -> str | None:
+    """What a spreadsheet format shows of a text: the formula guard's leading quote."""
+    if value is None:
+        return None
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _no_secrets(content: bytes) -> None:
+    for secret in SECRET_NAMES:
+        assert secret.encode() not in content
+
+
+def test_names_beside_the_ids_in_every_format(
+    client: TestClient, tenant: Tenant, other: Tenant, named: dict[str, Any]
+) -> None:
+    expected: dict[str, tuple[str | None, ...]] = named["expected"]
+    ids: list[str] = named["ids"]
+
+    # JSON and NDJSON: the names as they are, null where there is none, after custom
+    r = export(client, tenant, "json", **ALL)
+    _no_secrets(r.content)
+    array = r.json()
+    assert [o["_id"] for o in array] == ids
+    for obj in array:
+        assert list(obj) == [*FIELDS, "custom", *NAMES]
+        assert tuple(obj[k] for k in NAMES) == expected[obj["_id"]]
+        assert all(
+            obj[k] not in (obj["_id"], obj["euId"], obj["cId"], obj["campaignId"]) for k in NAMES if obj[k]
+        )
+    ndjson = export(client, tenant, "ndjson", **ALL).content
+    _no_secrets(ndjson)
+    assert [json.loads(line) for line in ndjson.splitlines()] == array
+
+    # CSV: the names after the custom columns, formula-guarded, empty where there is none
+    r = export(client, tenant, "csv", **ALL)
+    _no_secrets(r.content)
+    assert next(csv.reader(io.StringIO(r.text))) == [*FIELDS, "custom.plan", *NAMES]
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert [row["_id"] for row in rows] == ids
+    for row in rows:
+        assert tuple(row[k] for k in NAMES) == tuple(_guarded(v) or "" for v in expected[row["_id"]])
+
+    # XLSX, read back: the same columns, text cells guarded, blank where there is none
+    content = export(client, tenant, "xlsx", **ALL).content
+    sheet = openpyxl.load_workbook(io.BytesIO(content)).active
+    cells = list(sheet.iter_rows(values_only=True))
+    header = list(cells[0])
+    assert header == [*FIELDS, "custom.plan", *NAMES]
+    assert all(not (isinstance(v, str) and any(s in v for s in SECRET_NAMES)) for row in cells for v in row)
+    for row in cells[1:]:
+        values = dict(zip(header, row, strict=True))
+        assert tuple(values[k] for k in NAMES) == tuple(_guarded(v) for v in expected[values["_id"]])
+
+    # the other organization sees its own names, for its own record only
+    theirs = export(client, other, "json", **ALL).json()
+    assert [tuple(o[k] for k in NAMES) for o in theirs] == [
+        ("Ann Elsewhere", "Elsewhere Ltd", "Elsewhere survey")
+    ]
+
+
+def test_names_follow_the_filters_and_the_sort(
+    client: TestClient, tenant: Tenant, named: dict[str, Any]
+) -> None:
+    rows = csv_rows(client, tenant, companyId=named["acme"], **ALL)
+    assert [(r["enduserName"], r["companyName"], r["surveyName"]) for r in rows] == [
+        ("Ann O'Neil", 'Acme, "the" company', "Pulse Q1")
+    ]
+    by_score = csv_rows(client, tenant, sort="score", **ALL)
+    assert [r["score"] for r in by_score] == ["2", "5", "7", "10"]
+    assert [r["enduserName"] for r in by_score] == ["", "", "'@bob", "Ann O'Neil"]
+
+
+SURVEY_NAMES = ["surveyName", "enduserName", "companyName"]
+
+
+def _documented_header(client: TestClient) -> list[str]:
+    """The CSV header order the survey export's OpenAPI description gives."""
+    doc = client.get("/openapi.json").json()["paths"]["/v1/nps-surveys/{id}/responses/export"]["get"]
+    text = " ".join(doc["description"].split())
+    listed = text.split("in this order:", 1)[1].split("(the names", 1)[0]
+    return re.findall(r"`([^`]+)`", listed)
+
+
+def test_survey_export_has_the_fields_of_the_responses_api_and_the_names(
+    client: TestClient, tenant: Tenant, named: dict[str, Any]
+) -> None:
+    sid = named["survey"]
+    r = client.post(
+        f"/v1/nps-surveys/{sid}/responses",
+        json={"email": "cat@example.com", "score": 3, "comment": "-meh", "custom": {"seats": 4}},
+        headers=tenant.editor,
+    )
+    assert r.status_code == 201, r.text
+    listed = client.get(f"/v1/nps-surveys/{sid}/responses", headers=tenant.viewer).json()["responses"]
+    assert len(listed) == 2
+    keys = list(listed[0])
+    by_id = {o["id"]: o for o in listed}
+    expected = {  # response id -> (surveyName, enduserName, companyName)
+        named["ids"][0]: ("Pulse Q1", "Ann O'Neil", 'Acme, "the" company'),
+        r.json()["id"]: ("Pulse Q1", None, None),
+    }
+    path = f"/v1/nps-surveys/{sid}/responses/export"
+
+    def download(fmt: str) -> bytes:
+        got = client.get(path, params={"format": fmt}, headers=tenant.viewer)
+        assert got.status_code == 200, got.text
+        _no_secrets(got.content)
+        return got.content
+
+    # JSON and NDJSON: the responses API's objects, key for key, then the names
+    array = json.loads(download("json"))
+    assert [o["id"] for o in array] == [o["id"] for o in listed]  # the same order
+    for obj in array:
+        assert list(obj) == [*keys, *SURVEY_NAMES]
+        assert {k: obj[k] for k in keys} == by_id[obj["id"]]
+        assert tuple(obj[k] for k in SURVEY_NAMES) == expected[obj["id"]]
+    assert [json.loads(line) for line in download("ndjson").splitlines()] == array
+
+    # CSV: the same field names (custom spread over its keys), in the documented order
+    text = download("csv").decode()
+    header = next(csv.reader(io.StringIO(text)))
+    fields = [k for k in keys if k != "custom"]
+    assert header == [*fields, "custom.plan", "custom.seats", *SURVEY_NAMES]
+    assert _documented_header(client) == [*fields, "custom.<key>", *SURVEY_NAMES]
+    for row in csv.DictReader(io.StringIO(text)):
+        api = by_id[row["id"]]
+        assert row["category"] == api["category"] and row["category"] in ("PROMOTER", "DETRACTOR")
+        assert row["respondedAt"] == api["respondedAt"] and row["surveyId"] == sid
+        assert row["enduserId"] == api["enduserId"] and row["companyId"] == (api["companyId"] or "")
+        assert row["comment"] == _guarded(api["comment"] or "")
+        assert tuple(row[k] for k in SURVEY_NAMES) == tuple(_guarded(v) or "" for v in expected[row["id"]])
+
+    # XLSX, read back: the same header, typed cells
+    sheet = openpyxl.load_workbook(io.BytesIO(download("xlsx"))).active
+    cells = list(sheet.iter_rows(values_only=True))
+    assert list(cells[0]) == header
+    for row in cells[1:]:
+        values = dict(zip(header, row, strict=True))
+        api = by_id[values["id"]]
+        assert values["score"] == api["score"] and isinstance(values["score"], int)
+        assert values["category"] == api["category"]
+        assert values["respondedAt"].isoformat(timespec="milliseconds") + "Z" == api["respondedAt"]
+        assert tuple(values[k] for k in SURVEY_NAMES) == expected[values["id"]]

@@ -105,12 +105,21 @@ def _records(n: int, company: str | None = None) -> list[dict[str, Any]]:
     ]
 
 
+# names beside the ids: hostile text in the cells SQLite finishes, across block edges
+CONTACT_NAMES = {
+    f"p{k}@par0.example": name for k, name in enumerate(['Ann "A", PhD', "=cmd()", "two\nlines", "-x"])
+}
+
+
 @pytest.fixture(scope="module")
 def tenant_data(sqlite_db: TestDatabase, clients: tuple[TestClient, TestClient, Database]) -> Any:
     parallel, _, _ = clients
     tenant = make_tenant(sqlite_db)
     company = parallel.post("/companies", json={"name": "Par"}, headers=tenant.editor).json()["_id"]
     survey = parallel.post("/v1/nps-surveys", json={"name": "Par survey"}, headers=tenant.editor).json()["id"]
+    for email, name in CONTACT_NAMES.items():  # the other contacts have no name
+        r = parallel.post("/endusers", json={"email": email, "name": name}, headers=tenant.editor)
+        assert r.status_code in (200, 201), r.text
     items = _records(RECORDS, company)
     for i, item in enumerate(items):
         if i % 2:
@@ -173,6 +182,26 @@ def test_workers_write_the_bytes_one_reader_writes(
     assert written_alone == ALONE
 
 
+def test_workers_write_the_names(clients: tuple[TestClient, TestClient, Database], tenant_data: Any) -> None:
+    """The names of each record's contact, company and survey, in the lines the workers write."""
+    parallel, _, _ = clients
+    tenant, company, survey = tenant_data
+    query = {"format": "csv", "npsExpiryDay": 0}
+    body, written = _export(parallel, "/nps/export", query, tenant.viewer)
+    assert written == WORKERS
+    text = body.decode()
+    assert next(csv.reader(io.StringIO(text)))[-3:] == ["enduserName", "companyName", "surveyName"]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == RECORDS
+    guarded = {"=cmd()": "'=cmd()", "-x": "'-x"}
+    for row in rows:
+        name = CONTACT_NAMES.get(row["email"], "")
+        assert row["enduserName"] == guarded.get(name, name)
+        assert row["cId"] == company and row["companyName"] == "Par"
+        assert row["surveyName"] == ("Par survey" if row["campaignId"] == survey else "")
+    assert {row["enduserName"] for row in rows} >= {'Ann "A", PhD', "two\nlines"}
+
+
 @pytest.mark.parametrize(
     ("params", "rows", "writer"),
     [
@@ -232,7 +261,7 @@ def test_too_many_custom_keys_for_columns_agree(
         ours, written = _export(parallel, "/nps/export", query, tenant.viewer)
     alone, _ = _export(single, "/nps/export", query, tenant.viewer)
     assert ours == alone
-    assert ours.splitlines()[0].endswith(b",custom")
+    assert ours.splitlines()[0].endswith(b",custom,enduserName,companyName,surveyName")
     assert written == {"workers_used": 0, "single_reader": {}, "fallbacks": {"custom_columns": 1}}
     assert [r.levelno for r in caplog.records if "(custom_columns)" in r.getMessage()] == [logging.WARNING]
 

@@ -45,11 +45,14 @@ def export_nps(
     The file is streamed with constant memory, so exports of millions of records are fine, and
     named `nps-records-YYYY-MM-DD.{format}`. Columns are the record fields (`_id`, `email`,
     `score`, `scoreType`, `comment`, `euId`, `cId`, `campaignId`, `source`, `sourceId`,
-    `dateSent`, `dateReminderSent`, `dateAnswered`, `createdAt`, `updatedAt`) followed by one
-    `custom.<key>` column per custom key. CSV is UTF-8 with a header row; XLSX has typed cells
-    (numbers, dates). In both, text starting with `=`, `+`, `-`, `@`, TAB or CR gets a leading
-    `'` so spreadsheets do not run it as a formula. JSON (one array) and NDJSON (one object per
-    line) keep `custom` as a nested object.
+    `dateSent`, `dateReminderSent`, `dateAnswered`, `createdAt`, `updatedAt`), then one
+    `custom.<key>` column per custom key (sorted), then the names beside the ids:
+    `enduserName` (the contact's name, of `euId`), `companyName` (of `cId`) and `surveyName`
+    (of `campaignId`, when it is a survey of your organization); empty when there is none.
+    CSV is UTF-8 with a header row; XLSX has typed cells (numbers, dates). In both, text
+    starting with `=`, `+`, `-`, `@`, TAB or CR gets a leading `'` so spreadsheets do not run it
+    as a formula. JSON (one array) and NDJSON (one object per line) have the same fields with
+    `custom` as a nested object (before the names), and `null` where there is no name.
     """
     db: Database = request.app.state.db
     stmt = ordered(filtered(principal.org_id, q, utcnow()), q.sort)

@@ -8,9 +8,19 @@ each batch is encoded and sent before the next is fetched, so memory does not gr
 number of rows. XLSX cannot be written as a stream; it is built in a temporary file with
 XlsxWriter's ``constant_memory`` mode and then streamed from disk.
 
-Columns are the fields of a ``GET /nps`` record (without the legacy aliases), then one
-``custom.<key>`` column per key of ``custom`` found in the exported rows, sorted. JSON and
-NDJSON keep ``custom`` as one nested object instead.
+What a download holds is its :class:`Layout`: the fields of the API object it mirrors (a
+``GET /nps`` record without the legacy aliases, or a survey response), then one ``custom.<key>``
+column per key of ``custom`` found in the exported rows, sorted, then the names of the record's
+contact, company and survey (``enduserName``, ``companyName``, ``surveyName``; empty or null when
+there is none). New columns go at the end, so existing columns keep their positions. JSON and
+NDJSON keep ``custom`` as one nested object, followed by the names.
+
+The names come from LEFT JOINs on the primary keys of ``enduser``, ``company`` and ``survey``
+within the record's organization (:func:`with_names`), added only to the query that reads the
+rows: the custom key scan, the row count and the keyset queries that cut blocks for the workers
+read ``nps_record`` alone. A LEFT JOIN keeps ``nps_record`` the outer loop on SQLite, so the
+order still comes off the record index and the rows still stream (the workers' plan check reads
+the plan of the joined block query).
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Literal
 
 import orjson
@@ -40,6 +51,7 @@ from sqlalchemy import (
     Select,
     String,
     Text,
+    and_,
     bindparam,
     case,
     cast,
@@ -58,7 +70,7 @@ from npsd.analytics.nps import category, category_sql
 from npsd.exports.parallel import CSV_EXPORTS, PIN, Block, Workers
 from npsd.kit.db import Database
 from npsd.kit.errors import REQUIRED_HINTS, BadRequest
-from npsd.kit.models import NpsRecord
+from npsd.kit.models import Company, Enduser, NpsRecord, Survey
 from npsd.kit.timeutil import utcnow
 from npsd.records.output import RecordRow
 
@@ -85,23 +97,6 @@ MEDIA_TYPES = {
     "json": "application/json",
     "ndjson": "application/x-ndjson",
 }
-FIELDS = (
-    "_id",
-    "email",
-    "score",
-    "scoreType",
-    "comment",
-    "euId",
-    "cId",
-    "campaignId",
-    "source",
-    "sourceId",
-    "dateSent",
-    "dateReminderSent",
-    "dateAnswered",
-    "createdAt",
-    "updatedAt",
-)
 BATCH_ROWS = 2000
 MAX_CUSTOM_COLUMNS = 1000  # beyond this, ``custom`` is exported as one JSON column
 XLSX_MAX_ROWS = 1_048_576  # per sheet, header included
@@ -123,24 +118,129 @@ SOURCE, SOURCE_ID, CUSTOM, VERSION = _AT["source"], _AT["source_id"], _AT["custo
 SENT, REMINDED, ANSWERED = _AT["date_sent"], _AT["date_reminder_sent"], _AT["date_answered"]
 CREATED, UPDATED = _AT["created_at"], _AT["updated_at"]
 DATE_COLUMNS = frozenset({SENT, REMINDED, ANSWERED, CREATED, UPDATED})
-# the row index behind each exported field (scoreType is derived from the score)
-FIELD_SOURCES = (
-    ID,
-    EMAIL,
-    SCORE,
-    SCORE,
-    COMMENT,
-    EUID,
-    CID,
-    CAMPAIGN,
-    SOURCE,
-    SOURCE_ID,
-    SENT,
-    REMINDED,
-    ANSWERED,
-    CREATED,
-    UPDATED,
+# the names beside the ids, read by with_names(): positions after the record's columns
+ENDUSER_NAME, COMPANY_NAME, SURVEY_NAME = range(len(RecordRow._fields), len(RecordRow._fields) + 3)
+CATEGORIES_UPPER = tuple(c.upper() for c in CATEGORIES)  # the survey responses' ``category``
+
+# What an export can show of a record, one "source" each; a Layout names the fields of one kind of
+# download and the source behind each. Every writer turns a row into these values, in this order
+# (each in its format's form), and a layout picks its fields from them by position.
+SOURCES = (
+    "id",
+    "email",
+    "score",
+    "score_type",  # promoter, passive, detractor
+    "category",  # PROMOTER, PASSIVE, DETRACTOR
+    "comment",
+    "enduser_id",
+    "company_id",
+    "campaign_id",
+    "source",
+    "source_id",
+    "date_sent",
+    "date_reminder_sent",
+    "date_answered",
+    "created_at",
+    "updated_at",
+    "enduser_name",
+    "company_name",
+    "survey_name",
+    "custom",  # JSON and NDJSON only: CSV and XLSX spread it over custom.<key> columns
 )
+_SLOT = {name: index for index, name in enumerate(SOURCES)}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The fields of one kind of download, each with the source it shows.
+
+    A download holds ``fields``, then ``custom`` (one ``custom.<key>`` column per key in CSV and
+    XLSX, one nested object in JSON and NDJSON), then ``names``. Columns only ever go at the end
+    of ``names``, so an existing column keeps its position for clients that read by position.
+    """
+
+    fields: tuple[tuple[str, str], ...]  # (field, source) before custom
+    names: tuple[tuple[str, str], ...]  # (field, source) after custom
+
+    def __post_init__(self) -> None:
+        for _, src in (*self.fields, *self.names):
+            if src not in _SLOT or src == "custom":
+                raise ValueError(f"no export source {src!r}")
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.fields)
+
+    @property
+    def name_fields(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.names)
+
+    @property
+    def json_keys(self) -> tuple[str, ...]:
+        """The keys of a JSON or NDJSON object, in order."""
+        return (*self.field_names, "custom", *self.name_fields)
+
+    def header(self, keys: list[str]) -> list[str]:
+        """The CSV and XLSX header, given the custom keys (``["*"]``: one JSON column)."""
+        custom = ("custom" if k == "*" else f"custom.{k}" for k in keys)
+        return [*self.field_names, *custom, *self.name_fields]
+
+    def slots(self, part: tuple[tuple[str, str], ...]) -> tuple[int, ...]:
+        return tuple(_SLOT[src] for _, src in part)
+
+
+def _picker(slots: Sequence[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """A function taking the values at ``slots``, as a tuple (``itemgetter`` unpacks a single one)."""
+    if len(slots) == 1:
+        only = slots[0]
+        return lambda values: (values[only],)
+    return itemgetter(*slots)
+
+
+# The fields of a GET /nps record (without the legacy aliases), then the names beside its ids.
+RECORDS = Layout(
+    fields=(
+        ("_id", "id"),
+        ("email", "email"),
+        ("score", "score"),
+        ("scoreType", "score_type"),
+        ("comment", "comment"),
+        ("euId", "enduser_id"),
+        ("cId", "company_id"),
+        ("campaignId", "campaign_id"),
+        ("source", "source"),
+        ("sourceId", "source_id"),
+        ("dateSent", "date_sent"),
+        ("dateReminderSent", "date_reminder_sent"),
+        ("dateAnswered", "date_answered"),
+        ("createdAt", "created_at"),
+        ("updatedAt", "updated_at"),
+    ),
+    names=(("enduserName", "enduser_name"), ("companyName", "company_name"), ("surveyName", "survey_name")),
+)
+
+# The names beside the ids: the record's contact, company and survey, looked up by primary key in
+# the record's own organization (another organization's survey id in ``campaignId`` names nothing).
+# Aliased, so a filter that joins one of these tables itself cannot collide with them.
+_ENDUSER = Enduser.__table__.alias("export_enduser")
+_COMPANY = Company.__table__.alias("export_company")
+_SURVEY = Survey.__table__.alias("export_survey")
+
+
+def with_names(stmt: Select[Any]) -> Select[Any]:
+    """``stmt`` (a select of record ``COLUMNS``) with three more columns: the names of each
+    record's contact, company and survey (NULL when there is none). LEFT JOINs on primary keys:
+    one row per record, in the record query's order."""
+    return (
+        stmt.outerjoin(_ENDUSER, and_(_ENDUSER.c.id == T.c.enduser_id, _ENDUSER.c.org_id == T.c.org_id))
+        .outerjoin(_COMPANY, and_(_COMPANY.c.id == T.c.company_id, _COMPANY.c.org_id == T.c.org_id))
+        .outerjoin(_SURVEY, and_(_SURVEY.c.id == T.c.campaign_id, _SURVEY.c.org_id == T.c.org_id))
+        .add_columns(
+            _ENDUSER.c.name.label("enduser_name"),
+            _COMPANY.c.name.label("company_name"),
+            _SURVEY.c.name.label("survey_name"),
+        )
+    )
 
 
 def check_format(fmt: str | None) -> str:
@@ -157,9 +257,12 @@ def escape_cell(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_PREFIXES) else value
 
 
-def stream_records(db: Database, stmt: Select[Any], fmt: str, filename_stem: str) -> StreamingResponse:
+def stream_records(
+    db: Database, stmt: Select[Any], fmt: str, filename_stem: str, layout: Layout = RECORDS
+) -> StreamingResponse:
     """Stream the rows of ``stmt`` (a select of ``npsd.records.output.COLUMNS``, already scoped to
-    one organization and ordered) as a download named ``{filename_stem}-YYYY-MM-DD.{ext}``.
+    one organization and ordered) as a download named ``{filename_stem}-YYYY-MM-DD.{ext}``, with
+    the fields of ``layout``.
 
     An unknown ``fmt`` is a 400 listing the accepted formats. The rows are read on a connection of
     the export's own, in batches, while the response is sent.
@@ -167,14 +270,14 @@ def stream_records(db: Database, stmt: Select[Any], fmt: str, filename_stem: str
     fmt = check_format(fmt)
     stem = _UNSAFE_FILENAME.sub("-", filename_stem).strip("-") or "nps"
     filename = f"{stem}-{utcnow().date().isoformat()}.{fmt}"
-    writers: dict[str, Callable[[Database, Select[Any]], Iterator[bytes]]] = {
+    writers: dict[str, Callable[[Database, Select[Any], Layout], Iterator[bytes]]] = {
         "csv": write_csv,
         "xlsx": write_xlsx,
         "json": write_json,
         "ndjson": write_ndjson,
     }
     return StreamingResponse(
-        writers[fmt](db, stmt),
+        writers[fmt](db, stmt, layout),
         media_type=MEDIA_TYPES[fmt],
         headers={
             "Content-Disposition": f"attachment; filename={filename}",
@@ -211,13 +314,19 @@ def iso_text(column: Any, dialect: str) -> Any:
     )
 
 
-def raw_columns(stmt: Select[Any], dialect: str, text_dates: bool) -> Select[Any]:
-    """``stmt`` selecting ``custom`` as its stored JSON text and, with ``text_dates``, the dates as
-    ISO 8601 text: parsing a million JSON objects with the stdlib, or decoding a million dates
-    only to print them again, would cost more than reading the rows."""
-    columns = list(stmt.selected_columns)
-    if len(columns) != len(RecordRow._fields):
+def _check_columns(stmt: Select[Any]) -> None:
+    if len(stmt.selected_columns) != len(RecordRow._fields):
         raise ValueError("stream_records needs a select of npsd.records.output.COLUMNS")
+
+
+def raw_columns(stmt: Select[Any], dialect: str, text_dates: bool) -> Select[Any]:
+    """``stmt`` with the names (:func:`with_names`), selecting ``custom`` as its stored JSON text
+    and, with ``text_dates``, the dates as ISO 8601 text: parsing a million JSON objects with the
+    stdlib, or decoding a million dates only to print them again, would cost more than reading
+    the rows."""
+    _check_columns(stmt)
+    stmt = with_names(stmt)
+    columns = list(stmt.selected_columns)
     if text_dates:
         for index in DATE_COLUMNS:
             columns[index] = iso_text(columns[index], dialect)
@@ -231,9 +340,11 @@ def open_rows(
     stmt: Select[Any],
     want_keys: bool,
     text_dates: bool = True,
-    csv_cells_on_sqlite: bool = False,
+    csv_layout: Layout | None = None,
 ) -> Iterator[Source]:
-    """Open the export's own read transaction and yield what the writers read."""
+    """Open the export's own read transaction and yield what the writers read: rows of record
+    ``COLUMNS`` and the names (:func:`with_names`), or on SQLite with ``csv_layout`` the finished
+    CSV lines of that layout when SQLite can write them."""
     sqlite = db.is_sqlite
     with db.engine.connect() as conn:
         if not sqlite:
@@ -247,10 +358,10 @@ def open_rows(
                 conn.exec_driver_sql(f"PRAGMA cache_size={EXPORT_SQLITE_CACHE_KIB}")
             try:
                 keys = custom_keys(conn, stmt) if want_keys else None
-                cells = csv_cells_on_sqlite and sqlite and sql_cells_possible(keys or [])
+                cells = csv_layout is not None and sqlite and sql_cells_possible(keys or [])
                 query = (
-                    csv_lines_sql(stmt, keys or [])
-                    if cells
+                    csv_lines_sql(csv_layout, stmt, keys or [])
+                    if csv_layout is not None and cells
                     else raw_columns(stmt, conn.dialect.name, text_dates)
                 )
                 if cells:
@@ -310,10 +421,6 @@ def custom_keys(conn: Connection, stmt: Select[Any]) -> list[str]:
     return ["*"] if len(keys) > MAX_CUSTOM_COLUMNS else keys
 
 
-def header(keys: list[str]) -> list[str]:
-    return [*FIELDS, *("custom" if k == "*" else f"custom.{k}" for k in keys)]
-
-
 def _custom(raw: str | None) -> Any:
     return None if raw is None else orjson.loads(raw)
 
@@ -334,8 +441,9 @@ def _csv_custom(value: Any) -> Any:
     return orjson.dumps(value).decode()
 
 
-def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
-    """UTF-8 CSV with a header row; text cells that could run as formulas are escaped.
+def write_csv(db: Database, stmt: Select[Any], layout: Layout = RECORDS) -> Iterator[bytes]:
+    """UTF-8 CSV with a header row (``layout.header``); text cells that could run as formulas are
+    escaped.
 
     On SQLite each row arrives as its finished CSV line, quoting, formula escaping and
     ``custom.<key>`` columns included (:func:`csv_lines_sql`), so a batch becomes CSV with one
@@ -347,7 +455,7 @@ def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
     bytes), logged as a warning with its reason, since only the logs and ``CSV_EXPORTS`` show
     that the workers are not doing their job. Every export is counted once in ``CSV_EXPORTS``.
     """
-    plan = _parallel_plan(db, stmt)
+    plan = _parallel_plan(db, stmt, layout)
     if isinstance(plan, str):
         CSV_EXPORTS.single_reader_export(plan)
     else:
@@ -362,30 +470,30 @@ def write_csv(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
             yield first
             yield from parallel
             return
-    with open_rows(db, stmt, want_keys=True, csv_cells_on_sqlite=True) as src:
+    with open_rows(db, stmt, want_keys=True, csv_layout=layout) as src:
         keys = src.keys or []
-        yield _header_bytes(keys)
+        yield _header_bytes(layout, keys)
         if src.cells:
             for batch in src.batches:
                 yield "".join([line for (line,) in batch]).encode()
         else:
-            yield from _python_csv(src.batches, keys)
+            yield from _python_csv(layout, src.batches, keys)
 
 
-def _header_bytes(keys: list[str]) -> bytes:
+def _header_bytes(layout: Layout, keys: list[str]) -> bytes:
     buffer = io.StringIO()
-    csv.writer(buffer).writerow(header(keys))
+    csv.writer(buffer).writerow(layout.header(keys))
     return buffer.getvalue().encode()
 
 
-def _python_csv(batches: Iterator[Sequence[Row]], keys: list[str]) -> Iterator[bytes]:
-    """CSV of record rows (dates as text, ``custom`` as its JSON text) through the ``csv`` module."""
+def _python_csv(layout: Layout, batches: Iterator[Sequence[Row]], keys: list[str]) -> Iterator[bytes]:
+    """CSV of rows with names (dates as text, ``custom`` as its JSON text) through the ``csv`` module."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for batch in batches:
         buffer.seek(0)
         buffer.truncate()
-        writer.writerows(_csv_lines(batch, keys))
+        writer.writerows(_csv_lines(layout, batch, keys))
         yield buffer.getvalue().encode()
 
 
@@ -432,13 +540,15 @@ class Keyset:
 
 @dataclass(frozen=True)
 class ParallelPlan:
-    """A CSV export for the workers: ``stmt`` ordered as ``keyset`` cuts its blocks."""
+    """A CSV export for the workers: ``stmt`` ordered as ``keyset`` cuts its blocks, written
+    with the fields of ``layout``."""
 
     path: str
     stmt: Select[Any]
     keyset: Keyset
     workers: int
     rows: int
+    layout: Layout
 
 
 class Fallback(Exception):
@@ -463,7 +573,7 @@ def _sort_term(term: Any) -> tuple[Any, bool | None]:
     return term, None
 
 
-def _parallel_plan(db: Database, stmt: Select[Any]) -> ParallelPlan | str:
+def _parallel_plan(db: Database, stmt: Select[Any], layout: Layout) -> ParallelPlan | str:
     """How worker processes (npsd.exports.parallel) would write a CSV export of ``stmt``, or the
     reason one reader writes it: ``database`` (not a SQLite file), ``disabled``
     (``export_workers`` below 2), ``sqlite_version`` (before 3.38 SQLite cannot build the
@@ -501,7 +611,7 @@ def _parallel_plan(db: Database, stmt: Select[Any]) -> ParallelPlan | str:
         rows = conn.execute(stmt.with_only_columns(func.count()).order_by(None)).scalar_one()
     if rows < settings.export_parallel_rows:
         return "few_rows"
-    return ParallelPlan(path, stmt, keyset, settings.export_workers, rows)
+    return ParallelPlan(path, stmt, keyset, settings.export_workers, rows, layout)
 
 
 def _sorts_every_block(conn: Connection, stmt: Select[Any], keyset: Keyset, block: int) -> bool:
@@ -510,10 +620,11 @@ def _sorts_every_block(conn: Connection, stmt: Select[Any], keyset: Keyset, bloc
     entries further. Without one (``score``, ``email``... have no index), each block query and
     each search for a block's end reads and sorts the whole export again: measured at 200,000
     survey responses by score, 25 s with two workers against 3 s for one reader, which sorts
-    once. SQLite's own query plan says which case this is."""
+    once. SQLite's own query plan says which case this is; a block query is checked as the
+    workers run it, with the joins that read the names."""
     queries = (
         keyset.block_ends(stmt, block)[1],
-        stmt.with_only_columns(T.c.id).where(keyset.beyond("hi"), keyset.through("lo")),
+        with_names(stmt).where(keyset.beyond("hi"), keyset.through("lo")),
     )
     for query in queries:
         c = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
@@ -574,7 +685,7 @@ def _write_csv_parallel(db: Database, plan: ParallelPlan) -> Iterator[bytes]:
     order. Raises :class:`Fallback` before its first byte when the workers cannot take it."""
     if not PARALLEL_EXPORTS.acquire(blocking=False):
         raise Fallback("busy", f"{PARALLEL_SLOTS} exports are using workers already")
-    stmt, keyset = plan.stmt, plan.keyset
+    stmt, keyset, layout = plan.stmt, plan.keyset, plan.layout
     block = _block_rows(db.config.export_parallel_rows)
     try:
         workers = Workers(plan.path, plan.workers, LOCK_TIMEOUT_MS)
@@ -591,10 +702,11 @@ def _write_csv_parallel(db: Database, plan: ParallelPlan) -> Iterator[bytes]:
             if not sql_cells_possible(keys):  # e.g. one JSON column: the Python writer does it alone
                 workers.close()
                 _fall_back(plan, "custom_columns", f"{len(keys)} custom keys SQLite cannot write as columns")
-                yield _header_bytes(keys)
-                yield from _python_csv(_fetch(conn.execute(raw_columns(stmt, "sqlite", True)).cursor), keys)
+                yield _header_bytes(layout, keys)
+                rows = _fetch(conn.execute(raw_columns(stmt, "sqlite", True)).cursor)
+                yield from _python_csv(layout, rows, keys)
                 return
-            lines = csv_lines_sql(stmt, keys)
+            lines = csv_lines_sql(layout, stmt, keys)
             queries = {
                 "only": lines,
                 "first": lines.where(keyset.through("lo")),
@@ -635,18 +747,22 @@ def _write_csv_parallel(db: Database, plan: ParallelPlan) -> Iterator[bytes]:
                     previous = (end[0], end[1])
 
             CSV_EXPORTS.worker_export()
-            yield _header_bytes(keys)
+            yield _header_bytes(layout, keys)
             yield from workers.run({kind: c.string for kind, c in compiled.items()}, blocks())
     finally:
         workers.close()
         PARALLEL_EXPORTS.release()
 
 
-def _csv_lines(batch: Sequence[Row], keys: list[str]) -> list[list[Any]]:
-    """CSV cells of record rows, in Python. The hot loop is written out by hand: at a million
-    rows every function call per cell shows."""
+def _csv_lines(layout: Layout, batch: Sequence[Row], keys: list[str]) -> list[list[Any]]:
+    """CSV cells of rows with names, in Python. The hot loop is written out by hand: at a million
+    rows every function call per cell shows. Each row becomes every source's cell (``SOURCES``
+    order), and the layout takes its fields from them by position."""
     unsafe = FORMULA_START
     categories = CATEGORIES
+    upper = CATEGORIES_UPPER
+    fields = _picker(layout.slots(layout.fields))
+    names = _picker(layout.slots(layout.names))
     whole_custom = keys == ["*"]
     blanks = [None] * len(keys)
     lines = []
@@ -667,12 +783,16 @@ def _csv_lines(batch: Sequence[Row], keys: list[str]) -> list[list[Any]]:
         created,
         updated,
         _,
+        enduser_name,
+        company_name,
+        survey_name,
     ) in batch:
-        line = [
+        cells = (
             rid,
             "'" + email if email[:1] in unsafe else email,
             score,
             categories[score],
+            upper[score],
             "" if comment is None else ("'" + comment if comment[:1] in unsafe else comment),
             euid,
             cid,
@@ -684,7 +804,18 @@ def _csv_lines(batch: Sequence[Row], keys: list[str]) -> list[list[Any]]:
             answered,
             created,
             updated,
-        ]
+            None
+            if enduser_name is None
+            else ("'" + enduser_name if enduser_name[:1] in unsafe else enduser_name),
+            None
+            if company_name is None
+            else ("'" + company_name if company_name[:1] in unsafe else company_name),
+            None
+            if survey_name is None
+            else ("'" + survey_name if survey_name[:1] in unsafe else survey_name),
+            None,  # custom: its own columns, below
+        )
+        line = list(fields(cells))
         if whole_custom:
             line.append(custom if custom and custom != "null" else None)
         elif keys:
@@ -693,6 +824,7 @@ def _csv_lines(batch: Sequence[Row], keys: list[str]) -> list[list[Any]]:
                 line.extend([_csv_custom(values.get(k)) for k in keys])
             else:
                 line.extend(blanks)
+        line.extend(names(cells))
         lines.append(line)
     return lines
 
@@ -768,11 +900,14 @@ def sql_cells_possible(keys: list[str]) -> bool:
 PRINTF_ARGS = 100  # cells per printf() call: SQLite functions take at most 127 arguments
 
 
-def csv_lines_sql(stmt: Select[Any], keys: list[str]) -> Select[Any]:
-    """``stmt`` (record ``COLUMNS``) rewritten to select one column: each record's finished CSV
-    line, ``\\r\\n`` included (SQLite SQL). ``printf`` builds the line in one buffer, where
-    handing 17 cells to Python, or concatenating them with ``||``, would cost a string each."""
-    cells = csv_cells(stmt, keys)
+def csv_lines_sql(layout: Layout, stmt: Select[Any], keys: list[str]) -> Select[Any]:
+    """``stmt`` (record ``COLUMNS``) with the names (:func:`with_names`), rewritten to select one
+    column: each record's finished CSV line in ``layout``, ``\\r\\n`` included (SQLite SQL).
+    ``printf`` builds the line in one buffer, where handing 20 cells to Python, or concatenating
+    them with ``||``, would cost a string each."""
+    _check_columns(stmt)
+    stmt = with_names(stmt)
+    cells = csv_cells(layout, stmt, keys)
     parts = []
     for start in range(0, len(cells), PRINTF_ARGS):
         chunk = cells[start : start + PRINTF_ARGS]
@@ -784,63 +919,99 @@ def csv_lines_sql(stmt: Select[Any], keys: list[str]) -> Select[Any]:
     return stmt.with_only_columns(line)
 
 
-def csv_cells(stmt: Select[Any], keys: list[str]) -> list[Any]:
-    """The finished CSV cells of ``stmt``'s rows (record ``COLUMNS``), all text (SQLite SQL)."""
-    c = list(stmt.selected_columns)
+def _sql_cells(c: list[Any]) -> dict[str, Any]:
+    """Each source's finished CSV cell, as text (SQLite SQL), of a row of record ``COLUMNS`` and
+    the names."""
 
     def text_(i: int) -> Any:
         return type_coerce(c[i], String)
 
-    custom = type_coerce(c[CUSTOM], String)
     score = c[SCORE]
-    cells = [
-        c[ID],
-        _text_cell(text_(EMAIL)),
-        cast(score, String),
-        category_sql(score),
-        _text_cell(text_(COMMENT)),
-        func.coalesce(c[EUID], EMPTY),
-        func.coalesce(c[CID], EMPTY),
-        _text_cell(text_(CAMPAIGN)),
-        _text_cell(text_(SOURCE)),
-        _text_cell(text_(SOURCE_ID)),
-        *(
-            func.coalesce(iso_text(c[i], "sqlite"), EMPTY)
-            for i in (SENT, REMINDED, ANSWERED, CREATED, UPDATED)
-        ),
+    dates = {
+        "date_sent": SENT,
+        "date_reminder_sent": REMINDED,
+        "date_answered": ANSWERED,
+        "created_at": CREATED,
+        "updated_at": UPDATED,
+    }
+    return {
+        "id": c[ID],
+        "email": _text_cell(text_(EMAIL)),
+        "score": cast(score, String),
+        "score_type": category_sql(score),
+        "category": func.upper(category_sql(score)),
+        "comment": _text_cell(text_(COMMENT)),
+        "enduser_id": func.coalesce(c[EUID], EMPTY),
+        "company_id": func.coalesce(c[CID], EMPTY),
+        "campaign_id": _text_cell(text_(CAMPAIGN)),
+        "source": _text_cell(text_(SOURCE)),
+        "source_id": _text_cell(text_(SOURCE_ID)),
+        **{name: func.coalesce(iso_text(c[i], "sqlite"), EMPTY) for name, i in dates.items()},
+        "enduser_name": _text_cell(text_(ENDUSER_NAME)),
+        "company_name": _text_cell(text_(COMPANY_NAME)),
+        "survey_name": _text_cell(text_(SURVEY_NAME)),
+    }
+
+
+def csv_cells(layout: Layout, stmt: Select[Any], keys: list[str]) -> list[Any]:
+    """The finished CSV cells of ``stmt``'s rows (record ``COLUMNS`` and the names) in
+    ``layout``, all text (SQLite SQL)."""
+    c = list(stmt.selected_columns)
+    by_source = _sql_cells(c)
+    custom = type_coerce(c[CUSTOM], String)
+    return [
+        *(by_source[src] for _, src in layout.fields),
         *(_sqlite_custom_cell(custom, k) for k in keys),
+        *(by_source[src] for _, src in layout.names),
     ]
-    return cells
 
 
 # ---------------------------------------------------------------------------------------- JSON
 
 
-def _objects(src: Source, batch: Sequence[Row]) -> list[dict[str, Any]]:
-    """Records as exported in JSON: the ``GET /nps`` fields, ``custom`` nested (passed through as
-    the stored JSON text, not parsed and re-encoded)."""
+def _objects(layout: Layout, batch: Sequence[Row]) -> list[dict[str, Any]]:
+    """Rows as exported in JSON: the layout's fields, ``custom`` nested (passed through as the
+    stored JSON text, not parsed and re-encoded), then the names. Each row becomes every source's
+    value (``SOURCES`` order) and the layout takes its fields from them by position."""
     categories = CATEGORIES
+    upper = CATEGORIES_UPPER
     fragment = orjson.Fragment
+    keys = layout.json_keys
+    pick = _picker(
+        (*layout.slots(layout.fields), _SLOT["custom"], *layout.slots(layout.names)),
+    )
     return [
-        {
-            "_id": rid,
-            "email": email,
-            "score": score,
-            "scoreType": categories[score],
-            "comment": comment,
-            "euId": euid,
-            "cId": cid,
-            "campaignId": campaign,
-            "source": source,
-            "sourceId": source_id,
-            "dateSent": sent,
-            "dateReminderSent": reminded,
-            "dateAnswered": answered,
-            "createdAt": created,
-            "updatedAt": updated,
-            "custom": None if custom is None else fragment(custom),
-        }
-        for (  # a RecordRow's fields in its order, unpacked: faster than indexing by name
+        dict(
+            zip(
+                keys,
+                pick(
+                    (
+                        rid,
+                        email,
+                        score,
+                        categories[score],
+                        upper[score],
+                        comment,
+                        euid,
+                        cid,
+                        campaign,
+                        source,
+                        source_id,
+                        sent,
+                        reminded,
+                        answered,
+                        created,
+                        updated,
+                        enduser_name,
+                        company_name,
+                        survey_name,
+                        None if custom is None else fragment(custom),
+                    )
+                ),
+                strict=True,
+            )
+        )
+        for (  # a RecordRow's fields in its order and the names, unpacked: faster than by name
             rid,
             email,
             score,
@@ -857,27 +1028,30 @@ def _objects(src: Source, batch: Sequence[Row]) -> list[dict[str, Any]]:
             created,
             updated,
             _,
+            enduser_name,
+            company_name,
+            survey_name,
         ) in batch
     ]
 
 
-def write_json(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
-    """One JSON array of record objects, sent batch by batch."""
+def write_json(db: Database, stmt: Select[Any], layout: Layout = RECORDS) -> Iterator[bytes]:
+    """One JSON array of objects (``layout.json_keys``), sent batch by batch."""
     with open_rows(db, stmt, want_keys=False) as src:
         yield b"["
         first = True
         for batch in src.batches:
-            encoded = orjson.dumps(_objects(src, batch))[1:-1]  # the objects without the list's brackets
+            encoded = orjson.dumps(_objects(layout, batch))[1:-1]  # the objects without the list's brackets
             yield encoded if first else b"," + encoded
             first = False
         yield b"]\n"
 
 
-def write_ndjson(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
-    """One record object per line."""
+def write_ndjson(db: Database, stmt: Select[Any], layout: Layout = RECORDS) -> Iterator[bytes]:
+    """One object (``layout.json_keys``) per line."""
     with open_rows(db, stmt, want_keys=False) as src:
         for batch in src.batches:
-            yield b"".join(orjson.dumps(obj) + b"\n" for obj in _objects(src, batch))
+            yield b"".join(orjson.dumps(obj) + b"\n" for obj in _objects(layout, batch))
 
 
 # ---------------------------------------------------------------------------------------- XLSX
@@ -929,7 +1103,39 @@ class _Sheets:
         self._new_sheet()
 
 
-def write_xlsx(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
+def _xlsx_columns(part: tuple[tuple[str, str], ...], first: int) -> list[tuple[int, int, Any]]:
+    """(column, row index, labels or None) of each field of ``part``, from column ``first`` on:
+    the row value itself, or for the categories its label (``labels[score]``)."""
+    return [(first + i, _ROW_OF[src], _LABELS.get(src)) for i, (_, src) in enumerate(part)]
+
+
+# the row index behind each source (a row of record COLUMNS and the names), and the labels of
+# the sources derived from the score
+_ROW_OF = {
+    "id": ID,
+    "email": EMAIL,
+    "score": SCORE,
+    "score_type": SCORE,
+    "category": SCORE,
+    "comment": COMMENT,
+    "enduser_id": EUID,
+    "company_id": CID,
+    "campaign_id": CAMPAIGN,
+    "source": SOURCE,
+    "source_id": SOURCE_ID,
+    "date_sent": SENT,
+    "date_reminder_sent": REMINDED,
+    "date_answered": ANSWERED,
+    "created_at": CREATED,
+    "updated_at": UPDATED,
+    "enduser_name": ENDUSER_NAME,
+    "company_name": COMPANY_NAME,
+    "survey_name": SURVEY_NAME,
+}
+_LABELS = {"score_type": CATEGORIES, "category": CATEGORIES_UPPER}
+
+
+def write_xlsx(db: Database, stmt: Select[Any], layout: Layout = RECORDS) -> Iterator[bytes]:
     """An XLSX workbook with typed cells: scores as numbers, dates as dates, text escaped."""
     fd, path = tempfile.mkstemp(prefix="npsd-export-", suffix=".xlsx")
     os.close(fd)
@@ -947,16 +1153,18 @@ def write_xlsx(db: Database, stmt: Select[Any]) -> Iterator[bytes]:
                     "tmpdir": os.path.dirname(path),
                 },
             )
-            sheets = _Sheets(workbook, header(keys))
+            sheets = _Sheets(workbook, layout.header(keys))
             sheets.start()
-            base = len(FIELDS)
+            base = len(layout.fields)
+            columns = [
+                *_xlsx_columns(layout.fields, 0),
+                *_xlsx_columns(layout.names, base + len(keys)),
+            ]
             for batch in src.batches:
                 for r in batch:
-                    for col, index in enumerate(FIELD_SOURCES):
+                    for col, index, labels in columns:
                         value = r[index]
-                        if col == 3:
-                            value = CATEGORIES[value]
-                        sheets.cell(col, value)
+                        sheets.cell(col, value if labels is None else labels[value])
                     custom = r[CUSTOM]
                     if whole_custom:
                         if custom and custom != "null":

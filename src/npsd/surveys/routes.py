@@ -241,6 +241,18 @@ def export_responses(
     format: Annotated[ExportFormat, FORMAT_QUERY],
 ) -> Response:
     """Download the responses matching the same filters as the responses list, streamed in
-    constant memory, as `nps-survey-{id}-responses-YYYY-MM-DD.{ext}`."""
+    constant memory, as `nps-survey-{id}-responses-YYYY-MM-DD.{ext}`.
+
+    The fields are those of a response in `GET /v1/nps-surveys/{id}/responses`, then the names
+    beside the ids. The CSV and XLSX header is, in this order: `id`, `surveyId`, `enduserId`,
+    `companyId`, `email`, `score`, `category`, `comment`, `source`, `sourceId`, `sentAt`,
+    `respondedAt`, `createdAt`, `updatedAt`, one `custom.<key>` column per custom key (sorted),
+    `surveyName`, `enduserName`, `companyName` (the names are empty when there is none). Text
+    starting with `=`, `+`, `-`, `@`, TAB or CR gets a leading `'` so spreadsheets do not run it
+    as a formula; XLSX cells are typed (numbers, dates). JSON (one array) and NDJSON (one object
+    per line) have the same fields in the same order, with `custom` as a nested object in place
+    of its columns and `null` where there is no name."""
     stmt = service.responses_select(principal.org_id, survey.id, filters)
-    return stream_records(request.app.state.db, stmt, format, f"nps-survey-{survey.id}-responses")
+    return stream_records(
+        request.app.state.db, stmt, format, f"nps-survey-{survey.id}-responses", service.RESPONSE_EXPORT
+    )

@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, RowMapping, Select, case, func, not_, or_,
 from sqlalchemy.orm import Session
 
 from npsd.analytics.nps import EMPTY, Summary, category, in_category
+from npsd.exports.service import Layout
 from npsd.kit.db import lock_org_writes
 from npsd.kit.errors import BadRequest, Conflict, NotFound, NpsdError
 from npsd.kit.ids import is_id, new_id
@@ -258,6 +259,30 @@ def response_out(rec: Mapping[str, Any] | RowMapping) -> dict[str, Any]:
         "updatedAt": iso(rec["updated_at"]),
         "custom": rec["custom"],
     }
+
+
+# A survey's response export: the fields of response_out (the same names, in the same order; the
+# export's dates are printed as iso() prints them, its category in capitals), then the names
+# beside the ids. Only add fields at the end of ``names``: clients may read columns by position.
+RESPONSE_EXPORT = Layout(
+    fields=(
+        ("id", "id"),
+        ("surveyId", "campaign_id"),
+        ("enduserId", "enduser_id"),
+        ("companyId", "company_id"),
+        ("email", "email"),
+        ("score", "score"),
+        ("category", "category"),
+        ("comment", "comment"),
+        ("source", "source"),
+        ("sourceId", "source_id"),
+        ("sentAt", "date_sent"),
+        ("respondedAt", "date_answered"),
+        ("createdAt", "created_at"),
+        ("updatedAt", "updated_at"),
+    ),
+    names=(("surveyName", "survey_name"), ("enduserName", "enduser_name"), ("companyName", "company_name")),
+)
 
 
 RESPONSE_SORT: dict[str, Any] = {
