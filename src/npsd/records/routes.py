@@ -13,16 +13,37 @@ from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.kit.errors import BadRequest
 from npsd.kit.http import DbSession, RawJson, TransactionRoute, json_response, point_read
 from npsd.kit.idempotency import pending_in
-from npsd.kit.listing import Page, ParamStr, Window, answered_window, id_list, planhat_page, selectable_list
+from npsd.kit.listing import (
+    Page,
+    ParamStr,
+    Window,
+    answered_window,
+    blank_to_none,
+    id_list,
+    planhat_page,
+    selectable_list,
+)
 from npsd.kit.timeutil import utcnow
 from npsd.kit.validation import UtcDatetime
 from npsd.records import service
 from npsd.records.batcher import reply_body
+from npsd.records.queries import SEARCH_MAX_LENGTH
 from npsd.records.schemas import BULK_BODY_SCHEMA, BulkResult, DeleteResult, NpsInput, NpsRead
 
 router = APIRouter(route_class=TransactionRoute, tags=["nps"])
 RecordKey = Annotated[str, Path(description="The record's 24-hex `_id`, or `srcid-<sourceId>`")]
 
+
+SEARCH_DESCRIPTION = (
+    "Words the comment must hold: each word of `search` must begin a word of the comment "
+    '(`deliv` finds "Delivery was late"), in any case and with or without diacritics (`equipe` '
+    'finds "L\'équipe", `Ubersicht` finds "Übersicht"; ß, æ, œ and ø are letters of their own). '
+    "Words are runs of letters and digits: punctuation, quotes and symbols only separate them, "
+    "so there are no operators, phrases or wildcards (`e-mail` looks for `e` and `mail`). "
+    "Answers without a comment never match. At most 200 characters; an empty search, or one "
+    "without letters or digits, filters nothing. Served by a full-text index on SQLite and "
+    "PostgreSQL alike, with the same results on both."
+)
 
 # Answers are dated from 1970 on (kit.validation.to_utc): a window reaching further back holds them all.
 EARLIEST_ANSWER = datetime(1970, 1, 1)
@@ -48,6 +69,9 @@ def list_query(
             "reaching before the first answer). Not applied by default when since or updatedSince is given.",
         ),
     ] = None,
+    search: Annotated[
+        ParamStr | None, Query(max_length=SEARCH_MAX_LENGTH, description=SEARCH_DESCRIPTION)
+    ] = None,
 ) -> service.ListQuery:
     page.check_fields(service.OUTPUT_FIELDS)
     if scoreType is not None and scoreType not in CATEGORY_RANGES:
@@ -71,6 +95,7 @@ def list_query(
         limit=page.limit,
         offset=page.offset,
         select=page.select,
+        search=blank_to_none(search),
     )
 
 
@@ -97,7 +122,8 @@ def list_nps(q: ListQueryDep, principal: Viewer, session: DbSession) -> Response
     """List NPS records, newest answer first unless `sort` says otherwise.
 
     By default only answers of the last 360 days (`npsExpiryDay`). Ties are broken by `_id`,
-    so paging with `offset` never skips or repeats a record.
+    so paging with `offset` never skips or repeats a record. `search` finds answers by the words
+    of their comment, through a full-text index (see the parameter).
     """
     return json_response(service.list_records(session, principal.org_id, q))
 
