@@ -18,10 +18,11 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 
 from conftest import Tenant, TestDatabase, make_tenant
 from dashboard import Person, Site, csrf_of, make_user, page_for, serious_violations, sign_in
@@ -159,6 +160,8 @@ def test_each_filter_narrows_as_the_api_does(client: TestClient, browser: TestCl
         ("?category=promoter", {"scoreType": "promoter"}),
         ("?category=detractor", {"scoreType": "detractor"}),
         ("?score=7", {"score": 7}),
+        ("?search=number+1", {"search": "number 1"}),
+        ("?search=REMARK+numb&score=3", {"search": "REMARK numb", "score": 3}),
         (f"?companyId={org.companies[0]}", {"companyId": org.companies[0]}),
         (f"?since={start}&until={end}", {"since": api_day(start), "until": api_day(end, True)}),
         ("?period=30d", {"since": api_day(today - timedelta(days=29))}),
@@ -231,6 +234,14 @@ def test_bad_filters_are_named_next_to_their_field(browser: TestClient, org: Org
     assert '<option value="detractor" selected>' in page  # what was typed is kept
     _, _, page = feed(browser, "?page=0", status=400)
     assert "page: Choose a page" in page
+
+
+def test_a_search_is_words_never_syntax(client: TestClient, browser: TestClient, org: Org) -> None:
+    for search in ('"NEAR( * : -remark', HOSTILE, "%", "'; drop table nps_record; --"):
+        n, ids, page = feed(browser, "?" + urlencode({"search": search}))
+        expected = api_records(client, org.tenant, search=search)
+        assert (n, ids) == (len(expected), [x["_id"] for x in expected[:PAGE]]), search
+        assert f'value="{escape(search)}"' in page  # what was typed is kept, as text
 
 
 def test_nothing_of_another_organization_shows(browser: TestClient, org: Org) -> None:
@@ -342,15 +353,22 @@ def test_filters_by_keyboard_on_a_phone(
         assert page.get_by_label("Category").input_value() == "detractor"
         for _ in range(12):
             page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "f-search":
+                break
+        page.keyboard.type("remark 1")
+        for _ in range(12):
+            page.keyboard.press("Tab")
             if page.evaluate("document.activeElement.textContent") == "Apply":
                 break
         with page.expect_navigation():
             page.keyboard.press("Enter")
-        assert parse_qs(urlsplit(page.url).query)["category"] == ["detractor"]
+        query = parse_qs(urlsplit(page.url).query)
+        assert (query["category"], query["search"]) == (["detractor"], ["remark 1"])
         categories = page.locator(
             "table:has(caption:text-is('Responses')) tbody td.category"
         ).all_inner_texts()
         assert categories and set(categories) == {"Detractor"}
-        expected = len(api_records(client, org.tenant, scoreType="detractor"))
+        expected = len(api_records(client, org.tenant, scoreType="detractor", search="remark 1"))
+        assert page.get_by_label("Search comments").input_value() == "remark 1"  # kept
         assert page.get_by_text(re.compile(r"^\d+ responses$")).inner_text() == f"{expected} responses"
         assert serious_violations(page) == []

@@ -201,6 +201,7 @@ class ListQuery:
     offset: int = 0
     select: list[str] | None = None
     search: str | None = None  # words the comment must hold (see the module docstring)
+    score: int | None = None  # exactly this score (the dashboard's feed: a bar of the distribution)
 
 
 def filtered(org_id: str, q: ListQuery, now: datetime) -> Select[Any]:
@@ -218,6 +219,8 @@ def filtered(org_id: str, q: ListQuery, now: datetime) -> Select[Any]:
         )
     if q.score_type:
         conditions.append(in_category(T.c.score, q.score_type))
+    if q.score is not None:
+        conditions.append(T.c.score == q.score)
     if q.since is not None:
         conditions.append(T.c.date_answered >= q.since)
     if q.until is not None:

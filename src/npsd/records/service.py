@@ -21,7 +21,7 @@ from npsd.kit.timeutil import utcnow
 from npsd.records.bulk import bulk_upsert
 from npsd.records.lookup import find_record
 from npsd.records.output import COLUMN_NAMES, OUTPUT_FIELDS, T, to_output
-from npsd.records.queries import ListQuery, filtered, list_records, ordered
+from npsd.records.queries import ListQuery, count_records, filtered, list_records, ordered
 from npsd.records.schemas import NpsInput
 from npsd.records.writes import ItemRejected, Planner, begin_write, delete_records, write_batch
 
@@ -30,6 +30,7 @@ __all__ = [
     "ListQuery",
     "T",
     "bulk_upsert",
+    "count_records",
     "create_record",
     "create_records",
     "delete_record",

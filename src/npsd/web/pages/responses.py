@@ -22,18 +22,17 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
-from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from npsd.analytics.nps import CATEGORY_RANGES
+from npsd.contacts.service import record_answers
 from npsd.exports.service import check_format, stream_records
-from npsd.kit.db import Database, one_of
+from npsd.kit.db import Database
 from npsd.kit.errors import BadRequest
 from npsd.kit.http import DbSession
-from npsd.kit.models import Company, Enduser, Survey
 from npsd.kit.timeutil import utcnow
-from npsd.records.output import T, to_output
-from npsd.records.service import ListQuery, filtered, ordered
+from npsd.records.queries import SEARCH_MAX_LENGTH
+from npsd.records.service import ListQuery, count_records, filtered, list_records, ordered
 from npsd.web.filters import PRESETS, Period, parse_period
 from npsd.web.pages.overview import (
     CATEGORY_LABELS,
@@ -53,7 +52,6 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 PAGE_SIZE = 25
 MAX_PAGE = 1_000_000
-MAX_SEARCH = 200
 FORMATS = ("csv", "xlsx", "json", "ndjson")
 FILTER_NAMES = ("period", "since", "until", "surveyId", "category", "score", "companyId", "search")
 CATEGORY_OPTIONS = [("", "All"), *CATEGORY_LABELS.items()]
@@ -97,6 +95,8 @@ class Feed:
             expiry_days=None,
             limit=limit,
             offset=(self.page - 1) * limit,
+            search=self.search,
+            score=self.score,
         )
 
 
@@ -127,11 +127,11 @@ def parse_feed(request: Request, session: Session, user: PageUser) -> Feed:
         else:
             errors["score"] = "Choose a score from 0 to 10."
     search = values.get("search") or None
-    if search is not None and (len(search) > MAX_SEARCH or "\x00" in search):
-        errors["search"] = f"Search for at most {MAX_SEARCH} characters."
+    if search is not None and len(search) > SEARCH_MAX_LENGTH:
+        errors["search"] = f"Search for at most {SEARCH_MAX_LENGTH} characters."
         search = None
-    if search is not None:  # never ignored: the comment index is not in the records query yet
-        errors["search"] = "Searching comments is not available yet."
+    elif search is not None and "\x00" in search:
+        errors["search"] = "Search for words, without control characters."
         search = None
     raw_page = request.query_params.get("page", "").strip()[: MAX_FIELD + 1]
     page = 1
@@ -141,51 +141,6 @@ def parse_feed(request: Request, session: Session, user: PageUser) -> Feed:
         else:
             errors["page"] = f"Choose a page from 1 to {MAX_PAGE}."
     return Feed(period, survey_id, company_id, category, score, search, page, values, errors)
-
-
-# ------------------------------------------------------------------------------- reading answers
-
-
-def feed_statement(org_id: str, feed: Feed) -> Select[Any]:
-    """The records of ``feed`` (the ``GET /nps`` filter of its list query, and its score)."""
-    stmt = filtered(org_id, feed.list_query(), utcnow())
-    if feed.score is not None:
-        stmt = stmt.where(T.c.score == feed.score)
-    return stmt
-
-
-def count_answers(session: Session, org_id: str, feed: Feed) -> int:
-    """How many answers match (every page)."""
-    stmt = feed_statement(org_id, feed).with_only_columns(T.c.id).order_by(None)
-    return int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
-
-
-def page_records(session: Session, org_id: str, feed: Feed) -> list[dict[str, Any]]:
-    """One page of answers, newest first, as ``GET /nps`` prints them."""
-    q = feed.list_query()
-    stmt = ordered(feed_statement(org_id, feed), None).limit(q.limit).offset(q.offset)
-    return [to_output(row) for row in session.execute(stmt)]
-
-
-def _names(session: Session, org_id: str, model: Any, ids: set[str]) -> dict[str, Any]:
-    if not ids:
-        return {}
-    columns = (model.id, model.name, model.email) if model is Enduser else (model.id, model.name)
-    found = session.execute(select(*columns).where(model.org_id == org_id, one_of(session, model.id, ids)))
-    return {row[0]: (row[1] or row[2]) if model is Enduser else row[1] for row in found}
-
-
-def with_names(session: Session, org_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows with the names a person reads beside the ids: ``surveyName`` (None without a
-    survey of the organization), ``contactName`` (the name, else the address), ``companyName``."""
-    surveys = _names(session, org_id, Survey, {r["campaignId"] for r in rows if r["campaignId"]})
-    contacts = _names(session, org_id, Enduser, {r["euId"] for r in rows if r["euId"]})
-    companies = _names(session, org_id, Company, {r["cId"] for r in rows if r["cId"]})
-    for r in rows:
-        r["surveyName"] = surveys.get(r["campaignId"]) if r["campaignId"] else None
-        r["contactName"] = contacts.get(r["euId"]) or r["email"]
-        r["companyName"] = companies.get(r["cId"]) if r["cId"] else None
-    return rows
 
 
 # ----------------------------------------------------------------------------------------- pages
@@ -236,8 +191,8 @@ def responses(request: Request, user: PageViewer, session: DbSession) -> HTMLRes
     answers: list[dict[str, Any]] = []
     total = 0
     if not feed.errors:
-        answers = with_names(session, user.org_id, page_records(session, user.org_id, feed))
-        total = count_answers(session, user.org_id, feed)
+        answers = record_answers(session, user.org_id, feed.list_query())
+        total = count_records(session, user.org_id, feed.list_query())
     context = {
         **feed_context(feed, answers, total),
         "values": feed.values,
@@ -264,11 +219,10 @@ def responses_live(request: Request, user: PageViewer, session: DbSession, v: st
     feed = replace(parse_feed(request, session, user), page=1)
     if feed.errors:
         return Response(status_code=204)
-    answers = page_records(session, user.org_id, feed)
-    if rows_digest(answers) == v:
+    if rows_digest(list_records(session, user.org_id, feed.list_query())) == v:
         return Response(status_code=204)
-    with_names(session, user.org_id, answers)
-    total = count_answers(session, user.org_id, feed)
+    answers = record_answers(session, user.org_id, feed.list_query())
+    total = count_records(session, user.org_id, feed.list_query())
     context = {**feed_context(feed, answers, total), "updated": utcnow()}
     return render(request, "_responses_feed.html", context, user=user)
 
@@ -285,5 +239,5 @@ def export_responses(request: Request, fmt: str, user: PageViewer, session: DbSe
             f"{name}: {issue}", [{"field": key, "issue": message} for key, message in feed.errors.items()]
         )
     db: Database = request.app.state.db
-    stmt = ordered(feed_statement(user.org_id, feed), None)
+    stmt = ordered(filtered(user.org_id, feed.list_query(), utcnow()), None)
     return stream_records(db, stmt, fmt, "nps-responses")
