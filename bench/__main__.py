@@ -19,7 +19,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bulk_upsert.py", "list.py", "metrics.py", "export.py", "throughput.py", "search.py"]
+SCRIPTS = [
+    "bulk_upsert.py",
+    "list.py",
+    "metrics.py",
+    "export.py",
+    "throughput.py",
+    "search.py",
+    "dashboard.py",
+]
 LINE = re.compile(r"^(?P<name>[a-z][\w.-]*) (?P<rest>.*\bmet=(?P<met>\S+).*)$")
 
 

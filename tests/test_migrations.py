@@ -6,13 +6,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from conftest import TestDatabase
-from npsd.kit.models import Base
+from npsd.kit.models import Base, declared_by_models
 from npsd.migrations import upgrade
 
 
 def test_migrated_schema_matches_models(database: TestDatabase) -> None:
     with database.db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        context = MigrationContext.configure(conn, opts={"include_name": declared_by_models})
+        diff = compare_metadata(context, Base.metadata)
     assert diff == []
 
 
