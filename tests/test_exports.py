@@ -770,3 +770,19 @@ def test_survey_export_has_the_fields_of_the_responses_api_and_the_names(
         assert values["category"] == api["category"]
         assert values["respondedAt"].isoformat(timespec="milliseconds") + "Z" == api["respondedAt"]
         assert tuple(values[k] for k in SURVEY_NAMES) == expected[values["id"]]
+
+
+def test_names_found_again_once_forgotten(
+    client: TestClient, tenant: Tenant, named: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CSV lines that SQLite writes end with names looked up by batch and remembered up to a
+    bound; past it, all is forgotten and found again: the same file."""
+    from npsd.exports import parallel
+
+    whole = export(client, tenant, "csv", **ALL).content
+    monkeypatch.setattr(parallel, "TAILS", 1)
+    assert export(client, tenant, "csv", **ALL).content == whole
+    assert export(client, tenant, "csv", sort="score", **ALL).content != whole  # another order, same rows
+    assert sorted(export(client, tenant, "csv", sort="score", **ALL).content.splitlines()) == sorted(
+        whole.splitlines()
+    )

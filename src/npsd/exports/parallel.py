@@ -18,6 +18,10 @@ needs one.
 This module uses only the standard library: the workers run it (``python -m npsd.exports.parallel``),
 and start in a few tens of milliseconds.
 
+The names at the end of each line (contact, company, survey) are not joined in SQL: each would
+cost SQLite two b-tree searches per row. :class:`NameTails` looks each id up once, by batch, in
+the reader's own snapshot, and remembers the end of the line per combination of ids.
+
 :data:`CSV_EXPORTS` counts, per server process, which CSV exports the workers wrote and which one
 reader wrote, and why: the workers are an optimisation that fails quietly by design (the file is
 the same either way), so only these counts tell an operator whether they are doing their job.
@@ -26,13 +30,14 @@ the same either way), so only these counts tell an operator whether they are doi
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from typing import Any
@@ -41,9 +46,69 @@ PIN = "SELECT 1 FROM sqlite_master LIMIT 1"  # any read fixes a WAL reader's sna
 READY_SECONDS = 30.0  # how long a worker may take to start before the export gives up on them
 FETCH_ROWS = 500  # rows a worker fetches at a time
 SEND_BYTES = 1 << 20  # a worker sends about this much at a time: few, large messages, bounded memory
+TAILS = 50_000  # line ends a reader remembers before it starts afresh: ~20 MB at most
 
 
 Block = tuple[str, Sequence[Any]]  # (which SQL text, its parameters)
+# How one name column is looked up: (SQL text, its parameters, the position among them of the JSON
+# array of ids, and that of the organization). It answers (id, finished CSV cell) for the ids of
+# the organization it knows.
+Lookup = tuple[str, Sequence[Any], int, int]
+
+
+class NameTails:
+    """The ends of CSV lines: the cells of the names beside the ids, then ``\\r\\n``.
+
+    A line query selects each record's line up to its names, then the id behind each name (as
+    ``lookups`` lists them), then the record's organization, in which the names are looked up
+    (a ``campaignId`` may be another organization's survey id: it names nothing). Joining the
+    names in SQL costs SQLite two b-tree searches per name and row (the id's index, then the
+    row): at 1M records the three names made the lines cost about 60% more. Here the ids of a
+    batch that are not known yet are looked up together, one query per name, on ``query`` (the
+    reader's own connection, so in its snapshot), and the end of the line is remembered per
+    combination of ids, up to :data:`TAILS` of them (then all is forgotten and found again:
+    memory stays bounded however many contacts an export meets). No id, or an id that names
+    nothing, is an empty cell.
+    """
+
+    def __init__(
+        self, query: Callable[[str, Sequence[Any]], Iterable[Sequence[Any]]], lookups: Sequence[Lookup]
+    ):
+        self.query = query
+        self.lookups = lookups
+        self.cells: list[dict[tuple[Any, Any], str]] = [{} for _ in lookups]
+        self.tails: dict[tuple[Any, ...], str] = {}
+
+    def lines(self, batch: Sequence[Sequence[Any]]) -> str:
+        """The finished lines of ``batch``: rows of (line up to the names, *their ids, organization)."""
+        keys = [tuple(row[1:]) for row in batch]
+        missing = set(keys).difference(self.tails)
+        if missing:
+            if len(self.tails) + len(missing) > TAILS:  # start afresh, with this batch's
+                self.tails = {}
+                self.cells = [{} for _ in self.lookups]
+                missing = set(keys)
+            self._learn(missing)
+        tails = self.tails
+        return "".join([row[0] + tails[key] for row, key in zip(batch, keys, strict=True)])
+
+    def _learn(self, missing: set[tuple[Any, ...]]) -> None:
+        for index, (sql, params, ids_at, org_at) in enumerate(self.lookups):
+            cells = self.cells[index]  # by (organization, id)
+            wanted: dict[Any, set[Any]] = {}
+            for key in missing:
+                if key[index] is not None and (key[-1], key[index]) not in cells:
+                    wanted.setdefault(key[-1], set()).add(key[index])
+            for org, ids in wanted.items():  # one organization per export
+                values = list(params)
+                values[ids_at], values[org_at] = json.dumps(sorted(ids)), org
+                found = {row[0]: row[1] for row in self.query(sql, values)}
+                for id_ in ids:
+                    cells[org, id_] = found.get(id_) or ""
+        for key in missing:
+            org = key[-1]
+            ends = ["," + ("" if id_ is None else self.cells[i][org, id_]) for i, id_ in enumerate(key[:-1])]
+            self.tails[key] = "".join(ends) + "\r\n"
 
 
 class WriterCounts:
@@ -105,14 +170,16 @@ def _worker(path: str, busy_ms: int, pipe: Pipe, index: int, count: int) -> None
         conn.execute("BEGIN")
         conn.execute(PIN).fetchall()
         pipe.send("pinned")
-        sql: dict[str, str] = pipe.recv()  # the SQL texts, then one block at a time, then None
+        # the SQL texts and the name lookups, then one block at a time, then None
+        sql: dict[str, str] = pipe.recv()
+        tails = NameTails(lambda text, params: conn.execute(text, params).fetchall(), pipe.recv())
         while (block := pipe.recv()) is not None:
             kind, params = block
             cursor = conn.execute(sql[kind], params)
             parts: list[bytes] = []
             size = 0
             while batch := cursor.fetchmany(FETCH_ROWS):
-                part = "".join([line for (line,) in batch]).encode()
+                part = tails.lines(batch).encode()
                 parts.append(part)
                 size += len(part)
                 if size >= SEND_BYTES:  # however long the rows, a worker holds about this much
@@ -183,11 +250,13 @@ class Workers:
         finally:
             lock.close()
 
-    def run(self, sql: dict[str, str], blocks: Iterator[Block]) -> Iterator[bytes]:
+    def run(self, sql: dict[str, str], lookups: Sequence[Lookup], blocks: Iterator[Block]) -> Iterator[bytes]:
         """Hand out the blocks round robin, a few ahead of what was sent, and yield their CSV in
-        order. ``blocks`` is read lazily: cutting the next block costs the reader some work."""
+        order (``sql``: the line queries by kind; ``lookups``: the names', see :class:`NameTails`).
+        ``blocks`` is read lazily: cutting the next block costs the reader some work."""
         for pipe in self.pipes:
             pipe.send(sql)
+            pipe.send(list(lookups))
         waiting: deque[int] = deque()  # the worker of each block handed out and not yet sent on
         number = 0
         ahead = 2 * len(self.pipes)

@@ -15,12 +15,15 @@ contact, company and survey (``enduserName``, ``companyName``, ``surveyName``; e
 there is none). New columns go at the end, so existing columns keep their positions. JSON and
 NDJSON keep ``custom`` as one nested object, followed by the names.
 
-The names come from LEFT JOINs on the primary keys of ``enduser``, ``company`` and ``survey``
-within the record's organization (:func:`with_names`), added only to the query that reads the
-rows: the custom key scan, the row count and the keyset queries that cut blocks for the workers
-read ``nps_record`` alone. A LEFT JOIN keeps ``nps_record`` the outer loop on SQLite, so the
-order still comes off the record index and the rows still stream (the workers' plan check reads
-the plan of the joined block query).
+The names are those of the record's contact, company and survey within the record's own
+organization (another organization's survey id in ``campaignId`` names nothing). Rows read as
+values (JSON, NDJSON, XLSX, and CSV on PostgreSQL) get them by LEFT JOINs on the primary keys
+(:func:`with_names`: one row per record, in the record query's order; PostgreSQL memoizes the
+lookups). CSV lines that SQLite finishes itself, by one reader or by the workers, end with
+names looked up by batch and remembered (``npsd.exports.parallel.NameTails``): there a join
+costs two b-tree searches per name and row, which made the lines cost about 60% more. Either
+way, the custom key scan, the row count and the keyset queries that cut blocks for the workers
+read ``nps_record`` alone.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
 from npsd.analytics.nps import category, category_sql
-from npsd.exports.parallel import CSV_EXPORTS, PIN, Block, Workers
+from npsd.exports.parallel import CSV_EXPORTS, PIN, Block, Lookup, NameTails, Workers
 from npsd.kit.db import Database
 from npsd.kit.errors import REQUIRED_HINTS, BadRequest
 from npsd.kit.models import Company, Enduser, NpsRecord, Survey
@@ -299,6 +302,7 @@ class Source:
     keys: list[str] | None
     batches: Iterator[Sequence[Row]]
     cells: bool = False
+    tails: NameTails | None = None  # with cells: what ends each line (its names)
 
 
 def iso_text(column: Any, dialect: str) -> Any:
@@ -343,8 +347,9 @@ def open_rows(
     csv_layout: Layout | None = None,
 ) -> Iterator[Source]:
     """Open the export's own read transaction and yield what the writers read: rows of record
-    ``COLUMNS`` and the names (:func:`with_names`), or on SQLite with ``csv_layout`` the finished
-    CSV lines of that layout when SQLite can write them."""
+    ``COLUMNS`` and the names (:func:`with_names`), or on SQLite with ``csv_layout`` the CSV
+    lines of that layout up to the names, which ``Source.tails`` ends, when SQLite can write
+    them."""
     sqlite = db.is_sqlite
     with db.engine.connect() as conn:
         if not sqlite:
@@ -364,21 +369,36 @@ def open_rows(
                     if csv_layout is not None and cells
                     else raw_columns(stmt, conn.dialect.name, text_dates)
                 )
+                tails = None
                 if cells:
                     # finished cells need no result processing: read the driver's tuples directly
                     # (no yield_per here: its buffering would take rows off the cursor first)
                     result = conn.execute(query)
                     batches = _fetch(result.cursor)
+                    tails = _name_tails(conn, csv_layout)
                 else:
                     result = conn.execution_options(yield_per=BATCH_ROWS).execute(query)
                     batches = result.partitions()
                 try:
-                    yield Source(keys, batches, cells)
+                    yield Source(keys, batches, cells, tails)
                 finally:
                     result.close()
             finally:
                 if previous_cache is not None:
                     conn.exec_driver_sql(f"PRAGMA cache_size={previous_cache}")
+
+
+def _name_tails(conn: Connection, layout: Layout | None) -> NameTails:
+    """The line ends of ``layout``'s names, looked up on ``conn``'s own driver connection (in its
+    transaction, so in the snapshot its rows come from)."""
+    if layout is None:
+        raise ValueError("CSV lines need their layout")
+    driver = conn.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the export's connection is closed")
+    return NameTails(
+        lambda sql, params: driver.execute(sql, params).fetchall(), name_lookups(layout, conn.dialect)
+    )
 
 
 def _fetch(cursor: Any) -> Iterator[Sequence[Row]]:
@@ -473,9 +493,9 @@ def write_csv(db: Database, stmt: Select[Any], layout: Layout = RECORDS) -> Iter
     with open_rows(db, stmt, want_keys=True, csv_layout=layout) as src:
         keys = src.keys or []
         yield _header_bytes(layout, keys)
-        if src.cells:
+        if src.tails is not None:
             for batch in src.batches:
-                yield "".join([line for (line,) in batch]).encode()
+                yield src.tails.lines(batch).encode()
         else:
             yield from _python_csv(layout, src.batches, keys)
 
@@ -620,11 +640,10 @@ def _sorts_every_block(conn: Connection, stmt: Select[Any], keyset: Keyset, bloc
     entries further. Without one (``score``, ``email``... have no index), each block query and
     each search for a block's end reads and sorts the whole export again: measured at 200,000
     survey responses by score, 25 s with two workers against 3 s for one reader, which sorts
-    once. SQLite's own query plan says which case this is; a block query is checked as the
-    workers run it, with the joins that read the names."""
+    once. SQLite's own query plan says which case this is."""
     queries = (
         keyset.block_ends(stmt, block)[1],
-        with_names(stmt).where(keyset.beyond("hi"), keyset.through("lo")),
+        stmt.with_only_columns(T.c.id).where(keyset.beyond("hi"), keyset.through("lo")),
     )
     for query in queries:
         c = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
@@ -748,7 +767,8 @@ def _write_csv_parallel(db: Database, plan: ParallelPlan) -> Iterator[bytes]:
 
             CSV_EXPORTS.worker_export()
             yield _header_bytes(layout, keys)
-            yield from workers.run({kind: c.string for kind, c in compiled.items()}, blocks())
+            lookups = name_lookups(layout, conn.dialect)
+            yield from workers.run({kind: c.string for kind, c in compiled.items()}, lookups, blocks())
     finally:
         workers.close()
         PARALLEL_EXPORTS.release()
@@ -901,27 +921,25 @@ PRINTF_ARGS = 100  # cells per printf() call: SQLite functions take at most 127 
 
 
 def csv_lines_sql(layout: Layout, stmt: Select[Any], keys: list[str]) -> Select[Any]:
-    """``stmt`` (record ``COLUMNS``) with the names (:func:`with_names`), rewritten to select one
-    column: each record's finished CSV line in ``layout``, ``\\r\\n`` included (SQLite SQL).
-    ``printf`` builds the line in one buffer, where handing 20 cells to Python, or concatenating
-    them with ``||``, would cost a string each."""
+    """``stmt`` (record ``COLUMNS``) rewritten to select each record's CSV line in ``layout`` up
+    to its names, finished (SQLite SQL), then the id behind each name and the record's
+    organization: ``NameTails`` ends the line (see npsd.exports.parallel). ``printf`` builds the line in one buffer, where handing 17
+    cells to Python, or concatenating them with ``||``, would cost a string each."""
     _check_columns(stmt)
-    stmt = with_names(stmt)
     cells = csv_cells(layout, stmt, keys)
     parts = []
     for start in range(0, len(cells), PRINTF_ARGS):
         chunk = cells[start : start + PRINTF_ARGS]
-        end = "\r\n" if start + PRINTF_ARGS >= len(cells) else ","
+        end = "" if start + PRINTF_ARGS >= len(cells) else ","
         parts.append(func.printf(literal(",".join(["%s"] * len(chunk)) + end, String), *chunk, type_=String))
     line: ColumnElement[str] = parts[0]
     for part in parts[1:]:
         line = line + part  # String + String: SQL ||
-    return stmt.with_only_columns(line)
+    return stmt.with_only_columns(line, *(_NAMED[src][1] for _, src in layout.names), T.c.org_id)
 
 
 def _sql_cells(c: list[Any]) -> dict[str, Any]:
-    """Each source's finished CSV cell, as text (SQLite SQL), of a row of record ``COLUMNS`` and
-    the names."""
+    """Each record source's finished CSV cell, as text (SQLite SQL), of a row of record ``COLUMNS``."""
 
     def text_(i: int) -> Any:
         return type_coerce(c[i], String)
@@ -947,23 +965,42 @@ def _sql_cells(c: list[Any]) -> dict[str, Any]:
         "source": _text_cell(text_(SOURCE)),
         "source_id": _text_cell(text_(SOURCE_ID)),
         **{name: func.coalesce(iso_text(c[i], "sqlite"), EMPTY) for name, i in dates.items()},
-        "enduser_name": _text_cell(text_(ENDUSER_NAME)),
-        "company_name": _text_cell(text_(COMPANY_NAME)),
-        "survey_name": _text_cell(text_(SURVEY_NAME)),
     }
 
 
 def csv_cells(layout: Layout, stmt: Select[Any], keys: list[str]) -> list[Any]:
-    """The finished CSV cells of ``stmt``'s rows (record ``COLUMNS`` and the names) in
-    ``layout``, all text (SQLite SQL)."""
+    """The finished CSV cells of ``stmt``'s rows (record ``COLUMNS``) in ``layout`` up to its
+    names, all text (SQLite SQL)."""
     c = list(stmt.selected_columns)
     by_source = _sql_cells(c)
     custom = type_coerce(c[CUSTOM], String)
-    return [
-        *(by_source[src] for _, src in layout.fields),
-        *(_sqlite_custom_cell(custom, k) for k in keys),
-        *(by_source[src] for _, src in layout.names),
-    ]
+    return [*(by_source[src] for _, src in layout.fields), *(_sqlite_custom_cell(custom, k) for k in keys)]
+
+
+# each name source: the table that names it and the record column holding the id
+_NAMED: dict[str, tuple[Any, Any]] = {
+    "enduser_name": (_ENDUSER, T.c.enduser_id),
+    "company_name": (_COMPANY, T.c.company_id),
+    "survey_name": (_SURVEY, T.c.campaign_id),
+}
+
+
+def name_lookups(layout: Layout, dialect: Any) -> list[Lookup]:
+    """How :class:`NameTails` finds the finished CSV cell of each name of ``layout`` (SQLite
+    SQL): the rows of one organization among a JSON array of ids, formula guard and quoting
+    included."""
+    lookups: list[Lookup] = []
+    for _, src in layout.names:
+        table, _column = _NAMED[src]
+        ids = func.json_each(bindparam("ids", "")).table_valued("value")
+        query = select(table.c.id, _text_cell(type_coerce(table.c.name, String))).where(
+            table.c.id.in_(select(ids.c.value)), table.c.org_id == bindparam("org", "")
+        )
+        c = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        names = list(c.positiontup or ())
+        params = [_sqlite_param(c.params[name]) for name in names]
+        lookups.append((c.string, params, names.index("ids"), names.index("org")))
+    return lookups
 
 
 # ---------------------------------------------------------------------------------------- JSON
