@@ -445,9 +445,8 @@ def test_raw_sql_writes_keep_the_index_in_step(client: Any, tenant: Tenant, data
     fts_in_step(database)
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # the FTS5 index is keyed by SQLite rowids
 def test_vacuum_keeps_the_index_in_step(client: Any, tenant: Tenant, database: TestDatabase) -> None:
-    if database.kind != "sqlite":
-        pytest.skip("the FTS5 index is keyed by SQLite rowids")
     ids = add(client, tenant, *[f"vacuum gap {i}" for i in range(30)])
     with database.db.engine.begin() as conn:  # gaps in the rowids, which a renumbering would close
         conn.execute(
@@ -566,11 +565,12 @@ ALPHABETS = {
 }
 
 
+@pytest.mark.parametrize(
+    "database", ["postgresql"], indirect=True
+)  # PostgreSQL's function vs SQLite's tokenizer
 def test_postgresql_splits_and_folds_words_as_sqlite(database: TestDatabase) -> None:
     """npsd_comment_words gives the words FTS5 indexes, text by text, over random texts mixing
     ASCII with each alphabet (Latin, combining marks, punctuation, emoji, Greek, Cyrillic, CJK)."""
-    if database.kind != "postgresql":
-        pytest.skip("compares PostgreSQL's function with SQLite's tokenizer")
     rng = random.Random(11)
     texts = []
     for alphabet in ALPHABETS.values():
