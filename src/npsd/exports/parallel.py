@@ -77,22 +77,27 @@ class NameTails:
         self.query = query
         self.lookups = lookups
         self.cells: list[dict[tuple[Any, Any], str]] = [{} for _ in lookups]
-        self.tails: dict[tuple[Any, ...], str] = {}
+        self.tails: dict[Any, str] = {}  # by the ids and organization of a row (a tuple)
 
     def lines(self, batch: Sequence[Sequence[Any]]) -> str:
-        """The finished lines of ``batch``: rows of (line up to the names, *their ids, organization)."""
-        keys = [tuple(row[1:]) for row in batch]
-        missing = set(keys).difference(self.tails)
-        if missing:
-            if len(self.tails) + len(missing) > TAILS:  # start afresh, with this batch's
-                self.tails = {}
-                self.cells = [{} for _ in self.lookups]
-                missing = set(keys)
-            self._learn(missing)
+        """The finished lines of ``batch``: tuples of (line up to the names, *their ids,
+        organization), as the driver returns them."""
         tails = self.tails
-        return "".join([row[0] + tails[key] for row, key in zip(batch, keys, strict=True)])
+        try:  # once the ids are known, one look-up a row
+            return "".join([row[0] + tails[row[1:]] for row in batch])
+        except KeyError:
+            pass
+        keys = {row[1:] for row in batch}
+        missing = keys.difference(tails)
+        if len(tails) + len(missing) > TAILS:  # start afresh, with this batch's
+            self.tails = {}
+            self.cells = [{} for _ in self.lookups]
+            missing = keys
+        self._learn(missing)
+        tails = self.tails
+        return "".join([row[0] + tails[row[1:]] for row in batch])
 
-    def _learn(self, missing: set[tuple[Any, ...]]) -> None:
+    def _learn(self, missing: set[Any]) -> None:
         for index, (sql, params, ids_at, org_at) in enumerate(self.lookups):
             cells = self.cells[index]  # by (organization, id)
             wanted: dict[Any, set[Any]] = {}

@@ -17,9 +17,9 @@ NDJSON keep ``custom`` as one nested object, followed by the names.
 
 The names are those of the record's contact, company and survey within the record's own
 organization (another organization's survey id in ``campaignId`` names nothing). Rows read as
-values (JSON, NDJSON, XLSX, and CSV on PostgreSQL) get them by LEFT JOINs on the primary keys
-(:func:`with_names`: one row per record, in the record query's order; PostgreSQL memoizes the
-lookups). CSV lines that SQLite finishes itself, by one reader or by the workers, end with
+values (JSON, NDJSON, XLSX, CSV on PostgreSQL or with custom keys SQLite cannot write as
+columns) get them by LEFT JOINs on the primary keys (:func:`with_names`: one row per record, in
+the record query's order; PostgreSQL memoizes the lookups). CSV lines that SQLite finishes itself, by one reader or by the workers, end with
 names looked up by batch and remembered (``npsd.exports.parallel.NameTails``): there a join
 costs two b-tree searches per name and row, which made the lines cost about 60% more. Either
 way, the custom key scan, the row count and the keyset queries that cut blocks for the workers
@@ -923,8 +923,9 @@ PRINTF_ARGS = 100  # cells per printf() call: SQLite functions take at most 127 
 def csv_lines_sql(layout: Layout, stmt: Select[Any], keys: list[str]) -> Select[Any]:
     """``stmt`` (record ``COLUMNS``) rewritten to select each record's CSV line in ``layout`` up
     to its names, finished (SQLite SQL), then the id behind each name and the record's
-    organization: ``NameTails`` ends the line (see npsd.exports.parallel). ``printf`` builds the line in one buffer, where handing 17
-    cells to Python, or concatenating them with ``||``, would cost a string each."""
+    organization: ``NameTails`` ends the line (see npsd.exports.parallel). ``printf`` builds
+    the line in one buffer, where handing 17 cells to Python, or concatenating them with
+    ``||``, would cost a string each."""
     _check_columns(stmt)
     cells = csv_cells(layout, stmt, keys)
     parts = []
