@@ -203,6 +203,17 @@ class SlidingWindow:
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
+    def wait(self, key: str) -> float | None:
+        """None while ``key`` may go on, else the seconds until it may; counts nothing."""
+        now = time.monotonic()
+        with self._lock:
+            hits = self._hits.get(key)
+            while hits and hits[0] <= now - self.seconds:
+                hits.popleft()
+            if hits is not None and len(hits) >= self.limit:
+                return hits[0] + self.seconds - now
+            return None
+
     def hit(self, key: str) -> float | None:
         """Count a hit; None if allowed, else the seconds until the next one would be."""
         now = time.monotonic()

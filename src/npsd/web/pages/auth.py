@@ -8,6 +8,7 @@ its own), so guessing is slow.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -34,8 +35,8 @@ from npsd.web.session import (
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-ADDRESS_LIMIT = (10, 15 * 60)  # attempts per address per 15 minutes
-CLIENT_LIMIT = (30, 15 * 60)  # attempts per client address per 15 minutes
+ADDRESS_LIMIT = (10, 15 * 60)  # failed attempts per address per 15 minutes
+CLIENT_LIMIT = (30, 15 * 60)  # failed attempts per client address per 15 minutes
 
 
 @dataclass
@@ -140,20 +141,26 @@ async def login_submit(request: Request, settings: AppSettings, session: DbSessi
         return _login_form(request, settings, values=values, errors=errors, status=400)
     client = request.client.host if request.client else "unknown"
     limits = login_limits(request)
-    wait = limits.by_address.hit(email_key(email)) or limits.by_client.hit(client)
+    address = email_key(email)
+    wait = limits.by_address.wait(address) or limits.by_client.wait(client)
     if wait is not None:
-        seconds = max(1, int(wait) + 1)
+        minutes = max(1, math.ceil(wait / 60))
         return _login_form(
             request,
             settings,
             values=values,
             status=429,
-            headers={"Retry-After": str(seconds)},
-            errors={"": f"Too many sign-in attempts. Try again in {seconds // 60 + 1} minutes."},
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            errors={
+                "": f"Too many failed sign-in attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}."
+            },
         )
     try:
         issued = auth_service.login(session, settings, email, password)
     except Unauthorized:
+        # Only failures count: people who type their password right are never locked out.
+        limits.by_address.hit(address)
+        limits.by_client.hit(client)
         return _login_form(
             request, settings, values=values, status=401, errors={"": "Wrong email or password."}
         )
