@@ -118,10 +118,13 @@ def test_confidence_interval_is_centred_on_the_adjusted_estimate(raw: list[int])
     low, high = ci
     centre = float(brute_adjusted_centre(raw))
     half = 1.96 * brute_adjusted_se(raw)
-    assert abs(low - max(centre - half, -100)) <= 0.05 + 1e-9
-    assert abs(high - min(centre + half, 100)) <= 0.05 + 1e-9
+    # widened, where the pull towards 0 would leave it out, to hold the reported NPS
+    observed = float(brute_nps(raw))
+    assert abs(low - max(min(centre - half, observed), -100)) <= 0.05 + 1e-9
+    assert abs(high - min(max(centre + half, observed), 100)) <= 0.05 + 1e-9
     assert -100 <= low < high <= 100  # inside the scale, never zero-width
     assert low <= round(centre, 1) <= high
+    assert low <= s.nps <= high  # it always holds the NPS it is reported with
     # the adjusted estimate is the plain NPS pulled towards 0 by n/(n + 3)
     assert brute_adjusted_centre(raw) == brute_nps(raw) * len(raw) / (len(raw) + 3)
 
@@ -164,7 +167,9 @@ def test_hand_computed_intervals() -> None:
     assert nps.confidence_interval(0, 2, 0) == (-48.0, 48.0)
     # one detractor: ñ = 4, p̃ = 0.1875, d̃ = 0.4375, variance 0.625 - 0.0625, SE = 37.5, margin 73.5
     assert nps.margin_of_error(0, 0, 1) == 73.5
-    assert nps.confidence_interval(0, 0, 1) == (-98.5, 48.5)
+    # one detractor: centre -25 ± 73.5 would end at -98.5 and leave out the observed -100
+    assert nps.confidence_interval(0, 0, 1) == (-100.0, 48.5)
+    assert nps.confidence_interval(1, 0, 0) == (-48.5, 100.0)
     # a bound just below 0 reads 0.0, never -0.0: 4 promoters, 5 passives: ñ = 12, centre 100·4/12,
     # variance 5.5/12 - (1/3)² = 0.34722, SE = 100·sqrt(0.34722/12) = 17.0103, low = 33.3333 - 33.3402
     ci = nps.confidence_interval(4, 5, 0)

@@ -12,7 +12,8 @@ samples: two promoters have p = 1, d = 0, variance 0, and would report "100 ± 0
 d̃ = (D + 0.75)/ñ): the standard error is 100·sqrt((p̃ + d̃ - (p̃ - d̃)²)/ñ) points, the 95%
 margin of error 1.96 times that, and the 95% confidence interval is centred on the adjusted
 estimate 100·(p̃ - d̃), not on the reported NPS, so it need not be symmetric around it (it is
-pulled towards 0: 100·(p̃ - d̃) is the plain NPS times N/(N + 3)). As p̃, d̃ lie strictly between
+pulled towards 0: 100·(p̃ - d̃) is the plain NPS times N/(N + 3)); where that pull would leave
+the reported NPS outside, the interval is widened to hold it. As p̃, d̃ lie strictly between
 0 and 1 and p̃ + d̃ < 1, the variance is positive: the interval is never zero-width (until
 rounding to one decimal hides it, on unanimous samples of tens of thousands). For large
 samples the adjusted figures converge to the plain ones.
@@ -108,18 +109,23 @@ def margin_of_error(promoters: int, passives: int, detractors: int) -> float | N
 
 def confidence_interval(promoters: int, passives: int, detractors: int) -> tuple[float, float] | None:
     """The 95% confidence interval (lower, upper) in NPS points, one decimal: the adjusted
-    estimate 100·(p̃ - d̃) ± 1.96 adjusted standard errors, clipped to -100..100. It is centred
-    on the adjusted estimate, not on :func:`nps`, so it need not be symmetric around the
-    reported NPS; None when there is no answer."""
-    centre, se = (
+    estimate 100·(p̃ - d̃) ± 1.96 adjusted standard errors, widened where needed to hold the
+    reported NPS, clipped to -100..100. It is centred on the adjusted estimate, not on
+    :func:`nps`, so it need not be symmetric around the reported NPS, but always contains it;
+    None when there is no answer."""
+    centre, se, observed = (
         adjusted_nps(promoters, passives, detractors),
         standard_error(promoters, passives, detractors),
+        nps(promoters, passives, detractors),
     )
-    if centre is None or se is None:
+    if centre is None or se is None or observed is None:
         return None
     half = Z95 * se
-    # + 0.0 turns a -0.0 (a bound rounding to 0 from below) into 0.0
-    return (round(max(centre - half, -100.0), 1) + 0.0, round(min(centre + half, 100.0), 1) + 0.0)
+    # The pull towards 0 may leave the observed NPS just outside (one promoter: centre 25 ± 73.5
+    # ends at 98.5): the interval is widened to hold it, since the data cannot rule out what was
+    # observed. + 0.0 turns a -0.0 (a bound rounding to 0 from below) into 0.0.
+    lower, upper = min(centre - half, observed), max(centre + half, observed)
+    return (round(max(lower, -100.0), 1) + 0.0, round(min(upper, 100.0), 1) + 0.0)
 
 
 def is_significant(previous: tuple[int, int, int], current: tuple[int, int, int]) -> bool | None:

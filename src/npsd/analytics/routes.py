@@ -102,8 +102,8 @@ def nps_metrics(q: MetricsQueryDep, principal: Viewer, session: DbSession) -> Re
     detractors / passives / promoters, ñ = total + 3, p̃ = (promoters + 0.75)/ñ and
     d̃ = (detractors + 0.75)/ñ. `marginOfError` is the 95% half-width
     196·sqrt((p̃ + d̃ - (p̃ - d̃)²)/ñ) points; `confidenceInterval` is the adjusted estimate
-    100·(p̃ - d̃) ± that margin, clipped to -100..100, so it need not be symmetric around
-    `npsScore`. `lowSample` flags fewer than 30 answers or a margin above 10 points.
+    100·(p̃ - d̃) ± that margin, widened where needed to hold `npsScore`, clipped to -100..100,
+    so it need not be symmetric around `npsScore` but always contains it. `lowSample` flags fewer than 30 answers or a margin above 10 points.
 
     `trend` has one point per `interval` (`day`, ISO `week` starting Monday, or `month`) from
     the first to the last period with answers; empty periods in between are included with

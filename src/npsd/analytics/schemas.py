@@ -86,8 +86,9 @@ class NpsSummary(BaseModel):
     )
     confidenceInterval: tuple[float, float] | None = Field(
         description="[lower, upper] bounds of the 95% confidence interval, one decimal: the adjusted estimate "
-        "100·(p̃ - d̃) ± marginOfError, clipped to -100..100. Centred on the adjusted estimate, which is "
-        "npsScore pulled towards 0 (times total/(total + 3)), so it need not be symmetric around npsScore"
+        "100·(p̃ - d̃) ± marginOfError, widened where needed to hold npsScore, clipped to -100..100. Centred on "
+        "the adjusted estimate, which is npsScore pulled towards 0 (times total/(total + 3)), so it need not be "
+        "symmetric around npsScore, but always contains it"
     )
     lowSample: bool = Field(description="True below 30 answers or when the margin of error exceeds 10 points")
 
