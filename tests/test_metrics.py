@@ -455,6 +455,50 @@ def test_stats(client: TestClient, tenant: Tenant, database: TestDatabase) -> No
     )
 
 
+def test_response_rate_counts_the_invitations_sent_in_the_period(
+    client: TestClient, tenant: Tenant, database: TestDatabase
+) -> None:
+    """since/until pick the invitations sent in those days: 1 of 2 answered in March, 3 of 3 in
+    May (one answered in June still counts for May, when it was sent); all time 4 of 5."""
+    s1 = survey(client, tenant, "Rates")
+    sent = [
+        (datetime(2026, 3, 2, 10), True),
+        (datetime(2026, 3, 31, 23, 59), False),
+        (datetime(2026, 5, 1, 0, 0), True),
+        (datetime(2026, 5, 20), True),
+        (datetime(2026, 5, 31, 23, 0), True),
+    ]
+    with database.db.transaction() as session:
+        for i, (at, answered) in enumerate(sent):
+            session.add(
+                Invitation(
+                    id=new_id(),
+                    org_id=tenant.org_id,
+                    survey_id=s1,
+                    email=f"p{i}@example.com",
+                    email_key=f"p{i}@example.com",
+                    token_hash=new_id() + new_id() + f"{i:016x}",
+                    status="answered" if answered else "sent",
+                    send_at=at,
+                    sent_at=at,
+                    answered_at=at + timedelta(days=10) if answered else None,
+                    expires_at=at + timedelta(days=30),
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+
+    def rate(**params: str) -> Any:
+        r = client.get(METRICS, params={"surveyId": s1, **params}, headers=tenant.viewer)
+        assert r.status_code == 200, r.text
+        return r.json()["responseRate"]
+
+    assert rate(since="2026-03-01", until="2026-03-31") == 50.0
+    assert rate(since="2026-05-01", until="2026-05-31") == 100.0
+    assert rate(since="2026-04-01", until="2026-04-30") is None  # nothing sent in April
+    assert rate() == 80.0
+
+
 def test_static_paths_win_over_survey_ids(client: TestClient, tenant: Tenant) -> None:
     survey(client, tenant, "Any")
     for path in (STATS, METRICS, ALIAS):

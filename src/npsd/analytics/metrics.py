@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, case, func, select
@@ -180,7 +180,7 @@ def nps_metrics(session: Session, org_id: str, q: MetricsQuery) -> dict[str, Any
             previous = current
 
     body = summary_fields(total)
-    body["responseRate"] = response_rate_percent(session, org_id, q.survey_ids)
+    body["responseRate"] = response_rate_percent(session, org_id, q.survey_ids, q.since, q.until)
     body["trend"] = trend
     body["groups"] = _groups(session, org_id, q, conds) if q.group_by else []
     if q.compares:
@@ -318,23 +318,41 @@ def survey_stats(session: Session, org_id: str, today: date) -> dict[str, Any]:
     }
 
 
-def response_rate_percent(session: Session, org_id: str, survey_ids: list[str] | None = None) -> float | None:
+def response_rate_percent(
+    session: Session,
+    org_id: str,
+    survey_ids: list[str] | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> float | None:
     """Answered invitations per invitation sent, in percent (one decimal); None while none was sent."""
-    rate = response_rate(session, org_id, survey_ids)
+    rate = response_rate(session, org_id, survey_ids, since, until)
     return None if rate is None else round(100.0 * rate, 1)
 
 
-def response_rate(session: Session, org_id: str, survey_ids: list[str] | None) -> float | None:
-    """Answered invitations over sent ones (a fraction from 0 to 1), for the given surveys or all.
+def response_rate(
+    session: Session,
+    org_id: str,
+    survey_ids: list[str] | None,
+    since: date | None = None,
+    until: date | None = None,
+) -> float | None:
+    """Answered invitations over sent ones (a fraction from 0 to 1), for the given surveys or all,
+    of the invitations sent from ``since`` to ``until`` (whole UTC days, both included).
 
     None while nothing has been sent. An invitation counts as sent once its mail was accepted by
     the SMTP server (reminded and answered ones included); queued, failed and cancelled ones do not.
+    An invitation sent in the period counts as answered whenever its answer came.
     """
     conds: list[ColumnElement[bool]] = [Invitation.org_id == org_id, Invitation.sent_at.is_not(None)]
     if survey_ids is not None:
         if not survey_ids:
             return None
         conds.append(Invitation.survey_id.in_(survey_ids))
+    if since is not None:
+        conds.append(Invitation.sent_at >= datetime.combine(since, time.min))
+    if until is not None:
+        conds.append(Invitation.sent_at < datetime.combine(until + timedelta(days=1), time.min))
     sent, answered = session.execute(
         select(func.count(), func.count(Invitation.answered_at)).where(*conds)
     ).one()

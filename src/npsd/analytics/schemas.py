@@ -112,7 +112,8 @@ class PeriodComparison(NpsSummary):
 class NpsMetrics(NpsSummary):
     totalResponses: int
     responseRate: float | None = Field(
-        description="Answered invitations per invitation sent (of the surveys filtered by surveyId), in percent; "
+        description="Answered invitations per invitation sent (of the surveys filtered by surveyId, sent from since "
+        "to until), in percent; an invitation sent in the period counts as answered whenever its answer came; "
         "null while none was sent"
     )
     trend: list[TrendPoint] = Field(
