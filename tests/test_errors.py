@@ -154,3 +154,14 @@ def test_openapi_documents_contacts(client) -> None:
         assert path in doc["paths"], path
     assert "ErrorBody" in doc["components"]["schemas"]
     assert set(doc["paths"]["/companies/{key}"]) == {"get", "put", "delete"}
+
+
+def test_bound_errors_are_said_in_words(client: TestClient, tenant: Tenant) -> None:
+    """Pydantic's "Value should have at least 1 item after validation, not 0" reads as a bug to
+    a person filling a form; bounds are said plainly, on the API and on the dashboard alike."""
+    empty = client.post("/v1/nps-surveys", json={"name": ""}, headers=tenant.editor)
+    assert {"field": "name", "issue": "must not be empty"} in empty.json()["details"], empty.text
+    short = client.post(
+        "/v1/tokens", json={"name": "t", "role": "viewer", "ttlDays": 0}, headers=tenant.admin
+    )
+    assert {"field": "ttlDays", "issue": "must be at least 1"} in short.json()["details"], short.text

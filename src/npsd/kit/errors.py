@@ -11,7 +11,7 @@ Both seed APIs answer validation errors with 400, so request validation is 400, 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any, Self
 
@@ -152,6 +152,32 @@ REQUIRED_HINTS: dict[str, str] = {}
 _NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type"})
 
 
+def _count(n: Any, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+# Pydantic's bound errors in words a person filling a form understands ("Value should have at
+# least 1 item after validation, not 0" said the survey form of an empty name).
+_BOUNDS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "string_too_short": lambda c: (
+        "must not be empty"
+        if c.get("min_length") == 1
+        else f"must be at least {_count(c.get('min_length'), 'character', 'characters')}"
+    ),
+    "string_too_long": lambda c: f"must be at most {_count(c.get('max_length'), 'character', 'characters')}",
+    "too_short": lambda c: (
+        "must have at least one entry"
+        if c.get("min_length") == 1
+        else f"must have at least {c.get('min_length')} entries"
+    ),
+    "too_long": lambda c: f"must have at most {c.get('max_length')} entries",
+    "greater_than_equal": lambda c: f"must be at least {c.get('ge')}",
+    "greater_than": lambda c: f"must be greater than {c.get('gt')}",
+    "less_than_equal": lambda c: f"must be at most {c.get('le')}",
+    "less_than": lambda c: f"must be less than {c.get('lt')}",
+}
+
+
 def validation_details(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
     """Pydantic errors as ``{"field", "issue"}`` pairs a client can act on."""
     details: list[dict[str, str]] = []
@@ -175,6 +201,11 @@ def validation_details(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, st
             issue = "must be a JSON object"
         elif leaf in _FRIENDLY and err.get("type") != "missing":
             issue = _FRIENDLY[leaf]
+        elif kind in _BOUNDS:
+            # a text checked after stripping reports "too_short" like a list: say it as text
+            if kind in ("too_short", "too_long") and isinstance(err.get("input"), str):
+                kind = "string_" + kind
+            issue = _BOUNDS[kind](err.get("ctx", {}))
         else:
             issue = str(err.get("msg", "is invalid"))
             if issue.startswith("Value error, "):
