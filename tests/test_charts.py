@@ -111,3 +111,10 @@ def test_sparkline_breaks_at_gaps_and_says_its_values() -> None:
     ns = "{http://www.w3.org/2000/svg}"
     assert len(svg.findall(f"{ns}polyline")) == 1 and len(svg.findall(f"{ns}circle")) == 1
     assert svg_of(str(sparkline([None, None], label="Empty"))).get("aria-label") == "Empty: no answers"
+
+
+def test_the_trend_says_what_its_band_and_rings_mean() -> None:
+    with_change = str(trend_chart(TREND))
+    assert "95% confidence interval" in with_change and "a significant change" in with_change
+    without = str(trend_chart(TREND[:1]))
+    assert "95% confidence interval" in without and "a significant change" not in without

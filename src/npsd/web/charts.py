@@ -168,7 +168,12 @@ def trend_chart(
         f"<tbody>{rows}</tbody></table></div></details>"
     )
     caption = escape(title) + (Markup(' <span class="muted">{}</span>').format(note) if note else "")
-    return Markup(f'<figure class="chart"><figcaption>{caption}</figcaption>{svg}{table}</figure>')
+    legend = (
+        '<p class="legend"><span class="swatch"></span> 95% confidence interval'
+        + (' · <span class="ring"></span> a significant change from the period before' if significant else "")
+        + "</p>"
+    )
+    return Markup(f'<figure class="chart"><figcaption>{caption}</figcaption>{svg}{legend}{table}</figure>')
 
 
 def distribution_chart(
