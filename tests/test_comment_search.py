@@ -687,3 +687,18 @@ def test_search_index_objects_are_named_for_the_models_filter() -> None:
     assert not declared_by_models(queries.SEARCH_INDEX, "index", {})
     assert declared_by_models("nps_record", "table", {}) and declared_by_models(None, "schema", {})
     assert SEARCH_INDEX_OBJECTS == (queries.SEARCH_TABLE, queries.SEARCH_INDEX)
+
+
+def test_the_search_splits_words_with_the_table_migration_0005_froze() -> None:
+    """Migrations are frozen, so 0005 keeps its own copy of the separator table; a search must
+    split words exactly as the index it queries did."""
+    import importlib.util
+
+    from npsd.records import queries
+
+    path = Path(queries.__file__).parent.parent / "migrations" / "versions" / "0005_comment_search.py"
+    spec = importlib.util.spec_from_file_location("migration_0005", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    assert migration.SEPARATORS == queries.SEPARATORS
