@@ -42,9 +42,12 @@ def prepare(url: str, secret: str, org: str = "bench") -> tuple[str, str]:
 
 
 @contextmanager
-def serve_process(url: str, secret: str, workers: int = 1) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def serve_process(
+    url: str, secret: str, workers: int = 1, command: list[str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Start ``npsd serve`` against ``url`` (rate limit and in-process worker off, so they do not
-    weigh on the figures); yield its base URL and process; stop it."""
+    weigh on the figures); yield its base URL and process; stop it. ``command`` replaces the
+    server's command line (``{port}`` in it is the port), for a wrapper that reports back."""
     port = free_port()
     env = {
         **os.environ,
@@ -54,8 +57,9 @@ def serve_process(url: str, secret: str, workers: int = 1) -> Iterator[tuple[str
         "NPSD_RATE_LIMIT": "0",
         "NPSD_WORKER": "false",
     }
+    argv = command or ["-m", "npsd.cli", "serve", "--port", "{port}", "--workers", str(workers)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "npsd.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        [sys.executable, *(a.replace("{port}", str(port)) for a in argv)],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -79,9 +83,10 @@ def serve_process(url: str, secret: str, workers: int = 1) -> Iterator[tuple[str
     finally:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
 
 
 @contextmanager

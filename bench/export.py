@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import secrets
 import shutil
 import sqlite3
@@ -41,7 +40,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import ROOT, free_port
+from _server import serve_process
 from common import ChildrenPeak, Dataset, line, peak_rss_mib, reset_peak_rss
 
 SECRET = "bench-" + secrets.token_hex(16)
@@ -80,46 +79,10 @@ finally:
 
 @contextmanager
 def counting_server(url: str, counts: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Like ``_server.serve_process`` (same settings), for a server that leaves its CSV_EXPORTS
-    counts in ``counts`` once stopped."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "NPSD_DATABASE_URL": url,
-        "NPSD_SECRET_KEY": SECRET,
-        "NPSD_LOG_LEVEL": "warning",
-        "NPSD_RATE_LIMIT": "0",
-        "NPSD_WORKER": "false",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-c", COUNTING_SERVER, str(counts), str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "server did not start: " + (proc.stderr.read().decode() if proc.stderr else "")
-                )
-            time.sleep(0.1)
-        yield base, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """``_server.serve_process`` (same settings) for a server that leaves its CSV_EXPORTS counts
+    in ``counts`` once stopped."""
+    with serve_process(url, SECRET, command=["-c", COUNTING_SERVER, str(counts), "{port}"]) as served:
+        yield served
 
 
 def name_everyone(ds: Dataset) -> None:
