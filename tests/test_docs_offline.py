@@ -17,13 +17,9 @@ import hashlib
 import importlib.util
 import io
 import json
-import os
 import re
-import shutil
 import sys
 import tarfile
-import threading
-import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -32,16 +28,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
-from conftest import TestDatabase
-from npsd.app import create_app
-from npsd.kit.config import Settings
-from npsd.kit.db import Database
+from dashboard import Site
 from npsd.web import docs
 from npsd.web.assets import STATIC_DIR
-from servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "vendor_assets.py"
@@ -287,45 +278,15 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 
 @pytest.fixture(scope="module")
-def live_url(database: TestDatabase) -> Iterator[str]:
-    """npsd served by uvicorn on a free port, on the test database (the docs read no table, but
-    the app is the one built on each database)."""
-    port = free_port()
-    settings = Settings(
-        database_url=database.url, secret_key=database.settings.secret_key, worker=False, rate_limit=0
-    )
-    db = Database(database.url, pool_size=2, settings=settings)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, db), host="127.0.0.1", port=port, log_level="warning", access_log=False
-        )
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn-docs", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        db.dispose()
+def live_url(site: Site) -> str:
+    """npsd on a live uvicorn server on the test database (conftest's ``site``)."""
+    return site.url
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    executable = shutil.which("chromium")
-    if executable is None:
-        if os.environ.get("CI"):
-            raise RuntimeError("CI is set but Debian's chromium is not installed")
-        pytest.skip("chromium is not installed")
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+def browser(chromium: Any) -> Any:
+    """Debian's Chromium through Playwright (conftest's ``chromium``)."""
+    return chromium
 
 
 class Watched:
