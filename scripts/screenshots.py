@@ -99,7 +99,14 @@ def shoot(executable: str, base: str, email: str, password: str, out: Path) -> N
             links = page.locator(f"main a[href^='{prefix}']").evaluate_all(
                 "els => els.map(e => e.getAttribute('href'))"
             )
-            target = next((h for h in links if re.fullmatch(re.escape(prefix) + r"[^/?]+", h or "")), None)
+            target = next(
+                (
+                    h.split("?")[0]
+                    for h in links
+                    if re.fullmatch(re.escape(prefix) + r"[0-9a-f]{24}(\?.*)?", h or "")
+                ),
+                None,
+            )
             if target:
                 page.goto(base + target + ("?period=12m" if "companies" in prefix else ""))
                 page.screenshot(path=str(out / name), full_page=True)
