@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
 from npsd import __version__
 from npsd.analytics.routes import router as metrics_router
@@ -21,10 +22,12 @@ from npsd.contacts.routes import companies_router, endusers_router
 from npsd.exports.routes import router as exports_router
 from npsd.kit.config import Settings, get_settings
 from npsd.kit.db import Database
-from npsd.kit.errors import ErrorBody, install_error_handlers
+from npsd.kit.errors import ErrorBody, error_response, install_error_handlers
+from npsd.kit.http import json_response
 from npsd.kit.idempotency import IdempotencyMiddleware, Replay, replay_response
 from npsd.kit.jobs import Worker
 from npsd.kit.limits import BodyLimitMiddleware, RateLimiter, RateLimitMiddleware
+from npsd.migrations import head_revision, readiness_problem
 from npsd.records.batcher import CreateBatcher
 from npsd.records.routes import router as records_router
 from npsd.surveys.routes import router as surveys_router
@@ -146,5 +149,19 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     def healthz() -> dict[str, str]:
         """Liveness probe: answers without touching the database."""
         return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["meta"],
+        responses={503: {"model": ErrorBody, "description": "Not ready; `message` says why"}},
+    )
+    def readyz(request: Request) -> Response:
+        """Readiness probe, without a token: 200 when the database answers and its schema is at
+        this build's newest migration; 503 in the one error shape, the reason in `message`
+        (unreachable database, or migrations not applied: run `npsd migrate`)."""
+        problem = readiness_problem(db.engine)
+        if problem is not None:
+            return error_response(request, 503, problem)
+        return json_response({"status": "ok", "migration": head_revision()})
 
     return app

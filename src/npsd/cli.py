@@ -33,6 +33,24 @@ app.add_typer(user_app, name="user")
 err = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from npsd import __version__
+
+        print(f"npsd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """npsd: self-hosted Net Promoter Score service."""
+
+
 def _fail(message: str) -> NoReturn:
     err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(1)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Engine
 
 from npsd.kit.db import normalize_url
 
@@ -22,3 +23,29 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision``."""
     command.upgrade(alembic_config(url), revision)
+
+
+def head_revision() -> str:
+    """The newest migration this build of npsd has."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def readiness_problem(engine: Engine) -> str | None:
+    """Why the database cannot serve this build (unreachable, or not migrated to its head), or
+    None when it can: what ``GET /readyz`` reports."""
+    from alembic.migration import MigrationContext
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    except SQLAlchemyError as exc:
+        return f"the database does not answer: {type(exc.__cause__ or exc).__name__}"
+    head = head_revision()
+    if current != head:
+        return f"the database schema is at migration {current or 'none'}, this build needs {head}: run `npsd migrate`"
+    return None

@@ -1,0 +1,62 @@
+"""Operations (#11, first part): the readiness probe and the version."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+import npsd
+from conftest import assert_error
+from npsd.app import create_app
+from npsd.kit.config import Settings
+from npsd.kit.db import Database
+from npsd.migrations import head_revision, upgrade
+
+
+def test_ready_when_the_database_answers_at_the_newest_migration(client: TestClient) -> None:
+    r = client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "ok", "migration": head_revision()}
+    assert head_revision().startswith("0005")
+
+
+def test_not_ready_while_migrations_are_missing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'behind.db'}"
+    upgrade(url, "0004")
+    settings = Settings(database_url=url, secret_key="k" * 32, worker=False)
+    db = Database(url, pool_size=1, settings=settings)
+    try:
+        r = TestClient(create_app(settings, db), raise_server_exceptions=False).get("/readyz")
+        body = assert_error(r, 503)
+        assert "0004" in body["message"] and head_revision() in body["message"]
+        assert "npsd migrate" in body["message"]
+        upgrade(url)
+        assert TestClient(create_app(settings, db)).get("/readyz").status_code == 200
+    finally:
+        db.dispose()
+
+
+def test_not_ready_when_the_database_does_not_answer() -> None:
+    url = "postgresql://postgres@127.0.0.1:1/nothing"  # no server listens on port 1
+    settings = Settings(database_url=url, secret_key="k" * 32, worker=False)
+    db = Database(url, pool_size=1, settings=settings)
+    try:
+        app: Any = create_app(settings, db)
+        r = TestClient(app, raise_server_exceptions=False).get("/readyz")
+        body = assert_error(r, 503)
+        assert body["message"].startswith("the database does not answer")
+        # liveness does not touch the database
+        assert TestClient(app).get("/healthz").json() == {"status": "ok"}
+    finally:
+        db.dispose()
+
+
+def test_version() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "npsd.cli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout == f"npsd {npsd.__version__}\n"
