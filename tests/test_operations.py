@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 import npsd
@@ -60,3 +62,34 @@ def test_version() -> None:
         [sys.executable, "-m", "npsd.cli", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout == f"npsd {npsd.__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"NPSD_DATABASE_URL": "notaurl"}, "NPSD_DATABASE_URL: got a value that is not a URL"),
+        ({"NPSD_DATABASE_URL": "mysql://root:hunter2@db/npsd"}, "NPSD_DATABASE_URL: got the scheme 'mysql'"),
+        ({"NPSD_DATABASE_URL": "sqlite:///:memory:"}, "NPSD_DATABASE_URL: an in-memory SQLite database"),
+        ({"NPSD_DATABASE_URL": "postgresql://"}, "NPSD_DATABASE_URL: a PostgreSQL URL is"),
+        ({"NPSD_DB_POOL_SIZE": "ten"}, "NPSD_DB_POOL_SIZE: Input should be a valid integer"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it(tmp_path: Path, env: dict[str, str], says: str) -> None:
+    for command in (["migrate"], ["token", "list", "--org", "x"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "npsd.cli", *command],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={**os.environ, "NPSD_DATABASE_URL": f"sqlite:///{tmp_path}/n.db", **env, "COLUMNS": "60"},
+        )
+        assert out.returncode == 1, out
+        assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: " + says), out.stderr
+        assert "hunter2" not in out.stderr  # a password in the URL is never echoed
+
+
+def test_a_port_outside_the_range_is_refused() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "npsd.cli", "serve", "--port", "70000"], capture_output=True, text=True
+    )
+    assert out.returncode == 2 and "--port" in out.stderr

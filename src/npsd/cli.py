@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from npsd.kit.config import get_settings
+from npsd.kit.config import Settings, get_settings
 from npsd.kit.db import Database
 from npsd.kit.errors import NpsdError
 
@@ -30,7 +30,7 @@ user_app = typer.Typer(help="Users who log in with a password.", no_args_is_help
 app.add_typer(org_app, name="org")
 app.add_typer(token_app, name="token")
 app.add_typer(user_app, name="user")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
 
 
 def _print_version(value: bool) -> None:
@@ -56,6 +56,21 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+def _settings() -> Settings:
+    """The settings from the environment; a bad one is one line naming it, and exit status 1."""
+    from pydantic import ValidationError
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        prefix = Settings.model_config.get("env_prefix", "")
+        problems = [
+            f"{prefix}{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
+        _fail("; ".join(problems))
+
+
 @contextmanager
 def _session(write: bool = True) -> Iterator[Session]:
     """One unit of work on the configured database, migrated first (commit on success).
@@ -64,7 +79,7 @@ def _session(write: bool = True) -> Iterator[Session]:
     """
     from npsd.migrations import upgrade
 
-    settings = get_settings()
+    settings = _settings()
     upgrade(settings.database_url)
     db = Database(settings.database_url, pool_size=1)
     try:
@@ -86,7 +101,7 @@ def _check_role(role: str) -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
 ) -> None:
     """Apply migrations, then serve the API on http://HOST:PORT."""
@@ -94,7 +109,7 @@ def serve(
 
     from npsd.migrations import upgrade
 
-    settings = get_settings()
+    settings = _settings()
     try:
         settings.signing_key  # noqa: B018 - create the key file once, before workers race for it
     except RuntimeError as exc:
@@ -117,7 +132,7 @@ def migrate() -> None:
     """Bring the database schema up to date."""
     from npsd.migrations import upgrade
 
-    upgrade(get_settings().database_url)
+    upgrade(_settings().database_url)
     err.print("database is up to date")
 
 
@@ -137,7 +152,7 @@ def worker(
     from npsd.kit.jobs import Worker, run_pending
     from npsd.migrations import upgrade
 
-    settings = get_settings()
+    settings = _settings()
     upgrade(settings.database_url)
     create_app(settings)  # imports every module that registers a job handler
     db = Database(settings.database_url, pool_size=2, settings=settings)
@@ -184,7 +199,7 @@ def demo(
     from npsd import demo as demo_data
 
     started = time.perf_counter()
-    settings = get_settings()
+    settings = _settings()
     try:
         settings.signing_key  # noqa: B018 - invitation links are signed with it; fail before writing
     except RuntimeError as exc:
@@ -228,7 +243,7 @@ def token_create(
         _fail(str(exc))
     if name is not None and len(name) > 200:
         _fail("--name must be at most 200 characters")
-    settings = get_settings()
+    settings = _settings()
     with _session() as session:
         organization = service.ensure_org(session, org)
         issued = service.create_token(session, settings, organization, role, lifetime, name=name)

@@ -10,7 +10,7 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -54,6 +54,27 @@ class Settings(BaseSettings):
     export_parallel_rows: int = Field(
         50_000, ge=1, description="Rows from which a CSV export on SQLite uses the export workers"
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        """Refuse, in one line, what no engine of npsd can open (the URL itself is not echoed: it
+        may hold a password)."""
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        if scheme == "sqlite":
+            if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
+                raise ValueError("a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db")
+            if ":memory:" in url or "mode=memory" in url:
+                raise ValueError("an in-memory SQLite database vanishes with its connection; use a file")
+            return url
+        if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+            if len(url) == len(scheme) + 3:
+                raise ValueError("a PostgreSQL URL is postgresql://user[:password]@host[:port]/database")
+            return url
+        shown = f"the scheme {scheme!r}" if scheme else "a value that is not a URL"
+        raise ValueError(
+            f"got {shown}; use sqlite:///path/to/npsd.db (the default) or postgresql://user@host:5432/database"
+        )
 
     @property
     def is_sqlite(self) -> bool:
