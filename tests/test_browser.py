@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 
 from conftest import Tenant, TestDatabase
+from dashboard import CHROMIUM_ARGS
 from mail_helpers import Sink, free_port, part, run_jobs, score_links, smtp_server, unique_email
 from npsd.app import create_app
 from npsd.kit.config import Settings
@@ -28,14 +29,6 @@ from npsd.kit.db import Database
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @dataclass

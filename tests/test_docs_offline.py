@@ -260,14 +260,6 @@ def test_pages_load_what_they_need(client: TestClient) -> None:
 
 # --- the pages in a browser -----------------------------------------------------------------------
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Runs before the page's own scripts: every violation of the page's policy, reported or not.
 RECORD_VIOLATIONS = """
 window.__violations = [];

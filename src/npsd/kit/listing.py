@@ -84,6 +84,13 @@ def id_list(value: str | None, name: str) -> list[str] | None:
 SALESOS_MAX_LIMIT = 100
 SALESOS_MAX_PAGE = 1_000_000
 PageParam = Annotated[int, Query(ge=1, le=SALESOS_MAX_PAGE, description="Page number, from 1")]
+
+
+def page_count(total: int, size: int) -> int:
+    """Pages of ``size`` that ``total`` items fill; at least one, so an empty list has a page 1."""
+    return max(1, -(-total // size))
+
+
 LimitParam = Annotated[int, Query(ge=1, le=SALESOS_MAX_LIMIT, description="Items per page (1-100)")]
 TOTAL_COUNT_HEADER: dict[int | str, dict[str, Any]] = {
     200: {

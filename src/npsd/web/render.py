@@ -91,6 +91,19 @@ def with_query(path: str, params: Mapping[str, Any], **changes: Any) -> str:
     return path + ("?" + urlencode(pairs) if pairs else "")
 
 
+CATEGORY_LABELS = {"promoter": "Promoters", "passive": "Passives", "detractor": "Detractors"}
+FEED_PATH = "/app/responses"
+
+
+def category_tiles(feed: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``_figures.html``'s tiles need: each category's label and its link to the feed with
+    ``feed``'s filters."""
+    return {
+        "category_labels": CATEGORY_LABELS,
+        "category_links": {key: with_query(FEED_PATH, feed, category=key) for key in CATEGORY_LABELS},
+    }
+
+
 def _env() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),

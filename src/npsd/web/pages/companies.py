@@ -37,13 +37,14 @@ from npsd.contacts import service as contacts
 from npsd.kit.errors import BadRequest, NotFound, NpsdError
 from npsd.kit.http import DbSession
 from npsd.kit.ids import is_id
+from npsd.kit.listing import page_count
 from npsd.kit.lookup import resolve
 from npsd.kit.models import Company, Enduser
 from npsd.kit.timeutil import utcnow
 from npsd.web.charts import distribution_chart, sparkline, trend_chart
 from npsd.web.filters import INTERVALS, PRESETS, parse_period
 from npsd.web.forms import form_text
-from npsd.web.render import PageRoute, field_errors, render, with_query
+from npsd.web.render import PageRoute, category_tiles, field_errors, render, with_query
 from npsd.web.session import PageAdmin, PageUser, PageViewer
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -54,7 +55,6 @@ TREND_MONTHS = 12  # the small trend line of each company
 MAX_PAGE = 1_000_000
 MAX_FIELD = 200  # a parameter longer than any date, sort or number is refused before any query
 NO_COMPANY = "No company"
-CATEGORY_LABELS = {"promoter": "Promoters", "passive": "Passives", "detractor": "Detractors"}
 FILTER_NAMES = ("period", "since", "until", "interval")
 
 
@@ -235,7 +235,7 @@ def companies_page(request: Request, user: PageViewer, session: DbSession) -> HT
         metrics.MetricsQuery(since=period.since, until=period.until, group_by="company"),
     )
     rows = sorted_rows(company_rows(contacts.company_index(session, user.org_id), figures["groups"]), sort)
-    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    pages = page_count(len(rows), PAGE_SIZE)
     shown = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     months = trends.last_months(today, TREND_MONTHS)
     labels = trends.month_labels(months)
@@ -310,8 +310,7 @@ def company_context(request: Request, user: PageUser, session: Session, company:
             m["trend"], "NPS trend", note=f"by {interval_name}, with its 95% confidence band"
         ),
         "distribution": distribution_chart(m["distribution"], href=score_link),
-        "category_links": {key: with_query("/app/responses", feed, category=key) for key in CATEGORY_LABELS},
-        "category_labels": CATEGORY_LABELS,
+        **category_tiles(feed),
         "intervals": INTERVALS,
         "interval_links": {key: with_query(here, filters, interval=key) for key in INTERVALS},
         "presets": presets,
@@ -319,7 +318,7 @@ def company_context(request: Request, user: PageUser, session: Session, company:
         "contacts": members,
         "contact_count": member_count,
         "contacts_page": contacts_page,
-        "contacts_pages": max(1, -(-member_count // PAGE_SIZE)),
+        "contacts_pages": page_count(member_count, PAGE_SIZE),
         "contacts_link": lambda n: with_query(here, filters, contacts=n if n > 1 else None),
         "answers": contacts.company_answers(session, user.org_id, company.id, LATEST_ANSWERS),
         "all_answers": with_query("/app/responses", {"companyId": company.id}),

@@ -35,7 +35,7 @@ from npsd.kit.timeutil import utcnow
 from npsd.surveys.service import find_survey
 from npsd.web.charts import distribution_chart, trend_chart
 from npsd.web.filters import INTERVALS, PRESETS, Period, parse_period
-from npsd.web.render import PageRoute, render, with_query
+from npsd.web.render import PageRoute, category_tiles, render, with_query
 from npsd.web.session import PageUser, PageViewer
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -43,7 +43,6 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 LIVE_EVERY = "3s"  # a new answer shows within five seconds: one poll period plus the request
 MAX_FIELD = 200  # a filter value longer than any id or date is refused before any query
 MAX_OPTIONS = 1000  # surveys or companies listed in a filter's select
-CATEGORY_LABELS = {"promoter": "Promoters", "passive": "Passives", "detractor": "Detractors"}
 
 
 def query_values(request: Request, names: tuple[str, ...]) -> dict[str, str]:
@@ -167,8 +166,7 @@ def figures_context(view: OverviewView) -> dict[str, Any]:
         "distribution": distribution_chart(
             m["distribution"], href=lambda score: with_query("/app/responses", feed, score=score)
         ),
-        "category_links": {key: with_query("/app/responses", feed, category=key) for key in CATEGORY_LABELS},
-        "category_labels": CATEGORY_LABELS,
+        **category_tiles(feed),
         "feed_link": with_query("/app/responses", feed),
         "live_url": with_query("/app/overview/live", view.filters, v=digest(m)),
         "live_every": LIVE_EVERY,

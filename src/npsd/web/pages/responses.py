@@ -30,12 +30,12 @@ from npsd.exports.service import check_format, stream_records
 from npsd.kit.db import Database
 from npsd.kit.errors import BadRequest
 from npsd.kit.http import DbSession
+from npsd.kit.listing import page_count
 from npsd.kit.timeutil import utcnow
 from npsd.records.queries import SEARCH_MAX_LENGTH
 from npsd.records.service import ListQuery, count_records, filtered, list_records, ordered
 from npsd.web.filters import PRESETS, Period, parse_period
 from npsd.web.pages.overview import (
-    CATEGORY_LABELS,
     LIVE_EVERY,
     MAX_FIELD,
     check_company,
@@ -45,7 +45,7 @@ from npsd.web.pages.overview import (
     query_values,
     survey_options,
 )
-from npsd.web.render import PageRoute, render, with_query
+from npsd.web.render import CATEGORY_LABELS, PageRoute, render, with_query
 from npsd.web.session import PageUser, PageViewer
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -157,7 +157,7 @@ def survey_label(answer: Mapping[str, Any]) -> str:
 
 def feed_context(feed: Feed, answers: list[dict[str, Any]], total: int) -> dict[str, Any]:
     """The context of the feed's live block: the count, the rows, the pager."""
-    pages = max(1, -(-total // PAGE_SIZE))
+    pages = page_count(total, PAGE_SIZE)
     live = feed.page == 1 and not feed.errors
     return {
         "feed": feed,

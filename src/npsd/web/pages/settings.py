@@ -24,7 +24,7 @@ from npsd.auth import service as auth_service
 from npsd.auth.schemas import TokenCreate, UserCreate
 from npsd.kit.errors import NpsdError, validation_details
 from npsd.kit.http import AppSettings, DbSession
-from npsd.kit.listing import PageParam
+from npsd.kit.listing import PageParam, page_count
 from npsd.kit.lookup import resolve
 from npsd.kit.models import ApiToken, Organization, Webhook
 from npsd.kit.timeutil import utcnow
@@ -72,7 +72,7 @@ def _org(session: Session, user: PageUser) -> Organization:
 
 
 def _pages(total: int, page: int) -> dict[str, int]:
-    return {"page": page, "pages": max(1, -(-total // PAGE_SIZE)), "total": total}
+    return {"page": page, "pages": page_count(total, PAGE_SIZE), "total": total}
 
 
 # ------------------------------------------------------------------------------------------ index

@@ -37,7 +37,7 @@ from npsd.exports.service import FORMATS, stream_records
 from npsd.kit.config import Settings
 from npsd.kit.errors import NpsdError, validation_details
 from npsd.kit.http import AppSettings, DbSession
-from npsd.kit.listing import SALESOS_MAX_PAGE, ParamStr
+from npsd.kit.listing import PageParam, ParamStr, page_count
 from npsd.kit.models import Survey
 from npsd.kit.timeutil import utcnow
 from npsd.surveys import service as surveys
@@ -45,7 +45,7 @@ from npsd.surveys.schemas import SurveyCreate, SurveyUpdate
 from npsd.web.charts import distribution_chart, trend_chart
 from npsd.web.filters import INTERVALS, PRESETS, parse_period
 from npsd.web.forms import form_file, form_text
-from npsd.web.render import PageRoute, field_errors, render, with_query
+from npsd.web.render import PageRoute, category_tiles, field_errors, render, with_query
 from npsd.web.session import PageAdmin, PageEditor, PageUser, PageViewer
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -54,10 +54,8 @@ LIST_LIMIT = 20
 INVITATIONS_LIMIT = 20
 MAX_FIELD = 200  # a filter value longer than any date or preset is refused before any query
 TYPE_LABELS = {"RELATIONSHIP": "Relationship", "TRANSACTIONAL": "Transactional"}
-CATEGORY_LABELS = {"promoter": "Promoters", "passive": "Passives", "detractor": "Detractors"}
 FORMAT_LABELS = {fmt: fmt.upper() for fmt in FORMATS}  # CSV, XLSX, JSON, NDJSON
 PERIOD_NAMES = ("period", "since", "until", "interval")
-PageParam = Annotated[int, Query(ge=1, le=SALESOS_MAX_PAGE)]
 TextParam = Annotated[ParamStr, Query(max_length=MAX_FIELD)]  # no NUL: PostgreSQL refuses it
 M = TypeVar("M", bound=BaseModel)
 
@@ -243,7 +241,7 @@ def survey_list(
     rows, total = surveys.list_surveys(session, user.org_id, query)
     tallies = surveys.summaries(session, user.org_id, [row["id"] for row in rows])
     filters = {"q": q.strip(), "isActive": isActive, "surveyType": surveyType}
-    pages = max(1, -(-total // LIST_LIMIT))
+    pages = page_count(total, LIST_LIMIT)
     context = {
         "rows": rows,
         "margins": {sid: s.margin_of_error for sid, s in tallies.items()},
@@ -326,7 +324,7 @@ def page_context(
         survey.id,
         collect.InvitationQuery(page=invitations_page, limit=INVITATIONS_LIMIT),
     )
-    pages = max(1, -(-invitations_total // INVITATIONS_LIMIT))
+    pages = page_count(invitations_total, INVITATIONS_LIMIT)
 
     def invitations_link(page: int) -> str:
         return with_query(here, view, page=page) + "#invitations"
@@ -352,8 +350,7 @@ def page_context(
         "distribution": distribution_chart(
             figures["distribution"], href=lambda score: with_query("/app/responses", feed, score=score)
         ),
-        "category_labels": CATEGORY_LABELS,
-        "category_links": {key: with_query("/app/responses", feed, category=key) for key in CATEGORY_LABELS},
+        **category_tiles(feed),
         "feed_link": with_query("/app/responses", feed),
         "invitations": invitations,
         "invitations_total": invitations_total,
