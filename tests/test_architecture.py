@@ -36,6 +36,8 @@ STACK = [
     "surveys",
     "collect",
     "webhooks",
+    "privacy",
+    "imports",
     "web",
     "app",
 ]
