@@ -9,9 +9,13 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The signing key file beside a SQLite database (see Settings.signing_key; kit/backup.py copies it)
+SECRET_KEY_FILE = ".npsd-secret-key"
 
 
 class Settings(BaseSettings):
@@ -22,16 +26,25 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite:///./npsd.db", description="SQLAlchemy URL; sqlite:/// or postgresql://"
     )
+    # scale-out: a PostgreSQL read replica for heavy reads (kit/db.py)
+    database_read_url: str | None = Field(
+        None, description="PostgreSQL read replica for exports, metrics and lists; unset: the primary"
+    )
     secret_key: str | None = Field(
         None, description="HMAC key for tokens; generated beside the database if unset"
     )
-    base_url: str = Field("http://127.0.0.1:8000", description="Public URL used in links")
+    base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Public URL used in links; unset: `npsd serve` uses http://HOST:PORT of its --host and --port",
+    )
     jwt_issuer: str = "npsd"
     jwt_audience: str = "npsd-api"
     login_ttl_hours: int = Field(12, ge=1, description="Lifetime of tokens issued by /v1/auth/login")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     db_pool_size: int = Field(10, ge=1)
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="Least severe log records written: debug, info, warning, error, critical"
+    )
     rate_limit: int = Field(200, ge=0, description="Requests per token per minute; 0 turns the limit off")
     # collecting answers
     smtp_url: str | None = Field(
@@ -45,6 +58,18 @@ class Settings(BaseSettings):
     # background jobs
     worker: bool = Field(True, description="Run the job worker inside `npsd serve`")
     worker_poll_seconds: float = Field(1.0, gt=0, description="How often an idle worker looks for due jobs")
+    # job leases and webhook deliveries (engineer B, #11)
+    job_lease_seconds: float = Field(
+        30.0, gt=0, description="Lease of a claimed job; its worker renews it while the job runs"
+    )
+    webhook_concurrency: int = Field(16, ge=1, description="Webhook deliveries in flight per worker process")
+    webhook_per_endpoint: int = Field(2, ge=1, description="Deliveries in flight per receiver host")
+    webhook_per_org: int = Field(8, ge=1, description="Deliveries in flight per organization, per process")
+    webhook_connect_timeout: float = Field(3.0, gt=0, description="Seconds to connect to a webhook receiver")
+    webhook_read_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a receiver's answer")
+    webhook_circuit_failures: int = Field(
+        5, ge=1, description="Consecutive failed attempts after which a webhook's circuit opens"
+    )
     # exports
     export_workers: int = Field(
         default_factory=lambda: min(os.cpu_count() or 1, 4),
@@ -54,6 +79,39 @@ class Settings(BaseSettings):
     export_parallel_rows: int = Field(
         50_000, ge=1, description="Rows from which a CSV export on SQLite uses the export workers"
     )
+    # erasure and retention (privacy/)
+    retention_days: int | None = Field(
+        None, ge=1, description="Delete answers answered more than this many days ago; unset: keep all"
+    )
+    invitation_retention_days: int = Field(
+        400, ge=0, description="Delete invitations created more than this many days ago (0: keep all)"
+    )
+    webhook_retention_days: int = Field(
+        30, ge=0, description="Delete settled webhook deliveries older than this many days (0: keep all)"
+    )
+    retention_interval_seconds: float = Field(
+        300.0, ge=0, description="How often each process looks for data past its retention"
+    )
+
+    # serving and observability (kit/logs.py, kit/telemetry.py, kit/serving.py)
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json: one JSON object a line on stderr, for log shippers"
+    )
+    metrics: bool = Field(False, description="Serve GET /metrics (Prometheus) without a token")
+    metrics_token: str | None = Field(
+        None, description="Serve GET /metrics to `Authorization: Bearer <this value>` only (not an API token)"
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="Close a connection whose request line and headers are not in after this long"
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Connections and requests one process takes at once; beyond: 503"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod
@@ -75,6 +133,22 @@ class Settings(BaseSettings):
         raise ValueError(
             f"got {shown}; use sqlite:///path/to/npsd.db (the default) or postgresql://user@host:5432/database"
         )
+
+    @field_validator("database_read_url")
+    @classmethod
+    def _replica_database(cls, url: str | None, info: ValidationInfo) -> str | None:
+        """A read replica is a PostgreSQL standby of a PostgreSQL primary (the URL is not echoed)."""
+        if not url:
+            return None
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        if scheme not in ("postgresql", "postgres", "postgresql+psycopg") or len(url) == len(scheme) + 3:
+            raise ValueError(
+                "a read replica is a PostgreSQL URL: postgresql://user[:password]@host[:port]/database"
+            )
+        primary = info.data.get("database_url")
+        if primary is not None and primary.startswith("sqlite"):
+            raise ValueError("a read replica needs NPSD_DATABASE_URL on PostgreSQL too; unset it for SQLite")
+        return url
 
     @property
     def is_sqlite(self) -> bool:
@@ -107,7 +181,7 @@ class Settings(BaseSettings):
                 "NPSD_SECRET_KEY must be set when NPSD_DATABASE_URL is PostgreSQL, "
                 "so that every server signs and checks tokens with the same key"
             )
-        key_file = (db_file.parent if db_file else Path(".")) / ".npsd-secret-key"
+        key_file = (db_file.parent if db_file else Path(".")) / SECRET_KEY_FILE
         try:
             return _read_key(key_file)
         except FileNotFoundError:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Table,
@@ -242,6 +243,7 @@ class Invitation(Base):
         Index("ix_invitation_survey", "org_id", "survey_id", "status"),
         Index("ix_invitation_throttle", "org_id", "email_key", "sent_at"),
         Index("ix_invitation_due", "status", "send_at"),
+        Index("ix_invitation_created", "created_at"),  # retention (migration 0007)
     )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
@@ -272,14 +274,18 @@ class Invitation(Base):
 
 
 class Unsubscribe(Base):
-    """An address that asked for no more surveys from this organization."""
+    """An address that asked for no more surveys from this organization.
+
+    Only a one-way hash of the address is kept (``email_key``: HMAC-SHA256 of the normalized
+    address under the signing key, see ``collect.service.address_hash``), so the list still
+    refuses an address after its person was erased, without holding the address (migration 0007).
+    """
 
     __tablename__ = "unsubscribe"
     org_id: Mapped[str] = mapped_column(
         ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True
     )
     email_key: Mapped[str] = mapped_column(String(320), primary_key=True)
-    email: Mapped[str] = mapped_column(String(320))
     source: Mapped[str] = mapped_column(String(32))  # link | one-click | api
     invitation_id: Mapped[str | None] = mapped_column(ID, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
@@ -299,6 +305,14 @@ class Webhook(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    # The endpoint's health (migration 0006, webhooks/delivery.py): consecutive failed attempts
+    # across its deliveries; past NPSD_WEBHOOK_CIRCUIT_FAILURES the circuit is open and only the
+    # probe delivery is tried (on its own retry schedule), the others wait until a probe succeeds.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failing_since: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    circuit_opened_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    probe_delivery_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    next_probe_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class WebhookDelivery(Base):
@@ -368,6 +382,7 @@ class IdempotencyKey(Base):
     """A remembered reply to a POST or bulk PUT carrying ``Idempotency-Key``."""
 
     __tablename__ = "idempotency_key"
+    __table_args__ = (Index("ix_idempotency_key_expires", "expires_at"),)  # retention (migration 0007)
     org_id: Mapped[str] = mapped_column(
         ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True
     )
@@ -381,6 +396,39 @@ class IdempotencyKey(Base):
     response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+    # The process running a pending request (migration 0006, kit/idempotency.py): "host:pid:start",
+    # so a retry can tell a dead first request from a live one; NULL for rows written before.
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class Erasure(Base):
+    """A request to erase one person (``/v1/erasures``, ``npsd erase``) and what it removed.
+
+    The address is never stored: ``email_hash`` is the same keyed hash as ``unsubscribe.email_key``,
+    enough to answer whether an erasure was for a given address. The job that does the work
+    carries the address in its payload only until it has run (it blanks it in its own transaction).
+    """
+
+    __tablename__ = "erasure"
+    __table_args__ = (
+        Index("ix_erasure_org_created", "org_id", "created_at"),
+        Index("ix_erasure_org_hash", "org_id", "email_hash"),
+    )
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    email_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued running done failed
+    source: Mapped[str] = mapped_column(String(16))  # api | cli
+    requested_by: Mapped[str | None] = mapped_column(ID, nullable=True)  # the user, for API requests
+    answers: Mapped[int] = mapped_column(Integer, default=0)
+    contacts: Mapped[int] = mapped_column(Integer, default=0)
+    invitations: Mapped[int] = mapped_column(Integer, default=0)
+    idempotency_replies: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class RateLimit(Base):
@@ -390,6 +438,42 @@ class RateLimit(Base):
     bucket: Mapped[str] = mapped_column(String(200), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DataImport(Base):
+    """One upload of another tool's export (``POST /v1/imports``), run by the job worker.
+
+    The file itself is kept here (not on a disk) so that any worker on any machine can run it,
+    and dropped once the import ends: it holds people's addresses, which an erasure must not
+    miss. Progress (``rows_done`` and the counts) is written with each batch of records, in the
+    batch's own transaction, so a worker that dies resumes after the last batch it committed.
+    """
+
+    __tablename__ = "data_import"
+    __table_args__ = (Index("ix_data_import_org_created", "org_id", "created_at"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    layout: Mapped[str] = mapped_column(String(32))  # the layout recognised or named at upload
+    filename: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    survey_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    score_column: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    comment_column: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued running done failed
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    rows_total: Mapped[int] = mapped_column(Integer, default=0)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)  # the first ones
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # why it failed
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 # The comment search index (migration 0005) is not a model: on SQLite the FTS5 table
