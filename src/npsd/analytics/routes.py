@@ -14,7 +14,7 @@ from npsd.analytics import metrics
 from npsd.analytics.schemas import NpsMetrics, SurveyStats
 from npsd.auth.deps import Viewer
 from npsd.kit.errors import BadRequest
-from npsd.kit.http import DbSession, TransactionRoute, json_response
+from npsd.kit.http import ReadSession, TransactionRoute, json_response
 from npsd.kit.listing import ParamStr, check_since_until, id_list
 from npsd.kit.timeutil import utcnow
 from npsd.kit.validation import UtcDatetime
@@ -73,7 +73,7 @@ MetricsQueryDep = Annotated[metrics.MetricsQuery, Depends(metrics_query)]
 
 
 @router.get("/stats", response_model=SurveyStats)
-def survey_stats(principal: Viewer, session: DbSession) -> Response:
+def survey_stats(principal: Viewer, session: ReadSession) -> Response:
     """Survey counts and the NPS of your survey responses.
 
     `total`, `active` and `inactive` count your surveys by `isActive`. The response figures
@@ -90,7 +90,7 @@ def survey_stats(principal: Viewer, session: DbSession) -> Response:
 
 @router.get("/nps-metrics", response_model=NpsMetrics)
 @router.get("/metrics/nps", response_model=NpsMetrics)
-def nps_metrics(q: MetricsQueryDep, principal: Viewer, session: DbSession) -> Response:
+def nps_metrics(q: MetricsQueryDep, principal: Viewer, session: ReadSession) -> Response:
     """NPS metrics over every answer of your organization, with their uncertainty.
 
     All NPS records count, with or without a survey; narrow them with `surveyId`, `companyId`,

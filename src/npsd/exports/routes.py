@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from npsd.auth.deps import Viewer
 from npsd.exports.service import EXPORT_CONTENT, FORMAT_QUERY, ExportFormat, stream_records
-from npsd.kit.db import Database
-from npsd.kit.http import TransactionRoute
+from npsd.kit.http import ReadDatabase, TransactionRoute
 from npsd.kit.timeutil import utcnow
 from npsd.records.routes import ListQueryDep
 from npsd.records.service import filtered, ordered
@@ -30,7 +29,7 @@ EXPORT_RESPONSES: dict[int | str, dict[str, object]] = {
 
 @router.get("/nps/export", response_class=StreamingResponse, responses=EXPORT_RESPONSES)
 def export_nps(
-    request: Request,
+    db: ReadDatabase,
     q: ListQueryDep,
     principal: Viewer,
     format: Annotated[ExportFormat, FORMAT_QUERY],
@@ -54,6 +53,5 @@ def export_nps(
     as a formula. JSON (one array) and NDJSON (one object per line) have the same fields with
     `custom` as a nested object (before the names), and `null` where there is no name.
     """
-    db: Database = request.app.state.db
     stmt = ordered(filtered(principal.org_id, q, utcnow()), q.sort)
     return stream_records(db, stmt, format, "nps-records")

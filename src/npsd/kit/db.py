@@ -6,12 +6,20 @@ deadlock on a read-to-write upgrade ("database is locked" must never reach a cli
 one process, HTTP writers also queue on an asyncio lock *in the event loop*, never in a worker
 thread, so waiting writers cannot starve the thread pool that the lock holder needs.
 PostgreSQL goes through psycopg 3 and needs neither.
+
+With ``NPSD_DATABASE_READ_URL``, a PostgreSQL streaming replica serves the heavy reads that may
+lag the primary by a moment (exports, metrics, list pages): :meth:`Database.read_session` and
+:meth:`Database.reads`. Everything else stays on the primary, and an unreachable replica sends
+those reads back to the primary too, with a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Collection, Iterator, MutableMapping
 from contextlib import asynccontextmanager, contextmanager
@@ -31,10 +39,13 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
 from sqlalchemy.types import ARRAY
 
 from npsd.kit.config import Settings, get_settings
+
+log = logging.getLogger("npsd.db")
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 SQLITE_POOL_SIZE = 40
@@ -51,18 +62,25 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, pool_size: int = 10) -> Engine:
-    """Build the engine for ``url`` with the pragmas and transaction mode npsd relies on."""
+def make_engine(url: str, pool_size: int = 10, connect_timeout: int | None = None) -> Engine:
+    """Build the engine for ``url`` with the pragmas and transaction mode npsd relies on.
+
+    ``connect_timeout`` (seconds, PostgreSQL) bounds how long a request may wait on a host that
+    does not answer; the read replica uses it, since a request falls back to the primary then.
+    """
     url = normalize_url(url)
     if not url.startswith("sqlite"):
         # No server-side prepared statements: a plan cached for one organization's (or one batch
         # size's) parameters can be badly wrong for the next; every statement is planned fresh.
+        connect_args: dict[str, Any] = {"prepare_threshold": None}
+        if connect_timeout is not None:
+            connect_args["connect_timeout"] = connect_timeout
         return create_engine(
             url,
             pool_size=pool_size,
             max_overflow=pool_size * MAX_OVERFLOW_FACTOR,
             pool_pre_ping=True,
-            connect_args={"prepare_threshold": None},
+            connect_args=connect_args,
         )
     # Keep as many SQLite connections as the thread pool has threads (40): an overflow connection
     # is closed when returned, and opening one (file, WAL, pragmas) costs more than a request.
@@ -98,6 +116,10 @@ SLOT_SCOPE_KEY = "npsd.db_slot"
 # anyio's default worker threads (the thread pool every sync route and every hop runs on)
 WORKER_THREADS = 40
 RESERVED_CONNECTIONS = 2
+# Read replica: how long reads stay on the primary after the replica failed to answer, and how
+# long connecting to it may take (libpq counts whole seconds; 2 is its smallest useful value).
+REPLICA_RETRY_SECONDS = 5.0
+REPLICA_CONNECT_TIMEOUT = 2
 
 
 class _LoopState:
@@ -119,12 +141,35 @@ class _LoopState:
 
 class Database:
     """One engine with a session factory for reads and one for writes, and the settings it serves
-    under (background job handlers receive the Database and read SMTP, base URL... from there)."""
+    under (background job handlers receive the Database and read SMTP, base URL... from there).
 
-    def __init__(self, url: str, pool_size: int = 10, settings: Settings | None = None) -> None:
+    ``read_url`` (default: the settings' ``database_read_url``) adds :attr:`replica`, a Database
+    of its own on a PostgreSQL hot standby, used only through :meth:`read_session` and
+    :meth:`reads`. If the replica does not answer, those reads go to the primary for
+    ``replica_retry_seconds`` (a warning says so), then the replica is tried again.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 10,
+        settings: Settings | None = None,
+        read_url: str | None = None,
+        replica_retry_seconds: float = REPLICA_RETRY_SECONDS,
+        *,
+        standby: bool = False,
+    ) -> None:
         self.settings = settings
-        self.engine = make_engine(url, pool_size)
+        self.engine = make_engine(url, pool_size, REPLICA_CONNECT_TIMEOUT if standby else None)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        if read_url is None and settings is not None and not standby:
+            read_url = settings.database_read_url
+        self.replica: Database | None = None
+        if read_url and not self.is_sqlite:
+            self.replica = Database(read_url, pool_size, settings, standby=True)
+        self.replica_retry_seconds = replica_retry_seconds
+        self._replica_lock = threading.Lock()
+        self._replica_down_until: float | None = None  # monotonic time of the next try, while down
         write_bind = (
             self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
         )
@@ -147,6 +192,72 @@ class Database:
 
     def session(self, write: bool) -> Session:
         return (self.write_sessions if write else self.read_sessions)()
+
+    def read_session(self) -> Session:
+        """A read session for a heavy read that may lag the primary: on the replica when there is
+        one and it answers, else an ordinary read session on the primary.
+
+        The connection is taken here, not at the first statement, so that an unreachable replica
+        becomes a fallback rather than an error in the middle of a route.
+        """
+        replica = self._replica_to_try()
+        if replica is not None:
+            session = replica.session(False)
+            try:
+                session.connection()
+            except DBAPIError as exc:
+                session.close()
+                self._replica_failed(exc)
+            else:
+                self._replica_answered()
+                return session
+        return self.session(False)
+
+    def reads(self) -> Database:
+        """The Database for a heavy read that opens its own connections (exports): the replica
+        when there is one and it answers (checked now, with a pooled connection), else this one."""
+        replica = self._replica_to_try()
+        if replica is None:
+            return self
+        try:
+            with replica.engine.connect():
+                pass
+        except DBAPIError as exc:
+            self._replica_failed(exc)
+            return self
+        self._replica_answered()
+        return replica
+
+    @property
+    def replica_down(self) -> bool:
+        """Whether reads meant for the replica go to the primary now (it did not answer)."""
+        return self._replica_down_until is not None
+
+    def _replica_to_try(self) -> Database | None:
+        down_until = self._replica_down_until
+        if self.replica is None or (down_until is not None and time.monotonic() < down_until):
+            return None
+        return self.replica
+
+    def _replica_failed(self, exc: DBAPIError) -> None:
+        with self._replica_lock:
+            was_up = self._replica_down_until is None
+            self._replica_down_until = time.monotonic() + self.replica_retry_seconds
+        if was_up:  # one warning per outage; libpq's reason names host and port, never a password
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+            log.warning(
+                "read replica unreachable (%s); heavy reads go to the primary, retrying every %g s",
+                reason,
+                self.replica_retry_seconds,
+            )
+
+    def _replica_answered(self) -> None:
+        if self._replica_down_until is None:
+            return
+        with self._replica_lock:
+            was_down, self._replica_down_until = self._replica_down_until is not None, None
+        if was_down:
+            log.warning("read replica answers again; heavy reads go to it")
 
     def _loop_state(self) -> _LoopState:
         """This event loop's locks and slots (a test may run several loops over one Database)."""
@@ -201,9 +312,12 @@ class Database:
                         scope.pop(SLOT_SCOPE_KEY, None)
 
     @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[Session]:
-        """A unit of work for code outside a request (CLI, worker): commit or roll back."""
-        session = self.session(write)
+    def transaction(self, write: bool = True, replica: bool = False) -> Iterator[Session]:
+        """A unit of work for code outside a request (CLI, worker): commit or roll back.
+
+        ``replica=True`` (reads only) runs it on the read replica when there is one that answers.
+        """
+        session = self.read_session() if replica and not write else self.session(write)
         try:
             yield session
             session.commit()
@@ -215,6 +329,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.replica is not None:
+            self.replica.dispose()
 
 
 def lock_org_writes(session: Session, org_id: str) -> None:

@@ -4,6 +4,7 @@ fast JSON responses."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -23,6 +24,11 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The authenticated caller's organization, once known (auth/deps.py): its writes queue together.
 ORG_SCOPE_KEY = "npsd.org"
 RESPONSE_SCOPE_KEY = "npsd.response"
+# Read your own writes: after a successful write, a client that keeps cookies (the dashboard's
+# browser) reads from the primary for this long, so a page after a form never misses its change
+# on a lagging replica. The cookie only steers reads to the primary, so it needs no signature.
+PRIMARY_COOKIE = "npsd_primary"
+READ_YOUR_WRITES_SECONDS = 5
 T = TypeVar("T")
 
 
@@ -43,6 +49,8 @@ class TransactionRoute(APIRoute):
                 check_query(request)
             response: Response = await handler(request)
             request.scope[RESPONSE_SCOPE_KEY] = response
+            if request.method not in READ_METHODS and response.status_code < 400:
+                _stick_to_primary(request, response)
             return response
 
         return handle
@@ -78,6 +86,27 @@ def _finish(session: Session, ok: bool, scope: MutableMapping[str, Any] | None =
         session.close()
 
 
+def _stick_to_primary(request: Request, response: Response) -> None:
+    db: Database = request.app.state.db
+    if db.replica is not None:
+        settings: Settings = request.app.state.settings
+        response.set_cookie(
+            PRIMARY_COOKIE,
+            "1",
+            max_age=READ_YOUR_WRITES_SECONDS,
+            path="/",
+            secure=settings.base_url.startswith("https"),
+            httponly=True,
+            samesite="lax",
+        )
+
+
+def _replica_read(request: Request, db: Database) -> bool:
+    """Whether this request's heavy reads may go to the read replica: there is one, the request
+    only reads, and its client did not just write (see :data:`PRIMARY_COOKIE`)."""
+    return db.replica is not None and request.method in READ_METHODS and PRIMARY_COOKIE not in request.cookies
+
+
 async def request_session(request: Request) -> AsyncIterator[Session]:
     """The request's unit of work: committed when the handler returns, rolled back if it raises.
 
@@ -85,15 +114,35 @@ async def request_session(request: Request) -> AsyncIterator[Session]:
     client never sees a 2xx for a change that was not committed, and an idempotent request's
     reply commits with its writes.
     """
+    async with _unit_of_work(request, replica=False) as session:
+        yield session
+
+
+async def request_read_session(request: Request) -> AsyncIterator[Session]:
+    """A heavy read's session (``ReadSession``): on the read replica when one is configured and
+    answers, else like :func:`request_session` on the primary.
+
+    Only for routes that read and may lag the primary by a moment (lists, metrics, dashboard
+    lists); a write route, or a read that must see the caller's own change, uses ``DbSession``.
+    """
+    async with _unit_of_work(request, replica=True) as session:
+        yield session
+
+
+@asynccontextmanager
+async def _unit_of_work(request: Request, replica: bool) -> AsyncIterator[Session]:
     db: Database = request.app.state.db
     write = request.method not in READ_METHODS
+    to_replica = replica and _replica_read(request, db)
     # Ending a SQLite read transaction never waits on a lock (WAL): do it inline rather than pay
     # a thread hop; everything else may wait (a commit, a network round trip).
     inline = db.is_sqlite and not write
     async with db.serialized(write, request.scope.get(ORG_SCOPE_KEY), request.scope):
         if write:
             request.scope[WRITE_TURN_SCOPE_KEY] = True
-        session = db.session(write)
+        # the replica's session connects at once (a round trip, so in a thread): if it does not
+        # answer, the read falls back to the primary before the route runs
+        session = await run_in_threadpool(db.read_session) if to_replica else db.session(write)
         ok = False
         try:
             yield session
@@ -107,6 +156,20 @@ async def request_session(request: Request) -> AsyncIterator[Session]:
 
 
 DbSession = Annotated[Session, Depends(request_session, scope="function")]
+# A heavy read that may be served by the read replica (NPSD_DATABASE_READ_URL).
+ReadSession = Annotated[Session, Depends(request_read_session, scope="function")]
+
+
+def read_database(request: Request) -> Database:
+    """The Database a heavy read that opens its own connections (an export) should use: the
+    read replica when there is one, it answers and the client did not just write; else the
+    primary. A plain ``def``: checking the replica is a round trip, so FastAPI runs it in a thread.
+    """
+    db: Database = request.app.state.db
+    return db.reads() if _replica_read(request, db) else db
+
+
+ReadDatabase = Annotated[Database, Depends(read_database)]
 
 
 def app_settings(request: Request) -> Settings:

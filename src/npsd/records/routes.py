@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from npsd.analytics.nps import CATEGORY_RANGES
 from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.kit.errors import BadRequest
-from npsd.kit.http import DbSession, RawJson, TransactionRoute, json_response, point_read
+from npsd.kit.http import DbSession, RawJson, ReadSession, TransactionRoute, json_response, point_read
 from npsd.kit.idempotency import pending_in
 from npsd.kit.listing import (
     Page,
@@ -118,7 +118,7 @@ async def create_nps(body: NpsInput, principal: Editor, request: Request) -> Res
 
 
 @router.get("/nps", response_model=selectable_list(NpsRead))
-def list_nps(q: ListQueryDep, principal: Viewer, session: DbSession) -> Response:
+def list_nps(q: ListQueryDep, principal: Viewer, session: ReadSession) -> Response:
     """List NPS records, newest answer first unless `sort` says otherwise.
 
     By default only answers of the last 360 days (`npsExpiryDay`). Ties are broken by `_id`,

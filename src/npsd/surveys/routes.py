@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
 from npsd.analytics.nps import CATEGORY_RANGES
 from npsd.auth.deps import Admin, Editor, Viewer
 from npsd.exports.service import EXPORT_CONTENT, FORMAT_QUERY, ExportFormat, stream_records
 from npsd.kit.errors import BadRequest
-from npsd.kit.http import DbSession, TransactionRoute
+from npsd.kit.http import DbSession, ReadDatabase, ReadSession, TransactionRoute
 from npsd.kit.listing import (
     LimitParam,
     PageParam,
@@ -162,7 +162,7 @@ def create_survey(body: SurveyCreate, principal: Editor, session: DbSession) -> 
     },
 )
 def list_surveys(
-    q: SurveyQueryDep, principal: Viewer, session: DbSession, response: Response
+    q: SurveyQueryDep, principal: Viewer, session: ReadSession, response: Response
 ) -> list[dict[str, Any]]:
     """List surveys, newest first unless `sortBy`/`sortOrder` say otherwise, as a bare array.
 
@@ -210,7 +210,7 @@ def list_responses(
     survey: SurveyById,
     filters: ResponseFilters,
     principal: Viewer,
-    session: DbSession,
+    session: ReadSession,
     page: PageParam = 1,
     limit: LimitParam = 20,
 ) -> dict[str, Any]:
@@ -234,7 +234,7 @@ def add_response(survey: SurveyToAnswer, body: ResponseCreate, session: DbSessio
     responses={200: {"description": "The file, streamed", "content": EXPORT_CONTENT}},
 )
 def export_responses(
-    request: Request,
+    db: ReadDatabase,
     survey: SurveyById,
     filters: ResponseFilters,
     principal: Viewer,
@@ -253,6 +253,4 @@ def export_responses(
     per line) have the same fields in the same order, with `custom` as a nested object in place
     of its columns and `null` where there is no name."""
     stmt = service.responses_select(principal.org_id, survey.id, filters)
-    return stream_records(
-        request.app.state.db, stmt, format, f"nps-survey-{survey.id}-responses", service.RESPONSE_EXPORT
-    )
+    return stream_records(db, stmt, format, f"nps-survey-{survey.id}-responses", service.RESPONSE_EXPORT)

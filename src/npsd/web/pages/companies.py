@@ -35,7 +35,7 @@ from npsd.analytics import metrics, trends
 from npsd.analytics.nps import category
 from npsd.contacts import service as contacts
 from npsd.kit.errors import BadRequest, NotFound, NpsdError
-from npsd.kit.http import DbSession
+from npsd.kit.http import DbSession, ReadSession
 from npsd.kit.ids import is_id
 from npsd.kit.listing import page_count
 from npsd.kit.lookup import resolve
@@ -221,7 +221,7 @@ def sort_link(column: str, sort: Sort, keep: Mapping[str, str]) -> str:
 
 
 @router.get("/app/companies", response_class=HTMLResponse)
-def companies_page(request: Request, user: PageViewer, session: DbSession) -> HTMLResponse:
+def companies_page(request: Request, user: PageViewer, session: ReadSession) -> HTMLResponse:
     """Every company with its NPS, margin and answers for a period, sortable and paged, with a
     small monthly trend line, and its Planhat NPS beside."""
     values = query_values(request, (*FILTER_NAMES, "sort", "page", "deleted"))
@@ -333,7 +333,7 @@ def company_context(request: Request, user: PageUser, session: Session, company:
 
 
 @router.get("/app/companies/{key}", response_class=HTMLResponse)
-def company_page(key: str, request: Request, user: PageViewer, session: DbSession) -> HTMLResponse:
+def company_page(key: str, request: Request, user: PageViewer, session: ReadSession) -> HTMLResponse:
     """One company: its figures, trend and distribution for a period, its contacts with their
     latest scores, its latest answers, and its Planhat NPS."""
     company = find_company(session, user.org_id, key)

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from npsd.analytics import metrics
 from npsd.contacts.service import list_companies
 from npsd.kit.errors import NpsdError
-from npsd.kit.http import DbSession
+from npsd.kit.http import ReadSession
 from npsd.kit.listing import Page
 from npsd.kit.lookup import resolve
 from npsd.kit.models import Company
@@ -186,7 +186,7 @@ def group_name(group: Mapping[str, Any]) -> str:
 
 
 @router.get("/app", response_class=HTMLResponse)
-def overview(request: Request, user: PageViewer, session: DbSession) -> HTMLResponse:
+def overview(request: Request, user: PageViewer, session: ReadSession) -> HTMLResponse:
     """The organization's NPS at a glance, for a period and optionally one survey."""
     view = overview_view(request, user, session)
     context = {
@@ -204,7 +204,7 @@ def overview(request: Request, user: PageViewer, session: DbSession) -> HTMLResp
 
 
 @router.get("/app/overview/live", response_class=HTMLResponse)
-def overview_live(request: Request, user: PageViewer, session: DbSession, v: str = "") -> Response:
+def overview_live(request: Request, user: PageViewer, session: ReadSession, v: str = "") -> Response:
     """The figures block again when its figures changed since digest ``v``, else 204."""
     view = overview_view(request, user, session)
     if view.errors:

@@ -27,9 +27,8 @@ from sqlalchemy.orm import Session
 from npsd.analytics.nps import CATEGORY_RANGES
 from npsd.contacts.service import record_answers
 from npsd.exports.service import check_format, stream_records
-from npsd.kit.db import Database
 from npsd.kit.errors import BadRequest
-from npsd.kit.http import DbSession
+from npsd.kit.http import ReadDatabase, ReadSession
 from npsd.kit.listing import page_count
 from npsd.kit.timeutil import utcnow
 from npsd.records.queries import SEARCH_MAX_LENGTH
@@ -185,7 +184,7 @@ def rows_digest(answers: list[dict[str, Any]]) -> str:
 
 
 @router.get("/app/responses", response_class=HTMLResponse)
-def responses(request: Request, user: PageViewer, session: DbSession) -> HTMLResponse:
+def responses(request: Request, user: PageViewer, session: ReadSession) -> HTMLResponse:
     """The feed: every answer that matches the filters, newest first, 25 per page."""
     feed = parse_feed(request, session, user)
     answers: list[dict[str, Any]] = []
@@ -214,7 +213,7 @@ def responses(request: Request, user: PageViewer, session: DbSession) -> HTMLRes
 
 
 @router.get("/app/responses/live", response_class=HTMLResponse)
-def responses_live(request: Request, user: PageViewer, session: DbSession, v: str = "") -> Response:
+def responses_live(request: Request, user: PageViewer, session: ReadSession, v: str = "") -> Response:
     """The first page of the feed again when its rows changed since digest ``v``, else 204."""
     feed = replace(parse_feed(request, session, user), page=1)
     if feed.errors:
@@ -228,7 +227,9 @@ def responses_live(request: Request, user: PageViewer, session: DbSession, v: st
 
 
 @router.get("/app/responses/export.{fmt}")
-def export_responses(request: Request, fmt: str, user: PageViewer, session: DbSession) -> StreamingResponse:
+def export_responses(
+    request: Request, fmt: str, user: PageViewer, session: ReadSession, db: ReadDatabase
+) -> StreamingResponse:
     """The feed's answers (every page) as a download: the file ``GET /nps/export`` writes for the
     same filters."""
     check_format(fmt)
@@ -238,6 +239,5 @@ def export_responses(request: Request, fmt: str, user: PageViewer, session: DbSe
         raise BadRequest(
             f"{name}: {issue}", [{"field": key, "issue": message} for key, message in feed.errors.items()]
         )
-    db: Database = request.app.state.db
     stmt = ordered(filtered(user.org_id, feed.list_query(), utcnow()), None)
     return stream_records(db, stmt, fmt, "nps-responses")

@@ -36,7 +36,7 @@ from npsd.collect.schemas import InvitationsCreate
 from npsd.exports.service import FORMATS, stream_records
 from npsd.kit.config import Settings
 from npsd.kit.errors import NpsdError, validation_details
-from npsd.kit.http import AppSettings, DbSession
+from npsd.kit.http import AppSettings, DbSession, ReadDatabase, ReadSession
 from npsd.kit.listing import PageParam, ParamStr, page_count
 from npsd.kit.models import Survey
 from npsd.kit.timeutil import utcnow
@@ -223,7 +223,7 @@ def refusal(exc: NpsdError, known: set[str]) -> dict[str, str]:
 def survey_list(
     request: Request,
     user: PageViewer,
-    session: DbSession,
+    session: ReadSession,
     page: PageParam = 1,
     q: TextParam = "",
     isActive: Literal["", "true", "false"] = "",
@@ -386,7 +386,7 @@ def survey_page(
     request: Request,
     id: str,
     user: PageViewer,
-    session: DbSession,
+    session: ReadSession,
     settings: AppSettings,
     page: PageParam = 1,
     period: TextParam = "",
@@ -547,12 +547,10 @@ def send_reminders(
 
 
 @router.get("/app/surveys/{id}/export.{fmt}")
-def export_answers(request: Request, id: str, fmt: str, user: PageViewer, session: DbSession) -> Response:
+def export_answers(id: str, fmt: str, user: PageViewer, session: ReadSession, db: ReadDatabase) -> Response:
     """Every answer of the survey as CSV, XLSX, JSON or NDJSON: the same file, streamed by the
     same writers, as ``GET /v1/nps-surveys/{id}/responses/export?format=...`` (which takes API
     tokens only), for a signed-in person. Another format is a 400 naming the accepted ones."""
     survey = surveys.find_survey(session, user.org_id, id)
     stmt = surveys.responses_select(user.org_id, survey.id, surveys.ResponseQuery())
-    return stream_records(
-        request.app.state.db, stmt, fmt, f"nps-survey-{survey.id}-responses", surveys.RESPONSE_EXPORT
-    )
+    return stream_records(db, stmt, fmt, f"nps-survey-{survey.id}-responses", surveys.RESPONSE_EXPORT)
