@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 
 from npsd import __version__
@@ -20,14 +20,19 @@ from npsd.collect.pages import router as pages_router
 from npsd.collect.routes import router as collect_router
 from npsd.contacts.routes import companies_router, endusers_router
 from npsd.exports.routes import router as exports_router
+from npsd.imports.routes import router as imports_router
+from npsd.kit.backup import DatabaseInUse, hold_database
 from npsd.kit.config import Settings, get_settings
 from npsd.kit.db import Database
-from npsd.kit.errors import ErrorBody, error_response, install_error_handlers
-from npsd.kit.http import json_response
+from npsd.kit.errors import ErrorBody, Unauthorized, error_response, install_error_handlers
+from npsd.kit.http import DbSession, json_response
 from npsd.kit.idempotency import IdempotencyMiddleware, Replay, replay_response
 from npsd.kit.jobs import Worker
 from npsd.kit.limits import BodyLimitMiddleware, RateLimiter, RateLimitMiddleware
+from npsd.kit.telemetry import RequestTelemetryMiddleware, metrics_access
+from npsd.kit.telemetry import render as render_metrics
 from npsd.migrations import head_revision, readiness_problem
+from npsd.privacy.routes import router as privacy_router
 from npsd.records.batcher import CreateBatcher
 from npsd.records.routes import router as records_router
 from npsd.surveys.routes import router as surveys_router
@@ -87,6 +92,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # SQLite: declare this process a user of the database file for as long as it serves, so
+        # that `npsd restore` refuses to replace the file under it (kit/backup.py)
+        try:
+            db_lock = hold_database(settings)
+        except DatabaseInUse as exc:
+            log.error("%s", exc)
+            raise
         worker = Worker(db, settings.worker_poll_seconds) if settings.worker else None
         if worker is not None:
             worker.start()
@@ -102,6 +114,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             worker.stop()
         if database is None:
             db.dispose()
+        if db_lock is not None:
+            db_lock.release()
 
     app = FastAPI(
         title="npsd",
@@ -126,6 +140,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_middleware(IdempotencyMiddleware, db=db)
     app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(db, settings.rate_limit))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # counts, times and logs every request (413 and 429 too), inside the request id it logs
+    app.add_middleware(RequestTelemetryMiddleware)
     app.add_middleware(RequestIdMiddleware)
 
     # Order matters: static paths (/nps/export, /v1/nps-surveys/stats ...) before /{id} routes.
@@ -140,6 +156,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(collect_router)
     app.include_router(surveys_router)
     app.include_router(webhooks_router)
+    app.include_router(privacy_router)
+    app.include_router(imports_router)
     app.include_router(pages_router)
     app.include_router(assets_router)
     app.include_router(docs_router)
@@ -163,5 +181,22 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         if problem is not None:
             return error_response(request, 503, problem)
         return json_response({"status": "ok", "migration": head_revision()})
+
+    # GET /metrics: only when turned on (NPSD_METRICS=true, or NPSD_METRICS_TOKEN set); an
+    # operator's endpoint, kept out of the API's OpenAPI document (README: Health and monitoring)
+    if settings.metrics or settings.metrics_token:
+
+        def metrics_allowed(request: Request) -> None:
+            status = metrics_access(
+                settings.metrics, settings.metrics_token, request.headers.get("authorization")
+            )
+            if status == 401:
+                raise Unauthorized("GET /metrics needs Authorization: Bearer <NPSD_METRICS_TOKEN>")
+
+        @app.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_allowed)])
+        def prometheus_metrics(session: DbSession) -> Response:
+            """Prometheus text format: requests, latency, job queue, jobs, mails, webhooks, pool."""
+            body, content_type = render_metrics(session, db.engine.pool)
+            return Response(body, media_type=content_type)
 
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -57,11 +58,15 @@ def _fail(message: str) -> NoReturn:
 
 
 def _settings() -> Settings:
-    """The settings from the environment; a bad one is one line naming it, and exit status 1."""
+    """The settings from the environment; a bad one is one line naming it, and exit status 1.
+
+    The directory of a SQLite database is created here when missing, for every command alike
+    (the file itself is created by the migrations), so that no command trips over it first.
+    """
     from pydantic import ValidationError
 
     try:
-        return get_settings()
+        settings = get_settings()
     except ValidationError as exc:
         prefix = Settings.model_config.get("env_prefix", "")
         problems = [
@@ -69,6 +74,78 @@ def _settings() -> Settings:
             for e in exc.errors()
         ]
         _fail("; ".join(problems))
+    path = settings.sqlite_path()
+    if path is not None and not path.parent.is_dir():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _fail(
+                f"NPSD_DATABASE_URL: cannot create the directory {path.parent} of the SQLite file: "
+                f"{exc.strerror or exc}"
+            )
+    return settings
+
+
+def _database_problem(settings: Settings) -> str | None:
+    """Why the configured PostgreSQL server cannot be reached (None when it answers, and for
+    SQLite). Asked before anything else touches it, with a short connect timeout: an
+    unreachable database is one line naming the setting, not a traceback from the migrations."""
+    if settings.is_sqlite:
+        return None
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    from npsd.kit.db import normalize_url
+
+    url = make_url(normalize_url(settings.database_url))
+    where = f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+    engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect():
+            return None
+    except Exception as exc:
+        return f"cannot connect to the database at {where}: {_reason(exc, url.password)}"
+    finally:
+        engine.dispose()
+
+
+def _reason(exc: BaseException, password: str | None = None) -> str:
+    """The driver's own words for a database error, on one line, without the password."""
+    text = str(getattr(exc, "orig", None) or exc)
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip() and "sqlalche.me" not in line)
+    text = text.removeprefix("connection failed: ")
+    if password:
+        text = text.replace(password, "***")
+    return text[:300]
+
+
+def _announce(settings: Settings, message: str) -> None:
+    """A line for the operator on stderr: a JSON log line under NPSD_LOG_FORMAT=json (so that
+    every line of a server's output parses), whatever the log level."""
+    if settings.log_format == "json":
+        from npsd.kit.logs import json_line
+
+        print(json_line("npsd.cli", message), file=sys.stderr, flush=True)
+    else:
+        err.print(message, highlight=False)
+
+
+def _upgrade(settings: Settings) -> None:
+    """Check that the database answers, then bring its schema up to date; either failure is one
+    line naming NPSD_DATABASE_URL and exit status 1 (every command that uses the database comes
+    through here or through :func:`_session`)."""
+    from sqlalchemy.exc import OperationalError
+
+    from npsd.migrations import upgrade
+
+    problem = _database_problem(settings)
+    if problem is not None:
+        _fail(f"NPSD_DATABASE_URL: {problem}")
+    try:
+        upgrade(settings.database_url)
+    except OperationalError as exc:
+        _fail(f"NPSD_DATABASE_URL: the database failed while migrating: {_reason(exc)}")
 
 
 @contextmanager
@@ -77,10 +154,8 @@ def _session(write: bool = True) -> Iterator[Session]:
 
     An :class:`NpsdError` becomes a one-line message on stderr and exit status 1.
     """
-    from npsd.migrations import upgrade
-
     settings = _settings()
-    upgrade(settings.database_url)
+    _upgrade(settings)
     db = Database(settings.database_url, pool_size=1)
     try:
         with db.transaction(write=write) as session:
@@ -102,37 +177,57 @@ def _check_role(role: str) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
 ) -> None:
-    """Apply migrations, then serve the API on http://HOST:PORT."""
-    import uvicorn
+    """Apply migrations, then serve the API on http://HOST:PORT.
 
-    from npsd.migrations import upgrade
+    "npsd serving on http://HOST:PORT" is printed once the port is bound (and, with one process,
+    the app has started). Without NPSD_BASE_URL, links in e-mails follow --host and --port
+    (127.0.0.1 for the wildcard 0.0.0.0: set NPSD_BASE_URL to the public address).
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from npsd.kit import serving
 
     settings = _settings()
     try:
         settings.signing_key  # noqa: B018 - create the key file once, before workers race for it
     except RuntimeError as exc:
         _fail(str(exc))
-    upgrade(settings.database_url)
-    err.print(f"npsd serving on http://{host}:{port} (database: {settings.database_url.split('@')[-1]})")
-    uvicorn.run(
-        "npsd.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level,
-        access_log=False,
-    )
+    _upgrade(settings)
+    shown_host = f"[{host}]" if ":" in host else host
+    notes = [f"database: {settings.database_url.split('@')[-1]}"]
+    if "base_url" not in settings.model_fields_set:
+        # the app is built from the environment in each worker process: tell it there
+        base_url = serving.local_url(host, port)
+        os.environ["NPSD_BASE_URL"] = base_url
+        settings = settings.model_copy(update={"base_url": base_url})
+        if host in ("0.0.0.0", "::", ""):
+            notes.append(f"links use {base_url}: set NPSD_BASE_URL to the public address")
+    metrics_dir = None
+    if workers > 1:
+        # prometheus-client's multiprocess mode: a scrape of any worker sums them all (kit/telemetry.py)
+        metrics_dir = tempfile.mkdtemp(prefix="npsd-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    message = f"npsd serving on http://{shown_host}:{port} ({'; '.join(notes)})"
+
+    try:
+        started = serving.run(
+            serving.build_config(settings, host, port, workers), lambda: _announce(settings, message)
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    if not started:
+        _fail(f"could not serve on {shown_host}:{port} (the reason is logged above)")
 
 
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
-    from npsd.migrations import upgrade
-
-    upgrade(_settings().database_url)
+    _upgrade(_settings())
     err.print("database is up to date")
 
 
@@ -149,11 +244,17 @@ def worker(
     import threading
 
     from npsd.app import create_app
+    from npsd.kit.backup import DatabaseInUse, hold_database
     from npsd.kit.jobs import Worker, run_pending
-    from npsd.migrations import upgrade
+    from npsd.kit.logs import configure as configure_logging
 
     settings = _settings()
-    upgrade(settings.database_url)
+    configure_logging(settings)
+    try:
+        db_lock = hold_database(settings)  # SQLite: `npsd restore` refuses while this worker runs
+    except DatabaseInUse as exc:
+        _fail(str(exc))
+    _upgrade(settings)
     create_app(settings)  # imports every module that registers a job handler
     db = Database(settings.database_url, pool_size=2, settings=settings)
     try:
@@ -165,11 +266,139 @@ def worker(
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         loop.start()
-        err.print("npsd worker running; Ctrl+C to stop")
+        _announce(settings, "npsd worker running; Ctrl+C to stop")
         stop.wait()
         loop.stop()
     finally:
         db.dispose()
+        if db_lock is not None:
+            db_lock.release()
+
+
+# ------------------------------------------------------------- backup and restore (kit/backup.py)
+
+
+def _pg_instead(what: str, command: str, had_password: bool) -> NoReturn:
+    """On PostgreSQL, say which tool does ``what`` and how, and exit 1: nothing was done."""
+    err.print(
+        f"npsd {what} works on SQLite databases; NPSD_DATABASE_URL is PostgreSQL, so nothing was done. Run:",
+        highlight=False,
+    )
+    typer.echo(command)
+    if had_password:
+        err.print(
+            "(the password is not shown: the tool reads it from PGPASSWORD or ~/.pgpass)", highlight=False
+        )
+    raise typer.Exit(1)
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    size = n / 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            break
+        size /= 1024
+    return f"{size:.1f} {unit}"
+
+
+@app.command()
+def backup(
+    file: Annotated[Path, typer.Argument(help="The backup file to write")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace FILE and FILE.secret-key if they exist")
+    ] = False,
+) -> None:
+    """Copy the SQLite database into FILE while servers keep writing, and verify the copy.
+
+    The copy is one consistent instant of the database (SQLite's online backup), checked with
+    SQLite's integrity check and the comment search index's own check, written aside and renamed
+    into place: FILE is whole or absent. Without NPSD_SECRET_KEY the signing key beside the
+    database is copied to FILE.secret-key (mode 0600), so restored tokens and invitation links
+    still verify. On PostgreSQL it prints the pg_dump command for the configured database and
+    exits with status 1.
+    """
+    from npsd.kit import backup as backups
+
+    settings = _settings()
+    database = settings.sqlite_path()
+    if database is None:
+        command = backups.pg_dump_command(settings.database_url, file)
+        _pg_instead("backup", command, backups.libpq_url(settings.database_url)[1])
+    try:
+        result = backups.backup_sqlite(database, file, force=force, copy_key=not settings.secret_key)
+    except backups.BackupError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"writing the backup failed: {exc.strerror or exc} ({exc.filename or file})")
+    typer.echo(
+        f"wrote {result.path}: {_size(result.size)}, {result.answers:,} answers, "
+        f"migration {result.revision}, in {result.seconds:.2f} s"
+    )
+    if result.key_file is not None:
+        typer.echo(f"signing key copied to {result.key_file} (mode 0600); `npsd restore` puts it back")
+    elif settings.secret_key:
+        typer.echo("the signing key is NPSD_SECRET_KEY: keep it with your configuration, tokens need it")
+
+
+@app.command()
+def restore(
+    file: Annotated[Path, typer.Argument(help="A backup made by `npsd backup`")],
+    keep_old: Annotated[
+        bool,
+        typer.Option(
+            "--keep-old/--discard-old",
+            help="Keep the replaced database as DATABASE.before-restore-<UTC stamp> (default) or delete it",
+        ),
+    ] = True,
+) -> None:
+    """Replace the SQLite database by the backup FILE; refused while a server or worker uses it.
+
+    FILE is copied beside the database, verified (integrity, comment search index, a migration
+    this build knows), synced and renamed over the database. The old database is kept as
+    DATABASE.before-restore-<stamp> unless --discard-old. FILE.secret-key, if present, becomes
+    the signing key beside the database (unless NPSD_SECRET_KEY is set). On PostgreSQL it prints
+    the pg_restore command and exits with status 1.
+    """
+    from alembic.script import ScriptDirectory
+
+    from npsd.kit import backup as backups
+    from npsd.migrations import alembic_config, head_revision
+
+    settings = _settings()
+    database = settings.sqlite_path()
+    if database is None:
+        command = backups.pg_restore_command(settings.database_url, file)
+        _pg_instead("restore", command, backups.libpq_url(settings.database_url)[1])
+    known = {
+        rev.revision for rev in ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()
+    }
+    try:
+        result = backups.restore_sqlite(
+            file, database, keep_old=keep_old, use_key_file=not settings.secret_key, known_revisions=known
+        )
+    except backups.BackupError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"the restore failed: {exc.strerror or exc} ({exc.filename or file})")
+    typer.echo(
+        f"restored {file} into {result.database}: {result.answers:,} answers, "
+        f"migration {result.revision}, in {result.seconds:.2f} s"
+    )
+    if result.kept is not None:
+        typer.echo(f"the replaced database is kept as {result.kept}")
+    if result.key_installed:
+        typer.echo("the signing key came with the backup and is in place")
+    if result.key_missing:
+        err.print(
+            f"warning: no {file}{backups.KEY_SUFFIX} beside the backup: the signing key beside the "
+            "database stays (or a new one is made); tokens and invitation links signed with another key "
+            "will not verify",
+            highlight=False,
+        )
+    if result.revision != head_revision():
+        typer.echo(f"`npsd serve` or `npsd migrate` brings it to migration {head_revision()}")
 
 
 @app.command()
@@ -214,6 +443,113 @@ def demo(
     for user in result.users:
         typer.echo(f"  {user.role:<6}  {user.email:<{width}}  {user.password}")
     err.print(f"built in {time.perf_counter() - started:.1f} s", highlight=False)
+
+
+# ------------------------------------------------------------------------------- erasure (privacy/)
+
+
+@app.command()
+def erase(
+    org: Annotated[str, typer.Option("--org", help="Organization name (or id)")],
+    email: Annotated[str, typer.Option("--email", help="The person's address (any case)")],
+) -> None:
+    """Erase a person now: their answers in every survey, their contact and invitations, stored
+    replies and webhook deliveries holding the address; figures are recounted. Prints what was
+    removed (zeros when the organization held nothing of the address). The same as
+    POST /v1/erasures, but done before the command returns; webhooks get `person.erased`."""
+    from npsd.auth import service as auth_service
+    from npsd.kit.ids import is_id
+    from npsd.kit.models import Organization
+    from npsd.kit.validation import check_email
+    from npsd.privacy import service
+
+    try:
+        address = check_email(email.strip())
+    except ValueError as exc:
+        _fail(f"--email: {exc}")
+    settings = _settings()
+    try:
+        settings.signing_key  # noqa: B018 - the erasure record keeps a hash keyed with it
+    except RuntimeError as exc:
+        _fail(str(exc))
+    with _session() as session:
+        found = auth_service.find_org(session, org) if org.strip() else None
+        if found is None and is_id(org.strip()):
+            found = session.get(Organization, org.strip())
+        if found is None:
+            _fail(f"no organization {org!r}")
+        erasure, counts = service.erase_now(session, settings, found.id, address)
+    typer.echo(f"erasure {erasure.id}: done")
+    for label, value in (
+        ("answers", counts.answers),
+        ("contacts", counts.contacts),
+        ("invitations", counts.invitations),
+        ("idempotency replies", counts.idempotency_replies),
+        ("webhook deliveries", counts.webhook_deliveries),
+    ):
+        typer.echo(f"  {label:<20} {value}")
+
+
+# ------------------------------------------------------------------------------ imports (imports/)
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="The export: CSV (or Delighted's JSON)", show_default=False)],
+    org: Annotated[str, typer.Option("--org", help="Organization name")],
+    survey: Annotated[
+        str | None, typer.Option("--survey", help="Attach every answer to this survey (its id)")
+    ] = None,
+    layout: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="Layout: auto, csv, delighted, qualtrics, surveymonkey, typeform or formbricks",
+        ),
+    ] = "auto",
+    score_column: Annotated[
+        str | None, typer.Option("--score-column", help="The column holding the 0-10 score (header text)")
+    ] = None,
+    comment_column: Annotated[
+        str | None, typer.Option("--comment-column", help="The column holding the comment (header text)")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check and count every row, write nothing")
+    ] = False,
+) -> None:
+    """Import answers from another tool's export (see docs/imports.md).
+
+    Rows go through the same path as PUT /nps, 5,000 at a time; each answer's sourceId comes from
+    the tool's response id, so importing a file again creates nothing new. Prints each row not
+    taken (row, column, what is wrong) and a summary; exit status 0 only when every row was taken.
+    """
+    from npsd.imports.command import CommandFailed, run_import
+    from npsd.imports.layouts import CHOICES
+
+    if layout not in CHOICES:
+        _fail(f"--from: must be one of {', '.join(CHOICES)}")
+    settings = _settings()
+    _upgrade(settings)
+    db = Database(settings.database_url, pool_size=2, settings=settings)
+    try:
+        outcome = run_import(
+            db,
+            file,
+            org,
+            survey=survey,
+            layout=layout,
+            score_column=score_column,
+            comment_column=comment_column,
+            dry_run=dry_run,
+            err=err,
+            out=Console(soft_wrap=True),
+        )
+    except CommandFailed as exc:
+        _fail(str(exc))
+    finally:
+        db.dispose()
+    if not outcome.ok:
+        raise typer.Exit(1)
 
 
 @org_app.command("create")

@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from npsd.collect.i18n import Words
+from npsd.kit.telemetry import MAILS
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -245,7 +246,19 @@ def send(config: SmtpConfig, message: EmailMessage) -> None:
 
     Never retried here: a failure after DATA could mean the server has the mail already, and
     only the caller knows whether it has been recorded as sent.
+
+    Counted in ``npsd_mails_total``: ``sent`` once the server accepted it, ``failed`` for every
+    attempt that raised (connection, authentication, refusal), retried or not.
     """
+    try:
+        _send(config, message)
+    except BaseException:
+        MAILS.labels("failed").inc()
+        raise
+    MAILS.labels("sent").inc()
+
+
+def _send(config: SmtpConfig, message: EmailMessage) -> None:
     connection = _reusable(config)
     if connection is None:
         connection = _connect(config)

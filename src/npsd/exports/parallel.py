@@ -145,9 +145,14 @@ class WriterCounts:
             self.single_reader[reason] += 1
 
     def fallback(self, reason: str) -> None:
-        """An export planned for the workers that one reader writes instead."""
+        """An export planned for the workers that one reader writes instead (also counted in
+        ``npsd_export_fallbacks_total``, by reason, for ``GET /metrics``)."""
+        # imported here: the worker processes run this module and must start without it
+        from npsd.kit.telemetry import EXPORT_FALLBACKS
+
         with self._lock:
             self.fallbacks[reason] += 1
+        EXPORT_FALLBACKS.labels(reason).inc()
 
     def snapshot(self) -> dict[str, Any]:
         """The counts at this moment, as plain values: ``workers_used``, ``single_reader`` and

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
         None, ge=1, description="Delete answers answered more than this many days ago; unset: keep all"
     )
     invitation_retention_days: int = Field(
-        400, ge=0, description="Delete invitations created more than this many days ago (0: keep all)"
+        730, ge=0, description="Delete invitations created more than this many days ago (0: keep all)"
     )
     webhook_retention_days: int = Field(
         30, ge=0, description="Delete settled webhook deliveries older than this many days (0: keep all)"

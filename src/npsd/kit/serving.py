@@ -1,0 +1,157 @@
+"""``npsd serve``'s HTTP server: uvicorn, bounded against slow and numerous clients.
+
+uvicorn has no timeout for a request's head: a client that opens a connection and sends half a
+request line (or nothing) holds it for ever, and enough of them hold every file descriptor.
+:class:`HeadTimeoutProtocol` arms a timer when a connection opens and when a new request
+begins on a kept-alive one; unless the request line and headers are complete when it fires
+(``NPSD_HEADER_TIMEOUT_SECONDS``), the server answers 408 and closes the connection. Bodies
+are not timed here: a slow upload is bounded by ``NPSD_MAX_BODY_BYTES`` and, in production, by
+the reverse proxy in front.
+
+``NPSD_MAX_CONNECTIONS`` is uvicorn's ``limit_concurrency``: beyond that many open connections
+or running requests, a new request is answered 503 at once instead of queueing without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from npsd.kit.config import Settings
+from npsd.kit.logs import log_config
+from npsd.kit.telemetry import HEADER_TIMEOUTS
+
+DEFAULT_HEADER_TIMEOUT = 10.0
+REQUEST_TIMEOUT_REPLY = (
+    b"HTTP/1.1 408 Request Timeout\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 16\r\n"
+    b"connection: close\r\n\r\n"
+    b"Request Timeout\n"
+)
+
+
+class NpsdConfig(uvicorn.Config):
+    """uvicorn's configuration plus the header timeout; pickled into each worker process of
+    ``--workers N`` as it is, so the protocol finds the timeout there too."""
+
+    def __init__(self, *args: Any, header_timeout: float = DEFAULT_HEADER_TIMEOUT, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+
+
+class HeadTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing a connection whose request head is late."""
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.header_timeout = float(getattr(config, "header_timeout", DEFAULT_HEADER_TIMEOUT))
+        self.head_timer: asyncio.TimerHandle | None = None
+
+    def _arm_head_timer(self) -> None:
+        if self.head_timer is None:
+            self.head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self.head_timer = None
+        if self.transport.is_closing():
+            return
+        HEADER_TIMEOUTS.inc()
+        self.transport.write(REQUEST_TIMEOUT_REPLY)
+        self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        # the next request of a kept-alive connection (an idle one is uvicorn's keep-alive
+        # timeout's to close)
+        self._arm_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_head_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+
+def _connect_host(host: str) -> str:
+    """The address a local client uses to reach ``host`` (a wildcard means this machine)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def local_url(host: str, port: int) -> str:
+    """``http://HOST:PORT`` as a client on this machine would type it."""
+    return f"http://{_connect_host(host)}:{port}"
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that says so once its socket is bound and the app has started."""
+
+    def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.announce = announce
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            self.announce()
+
+
+def build_config(settings: Settings, host: str, port: int, workers: int) -> NpsdConfig:
+    """The uvicorn configuration of ``npsd serve`` (the app is built by ``npsd.app:create_app``
+    in each worker process)."""
+    return NpsdConfig(
+        "npsd.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        http=HeadTimeoutProtocol,
+        header_timeout=settings.header_timeout_seconds,
+        limit_concurrency=settings.max_connections,
+        log_config=log_config(settings),
+        log_level=settings.log_level,
+        access_log=False,  # npsd writes its own access line, with the route template (kit/telemetry.py)
+        server_header=False,
+    )
+
+
+def run(config: NpsdConfig, announce: Callable[[], None]) -> bool:
+    """Serve until stopped; ``announce`` is called once the port is bound (with one process,
+    also once the app has started). False when the server could not start (the port is taken,
+    the app's start-up failed: uvicorn has logged why)."""
+    if config.workers <= 1:
+        server = _AnnouncingServer(config, announce)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        except SystemExit:
+            return False
+        return server.started
+    from uvicorn.supervisors import Multiprocess
+
+    sock = config.bind_socket()
+    announce()
+    with contextlib.suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[sock]).run()
+    return True
