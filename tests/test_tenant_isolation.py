@@ -80,6 +80,12 @@ def victim(client: Any, tenant: Tenant) -> dict[str, Any]:
     ).json()
     unsub = f"gone@{mark}.com"
     assert client.post("/v1/unsubscribes", json={"email": unsub}, headers=h).status_code in (200, 201)
+    erasure = client.post("/v1/erasures", json={"email": f"erased@{mark}.com"}, headers=h).json()
+    imported = client.post(
+        "/v1/imports",
+        files={"file": (f"{mark}.csv", f"email,score,comment\nboss@{mark}.com,7,{mark}\n".encode())},
+        headers=h,
+    ).json()
     return {
         "mark": mark,
         "company": company,
@@ -90,6 +96,8 @@ def victim(client: Any, tenant: Tenant) -> dict[str, Any]:
         "webhook": webhook,
         "unsubscribe": unsub,
         "user": user,
+        "erasure": erasure,
+        "import": imported,
     }
 
 
@@ -113,6 +121,10 @@ def keys_for(path: str, v: dict[str, Any], tenant: Tenant) -> list[str]:
         return [tenant.jtis["viewer"]]
     if path.startswith("/v1/users/"):
         return [v["user"]["id"]]
+    if path.startswith("/v1/erasures/"):
+        return [v["erasure"]["id"]]
+    if path.startswith("/v1/imports/"):
+        return [v["import"]["id"]]
     raise AssertionError(f"no id known for {path}: extend this test")
 
 
@@ -185,6 +197,8 @@ def test_lists_exports_metrics_and_searches_show_nothing_of_another_tenant(
         ("/v1/webhooks", {}),
         ("/v1/tokens", {}),
         ("/v1/users", {}),
+        ("/v1/erasures", {}),
+        ("/v1/imports", {}),
     ]
     for path, params in reads:
         r = client.get(path, params=params, headers=other.admin)
