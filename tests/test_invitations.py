@@ -496,7 +496,8 @@ def test_unsubscribes_api(client: Any, tenant: Tenant, other: Tenant) -> None:
 
     listed = client.get("/v1/unsubscribes", headers=tenant.viewer)
     assert listed.status_code == 200
-    assert listed.json() == [created.json()] and listed.headers["X-Total-Count"] == "1"
+    # only a hash of the address is kept: the full list cannot show it (README, "Erasure and retention")
+    assert listed.json() == [{**created.json(), "email": None}] and listed.headers["X-Total-Count"] == "1"
     assert client.get(
         "/v1/unsubscribes", params={"email": address.upper()}, headers=tenant.viewer
     ).json() == [created.json()]

@@ -1353,8 +1353,8 @@ def build(
     )
     for unsub in history.unsubscribes:
         email = history.contacts[unsub.contact].email
-        collect.unsubscribe(session, org.id, email, unsub.source, invitation_ids[unsub.invitation])
-        row = session.get(Unsubscribe, (org.id, email_key(email)))
+        collect.unsubscribe(session, settings, org.id, email, unsub.source, invitation_ids[unsub.invitation])
+        row = session.get(Unsubscribe, (org.id, collect.address_hash(settings, email)))
         assert row is not None
         row.created_at = unsub.at
     session.flush()

@@ -25,6 +25,7 @@ from starlette.datastructures import FormData
 from npsd.collect import service
 from npsd.collect.i18n import Words, follow_up, pick, question
 from npsd.collect.mailer import TEMPLATES
+from npsd.kit.config import Settings
 from npsd.kit.db import Database
 from npsd.kit.http import TransactionRoute
 from npsd.kit.limits import SlidingWindow
@@ -259,13 +260,13 @@ async def respond_submit(request: Request, token: str) -> Response:
 # --------------------------------------------------------------------------------- /u/{token}
 
 
-def _unsubscribe_get(session: Session, token: str, lang: str) -> Page:
+def _unsubscribe_get(session: Session, settings: Settings, token: str, lang: str) -> Page:
     inv = service.invitation_for_token(session, token)
     if inv is None:
         return _not_found(lang)
     survey = session.get(Survey, inv.survey_id)
     words = Words(pick(inv.locale, survey.language if survey else None))
-    if service.is_unsubscribed(session, inv.org_id, inv.email_key):
+    if service.is_unsubscribed(session, settings, inv.org_id, inv.email_key):
         return message(words, 200, "unsubscribed_title", words("unsubscribed_text", email=inv.email))
     return Page(
         "unsubscribe",
@@ -274,13 +275,15 @@ def _unsubscribe_get(session: Session, token: str, lang: str) -> Page:
     )
 
 
-def _unsubscribe_post(session: Session, token: str, one_click: bool, lang: str) -> Page:
+def _unsubscribe_post(session: Session, settings: Settings, token: str, one_click: bool, lang: str) -> Page:
     inv = service.invitation_for_token(session, token)
     if inv is None:
         return _not_found(lang)
     survey = session.get(Survey, inv.survey_id)
     words = Words(pick(inv.locale, survey.language if survey else None))
-    service.unsubscribe(session, inv.org_id, inv.email, "one-click" if one_click else "link", inv.id)
+    service.unsubscribe(
+        session, settings, inv.org_id, inv.email, "one-click" if one_click else "link", inv.id
+    )
     return message(words, 200, "unsubscribed_title", words("unsubscribed_text", email=inv.email))
 
 
@@ -288,7 +291,9 @@ def _unsubscribe_post(session: Session, token: str, one_click: bool, lang: str) 
 async def unsubscribe_page(request: Request, token: str) -> Response:
     """Asks for confirmation; unsubscribing needs the POST (mail scanners follow GET links)."""
     return render(
-        await run_in_transaction(request, False, _unsubscribe_get, token, accepted_language(request))
+        await run_in_transaction(
+            request, False, _unsubscribe_get, request.app.state.settings, token, accepted_language(request)
+        )
     )
 
 
@@ -300,7 +305,13 @@ async def unsubscribe_submit(request: Request, token: str) -> Response:
     one_click = form.get("List-Unsubscribe") == "One-Click"
     return render(
         await run_in_transaction(
-            request, True, _unsubscribe_post, token, one_click, accepted_language(request)
+            request,
+            True,
+            _unsubscribe_post,
+            request.app.state.settings,
+            token,
+            one_click,
+            accepted_language(request),
         )
     )
 

@@ -118,7 +118,7 @@ def list_invitations(
 
 
 @router.post("/nps-surveys/{id}/reminders", response_model=RemindersQueued)
-def remind_now(_: Editor, survey: SurveyById, session: DbSession) -> Any:
+def remind_now(_: Editor, survey: SurveyById, session: DbSession, settings: AppSettings) -> Any:
     """Send the reminder now to everyone invited to this survey who has not answered, has not been
     reminded and has not unsubscribed, instead of waiting `reminderAfterDays` (this works for a
     survey without automatic reminders too). Each invitation still gets one reminder at most.
@@ -127,7 +127,7 @@ def remind_now(_: Editor, survey: SurveyById, session: DbSession) -> Any:
     invitation's `remindedAt` is set once its reminder was accepted by the mail server. A closed
     survey answers 409.
     """
-    return {"queued": service.remind_now(session, survey)}
+    return {"queued": service.remind_now(session, settings, survey)}
 
 
 @router.get("/nps-surveys/{id}/link", response_model=LinkRead)
@@ -163,14 +163,22 @@ def cancel_invitation(invitation: InvitationById, _: Editor, session: DbSession)
 def list_unsubscribes(
     principal: Viewer,
     session: DbSession,
+    settings: AppSettings,
     email: Annotated[
         ParamStr | None, Query(max_length=320, description="Only this address (case-insensitive)")
     ] = None,
     page: PageParam = 1,
     limit: LimitParam = 20,
 ) -> Response:
-    """Addresses that receive no more survey e-mails, newest first; `X-Total-Count` has the number."""
-    rows, total = service.list_unsubscribes(session, principal.org_id, blank_to_none(email), page, limit)
+    """Addresses that receive no more survey e-mails, newest first; `X-Total-Count` has the number.
+
+    npsd keeps only a one-way hash of each unsubscribed address (so that an address stays refused
+    even after its person was erased), never the address itself. An entry therefore shows `email`
+    only when you ask for one address (`?email=`: the entry of that address, or none); in the
+    full list `email` is null. To check an address, ask for it."""
+    rows, total = service.list_unsubscribes(
+        session, settings, principal.org_id, blank_to_none(email), page, limit
+    )
     return json_response(rows, headers={"X-Total-Count": str(total)})
 
 
@@ -180,10 +188,13 @@ def list_unsubscribes(
     status_code=201,
     responses={200: {"model": UnsubscribeRead, "description": "The address was unsubscribed already"}},
 )
-def create_unsubscribe(body: UnsubscribeCreate, principal: Editor, session: DbSession) -> Response:
+def create_unsubscribe(
+    body: UnsubscribeCreate, principal: Editor, session: DbSession, settings: AppSettings
+) -> Response:
     """Unsubscribe an address: its queued invitations are cancelled and new ones come back
-    `unsubscribed`. 201 when new, 200 with the existing entry when it was unsubscribed already."""
-    out, created = service.unsubscribe(session, principal.org_id, body.email, "api")
+    `unsubscribed`. 201 when new, 200 with the existing entry when it was unsubscribed already.
+    Only a one-way hash of the address is stored; the reply shows the address (lower-cased, as npsd matches addresses)."""
+    out, created = service.unsubscribe(session, settings, principal.org_id, body.email, "api")
     return json_response(out, status_code=201 if created else 200)
 
 
@@ -192,11 +203,12 @@ def delete_unsubscribe(
     email: Annotated[ParamStr, Path(max_length=320, description="The address, percent-encoded")],
     principal: Admin,
     session: DbSession,
+    settings: AppSettings,
 ) -> Response:
     """Let the address receive invitations again (admin only). Cancelled invitations stay cancelled."""
     try:
         address = check_email(email.strip())
     except ValueError as exc:
         raise BadRequest.field("email", str(exc)) from exc
-    service.delete_unsubscribe(session, principal.org_id, address)
+    service.delete_unsubscribe(session, settings, principal.org_id, address)
     return Response(status_code=204)

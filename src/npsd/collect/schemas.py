@@ -139,7 +139,9 @@ class UnsubscribeCreate(BaseModel):
 class UnsubscribeRead(BaseModel):
     """An address that receives no more survey e-mails from your organization."""
 
-    email: str
+    email: str | None = Field(
+        description="The address you sent or asked for; null in the full list (only a one-way hash is kept)"
+    )
     source: str = Field(description="link (the page), one-click (RFC 8058 mail client button) or api")
     invitationId: str | None = Field(description="The invitation whose link was used, if any")
     createdAt: str

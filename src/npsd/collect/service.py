@@ -97,6 +97,20 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def address_hash(settings: Settings, email: str) -> str:
+    """The one-way form of an address that the unsubscribe list and erasure records keep:
+    HMAC-SHA256 of the normalized address (:func:`email_key`) under the signing key, in hex.
+
+    Keyed rather than a plain SHA-256 so that a copy of the database alone cannot confirm a
+    guessed address; the same address always gives the same hash, so an unsubscribed (or erased)
+    address is still recognised. Migration 0007 holds a deliberate copy of this formula (it must
+    not change under an old migration); ``tests/test_privacy.py`` checks the two agree.
+    """
+    return hmac.new(
+        settings.signing_key.encode(), b"npsd/address/" + email_key(email).encode(), hashlib.sha256
+    ).hexdigest()
+
+
 # --------------------------------------------------------------------------------------- shapes
 
 
@@ -124,9 +138,12 @@ def invitation_out(inv: Invitation) -> dict[str, Any]:
     }
 
 
-def unsubscribe_out(row: Unsubscribe) -> dict[str, Any]:
+def unsubscribe_out(row: Unsubscribe, email: str | None = None) -> dict[str, Any]:
+    """An unsubscribe as the API shows it. Only a hash of the address is stored, so ``email`` is
+    the address the caller gave (when creating, or looking one address up), normalized as npsd
+    matches addresses (so every spelling of one address shows alike), else None."""
     return {
-        "email": row.email,
+        "email": email,
         "source": row.source,
         "invitationId": row.invitation_id,
         "createdAt": iso(row.created_at),
@@ -205,13 +222,15 @@ def create_invitations(
             select(Company.id).where(Company.org_id == org_id, one_of(session, Company.id, wanted_companies))
         )
     )
-    unsubscribed = set(
-        session.scalars(
+    hashes = {address_hash(settings, key): key for key in keys}
+    unsubscribed = {
+        hashes[h]
+        for h in session.scalars(
             select(Unsubscribe.email_key).where(
-                Unsubscribe.org_id == org_id, one_of(session, Unsubscribe.email_key, keys)
+                Unsubscribe.org_id == org_id, one_of(session, Unsubscribe.email_key, hashes)
             )
         )
-    )
+    }
     open_here = set(
         session.scalars(
             select(Invitation.email_key).where(
@@ -373,22 +392,28 @@ def cancel_invitation(session: Session, inv: Invitation) -> dict[str, Any]:
 
 
 def unsubscribe(
-    session: Session, org_id: str, email: str, source: str, invitation_id: str | None = None
+    session: Session,
+    settings: Settings,
+    org_id: str,
+    email: str,
+    source: str,
+    invitation_id: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Opt ``email`` out of the organization's surveys and cancel its queued invitations.
 
-    Returns the unsubscribe and whether it is new (only a new one emits ``unsubscribe.created``).
+    Returns the unsubscribe (showing the normalized address) and whether it is new (only a
+    new one emits ``unsubscribe.created``). The row keeps only :func:`address_hash`.
     """
     key = email_key(email)
+    hashed = address_hash(settings, key)
     lock_org_writes(session, org_id)
-    row = session.get(Unsubscribe, (org_id, key))
+    row = session.get(Unsubscribe, (org_id, hashed))
     if row is not None:
-        return unsubscribe_out(row), False
+        return unsubscribe_out(row, key), False
     now = utcnow()
     row = Unsubscribe(
         org_id=org_id,
-        email_key=key,
-        email=email.strip(),
+        email_key=hashed,
         source=source,
         invitation_id=invitation_id,
         created_at=now,
@@ -401,17 +426,19 @@ def unsubscribe(
         .values(status="cancelled", cancelled_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    out = unsubscribe_out(row)
+    out = unsubscribe_out(row, key)
     events.emit(session, org_id, "unsubscribe.created", [out])
     return out, True
 
 
 def list_unsubscribes(
-    session: Session, org_id: str, email: str | None, page: int, limit: int
+    session: Session, settings: Settings, org_id: str, email: str | None, page: int, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
+    """The organization's unsubscribes, newest first. Their addresses are not stored: with
+    ``email`` the one entry of that address shows it, otherwise ``email`` is None."""
     conds: list[ColumnElement[bool]] = [Unsubscribe.org_id == org_id]
     if email:
-        conds.append(Unsubscribe.email_key == email_key(email))
+        conds.append(Unsubscribe.email_key == address_hash(settings, email))
     total = session.scalar(select(func.count()).select_from(Unsubscribe).where(*conds)) or 0
     rows: list[Unsubscribe] = []
     if total > (page - 1) * limit:
@@ -424,20 +451,22 @@ def list_unsubscribes(
                 .offset((page - 1) * limit)
             )
         )
-    return [unsubscribe_out(r) for r in rows], total
+    shown = email_key(email) if email else None
+    return [unsubscribe_out(r, shown) for r in rows], total
 
 
-def delete_unsubscribe(session: Session, org_id: str, email: str) -> None:
+def delete_unsubscribe(session: Session, settings: Settings, org_id: str, email: str) -> None:
     """Let the address receive invitations again (cancelled invitations stay cancelled)."""
-    row = session.get(Unsubscribe, (org_id, email_key(email)))
+    row = session.get(Unsubscribe, (org_id, address_hash(settings, email)))
     if row is None:
         raise NotFound(f"no unsubscribe for {email}")
     session.delete(row)
     session.flush()
 
 
-def is_unsubscribed(session: Session, org_id: str, key: str) -> bool:
-    return session.get(Unsubscribe, (org_id, key)) is not None
+def is_unsubscribed(session: Session, settings: Settings, org_id: str, email: str) -> bool:
+    """Whether ``email`` (as given, or already normalized) is on the organization's list."""
+    return session.get(Unsubscribe, (org_id, address_hash(settings, email))) is not None
 
 
 # ------------------------------------------------------------------------------ respondent pages
@@ -590,7 +619,7 @@ def _load(db: Database, invitation_id: str) -> _Loaded | None:
         survey = session.get(Survey, inv.survey_id)
         if survey is None:
             return None
-        return _Loaded(inv, survey, is_unsubscribed(session, inv.org_id, inv.email_key))
+        return _Loaded(inv, survey, is_unsubscribed(session, settings_for(db), inv.org_id, inv.email_key))
 
 
 def _token(db: Database, settings: Settings, inv: Invitation) -> str:
@@ -719,7 +748,7 @@ def send_invitation(db: Database, job: JobInfo) -> None:
             )
 
 
-def remind_now(session: Session, survey: Survey) -> int:
+def remind_now(session: Session, settings: Settings, survey: Survey) -> int:
     """Make the reminder of every invitation of ``survey`` that was sent, is not answered, was not
     reminded and whose address did not unsubscribe due now, instead of ``reminderAfterDays``
     after the send (also for a survey without automatic reminders). Returns how many were queued;
@@ -734,19 +763,26 @@ def remind_now(session: Session, survey: Survey) -> int:
     if not ok:
         raise Conflict("survey is not active", [{"field": field, "issue": issue}])
     lock_org_writes(session, survey.org_id)  # two of these at once queue rather than collide
-    unsubscribed = select(Unsubscribe.email_key).where(Unsubscribe.org_id == survey.org_id)
-    candidates = list(
+    sent = session.execute(
+        select(Invitation.id, Invitation.email_key).where(
+            Invitation.org_id == survey.org_id,
+            Invitation.survey_id == survey.id,
+            Invitation.status == "sent",
+            Invitation.reminded_at.is_(None),
+            Invitation.expires_at > now,
+        )
+    ).all()
+    # the list holds hashes: hash the candidates' addresses (once each) and ask for those
+    hashes = {key: address_hash(settings, key) for key in {key for _, key in sent}}
+    unsubscribed = set(
         session.scalars(
-            select(Invitation.id).where(
-                Invitation.org_id == survey.org_id,
-                Invitation.survey_id == survey.id,
-                Invitation.status == "sent",
-                Invitation.reminded_at.is_(None),
-                Invitation.expires_at > now,
-                Invitation.email_key.not_in(unsubscribed),
+            select(Unsubscribe.email_key).where(
+                Unsubscribe.org_id == survey.org_id,
+                one_of(session, Unsubscribe.email_key, set(hashes.values())),
             )
         )
     )
+    candidates = [i for i, key in sent if hashes[key] not in unsubscribed]
     # dedupe key -> status, of the candidates' reminder jobs (the column is nullable; these keys are not)
     keys = [k for i in candidates for k in (f"{REMIND_JOB}:{i}", f"{REMIND_JOB}:{i}:now")]
     jobs: dict[str | None, str] = dict(

@@ -26,6 +26,7 @@ EVENT_TYPES = (
     "response.deleted",
     "invitation.failed",
     "unsubscribe.created",
+    "person.erased",  # privacy/: an erasure finished (ids and counts, never the address)
 )
 _NO_SURVEY = object()
 

@@ -423,10 +423,14 @@ def _update_records(session: Session, updates: list[Update]) -> None:
         update_many(session, T, (*columns, "version", "updated_at"), ("id", "org_id"), rows)
 
 
-def delete_records(session: Session, org_id: str, condition: ColumnElement[bool]) -> int:
+def delete_records(
+    session: Session, org_id: str, condition: ColumnElement[bool], *, events: bool = True
+) -> int:
     """Delete the organization's records matching ``condition`` and fix every roll-up.
 
     Also the contacts' and surveys' cascades; the caller holds the organization's write lock.
+    ``events=False`` records no ``response.deleted`` events: erasure (whose events would carry
+    the erased address; it sends ``person.erased`` instead) and retention (policy, not change).
     """
     rows = [
         dict(zip(COLUMN_NAMES, row, strict=True))
@@ -442,5 +446,6 @@ def delete_records(session: Session, org_id: str, condition: ColumnElement[bool]
     session.execute(delete(T).where(T.c.org_id == org_id, one_of(session, T.c.id, [r["id"] for r in rows])))
     apply_deltas(session, org_id, deltas)
     refresh_companies(session, org_id, refresh_endusers(session, org_id, {r["enduser_id"] for r in rows}))
-    emit(session, org_id, "response.deleted", lambda: [output_of(r) for r in rows])
+    if events:
+        emit(session, org_id, "response.deleted", lambda: [output_of(r) for r in rows])
     return len(rows)

@@ -10,7 +10,12 @@ from npsd.kit.validation import ColumnInput, Storable
 from npsd.webhooks import guard
 
 EventType = Literal[
-    "response.created", "response.updated", "response.deleted", "invitation.failed", "unsubscribe.created"
+    "response.created",
+    "response.updated",
+    "response.deleted",
+    "invitation.failed",
+    "unsubscribe.created",
+    "person.erased",
 ]
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
 MAX_SURVEY_IDS = 1000

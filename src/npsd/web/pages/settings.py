@@ -44,6 +44,7 @@ EVENT_LABELS = {
     "response.deleted": "A response is deleted",
     "invitation.failed": "An invitation cannot be delivered",
     "unsubscribe.created": "Someone unsubscribes",
+    "person.erased": "A person is erased",
 }
 DEFAULT_TTL_DAYS = "90"
 PAGE_SIZE = 20

@@ -534,7 +534,7 @@ def send_reminders(
     problem: str | None = None
     status = 200
     try:
-        reminded = collect.remind_now(session, survey)
+        reminded = collect.remind_now(session, settings, survey)
     except NpsdError as exc:
         session.rollback()
         problem, status = refusal(exc, set())[""], exc.status

@@ -1,0 +1,502 @@
+"""Erasure of a person, and retention: deleting what is older than an operator allows.
+
+Erasure. ``POST /v1/erasures`` stores an :class:`~npsd.kit.models.Erasure` row (with a keyed hash
+of the address, never the address) and a durable ``person.erase`` job in the request's
+transaction; the job carries the address until it has run and blanks it in the transaction that
+does the work, so once an erasure is done the address is nowhere in the database. The work
+(:func:`erase`) goes through the delete paths that keep roll-ups exact: the records' delete
+(answers, with ``nps_rollup``, each contact's latest answer and each company's NPS) and the
+contacts' delete (the contact, then its company's NPS). It also removes the address's
+invitations, the stored ``Idempotency-Key`` replies and webhook deliveries whose body holds it,
+and records one ``person.erased`` event with ids and counts only. The unsubscribe list is kept:
+it holds only a hash, and keeps refusing the address.
+
+Retention. :func:`apply_retention` runs with every round of the job worker, but works at most
+once per ``NPSD_RETENTION_INTERVAL_SECONDS`` in each process (sooner while a backlog remains): it
+deletes answers answered before ``NPSD_RETENTION_DAYS`` (through the same records delete, 5,000
+per transaction), invitations past ``NPSD_INVITATION_RETENTION_DAYS``, settled webhook deliveries
+past ``NPSD_WEBHOOK_RETENTION_DAYS`` with their attempts, and expired idempotency keys. Each
+query is a range read of an index, so a round with nothing to delete costs a few index probes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from npsd.collect.service import address_hash
+from npsd.contacts.service import delete_enduser
+from npsd.kit import events
+from npsd.kit.config import Settings
+from npsd.kit.db import Database, lock_org_writes, one_of
+from npsd.kit.ids import new_id
+from npsd.kit.jobs import JobInfo, enqueue, handler, periodic
+from npsd.kit.models import (
+    Enduser,
+    Erasure,
+    IdempotencyKey,
+    Invitation,
+    Job,
+    NpsRecord,
+    Organization,
+    Webhook,
+    WebhookAttempt,
+    WebhookDelivery,
+)
+from npsd.kit.timeutil import iso, utcnow
+from npsd.kit.validation import email_key
+from npsd.records.service import delete_records
+
+log = logging.getLogger("npsd.privacy")
+
+ERASE_JOB = "person.erase"
+ERASE_ATTEMPTS = 5
+STATES = ("queued", "running", "done", "failed")
+
+# ------------------------------------------------------------------------------------------ erasure
+
+
+@dataclass
+class Counts:
+    """What one erasure removed."""
+
+    answers: int = 0
+    contacts: int = 0
+    invitations: int = 0
+    idempotency_replies: int = 0
+    webhook_deliveries: int = 0
+    response_ids: list[str] = field(default_factory=list)
+    contact_id: str | None = None
+
+    def public(self) -> dict[str, int]:
+        return {
+            "answers": self.answers,
+            "contacts": self.contacts,
+            "invitations": self.invitations,
+            "idempotencyReplies": self.idempotency_replies,
+            "webhookDeliveries": self.webhook_deliveries,
+        }
+
+
+def erasure_out(row: Erasure) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "state": row.state,
+        "source": row.source,
+        "counts": {
+            "answers": row.answers,
+            "contacts": row.contacts,
+            "invitations": row.invitations,
+            "idempotencyReplies": row.idempotency_replies,
+            "webhookDeliveries": row.webhook_deliveries,
+        },
+        "error": row.error,
+        "createdAt": iso(row.created_at),
+        "startedAt": iso(row.started_at),
+        "finishedAt": iso(row.finished_at),
+    }
+
+
+def _holds(column: Any, key: str) -> ColumnElement[bool]:
+    """``column`` (a text column) contains the normalized address, in any case. ``%`` and ``_``,
+    which addresses may contain, match only themselves."""
+    return func.lower(column).contains(key, autoescape=True)
+
+
+def erase(session: Session, org_id: str, email: str) -> Counts:
+    """Remove everything the organization holds about ``email``, keeping every roll-up exact.
+
+    The answers are the contact's and any other with that address (a contact whose address was
+    changed keeps answers filed under the old one); they go without ``response.deleted`` events,
+    which would carry the address. The caller's transaction commits it all at once.
+    """
+    key = email_key(email)
+    counts = Counts()
+    lock_org_writes(session, org_id)
+    contact = session.scalar(select(Enduser).where(Enduser.org_id == org_id, Enduser.email_key == key))
+    answers: ColumnElement[bool] = func.lower(func.trim(NpsRecord.email)) == key
+    if contact is not None:
+        answers = or_(NpsRecord.enduser_id == contact.id, answers)
+    counts.response_ids = list(
+        session.scalars(
+            select(NpsRecord.id).where(NpsRecord.org_id == org_id, answers).order_by(NpsRecord.id)
+        )
+    )
+    if counts.response_ids:
+        counts.answers = delete_records(
+            session, org_id, one_of(session, NpsRecord.id, counts.response_ids), events=False
+        )
+    invitations: ColumnElement[bool] = Invitation.email_key == key
+    if contact is not None:
+        invitations = or_(invitations, Invitation.enduser_id == contact.id)
+        counts.contact_id = contact.id
+        delete_enduser(
+            session, contact, cascade=True
+        )  # its answers are gone: the contact and its company's NPS
+        counts.contacts = 1
+    counts.invitations = _deleted(
+        session.execute(delete(Invitation).where(Invitation.org_id == org_id, invitations))
+    )
+    counts.idempotency_replies = _deleted(
+        session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.org_id == org_id, _holds(IdempotencyKey.response_body, key)
+            )
+        )
+    )
+    # Bodies of earlier events (response.created, unsubscribe.created...) hold the address; their
+    # attempts go with them (ON DELETE CASCADE), and a pending delivery's job finds nothing to send.
+    doomed = list(
+        session.scalars(
+            select(WebhookDelivery.id).where(
+                WebhookDelivery.org_id == org_id, _holds(WebhookDelivery.payload, key)
+            )
+        )
+    )
+    if doomed:
+        session.execute(delete(WebhookAttempt).where(one_of(session, WebhookAttempt.delivery_id, doomed)))
+        session.execute(delete(WebhookDelivery).where(one_of(session, WebhookDelivery.id, doomed)))
+    counts.webhook_deliveries = len(doomed)
+    session.flush()
+    return counts
+
+
+def _deleted(result: Any) -> int:
+    return int(result.rowcount or 0)
+
+
+def _finish(session: Session, erasure: Erasure, counts: Counts) -> None:
+    """Record what was removed and tell the organization's webhooks (ids and counts only)."""
+    now = utcnow()
+    erasure.state = "done"
+    erasure.answers = counts.answers
+    erasure.contacts = counts.contacts
+    erasure.invitations = counts.invitations
+    erasure.idempotency_replies = counts.idempotency_replies
+    erasure.webhook_deliveries = counts.webhook_deliveries
+    erasure.started_at = erasure.started_at or now
+    erasure.finished_at = now
+    erasure.error = None
+    session.flush()
+    events.emit(
+        session,
+        erasure.org_id,
+        "person.erased",
+        [
+            {
+                "id": erasure.id,
+                "contactId": counts.contact_id,
+                "responseIds": counts.response_ids,
+                "counts": counts.public(),
+                "requestedAt": iso(erasure.created_at),
+                "erasedAt": iso(now),
+            }
+        ],
+    )
+
+
+def request_erasure(
+    session: Session, settings: Settings, org_id: str, email: str, requested_by: str | None
+) -> Erasure:
+    """``POST /v1/erasures``: the erasure record and its job, in the caller's transaction."""
+    key = email_key(email)
+    now = utcnow()
+    erasure = Erasure(
+        id=new_id(),
+        org_id=org_id,
+        email_hash=address_hash(settings, key),
+        state="queued",
+        source="api",
+        requested_by=requested_by,
+        answers=0,
+        contacts=0,
+        invitations=0,
+        idempotency_replies=0,
+        webhook_deliveries=0,
+        created_at=now,
+    )
+    session.add(erasure)
+    session.flush()
+    enqueue(
+        session,
+        ERASE_JOB,
+        {"erasure_id": erasure.id, "email": key},
+        org_id=org_id,
+        max_attempts=ERASE_ATTEMPTS,
+    )
+    return erasure
+
+
+def erase_now(session: Session, settings: Settings, org_id: str, email: str) -> tuple[Erasure, Counts]:
+    """``npsd erase``: the same erasure, done in the caller's transaction, with its record."""
+    now = utcnow()
+    erasure = Erasure(
+        id=new_id(),
+        org_id=org_id,
+        email_hash=address_hash(settings, email),
+        state="running",
+        source="cli",
+        answers=0,
+        contacts=0,
+        invitations=0,
+        idempotency_replies=0,
+        webhook_deliveries=0,
+        created_at=now,
+        started_at=now,
+    )
+    session.add(erasure)
+    session.flush()
+    counts = erase(session, org_id, email)
+    _finish(session, erasure, counts)
+    return erasure, counts
+
+
+def _scrub(session: Session, job_id: str, erasure_id: str) -> None:
+    """Forget the address the job carried (in the transaction that settles the erasure)."""
+    session.execute(
+        update(Job).where(Job.id == job_id).values(payload={"erasure_id": erasure_id}, last_error=None)
+    )
+
+
+def _failed(db: Database, job: JobInfo, reason: str) -> None:
+    """Every attempt failed: the erasure is ``failed`` and the job forgets the address (the
+    request must be made again)."""
+    erasure_id = str(job.payload.get("erasure_id"))
+    with db.transaction() as session:
+        session.execute(
+            update(Erasure)
+            .where(Erasure.id == erasure_id, Erasure.state != "done")
+            .values(state="failed", error=reason, finished_at=utcnow())
+        )
+        _scrub(session, job.id, erasure_id)
+
+
+@handler(ERASE_JOB, on_failure=_failed)
+def run_erasure(db: Database, job: JobInfo) -> None:
+    """Run one queued erasure: ``running`` in a short transaction of its own (so it shows), then
+    the whole erasure, its record and the forgetting of the address in one transaction."""
+    erasure_id = str(job.payload.get("erasure_id"))
+    email = job.payload.get("email")
+    with db.transaction() as session:
+        erasure = session.get(Erasure, erasure_id)
+        if erasure is None or erasure.state == "done" or not isinstance(email, str):
+            _scrub(session, job.id, erasure_id)
+            return
+        erasure.state = "running"
+        erasure.started_at = erasure.started_at or utcnow()
+    try:
+        with db.transaction() as session:
+            erasure = session.get(Erasure, erasure_id)
+            assert erasure is not None
+            counts = erase(session, erasure.org_id, email)
+            _finish(session, erasure, counts)
+            _scrub(session, job.id, erasure_id)
+    except Exception as exc:
+        # Database errors quote their parameters, the address among them: keep it out of the
+        # job's last_error, the erasure's error and the log.
+        detail = str(exc).replace(email, "<address>").replace(email_key(email), "<address>")
+        log.warning("erasure %s failed: %s: %s", erasure_id, type(exc).__name__, detail[:500])
+        raise RuntimeError(f"the erasure failed ({type(exc).__name__}); see the server log") from None
+
+
+def list_erasures(
+    session: Session, settings: Settings, org_id: str, email: str | None, page: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The organization's erasures, newest first; with ``email``, those of that address (found by
+    its hash, the only form kept)."""
+    conds: list[ColumnElement[bool]] = [Erasure.org_id == org_id]
+    if email:
+        conds.append(Erasure.email_hash == address_hash(settings, email))
+    total = session.scalar(select(func.count()).select_from(Erasure).where(*conds)) or 0
+    rows: list[Erasure] = []
+    if total > (page - 1) * limit:
+        rows = list(
+            session.scalars(
+                select(Erasure)
+                .where(*conds)
+                .order_by(Erasure.created_at.desc(), Erasure.id.desc())
+                .limit(limit)
+                .offset((page - 1) * limit)
+            )
+        )
+    return [erasure_out(r) for r in rows], int(total)
+
+
+# ---------------------------------------------------------------------------------------- retention
+
+RETENTION_BATCH = 5000
+RETENTION_BUDGET = timedelta(seconds=20)  # of work per round, so due jobs are not held up
+
+
+@dataclass
+class Retention:
+    """What one pass of :func:`run_retention` deleted, and whether it stopped with work left."""
+
+    answers: int = 0
+    invitations: int = 0
+    webhook_deliveries: int = 0
+    idempotency_keys: int = 0
+    more: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.answers + self.invitations + self.webhook_deliveries + self.idempotency_keys
+
+
+def _old_answers(db: Database, org_id: str, cutoff: datetime, batch: int) -> int:
+    """Delete one batch of the organization's answers answered before ``cutoff``."""
+    with db.transaction(write=False) as session:  # the usual case: nothing, one index probe
+        if (
+            session.scalar(
+                select(NpsRecord.id)
+                .where(NpsRecord.org_id == org_id, NpsRecord.date_answered < cutoff)
+                .limit(1)
+            )
+            is None
+        ):
+            return 0
+    with db.transaction() as session:
+        lock_org_writes(session, org_id)  # then choose: two workers never take one batch
+        ids = list(
+            session.scalars(
+                select(NpsRecord.id)
+                .where(NpsRecord.org_id == org_id, NpsRecord.date_answered < cutoff)
+                .order_by(NpsRecord.date_answered, NpsRecord.id)
+                .limit(batch)
+            )
+        )
+        if not ids:
+            return 0
+        return delete_records(session, org_id, one_of(session, NpsRecord.id, ids), events=False)
+
+
+def run_retention(
+    db: Database,
+    settings: Settings,
+    now: datetime | None = None,
+    batch: int = RETENTION_BATCH,
+    budget: timedelta = RETENTION_BUDGET,
+) -> Retention:
+    """Delete what the retention settings no longer allow, ``batch`` rows per transaction, for at
+    most about ``budget``; ``more`` says whether something was left for the next pass."""
+    now = now or utcnow()
+    deadline = time.monotonic() + budget.total_seconds()
+    done = Retention()
+
+    def out_of_time() -> bool:
+        done.more = time.monotonic() > deadline
+        return done.more
+
+    if settings.retention_days is not None:
+        cutoff = now - timedelta(days=settings.retention_days)
+        with db.transaction(write=False) as session:
+            orgs = list(session.scalars(select(Organization.id).order_by(Organization.id)))
+        for org_id in orgs:
+            while (n := _old_answers(db, org_id, cutoff, batch)) > 0:
+                done.answers += n
+                if out_of_time():
+                    return done
+
+    if settings.invitation_retention_days > 0:
+        cutoff = now - timedelta(days=settings.invitation_retention_days)
+        while True:
+            with db.transaction() as session:
+                ids = list(
+                    session.scalars(
+                        select(Invitation.id)
+                        .where(Invitation.created_at < cutoff, Invitation.expires_at < now)
+                        .limit(batch)
+                    )
+                )
+                if ids:
+                    session.execute(delete(Invitation).where(one_of(session, Invitation.id, ids)))
+            done.invitations += len(ids)
+            if len(ids) < batch or out_of_time():
+                break
+        if done.more:
+            return done
+
+    if settings.webhook_retention_days > 0:
+        cutoff = now - timedelta(days=settings.webhook_retention_days)
+        with db.transaction(write=False) as session:
+            hooks = list(session.scalars(select(Webhook.id).order_by(Webhook.id)))
+        for hook_id in hooks:
+            while True:
+                with db.transaction() as session:
+                    ids = list(
+                        session.scalars(
+                            select(WebhookDelivery.id)
+                            .where(
+                                WebhookDelivery.webhook_id == hook_id,
+                                WebhookDelivery.created_at < cutoff,
+                                WebhookDelivery.status != "pending",  # still being retried
+                            )
+                            .limit(batch)
+                        )
+                    )
+                    if ids:
+                        session.execute(
+                            delete(WebhookAttempt).where(one_of(session, WebhookAttempt.delivery_id, ids))
+                        )
+                        session.execute(
+                            delete(WebhookDelivery).where(one_of(session, WebhookDelivery.id, ids))
+                        )
+                done.webhook_deliveries += len(ids)
+                if len(ids) < batch:
+                    break
+                if out_of_time():
+                    return done
+
+    while True:  # expired Idempotency-Key replies: nothing else removes a key that is not reused
+        with db.transaction() as session:
+            last = session.scalars(
+                select(IdempotencyKey.expires_at)
+                .where(IdempotencyKey.expires_at < now)
+                .order_by(IdempotencyKey.expires_at)
+                .limit(batch)
+            ).all()
+            if last:
+                done.idempotency_keys += _deleted(
+                    session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= last[-1]))
+                )
+        if len(last) < batch or out_of_time():
+            break
+    return done
+
+
+# When each Database may run retention next (monotonic seconds); one Database per process in
+# production, several in the tests.
+_NEXT_RUN: weakref.WeakKeyDictionary[Database, float] = weakref.WeakKeyDictionary()
+LAST_RUN: weakref.WeakKeyDictionary[Database, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+@periodic
+def apply_retention(db: Database) -> int:
+    """The worker's retention pass: at most once per ``retention_interval_seconds`` in this
+    process, at once again while a backlog remains. Returns how many rows it deleted.
+
+    ``LAST_RUN[db]`` keeps when the last pass ran and what it did (``GET /metrics`` and the
+    tests read it)."""
+    settings = db.config
+    started = time.monotonic()
+    if started < _NEXT_RUN.get(db, 0.0):
+        return 0
+    done = run_retention(db, settings)
+    _NEXT_RUN[db] = time.monotonic() + (0.0 if done.more else settings.retention_interval_seconds)
+    LAST_RUN[db] = {"at": utcnow(), **asdict(done)}
+    if done.total:
+        log.info(
+            "retention deleted %d answers, %d invitations, %d webhook deliveries, %d idempotency keys",
+            done.answers,
+            done.invitations,
+            done.webhook_deliveries,
+            done.idempotency_keys,
+        )
+    return done.total
