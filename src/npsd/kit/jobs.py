@@ -3,19 +3,25 @@
 A job is a row in ``job``. Producers call :func:`enqueue` inside their own transaction, so a job
 exists exactly when the change that caused it was committed. Workers claim due jobs in a short
 transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the write lock serializes
-claims) and hold a lease; a job whose worker died is claimed again once its lease runs out.
+claims) and hold a short lease (``NPSD_JOB_LEASE_SECONDS``, 30 s) that a heartbeat thread
+renews while the job runs: a job whose worker died (SIGKILL, a lost machine) is claimed again
+within about one lease, and a long job is never taken over while its worker lives.
 Handlers run outside the claim transaction and open their own (``db.transaction()``), so a slow
-SMTP server or webhook receiver never holds a database lock.
+SMTP server or webhook receiver never holds a database lock; and they run on thread pools by
+kind (:func:`pool`), so a slow receiver never holds back the mails.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import secrets
 import socket
 import threading
+import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,13 +29,14 @@ from typing import Any
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from npsd.kit.config import Settings
 from npsd.kit.db import Database
 from npsd.kit.ids import new_id, new_ids
 from npsd.kit.models import Job
+from npsd.kit.telemetry import JOB_OUTCOMES
 from npsd.kit.timeutil import utcnow
 
 log = logging.getLogger("npsd.jobs")
-LEASE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ class Registration:
     handler: Handler
     backoff: Callable[[int], timedelta]
     on_failure: FailureHook | None
+    pool: str = "default"
 
 
 HANDLERS: dict[str, Registration] = {}
@@ -79,13 +87,17 @@ def default_backoff(attempt: int) -> timedelta:
 
 
 def handler(
-    kind: str, backoff: Callable[[int], timedelta] = default_backoff, on_failure: FailureHook | None = None
+    kind: str,
+    backoff: Callable[[int], timedelta] = default_backoff,
+    on_failure: FailureHook | None = None,
+    pool: str = "default",
 ) -> Callable[[Handler], Handler]:
     """Register the function that runs jobs of ``kind``. Raise to retry with ``backoff``;
-    after ``max_attempts`` the job is ``failed`` and ``on_failure`` is called with the reason."""
+    after ``max_attempts`` the job is ``failed`` and ``on_failure`` is called with the reason.
+    ``pool`` names the threads of :class:`Worker` that run it (see :func:`pool`)."""
 
     def register(fn: Handler) -> Handler:
-        HANDLERS[kind] = Registration(fn, backoff, on_failure)
+        HANDLERS[kind] = Registration(fn, backoff, on_failure, pool)
         return fn
 
     return register
@@ -163,9 +175,25 @@ def enqueue_new(
     )
 
 
-def claim(db: Database, worker_id: str, limit: int = 20) -> list[JobInfo]:
-    """Take up to ``limit`` due jobs (queued and due, or running with an expired lease)."""
+def lease_of(db: Database) -> timedelta:
+    """The lease a claim gives (``NPSD_JOB_LEASE_SECONDS``)."""
+    return timedelta(seconds=db.config.job_lease_seconds)
+
+
+def claim(
+    db: Database,
+    worker_id: str,
+    limit: int = 20,
+    *,
+    kinds: Collection[str] | None = None,
+    exclude: Collection[str] = (),
+    lease: timedelta | None = None,
+) -> list[JobInfo]:
+    """Take up to ``limit`` due jobs (queued and due, or running with an expired lease), of
+    ``kinds`` if given and of no kind in ``exclude``. The lease runs ``lease`` from now; the
+    claiming worker renews it while the job runs (:class:`Heartbeat`)."""
     now = utcnow()
+    lease = lease or lease_of(db)
     with db.transaction(write=True) as session:
         query = (
             select(Job)
@@ -178,20 +206,104 @@ def claim(db: Database, worker_id: str, limit: int = 20) -> list[JobInfo]:
             .order_by(Job.run_at, Job.id)
             .limit(limit)
         )
+        if kinds is not None:
+            query = query.where(Job.kind.in_(list(kinds)))
+        if exclude:
+            query = query.where(Job.kind.not_in(list(exclude)))
         if not db.is_sqlite:
             query = query.with_for_update(skip_locked=True)
         jobs = list(session.scalars(query))
         claimed = []
         for job in jobs:
+            if job.status == "running":
+                log.warning(
+                    "job %s (%s): lease of %s ran out, taking it over", job.id, job.kind, job.locked_by
+                )
             job.status = "running"
             job.attempts += 1
             job.locked_by = worker_id
-            job.locked_until = now + LEASE
+            job.locked_until = now + lease
             job.updated_at = now
             claimed.append(
                 JobInfo(job.id, job.kind, job.org_id, dict(job.payload), job.attempts, job.max_attempts)
             )
     return claimed
+
+
+def renew(db: Database, worker_id: str, job_ids: Collection[str], lease: timedelta) -> int:
+    """Extend the lease of the jobs ``worker_id`` still holds; returns how many it holds."""
+    if not job_ids:
+        return 0
+    with db.transaction(write=True) as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id.in_(list(job_ids)), Job.locked_by == worker_id, Job.status == "running")
+            .values(locked_until=utcnow() + lease)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def release(db: Database, worker_id: str, job_ids: Collection[str]) -> None:
+    """Give back claimed jobs that never started (a worker stopping): due again, attempt uncounted."""
+    if not job_ids:
+        return
+    with db.transaction(write=True) as session:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(list(job_ids)), Job.locked_by == worker_id, Job.status == "running")
+            .values(
+                status="queued",
+                attempts=Job.attempts - 1,
+                locked_by=None,
+                locked_until=None,
+                updated_at=utcnow(),
+            )
+        )
+
+
+class Heartbeat:
+    """Renews the lease of the jobs a worker holds, every third of the lease, from a thread of its
+    own: a handler that runs longer than the lease is never taken over while its worker lives,
+    and the jobs of a worker that died are free again within one lease."""
+
+    def __init__(self, db: Database, worker_id: str, lease: timedelta) -> None:
+        self.db = db
+        self.worker_id = worker_id
+        self.lease = lease
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="npsd-job-heartbeat", daemon=True)
+        self.renewals = 0  # rounds that renewed something (a test checks that it ran)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def hold(self, job_id: str) -> None:
+        with self._lock:
+            self._held.add(job_id)
+
+    def drop(self, job_id: str) -> None:
+        with self._lock:
+            self._held.discard(job_id)
+
+    def _loop(self) -> None:
+        interval = self.lease.total_seconds() / 3
+        while not self._stop.wait(interval):
+            with self._lock:
+                held = list(self._held)
+            if not held:
+                continue
+            try:
+                renew(self.db, self.worker_id, held, self.lease)
+                self.renewals += 1
+            except Exception:  # the next round tries again; a lease outlives two missed rounds
+                log.exception("renewing the lease of %d job(s) failed", len(held))
 
 
 def _finish(db: Database, job: JobInfo, worker_id: str, values: dict[str, Any]) -> None:
@@ -204,10 +316,11 @@ def _finish(db: Database, job: JobInfo, worker_id: str, values: dict[str, Any]) 
 
 
 def run_one(db: Database, job: JobInfo, worker_id: str) -> None:
-    """Run one claimed job and record its outcome."""
+    """Run one claimed job and record its outcome (and count it: ``npsd_jobs_total``)."""
     registration = HANDLERS.get(job.kind)
     if registration is None:
         _finish(db, job, worker_id, {"status": "failed", "last_error": f"no handler for {job.kind}"})
+        JOB_OUTCOMES.labels(job.kind, "failed").inc()
         return
     try:
         registration.handler(db, job)
@@ -225,6 +338,7 @@ def run_one(db: Database, job: JobInfo, worker_id: str) -> None:
                 "locked_until": None,
             },
         )
+        JOB_OUTCOMES.labels(job.kind, "deferred").inc()
         return
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
@@ -237,6 +351,7 @@ def run_one(db: Database, job: JobInfo, worker_id: str) -> None:
                 worker_id,
                 {"status": "failed", "last_error": reason, "locked_by": None, "locked_until": None},
             )
+            JOB_OUTCOMES.labels(job.kind, "failed").inc()
             if registration.on_failure is not None:
                 registration.on_failure(db, job, reason)
         else:
@@ -252,59 +367,180 @@ def run_one(db: Database, job: JobInfo, worker_id: str) -> None:
                     "run_at": utcnow() + registration.backoff(job.attempts),
                 },
             )
+            JOB_OUTCOMES.labels(job.kind, "retry").inc()
         return
     _finish(
         db, job, worker_id, {"status": "done", "last_error": None, "locked_by": None, "locked_until": None}
     )
+    JOB_OUTCOMES.labels(job.kind, "done").inc()
 
 
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    """A name no other worker has, now or later: host, process, thread and a random part (two
+    Workers of one thread, or a pid reused after a crash, never share a lease)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{secrets.token_hex(3)}"
 
 
-def run_pending(db: Database, worker_id: str | None = None, limit: int = 1000) -> int:
-    """Run the periodic upkeep, then every job that is due now (tests and ``npsd worker --once``
-    call this); returns how many jobs ran."""
-    worker_id = worker_id or worker_name()
+def run_periodic(db: Database) -> None:
     for task in PERIODIC:
         try:
             task(db)
         except Exception:  # upkeep must never stop the jobs
             log.exception("periodic task %s failed", task.__name__)
+
+
+def run_pending(db: Database, worker_id: str | None = None, limit: int = 1000) -> int:
+    """Run the periodic upkeep, then every job that is due now, one after another in the calling
+    thread (tests and ``npsd worker --once`` call this); returns how many jobs ran."""
+    worker_id = worker_id or worker_name()
+    run_periodic(db)
     done = 0
-    while done < limit:
-        jobs = claim(db, worker_id, min(20, limit - done))
-        if not jobs:
-            break
-        for job in jobs:
-            run_one(db, job, worker_id)
-            done += 1
+    lease = lease_of(db)
+    with Heartbeat(db, worker_id, lease) as heartbeat:
+        while done < limit:
+            jobs = claim(db, worker_id, min(20, limit - done), lease=lease)
+            if not jobs:
+                break
+            for job in jobs:
+                heartbeat.hold(job.id)
+            for job in jobs:
+                try:
+                    run_one(db, job, worker_id)
+                finally:
+                    heartbeat.drop(job.id)
+                done += 1
     return done
 
 
-class Worker:
-    """A background thread that runs due jobs until stopped (``npsd serve`` starts one)."""
+def pool(name: str, size: Callable[[Settings], int]) -> None:
+    """Run the job kinds registered with ``pool=name`` on ``size(settings)`` threads of their own
+    in :class:`Worker`, so that they never wait behind other kinds, nor other kinds behind them."""
+    POOLS[name] = size
 
-    def __init__(self, db: Database, poll_seconds: float = 1.0) -> None:
+
+DEFAULT_POOL = "default"
+# Threads for every kind without a pool of its own (mails, reminders, upkeep jobs): two, so one
+# long job (an import, an erasure) does not hold the mails back.
+DEFAULT_POOL_THREADS = 2
+POOLS: dict[str, Callable[[Settings], int]] = {}
+
+
+class Worker:
+    """Runs due jobs until stopped (``npsd serve`` starts one; ``npsd worker`` is one).
+
+    A dispatcher thread claims due jobs while a pool has a free thread and hands them over; each
+    pool (``default``, and those declared with :func:`pool`, e.g. webhook deliveries) has threads
+    of its own, so a slow webhook receiver never holds back a mail. A :class:`Heartbeat` renews
+    the lease of every job claimed until its outcome is recorded.
+    """
+
+    def __init__(self, db: Database, poll_seconds: float = 1.0, lease_seconds: float | None = None) -> None:
         self.db = db
         self.poll_seconds = poll_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="npsd-worker", daemon=True)
+        self.lease = timedelta(seconds=lease_seconds) if lease_seconds else lease_of(db)
         self.worker_id = worker_name()
+        self.heartbeat = Heartbeat(db, self.worker_id, self.lease)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="npsd-worker", daemon=True)
+        self._lock = threading.Lock()
+        sizes = {DEFAULT_POOL: DEFAULT_POOL_THREADS}
+        sizes.update({name: max(1, size(db.config)) for name, size in POOLS.items()})
+        for registration in HANDLERS.values():  # a pool nobody sized gets one thread, never none
+            sizes.setdefault(registration.pool, 1)
+        self.sizes = sizes
+        self._busy = dict.fromkeys(sizes, 0)
+        self._queues: dict[str, queue.SimpleQueue[JobInfo | None]] = {n: queue.SimpleQueue() for n in sizes}
+        self._waiting: set[str] = set()  # claimed, not started yet
+        self._threads = [
+            threading.Thread(target=self._run_jobs, args=(name,), name=f"npsd-jobs-{name}-{i}", daemon=True)
+            for name, size in sizes.items()
+            for i in range(size)
+        ]
 
     def start(self) -> None:
+        self.heartbeat.__enter__()
+        for thread in self._threads:
+            thread.start()
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop claiming; jobs not started yet are given back; running ones get ``timeout`` to end
+        (those still running after it are taken over by another worker once their lease ends)."""
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout)
+        with self._lock:
+            waiting = list(self._waiting)
+            self._waiting.clear()
+        try:
+            release(self.db, self.worker_id, waiting)
+        except Exception:
+            log.exception("giving back %d claimed job(s) failed", len(waiting))
+        for name in self.sizes:
+            for _ in range(self.sizes[name]):
+                self._queues[name].put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.heartbeat.__exit__()
+
+    def _kinds(self, name: str) -> tuple[Collection[str] | None, Collection[str]]:
+        """The kinds pool ``name`` runs: those registered to it, or (default) all the others."""
+        pooled = {kind for kind, r in HANDLERS.items() if r.pool != DEFAULT_POOL}
+        if name == DEFAULT_POOL:
+            return None, pooled
+        return [kind for kind, r in HANDLERS.items() if r.pool == name], ()
 
     def _loop(self) -> None:
+        last_upkeep = 0.0
         while not self._stop.is_set():
+            if time.monotonic() - last_upkeep >= self.poll_seconds:
+                run_periodic(self.db)
+                last_upkeep = time.monotonic()
+            claimed = 0
+            for name, size in self.sizes.items():
+                with self._lock:
+                    free = size - self._busy[name]
+                if free <= 0 or self._stop.is_set():
+                    continue
+                kinds, exclude = self._kinds(name)
+                if kinds is not None and not kinds:
+                    continue
+                try:
+                    jobs = claim(
+                        self.db, self.worker_id, min(free, 20), kinds=kinds, exclude=exclude, lease=self.lease
+                    )
+                except Exception:
+                    log.exception("claiming jobs failed")
+                    jobs = []
+                for job in jobs:
+                    self.heartbeat.hold(job.id)
+                    with self._lock:
+                        self._busy[name] += 1
+                        self._waiting.add(job.id)
+                    self._queues[name].put(job)
+                claimed += len(jobs)
+            if not claimed:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+
+    def _run_jobs(self, name: str) -> None:
+        while True:
+            job = self._queues[name].get()
+            if job is None:
+                return
+            with self._lock:
+                if job.id not in self._waiting:  # given back by stop()
+                    self._busy[name] -= 1
+                    continue
+                self._waiting.discard(job.id)
             try:
-                ran = run_pending(self.db, self.worker_id, limit=100)
+                run_one(self.db, job, self.worker_id)
             except Exception:
-                log.exception("worker loop error")
-                ran = 0
-            if not ran:
-                self._stop.wait(self.poll_seconds)
+                log.exception("job %s (%s) could not be recorded", job.id, job.kind)
+            finally:
+                self.heartbeat.drop(job.id)
+                with self._lock:
+                    self._busy[name] -= 1
+                self._wake.set()
