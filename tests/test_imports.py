@@ -299,6 +299,22 @@ def test_the_documented_example_is_taken_whole(client: Any, tenant: Tenant, cli_
     assert records["crm-1003"]["comment"] == "Too slow.\nAnd the export broke twice."
 
 
+def test_utf16_and_semicolons_are_read(
+    tmp_path: Path, client: Any, tenant: Tenant, cli_env: dict[str, str]
+) -> None:
+    text = (
+        EXAMPLE.read_text(encoding="utf-8").replace(",", ";").replace("Solid product; great", "Solid, great")
+    )
+    path = tmp_path / "utf16.csv"
+    path.write_bytes(text.encode("utf-16"))  # with its byte-order mark, as spreadsheets write it
+    result = npsd_import(cli_env, str(path), "--org", tenant.name)
+    assert result.exit_code == 0, result.output
+    assert "created 4" in result.stdout
+    comments = {r["sourceId"]: r["comment"] for r in answers(client, tenant)}
+    assert comments["crm-1001"] == "Solid, great support"
+    assert comments["crm-1003"] == "Too slow.\nAnd the export broke twice."
+
+
 def test_auto_recognises_each_layout(cli_env: dict[str, str], tenant: Tenant) -> None:
     for name, (layout, _, _) in EXPECTED.items():
         result = npsd_import(cli_env, str(DATA / name), "--org", tenant.name, "--dry-run")
