@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -406,20 +407,18 @@ def run_retention(
 
     if settings.invitation_retention_days > 0:
         cutoff = now - timedelta(days=settings.invitation_retention_days)
-        while True:
-            with db.transaction() as session:
-                ids = list(
-                    session.scalars(
-                        select(Invitation.id)
-                        .where(Invitation.created_at < cutoff, Invitation.expires_at < now)
-                        .limit(batch)
-                    )
-                )
-                if ids:
-                    session.execute(delete(Invitation).where(one_of(session, Invitation.id, ids)))
-            done.invitations += len(ids)
-            if len(ids) < batch or out_of_time():
-                break
+        old = (Invitation.created_at < cutoff, Invitation.expires_at < now)  # never a link that still works
+
+        def old_invitations(session: Session) -> list[Any]:
+            return list(session.scalars(select(Invitation.id).where(*old).limit(batch)))
+
+        def drop_invitations(session: Session, ids: list[Any]) -> int:
+            return _deleted(
+                session.execute(delete(Invitation).where(one_of(session, Invitation.id, ids), *old))
+            )
+
+        n, done.more = _in_batches(db, old_invitations, drop_invitations, batch, deadline)
+        done.invitations += n
         if done.more:
             return done
 
@@ -428,47 +427,75 @@ def run_retention(
         with db.transaction(write=False) as session:
             hooks = list(session.scalars(select(Webhook.id).order_by(Webhook.id)))
         for hook_id in hooks:
-            while True:
-                with db.transaction() as session:
-                    ids = list(
-                        session.scalars(
-                            select(WebhookDelivery.id)
-                            .where(
-                                WebhookDelivery.webhook_id == hook_id,
-                                WebhookDelivery.created_at < cutoff,
-                                WebhookDelivery.status != "pending",  # still being retried
-                            )
-                            .limit(batch)
-                        )
-                    )
-                    if ids:
-                        session.execute(
-                            delete(WebhookAttempt).where(one_of(session, WebhookAttempt.delivery_id, ids))
-                        )
-                        session.execute(
-                            delete(WebhookDelivery).where(one_of(session, WebhookDelivery.id, ids))
-                        )
-                done.webhook_deliveries += len(ids)
-                if len(ids) < batch:
-                    break
-                if out_of_time():
-                    return done
+            settled = (
+                WebhookDelivery.webhook_id == hook_id,  # the (webhook_id, created_at) index
+                WebhookDelivery.created_at < cutoff,
+                WebhookDelivery.status != "pending",  # one still being retried stays
+            )
 
-    while True:  # expired Idempotency-Key replies: nothing else removes a key that is not reused
-        with db.transaction() as session:
-            last = session.scalars(
+            def old_deliveries(session: Session, settled: tuple[Any, ...] = settled) -> list[Any]:
+                return list(session.scalars(select(WebhookDelivery.id).where(*settled).limit(batch)))
+
+            def drop_deliveries(session: Session, ids: list[Any]) -> int:
+                session.execute(
+                    delete(WebhookAttempt).where(one_of(session, WebhookAttempt.delivery_id, ids))
+                )
+                return _deleted(
+                    session.execute(delete(WebhookDelivery).where(one_of(session, WebhookDelivery.id, ids)))
+                )
+
+            n, done.more = _in_batches(db, old_deliveries, drop_deliveries, batch, deadline)
+            done.webhook_deliveries += n
+            if done.more:
+                return done
+
+    # expired Idempotency-Key replies: nothing else removes a key that is never sent again
+    def expired_keys(session: Session) -> list[Any]:
+        return list(
+            session.scalars(
                 select(IdempotencyKey.expires_at)
                 .where(IdempotencyKey.expires_at < now)
                 .order_by(IdempotencyKey.expires_at)
                 .limit(batch)
-            ).all()
-            if last:
-                done.idempotency_keys += _deleted(
-                    session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= last[-1]))
+            )
+        )
+
+    def drop_keys(session: Session, expiries: list[Any]) -> int:
+        return _deleted(
+            session.execute(
+                delete(IdempotencyKey).where(
+                    IdempotencyKey.expires_at <= expiries[-1], IdempotencyKey.expires_at < now
                 )
-        if len(last) < batch or out_of_time():
-            break
+            )
+        )
+
+    n, done.more = _in_batches(db, expired_keys, drop_keys, batch, deadline)
+    done.idempotency_keys += n
     return done
+
+
+def _in_batches(
+    db: Database,
+    find: Callable[[Session], list[Any]],
+    remove: Callable[[Session, list[Any]], int],
+    batch: int,
+    deadline: float,
+) -> tuple[int, bool]:
+    """Find up to ``batch`` rows in a read, remove them in a write transaction of their own, until
+    none is left or the time is up. A look that finds nothing never takes a write lock. Returns
+    how many were removed and whether some may be left."""
+    removed = 0
+    while True:
+        with db.transaction(write=False) as session:
+            found = find(session)
+        if not found:
+            return removed, False
+        with db.transaction() as session:
+            removed += remove(session, found)
+        if len(found) < batch:
+            return removed, False
+        if time.monotonic() > deadline:
+            return removed, True
 
 
 # When each Database may run retention next (monotonic seconds); one Database per process in
@@ -482,8 +509,7 @@ def apply_retention(db: Database) -> int:
     """The worker's retention pass: at most once per ``retention_interval_seconds`` in this
     process, at once again while a backlog remains. Returns how many rows it deleted.
 
-    ``LAST_RUN[db]`` keeps when the last pass ran and what it did (``GET /metrics`` and the
-    tests read it)."""
+    ``LAST_RUN[db]`` keeps when the last pass ran and what it did (the tests read it)."""
     settings = db.config
     started = time.monotonic()
     if started < _NEXT_RUN.get(db, 0.0):
