@@ -9,6 +9,7 @@ over HTTP and its job run by the worker function, checking that the job really r
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -614,6 +615,27 @@ def test_a_worker_that_dies_mid_import_is_resumed_without_double_counting(
     half = client.get(f"/v1/imports/{r['id']}", headers=tenant.editor).json()
     assert (half["state"], half["rowsDone"], half["created"]) == ("running", 3, 3)  # first batch committed
     assert len(answers(client, tenant)) == 3
+
+    def make_due() -> None:
+        with database.db.transaction() as s:
+            s.execute(
+                update(Job)
+                .where(Job.org_id == tenant.org_id, Job.kind == import_service.IMPORT_JOB)
+                .values(run_at=Job.created_at)
+            )
+
+    # a worker holding a stale view (as one whose lease ran out while another moved on) writes
+    # its batch, finds the import moved on, and rolls its batch back: nothing is counted twice
+    real_claim = import_service._claim
+    monkeypatch.setattr(
+        import_service, "_claim", lambda db, i: dataclasses.replace(real_claim(db, i), rows_done=0)
+    )
+    make_due()
+    run_pending(database.db)
+    assert calls["n"] == 3
+    stale = client.get(f"/v1/imports/{r['id']}", headers=tenant.editor).json()
+    assert (stale["state"], stale["rowsDone"], stale["created"], stale["unchanged"]) == ("running", 3, 3, 0)
+    monkeypatch.setattr(import_service, "_claim", real_claim)
     with database.db.transaction() as s:  # the retry is due now rather than in 10 s
         s.execute(
             update(Job)
@@ -621,7 +643,7 @@ def test_a_worker_that_dies_mid_import_is_resumed_without_double_counting(
             .values(run_at=Job.created_at)
         )
     run_pending(database.db)
-    assert calls["n"] == 4  # batch 1, the failed batch 2, then batches 2 and 3 on the retry
+    assert calls["n"] == 5  # batch 1, the failed batch 2, the stale batch 1, then batches 2 and 3
     done = client.get(f"/v1/imports/{r['id']}", headers=tenant.editor).json()
     assert (done["state"], done["rowsDone"], done["created"], done["unchanged"], done["errorCount"]) == (
         "done",

@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 
 from npsd.auth.deps import Editor
 from npsd.imports import service
-from npsd.imports.layouts import CHOICES
+from npsd.imports.layouts import CHOICES, Parsed
 from npsd.imports.schemas import UPLOAD_BODY_SCHEMA, UPLOAD_FIELDS, ImportRead
 from npsd.kit.errors import BadRequest
 from npsd.kit.http import DbSession, TransactionRoute
@@ -108,13 +108,28 @@ async def upload_form(request: Request) -> Upload:
 UploadForm = Annotated[Upload, Depends(upload_form)]
 
 
+@dataclass(frozen=True)
+class CheckedUpload:
+    upload: Upload
+    parsed: Parsed
+
+
+def checked_upload(upload: UploadForm) -> CheckedUpload:
+    """The upload read whole (in a worker thread, before the request's transaction)."""
+    parsed = service.read_upload(upload.data, upload.layout, upload.score_column, upload.comment_column)
+    return CheckedUpload(upload, parsed)
+
+
+Checked = Annotated[CheckedUpload, Depends(checked_upload)]
+
+
 @router.post(
     "",
     response_model=ImportRead,
     status_code=202,
     openapi_extra=UPLOAD_BODY_SCHEMA,
 )
-def create_import(principal: Editor, upload: UploadForm, session: DbSession) -> dict[str, Any]:
+def create_import(principal: Editor, checked: Checked, session: DbSession) -> dict[str, Any]:
     """Import answers from another tool's export (admin or editor).
 
     Send the file as `multipart/form-data` in the field `file` (at most `NPSD_MAX_BODY_BYTES`).
@@ -130,15 +145,14 @@ def create_import(principal: Editor, upload: UploadForm, session: DbSession) -> 
     through the same path as `PUT /nps`. Follow it with `GET /v1/imports/{id}`. Each answer's
     `sourceId` comes from the tool's response id, so importing a file again creates nothing new.
     """
+    upload = checked.upload
     return service.create_import(
         session,
         principal.org_id,
         upload.data,
+        checked.parsed,
         filename=upload.filename,
-        layout=upload.layout,
         survey_id=upload.survey_id,
-        score_column=upload.score_column,
-        comment_column=upload.comment_column,
         dry_run=upload.dry_run,
     )
 

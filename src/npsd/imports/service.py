@@ -22,9 +22,9 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from npsd.contacts.service import create_company
@@ -32,7 +32,7 @@ from npsd.imports.layouts import API_OPTIONS, ImportProblem, Parsed, Row, RowErr
 from npsd.kit.db import Database
 from npsd.kit.errors import BadRequest, NotFound
 from npsd.kit.ids import is_id, new_id
-from npsd.kit.jobs import JobInfo, enqueue, handler
+from npsd.kit.jobs import JobInfo, RetryLater, enqueue, handler
 from npsd.kit.models import Company, DataImport
 from npsd.kit.timeutil import iso, utcnow
 from npsd.records.bulk import MAX_BULK
@@ -208,26 +208,30 @@ def problem_to_http(problem: ImportProblem) -> BadRequest:
     return BadRequest.field(problem.field, problem.text(API_OPTIONS))
 
 
+def read_upload(data: bytes, layout: str, score_column: str | None, comment_column: str | None) -> Parsed:
+    """An upload read whole, its layout and columns settled (or a 400 naming the field at fault).
+    Done before the request's transaction begins: a large file takes seconds to read, which no
+    other writer should wait for."""
+    try:
+        return parse(data, layout, score_column, comment_column)
+    except ImportProblem as problem:
+        raise problem_to_http(problem) from problem
+
+
 def create_import(
     session: Session,
     org_id: str,
     data: bytes,
+    parsed: Parsed,
     *,
     filename: str | None,
-    layout: str,
     survey_id: str | None,
-    score_column: str | None,
-    comment_column: str | None,
     dry_run: bool,
 ) -> dict[str, Any]:
-    """Check an upload (its layout, columns and survey are known now, so a wrong choice is a 400
-    or 404 at once), store it and queue its job. Rows are checked when the job runs."""
+    """Store a checked upload (see :func:`read_upload`) and queue its job; an unknown survey is a
+    404. The rows themselves are written when the job runs."""
     if survey_id is not None:
         check_survey(session, org_id, survey_id)
-    try:
-        parsed = parse(data, layout, score_column, comment_column)
-    except ImportProblem as problem:
-        raise problem_to_http(problem) from problem
     now = utcnow()
     imp = DataImport(
         id=new_id(),
@@ -325,13 +329,22 @@ def _claim(db: Database, import_id: str) -> _Claimed | None:
         )
 
 
-def _record_progress(import_id: str) -> Progress:
+class TakenOver(Exception):
+    """Another worker has moved this import on since this one read it (its lease ran out)."""
+
+
+def _record_progress(import_id: str, done_before: int) -> Progress:
+    """Progress written in each batch's transaction, only if no other worker moved the import on
+    meanwhile: otherwise the batch is rolled back (:class:`TakenOver`), so rows are never
+    counted twice, whoever holds the job."""
+    last = [done_before]
+
     def record(session: Session, done: int, tally: Tally) -> None:
         kept = session.scalar(select(DataImport.errors).where(DataImport.id == import_id)) or []
         room = KEPT_ERRORS - len(kept)
-        session.execute(
+        moved = session.execute(
             update(DataImport)
-            .where(DataImport.id == import_id)
+            .where(DataImport.id == import_id, DataImport.rows_done == last[0], DataImport.state == "running")
             .values(
                 rows_done=done,
                 created=DataImport.created + tally.created,
@@ -342,6 +355,9 @@ def _record_progress(import_id: str) -> Progress:
                 updated_at=utcnow(),
             )
         )
+        if not cast(CursorResult[Any], moved).rowcount:
+            raise TakenOver(import_id)
+        last[0] = done
 
     return record
 
@@ -369,10 +385,15 @@ def run_import(db: Database, job: JobInfo) -> None:
             survey_id=claimed.survey_id,
             dry_run=claimed.dry_run,
             start=claimed.rows_done,
-            progress=_record_progress(import_id),
+            progress=_record_progress(import_id, claimed.rows_done),
         )
     except NotFound as exc:  # the survey was deleted after the upload
         _end(db, import_id, "failed", exc.message)
         return
+    except TakenOver as exc:
+        # Its new holder goes on; if none does (this worker read a stale state), a fresh start
+        # soon resumes from what is committed.
+        log.warning("import %s was moved on by another worker; this one stops", import_id)
+        raise RetryLater(timedelta(seconds=1), "moved on by another worker") from exc
     _end(db, import_id, "done")
     log.info("import %s done (%d rows)", import_id, parsed.total)
