@@ -42,6 +42,7 @@ LIST_OPERATIONS = {
     "/v1/webhooks",
     "/v1/webhooks/{id}/deliveries",
     "/v1/tokens",
+    "/v1/erasures",
 }
 REQUIRED_VALUES = {"format": "csv"}
 
@@ -62,6 +63,7 @@ def objects(client: Any, tenant: Tenant) -> dict[str, str]:
     webhook = client.post(
         "/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["response.created"]}, headers=h
     ).json()
+    erasure = client.post("/v1/erasures", json={"email": "cal@qp-acme.com"}, headers=h).json()
     return {
         "/nps/{key}": record["_id"],
         "/companies/{key}": company["_id"],
@@ -71,6 +73,7 @@ def objects(client: Any, tenant: Tenant) -> dict[str, str]:
         "/v1/webhooks/{id}": webhook["id"],
         "/v1/unsubscribes/{email}": "gone@qp-acme.com",
         "/v1/tokens/{jti}": tenant.jtis["viewer"],
+        "/v1/erasures/{id}": erasure["id"],
     }
 
 
