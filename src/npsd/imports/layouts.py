@@ -438,11 +438,12 @@ def _choose(
         score = score_default
     else:
         score = guess_score(table, candidates)
+    comment: int | None = None
     if comment_column:
-        comment: int | None = table.pick("commentColumn", comment_column)
+        comment = table.pick("commentColumn", comment_column)
         if comment == score:
             raise ImportProblem("commentColumn", "names the score column; name the comment's column")
-    else:
+    elif comment_column is None:  # "" says there is none (how an upload records that)
         comment = guess_comment(table, candidates, score)
     return score, comment
 
@@ -497,7 +498,7 @@ def qualtrics(rows: list[list[str]], score_column: str | None, comment_column: s
                 "column with {scoreColumn}",
             )
         default = nps[0] if nps else None
-    if not comment_column and default is not None:
+    if comment_column is None and default is not None:
         texts = [
             at
             for at in candidates
@@ -1002,9 +1003,12 @@ def parse(
     stripped = text.lstrip()
     is_json = stripped.startswith(("[", "{"))
     if is_json and layout in ("auto", "delighted"):
-        if score_column or comment_column:
-            which = "scoreColumn" if score_column else "commentColumn"
-            raise ImportProblem(which, "does not apply to Delighted's JSON, whose fields are fixed")
+        for which, given, fixed in (
+            ("scoreColumn", score_column, "score"),
+            ("commentColumn", comment_column, "comment"),
+        ):
+            if given and given != fixed:
+                raise ImportProblem(which, f"does not apply to Delighted's JSON, whose field is {fixed!r}")
         parsed = Parsed("delighted", "score", "comment", delighted_json(text))
     else:
         rows = read_csv(text)

@@ -187,7 +187,7 @@ def import_out(imp: DataImport) -> dict[str, Any]:
         "filename": imp.filename,
         "surveyId": imp.survey_id,
         "scoreColumn": imp.score_column,
-        "commentColumn": imp.comment_column,
+        "commentColumn": imp.comment_column or None,
         "dryRun": imp.dry_run,
         "sizeBytes": imp.size_bytes,
         "rowsTotal": imp.rows_total,
@@ -240,7 +240,8 @@ def create_import(
         filename=filename[:500] if filename else None,
         survey_id=survey_id,
         score_column=parsed.score_column[:500] if parsed.score_column else None,
-        comment_column=parsed.comment_column[:500] if parsed.comment_column else None,
+        # "" records that the file has no comment column, so the job does not guess again
+        comment_column=parsed.comment_column[:500] if parsed.comment_column else "",
         dry_run=dry_run,
         state="queued",
         content=data,
