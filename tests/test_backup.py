@@ -76,9 +76,10 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def make_org(url: str, secret_key: str | None) -> tuple[str, str]:
+def make_org(url: str, secret_key: str | None, migrate: bool = True) -> tuple[str, str]:
     """A migrated database at ``url`` with one organization; (org id, an admin token)."""
-    upgrade(url)
+    if migrate:
+        upgrade(url)
     settings = Settings(database_url=url, secret_key=secret_key)
     db = Database(url, pool_size=1, settings=settings)
     try:
@@ -181,6 +182,18 @@ class Writer(threading.Thread):
                     s.acked_at = now
 
 
+def start_worker(url: str) -> subprocess.Popen[bytes]:
+    """A real `npsd worker` process on ``url``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NPSD_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "npsd.cli", "worker"],
+        env={**clean, "NPSD_DATABASE_URL": url, "NPSD_SECRET_KEY": KEY},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -244,18 +257,20 @@ def matches(comment: str, search: str) -> bool:
 def test_restore_drill(tmp_path: Path) -> None:
     """Back up while a server writes, restore into a fresh directory, serve the copy: every answer
     acknowledged before the backup began is there with its score, none sent after it ended is,
-    roll-ups are exact, comment search works; a restore over the live database is refused while
-    its server runs and works once it stopped."""
+    roll-ups are exact, comment search works. A restore over the live database is refused while
+    its server or its worker runs (each holds the database's lock: checked in the kernel's lock
+    table), and works once both ended, even by SIGKILL."""
     live = tmp_path / "live" / "npsd.db"
     live.parent.mkdir()
-    org_id, token = make_org(sqlite_url(live), KEY)
     backup_file = tmp_path / "backups" / "npsd-1.db"
     backup_file.parent.mkdir()
     server = ServerProcess(sqlite_url(live), KEY)
     restored_server: ServerProcess | None = None
     writer: Writer | None = None
+    worker = start_worker(sqlite_url(live))  # starts while the server does (migrations take a lock)
     try:
-        server.start()
+        server.start()  # it migrates the new database
+        org_id, token = make_org(sqlite_url(live), KEY, migrate=False)
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as client:
             r = client.post("/companies", json={"name": "Acme", "domains": ["acme.test"]})
@@ -307,7 +322,12 @@ def test_restore_drill(tmp_path: Path) -> None:
         assert "already exists" in one_line_error(again) and "--force" in again.stderr
         assert backup_file.read_bytes() == before
 
-        # restoring over the database of a running server is refused, and changes nothing
+        # restoring over the database of a running server (and worker) is refused, and changes nothing
+        wait_until(
+            lambda: worker.poll() is not None or worker.pid in flock_holders(lock_path(live)), "worker"
+        )
+        holders = flock_holders(lock_path(live))
+        assert worker.pid in holders and len(holders) == 2 and set(holders.values()) == {"READ"}, holders
         refused = npsd("restore", str(backup_file), NPSD_DATABASE_URL=sqlite_url(live), NPSD_SECRET_KEY=KEY)
         assert "in use" in one_line_error(refused)
         assert [p.name for p in live.parent.iterdir() if "before-restore" in p.name] == []
@@ -344,6 +364,15 @@ def test_restore_drill(tmp_path: Path) -> None:
 
         # once its server stopped, the live database can be restored in place; the old one is kept
         server.stop()
+        wait_until(
+            lambda: worker.poll() is not None or worker.pid in flock_holders(lock_path(live)), "worker"
+        )
+        assert flock_holders(lock_path(live)) == {worker.pid: "READ"}
+        refused = npsd("restore", str(backup_file), NPSD_DATABASE_URL=sqlite_url(live), NPSD_SECRET_KEY=KEY)
+        assert "in use" in one_line_error(refused)
+        worker.kill()  # SIGKILL: no handler runs, and still its lock goes with it (unlike a PID file)
+        worker.wait(30)
+        assert flock_holders(lock_path(live)) == {}
         in_live = answers_in(live)
         assert in_live >= len(writer.acked()) > in_backup
         back = npsd("restore", str(backup_file), NPSD_DATABASE_URL=sqlite_url(live), NPSD_SECRET_KEY=KEY)
@@ -355,6 +384,8 @@ def test_restore_drill(tmp_path: Path) -> None:
         assert not Path(f"{live}-wal").exists() and not Path(f"{live}-shm").exists()
         assert leftovers(live.parent) == []
     finally:
+        worker.kill()
+        worker.wait(30)
         if writer is not None:
             writer.stop.set()
             writer.join(60)
@@ -506,37 +537,6 @@ def test_restore_refuses_what_it_cannot_serve_and_touches_nothing(tmp_path: Path
     assert "write-ahead log" in refused(good)
 
 
-def test_restore_refuses_while_a_worker_runs(tmp_path: Path) -> None:
-    """`npsd worker` holds the database's lock for its lifetime (checked in the kernel's lock
-    table), so a restore is refused until it ends, however it ends."""
-    live = tmp_path / "a" / "npsd.db"
-    live.parent.mkdir()
-    make_org(sqlite_url(live), KEY)
-    env = {"NPSD_DATABASE_URL": sqlite_url(live), "NPSD_SECRET_KEY": KEY}
-    good = tmp_path / "good.db"
-    assert npsd("backup", str(good), **env).exit_code == 0
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("NPSD_")}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "npsd.cli", "worker"],
-        env={**clean, **env},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until(
-            lambda: worker.poll() is not None or worker.pid in flock_holders(lock_path(live)),
-            "the worker's lock",
-        )
-        assert flock_holders(lock_path(live)) == {worker.pid: "READ"}
-        assert "in use" in one_line_error(npsd("restore", str(good), **env))
-    finally:
-        worker.kill()  # SIGKILL: no handler runs, and still its lock goes with it (unlike a PID file)
-        worker.wait(30)
-    assert flock_holders(lock_path(live)) == {}
-    assert npsd("restore", str(good), **env).exit_code == 0
-
-
 def test_a_server_does_not_start_on_a_database_being_restored(tmp_path: Path) -> None:
     """While a restore holds the lock, the app refuses to start instead of serving a file that is
     about to be replaced."""
@@ -634,3 +634,26 @@ def test_on_postgresql_the_printed_pg_dump_and_pg_restore_commands_work(
         assert [(r["email"], r["score"]) for r in records] == [("kept@example.com", 9)]
         found = client.get("/nps", params={"search": "dump"}, headers=headers).json()
         assert [r["comment"] for r in found] == ["before the dump"]
+
+
+def test_a_backup_of_an_older_schema_is_restored_then_migrated(tmp_path: Path) -> None:
+    """A backup made before the comment search existed (migration 0004) is restored as it is
+    and brought up to date by `npsd migrate`, search index included."""
+    old = tmp_path / "old" / "npsd.db"
+    old.parent.mkdir()
+    upgrade(sqlite_url(old), "0004")
+    env = {"NPSD_SECRET_KEY": KEY}
+    made = npsd("backup", str(tmp_path / "old.db"), NPSD_DATABASE_URL=sqlite_url(old), **env)
+    assert made.exit_code == 0, made.output
+    assert "migration 0004" in made.stdout
+    fresh = tmp_path / "new" / "npsd.db"
+    done = npsd("restore", str(tmp_path / "old.db"), NPSD_DATABASE_URL=sqlite_url(fresh), **env)
+    assert done.exit_code == 0, done.output
+    assert f"brings it to migration {head_revision()}" in done.stdout
+    assert npsd("migrate", NPSD_DATABASE_URL=sqlite_url(fresh), **env).exit_code == 0
+    conn = sqlite3.connect(fresh)
+    try:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head_revision()
+        conn.execute("INSERT INTO nps_record_fts(nps_record_fts, rank) VALUES ('integrity-check', 1)")
+    finally:
+        conn.close()
