@@ -9,7 +9,9 @@ over HTTP and its job run by the worker function, checking that the job really r
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 from typer.testing import CliRunner, Result
 
@@ -25,6 +29,7 @@ from invariants import rollup_mismatches
 from npsd.app import create_app
 from npsd.cli import app as cli_app
 from npsd.imports import service as import_service
+from npsd.imports.layouts import ImportProblem, Row, RowError, parse
 from npsd.kit.jobs import run_pending
 from npsd.kit.models import DataImport, Job
 
@@ -412,6 +417,10 @@ def test_file_problems_are_one_line(tmp_path: Path, tenant: Tenant, cli_env: dic
             "FILE: is not UTF-8",
         ),
         "unknown.csv": (b"foo,bar\n1,2\n", "--from: cannot be recognised"),
+        "no-address.csv": (
+            b"#,How likely are you to recommend us?,Submit Date (UTC),Network ID\nt1,9,2024-01-01 10:00:00,n\n",
+            "FILE: has no column of e-mail addresses",
+        ),
     }
     for filename, (content, message) in cases.items():
         path = tmp_path / filename
@@ -680,3 +689,65 @@ def test_a_worker_that_dies_mid_import_is_resumed_without_double_counting(
     )
     assert len(answers(client, tenant)) == 5
     assert rollup_mismatches(database.db, tenant.org_id) == []
+
+
+# ------------------------------------------------------------------------------- any file at all
+
+HEADERS = [
+    "email",
+    "score",
+    "comment",
+    "date",
+    "sourceId",
+    "custom.x",
+    "ResponseId",
+    "RecipientEmail",
+    "Q1",
+    "Q1_NPS_GROUP",
+    '{"ImportId":"QID1"}',
+    "Respondent ID",
+    "Collector ID",
+    "End Date",
+    "#",
+    "Submit Date (UTC)",
+    "Network ID",
+    "Response ID",
+    "Timestamp",
+    "Finished",
+    "Score",
+    "Permalink",
+    "How likely are you to recommend us?",
+]
+CELLS = st.one_of(
+    st.sampled_from(HEADERS),
+    st.sampled_from(
+        ["9", "10 - Extremely likely", "x@y.example", "", "2024-01-01", "1709290800", "99999999999999999"]
+    ),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    rows=st.lists(st.lists(CELLS, min_size=1, max_size=6), min_size=1, max_size=6),
+    layout=st.sampled_from(
+        ["auto", "csv", "delighted", "qualtrics", "surveymonkey", "typeform", "formbricks"]
+    ),
+    raw=st.binary(max_size=64),
+)
+def test_any_file_is_read_or_refused_by_name(rows: list[list[str]], layout: str, raw: bytes) -> None:
+    """Whatever the bytes, parsing ends in rows and row errors or in one ImportProblem naming a
+    field the caller can act on; never another exception (which the API would turn into a 500)."""
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    for data in (buf.getvalue().encode("utf-8"), raw, b"[" + raw, buf.getvalue().encode("utf-16")):
+        try:
+            parsed = parse(data, layout)
+        except ImportProblem as problem:
+            assert problem.field in ("file", "from", "scoreColumn", "commentColumn")
+            continue
+        for entry in parsed.rows:
+            if isinstance(entry, Row):
+                assert 0 <= entry.item["score"] <= 10 and entry.item["sourceId"]
+            else:
+                assert isinstance(entry, RowError) and entry.row >= 1

@@ -194,7 +194,10 @@ def date_of(value: str, zone: ZoneInfo | None = None) -> datetime | None:
         return None
     parsed: datetime | None = None
     if value.isdigit() and len(value) >= 9:
-        parsed = datetime.fromtimestamp(int(value), UTC)
+        try:
+            parsed = datetime.fromtimestamp(int(value), UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
     else:
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
@@ -949,6 +952,8 @@ def delighted_json(text: str) -> list[Row | RowError]:
             out.append(RowError(number, "comment", "must be text"))
             continue
         created = obj.get("created_at")
+        if isinstance(created, float) and created.is_integer():
+            created = int(created)
         answered = (
             date_of(str(created))
             if isinstance(created, int | str) and not isinstance(created, bool)
@@ -1027,6 +1032,12 @@ def parse(
             layout = found
         check_fits(layout, rows)
         spec = CSV_PARSERS[layout](rows, score_column, comment_column)
+        if spec.email is None:
+            raise ImportProblem(
+                "file",
+                "has no column of e-mail addresses: npsd files every answer under a contact's "
+                "address (see docs/imports.md for where each tool exports it)",
+            )
         parsed = Parsed(
             layout,
             spec.table.labels[spec.score],

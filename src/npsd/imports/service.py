@@ -237,7 +237,7 @@ def create_import(
         id=new_id(),
         org_id=org_id,
         layout=parsed.layout,
-        filename=filename[:500] if filename else None,
+        filename=filename.replace("\x00", "")[:500] or None if filename else None,
         survey_id=survey_id,
         score_column=parsed.score_column[:500] if parsed.score_column else None,
         # "" records that the file has no comment column, so the job does not guess again
