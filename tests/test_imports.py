@@ -298,7 +298,7 @@ def test_each_layout_imports_exactly_once(
 
 
 def test_the_documented_example_is_taken_whole(client: Any, tenant: Tenant, cli_env: dict[str, str]) -> None:
-    result = npsd_import(cli_env, str(EXAMPLE), "--org", tenant.name, "--from", "csv")
+    result = npsd_import(cli_env, str(EXAMPLE), "--org", tenant.org_id, "--from", "csv")  # by id
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "rows read 4, created 4, updated 0, unchanged 0, errors 0"
     records = {r["sourceId"]: r for r in answers(client, tenant)}

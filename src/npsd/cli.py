@@ -496,7 +496,7 @@ def erase(
 @app.command("import")
 def import_(
     file: Annotated[Path, typer.Argument(help="The export: CSV (or Delighted's JSON)", show_default=False)],
-    org: Annotated[str, typer.Option("--org", help="Organization name")],
+    org: Annotated[str, typer.Option("--org", help="Organization name (or id)")],
     survey: Annotated[
         str | None, typer.Option("--survey", help="Attach every answer to this survey (its id)")
     ] = None,

@@ -21,6 +21,8 @@ from npsd.imports.layouts import CLI_OPTIONS, ImportProblem, parse
 from npsd.imports.service import Tally, check_survey, run_rows
 from npsd.kit.db import Database
 from npsd.kit.errors import NpsdError
+from npsd.kit.ids import is_id
+from npsd.kit.models import Organization
 
 
 class CommandFailed(Exception):
@@ -106,7 +108,9 @@ def run_import(
 
 def _targets(session: Session, org: str, survey: str | None) -> tuple[str, str | None]:
     try:
-        organization = find_org(session, org)
+        organization = find_org(session, org) if org.strip() else None
+        if organization is None and is_id(org.strip()):
+            organization = session.get(Organization, org.strip())
         if organization is None:
             raise CommandFailed(f"no organization {org!r} (create it with `npsd org create`)")
         survey_id = check_survey(session, organization.id, survey) if survey is not None else None
