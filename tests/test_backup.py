@@ -230,6 +230,9 @@ def check_rollups(client: httpx.Client, records: list[dict[str, Any]], survey_id
         assert (body["promoters"], body["passives"], body["detractors"]) == (p, pa, d), params
         assert body["totalResponses"] == len(subset)
         assert body["npsScore"] == nps(p, pa, d)
+    survey = client.get(f"/v1/nps-surveys/{survey_id}").json()
+    mine = [r for r in records if r["campaignId"] == survey_id]
+    assert (survey["responseCount"], survey["npsScore"]) == (len(mine), nps(*counts(mine)))
     groups = client.get(metrics, params={"groupBy": "company"}).json()["groups"]
     by_company = Counter(r["cId"] for r in records)
     assert {g["key"]: g["responses"] for g in groups} == dict(by_company)
