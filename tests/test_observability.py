@@ -23,6 +23,7 @@ from sqlalchemy import delete
 from conftest import Tenant, TestDatabase, assert_error
 from mail_helpers import Sink, invite, make_survey, run_jobs, unique_email
 from npsd.app import create_app
+from npsd.auth.deps import Viewer
 from npsd.kit import logs
 from npsd.kit.jobs import enqueue
 from npsd.kit.models import Job
@@ -172,9 +173,11 @@ def test_every_counter_family_is_exposed(open_metrics: TestClient) -> None:
         assert family in families, family
 
 
-def test_metrics_are_off_by_default(client: TestClient) -> None:
+def test_metrics_are_off_by_default(client: TestClient, open_metrics: TestClient) -> None:
     assert_error(client.get("/metrics"), 404)
-    assert "/metrics" not in client.get("/openapi.json").json()["paths"]
+    # when on, an operator's endpoint: not in the API's OpenAPI document
+    routes = [route for route in open_metrics.app.routes if getattr(route, "path", None) == "/metrics"]  # type: ignore[attr-defined]
+    assert len(routes) == 1 and routes[0].include_in_schema is False  # type: ignore[attr-defined]
 
 
 def test_a_metrics_token_guards_the_endpoint(guarded_metrics: TestClient, tenant: Tenant) -> None:
@@ -226,3 +229,53 @@ def test_the_filter_redacts_arguments_and_tracebacks() -> None:
     line: dict[str, Any] = orjson.loads(formatter.format(record))
     assert "hunter2-secret-key" not in orjson.dumps(line).decode()
     assert line["message"] == "using ***" and "RuntimeError" in line["exception"]
+
+
+def test_records_written_during_a_request_carry_its_id_and_organization(
+    database: TestDatabase, tenant: Tenant
+) -> None:
+    """Any record written while a request runs (here in a sync route, on a worker thread) carries
+    the request's id and, once authenticated, its organization; records outside carry neither."""
+    app = create_app(database.settings, database.db)
+
+    @app.get("/test-logging-in-a-request")
+    def logs_something(principal: Viewer) -> dict[str, str]:
+        logging.getLogger("npsd.test").warning("inside the request of %s", principal.role)
+        return {"ok": "yes"}
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Collect()
+    handler.setFormatter(logs.JsonFormatter())
+    handler.addFilter(logs.RedactFilter(logs.secrets_of(database.settings)))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        with TestClient(app) as c:
+            r = c.get(
+                "/test-logging-in-a-request", headers={**tenant.viewer, "X-Request-Id": "caller-chosen-id-1"}
+            )
+        logging.getLogger("npsd.test").warning("outside any request")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-request-id"] == "caller-chosen-id-1"
+    records = [orjson.loads(line) for line in lines]
+    inside = [x for x in records if x["message"] == "inside the request of viewer"]
+    assert len(inside) == 1
+    assert inside[0]["requestId"] == "caller-chosen-id-1" and inside[0]["orgId"] == tenant.org_id
+    access = [
+        x for x in records if x["logger"] == "npsd.access" and x.get("requestId") == "caller-chosen-id-1"
+    ]
+    assert len(access) == 1 and access[0]["route"] == "/test-logging-in-a-request"
+    assert access[0]["status"] == 200 and access[0]["orgId"] == tenant.org_id
+    outside = [x for x in records if x["message"] == "outside any request"]
+    assert len(outside) == 1 and "requestId" not in outside[0] and "orgId" not in outside[0]
+    assert all(token not in line for line in lines for token in tenant.tokens.values())

@@ -132,6 +132,9 @@ def build_config(settings: Settings, host: str, port: int, workers: int) -> Npsd
         log_level=settings.log_level,
         access_log=False,  # npsd writes its own access line, with the route template (kit/telemetry.py)
         server_header=False,
+        # a worker process must answer its parent's health check within this; importing the app
+        # on a busy machine can take longer than uvicorn's 5 s, and the parent would kill it
+        timeout_worker_healthcheck=60,
     )
 
 
@@ -151,6 +154,9 @@ def run(config: NpsdConfig, announce: Callable[[], None]) -> bool:
     from uvicorn.supervisors import Multiprocess
 
     sock = config.bind_socket()
+    # listening from here on: a connection made once the line is out waits in the backlog until
+    # a worker takes it (uvicorn would only listen in the workers, once they have started)
+    sock.listen(config.backlog)
     announce()
     with contextlib.suppress(KeyboardInterrupt):
         Multiprocess(config, sockets=[sock]).run()
