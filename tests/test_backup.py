@@ -447,6 +447,13 @@ def test_backup_keeps_the_signing_key_and_restore_puts_it_back(tmp_path: Path) -
     aside = [p for p in other.parent.iterdir() if p.name.startswith(f"{SECRET_KEY_FILE}.before-restore-")]
     assert [p.read_bytes() for p in aside] == [b"o" * 48]
 
+    # with NPSD_SECRET_KEY set, the key copy is left alone, and it says so
+    keyed = tmp_path / "e" / "npsd.db"
+    done = npsd("restore", str(target), NPSD_DATABASE_URL=sqlite_url(keyed), NPSD_SECRET_KEY=KEY)
+    assert done.exit_code == 0, done.output
+    assert "is not used: NPSD_SECRET_KEY is set" in done.stdout
+    assert not (keyed.parent / SECRET_KEY_FILE).exists()
+
     # a backup without its key copy: restored, with a warning that says what it means
     key_copy.unlink()
     lone = npsd("restore", str(target), NPSD_DATABASE_URL=sqlite_url(tmp_path / "d" / "npsd.db"))

@@ -390,6 +390,8 @@ def restore(
         typer.echo(f"the replaced database is kept as {result.kept}")
     if result.key_installed:
         typer.echo("the signing key came with the backup and is in place")
+    if settings.secret_key and Path(f"{file}{backups.KEY_SUFFIX}").is_file():
+        typer.echo(f"{file}{backups.KEY_SUFFIX} is not used: NPSD_SECRET_KEY is set and signs tokens")
     if result.key_missing:
         err.print(
             f"warning: no {file}{backups.KEY_SUFFIX} beside the backup: the signing key beside the "
