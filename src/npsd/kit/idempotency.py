@@ -115,6 +115,11 @@ def owner_alive(owner: str) -> bool | None:
     return not start or _start_time(pid) == start
 
 
+def lock_name(org_id: str, key: str) -> str:
+    """The text whose hash is the PostgreSQL advisory lock of a key in flight."""
+    return f"idem:{org_id}:{key}"
+
+
 class _Runs:
     """The keys this process is running, and on PostgreSQL the connection that holds an advisory
     lock for each of them (a session-level lock: it dies with the connection, so with the process).
@@ -149,7 +154,7 @@ class _Runs:
     def _try(conn: Connection, org_id: str, key: str) -> bool:
         return bool(
             conn.execute(
-                text("SELECT pg_try_advisory_lock(hashtextextended(:k, 0))"), {"k": f"idem:{org_id}:{key}"}
+                text("SELECT pg_try_advisory_lock(hashtextextended(:k, 0))"), {"k": lock_name(org_id, key)}
             ).scalar()
         )
 
@@ -178,7 +183,7 @@ class _Runs:
                 return
             try:
                 self._conn.execute(
-                    text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))"), {"k": f"idem:{org_id}:{key}"}
+                    text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))"), {"k": lock_name(org_id, key)}
                 )
             except Exception:  # the connection broke: its locks went with it
                 log.warning("releasing the lock of an idempotency key failed", exc_info=True)
