@@ -259,7 +259,7 @@ def worker(
     db = Database(settings.database_url, pool_size=2, settings=settings)
     try:
         if once:
-            err.print(f"ran {run_pending(db)} job(s)")
+            _announce(settings, f"ran {run_pending(db)} job(s)")
             return
         loop = Worker(db, settings.worker_poll_seconds)
         stop = threading.Event()
