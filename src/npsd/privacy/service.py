@@ -138,9 +138,8 @@ def erase(session: Session, org_id: str, email: str) -> Counts:
     if contact is not None:
         invitations = or_(invitations, Invitation.enduser_id == contact.id)
         counts.contact_id = contact.id
-        delete_enduser(
-            session, contact, cascade=True
-        )  # its answers are gone: the contact and its company's NPS
+        # its answers are gone: the contacts' delete removes it and recounts its company's NPS
+        delete_enduser(session, contact, cascade=True)
         counts.contacts = 1
     counts.invitations = _deleted(
         session.execute(delete(Invitation).where(Invitation.org_id == org_id, invitations))
@@ -152,8 +151,8 @@ def erase(session: Session, org_id: str, email: str) -> Counts:
             )
         )
     )
-    # Bodies of earlier events (response.created, unsubscribe.created...) hold the address; their
-    # attempts go with them (ON DELETE CASCADE), and a pending delivery's job finds nothing to send.
+    # Bodies of earlier events (response.created, unsubscribe.created...) hold the address: they
+    # go with their attempts, and a pending delivery's job then finds nothing to send.
     doomed = list(
         session.scalars(
             select(WebhookDelivery.id).where(
