@@ -27,6 +27,7 @@ SCRIPTS = [
     "throughput.py",
     "search.py",
     "dashboard.py",
+    "imports.py",
 ]
 LINE = re.compile(r"^(?P<name>[a-z][\w.-]*) (?P<rest>.*\bmet=(?P<met>\S+).*)$")
 
