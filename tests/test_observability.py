@@ -274,6 +274,10 @@ def test_records_written_during_a_request_carry_its_id_and_organization(
         logging.getLogger("npsd.test").warning("inside the request of %s", principal.role)
         return {"ok": "yes"}
 
+    @app.get("/test-failing-in-a-request")
+    def fails(principal: Viewer) -> None:
+        raise RuntimeError(f"boom near the signing key {database.settings.secret_key}")
+
     lines: list[str] = []
 
     class Collect(logging.Handler):
@@ -288,7 +292,10 @@ def test_records_written_during_a_request_carry_its_id_and_organization(
     old_level = root.level
     root.setLevel(logging.INFO)
     try:
-        with TestClient(app) as c:
+        with TestClient(app, raise_server_exceptions=False) as c:
+            failed = c.get(
+                "/test-failing-in-a-request", headers={**tenant.viewer, "X-Request-Id": "failing-id-2"}
+            )
             r = c.get(
                 "/test-logging-in-a-request", headers={**tenant.viewer, "X-Request-Id": "caller-chosen-id-1"}
             )
@@ -310,3 +317,12 @@ def test_records_written_during_a_request_carry_its_id_and_organization(
     outside = [x for x in records if x["message"] == "outside any request"]
     assert len(outside) == 1 and "requestId" not in outside[0] and "orgId" not in outside[0]
     assert all(token not in line for line in lines for token in tenant.tokens.values())
+    # an unhandled error: a 500 in the one shape, logged with its request and without the secret
+    assert assert_error(failed, 500)["requestId"] == "failing-id-2"
+    errors = [x for x in records if x["message"].startswith("unhandled error")]
+    assert len(errors) == 1 and errors[0]["requestId"] == "failing-id-2", errors
+    assert "RuntimeError: boom near the signing key ***" in errors[0]["exception"]
+    assert all(str(database.settings.secret_key) not in line for line in lines)
+    assert [
+        x["status"] for x in records if x.get("requestId") == "failing-id-2" and x["logger"] == "npsd.access"
+    ] == [500]

@@ -117,8 +117,14 @@ class RequestTelemetryMiddleware:
                 status = int(message["status"])
             await send(message)
 
+        failed = False
         try:
             await self.app(scope, receive, send_and_note)
+        except BaseException:
+            # the 500 handler outside logs the error next, in this same task: keep the request's
+            # context for it (the task, and the context with it, ends with the request)
+            failed = True
+            raise
         finally:
             elapsed = time.perf_counter() - started
             route = route_template(scope)
@@ -134,7 +140,8 @@ class RequestTelemetryMiddleware:
                 duration_ms,
                 extra={"method": method, "route": route, "status": status, "durationMs": duration_ms},
             )
-            current_request.reset(token)
+            if not failed:
+                current_request.reset(token)
 
 
 # ------------------------------------------------------------------------------------------ scrape
