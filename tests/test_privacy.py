@@ -39,7 +39,7 @@ from npsd.cli import app as cli_app
 from npsd.collect.service import address_hash
 from npsd.kit.config import Settings
 from npsd.kit.db import Database, normalize_url
-from npsd.kit.jobs import PERIODIC, Worker
+from npsd.kit.jobs import PERIODIC, Worker, run_pending
 from npsd.kit.models import (
     Base,
     Erasure,
@@ -760,3 +760,73 @@ def test_retention_runs_at_most_once_per_interval_in_batches(own: Own) -> None:
     finally:
         event.remove(slow.engine, "before_cursor_execute", count)
         slow.dispose()
+
+
+def _hold_deletes_of(db: Database, enduser_id: str) -> Callable[[], None]:
+    """Make the database refuse to delete one contact (a trigger): a real failure in the middle of
+    an erasure. Returns the function that lifts it."""
+    with db.engine.begin() as conn:
+        if db.is_sqlite:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER hold_enduser BEFORE DELETE ON enduser "
+                f"WHEN old.id = '{enduser_id}' BEGIN SELECT RAISE(ABORT, 'held by the test'); END"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION hold_enduser() RETURNS trigger AS $$ BEGIN "
+                f"IF OLD.id = '{enduser_id}' THEN RAISE EXCEPTION 'held by the test'; END IF; "
+                "RETURN OLD; END $$ LANGUAGE plpgsql"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER hold_enduser BEFORE DELETE ON enduser FOR EACH ROW EXECUTE FUNCTION hold_enduser()"
+            )
+
+    def lift() -> None:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER hold_enduser" + ("" if db.is_sqlite else " ON enduser"))
+            if not db.is_sqlite:
+                conn.exec_driver_sql("DROP FUNCTION hold_enduser()")
+
+    return lift
+
+
+def test_a_failed_erasure_changes_nothing_and_forgets_the_address(own: Own) -> None:
+    client = own.client
+    tenant = make_tenant(own.tdb)
+    person = f"Held-{secrets.token_hex(4)}@example.com"
+    record = client.post("/nps", json={"email": person, "score": 9}, headers=tenant.editor).json()
+    keep_all = own.tdb.settings.model_copy(
+        update={"retention_days": None, "invitation_retention_days": 0, "webhook_retention_days": 0}
+    )
+    db = Database(own.tdb.url, pool_size=2, settings=keep_all)
+    lift = _hold_deletes_of(db, record["euId"])
+    try:
+        r = client.post("/v1/erasures", json={"email": person}, headers=tenant.admin)
+        assert r.status_code == 202, r.text
+        erasure_id = r.json()["id"]
+        deadline = time.monotonic() + 60
+        while get_json(client, tenant, f"/v1/erasures/{erasure_id}")["state"] != "failed":
+            assert time.monotonic() < deadline, "the erasure never gave up"
+            with db.transaction() as session:  # each retry due now, instead of after its backoff
+                session.execute(
+                    update(Job)
+                    .where(Job.org_id == tenant.org_id, Job.kind == privacy.ERASE_JOB, Job.status == "queued")
+                    .values(run_at=utcnow() - timedelta(seconds=1))
+                )
+            run_pending(db)
+    finally:
+        lift()
+        db.dispose()
+    failed = get_json(client, tenant, f"/v1/erasures/{erasure_id}")
+    assert failed["error"] and person.lower() not in failed["error"].lower() and failed["finishedAt"]
+    assert set(failed["counts"].values()) == {0}
+    # nothing half-done: the answer, its contact and every figure are as before
+    assert [a["_id"] for a in all_answers(client, tenant, email=person)] == [record["_id"]]
+    assert rollup_mismatches(own.tdb.db, tenant.org_id) == []
+    with own.tdb.db.transaction(write=False) as session:
+        job = session.scalars(
+            select(Job).where(Job.org_id == tenant.org_id, Job.kind == privacy.ERASE_JOB)
+        ).one()
+    assert job.status == "failed" and job.attempts == privacy.ERASE_ATTEMPTS
+    assert job.payload == {"erasure_id": erasure_id}  # the address is forgotten with the request
+    assert person.lower() not in (job.last_error or "").lower()
