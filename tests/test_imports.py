@@ -542,6 +542,27 @@ def test_too_large_an_upload_is_413_and_stores_nothing(tenant: Tenant, database:
         assert c.get("/v1/imports", headers=tenant.editor).json() == []
 
 
+def test_a_keyed_upload_retried_is_one_import(client: Any, tenant: Tenant) -> None:
+    """A client that retries an upload with its ``Idempotency-Key`` (the same bytes) gets the
+    first reply back, and one import runs."""
+    headers = {
+        **tenant.editor,
+        "Idempotency-Key": "import-retry",
+        "Content-Type": "multipart/form-data; boundary=b0",
+    }
+    body = (
+        b'--b0\r\nContent-Disposition: form-data; name="file"; filename="t.csv"\r\n\r\n'
+        + (DATA / "typeform.csv").read_bytes()
+        + b"\r\n--b0--\r\n"
+    )
+    first = client.post("/v1/imports", content=body, headers=headers)
+    again = client.post("/v1/imports", content=body, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert [i["id"] for i in client.get("/v1/imports", headers=tenant.editor).json()] == [first.json()["id"]]
+
+
 def test_roles(client: Any, tenant: Tenant) -> None:
     assert_error(upload(client, tenant, DATA / "qualtrics.csv", role="viewer"), 403)
     assert_error(client.get("/v1/imports", headers=tenant.viewer), 403)
