@@ -20,16 +20,17 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from conftest import TestDatabase, make_tenant
 from faults import fresh_database, wait_for
 from npsd.app import create_app
 from npsd.kit import events, jobs
 from npsd.kit.db import Database
-from npsd.kit.jobs import JobInfo, Worker, enqueue
+from npsd.kit.jobs import JobInfo, Worker, enqueue, run_pending
 from npsd.kit.models import Job, Webhook, WebhookDelivery
 from npsd.kit.telemetry import JOB_OUTCOMES, WEBHOOK_DELIVERIES
+from npsd.kit.timeutil import utcnow
 
 HOLD = 60.0  # seconds the hanging receiver keeps each request (the read timeout is far shorter)
 READ_TIMEOUT = 1.0
@@ -48,8 +49,9 @@ def _ping(db: Any, job: JobInfo) -> None:
 class Receiver:
     """A real HTTP receiver on a free port; ``hold`` seconds before each answer (0: at once)."""
 
-    def __init__(self, hold: float = 0.0) -> None:
+    def __init__(self, hold: float = 0.0, statuses: list[int] | None = None) -> None:
         self.hold = hold
+        self.statuses = list(statuses or [])  # answers to the first requests, then 200
         self.released = threading.Event()
         self.lock = threading.Lock()
         self.arrivals: list[float] = []
@@ -67,7 +69,9 @@ class Receiver:
                 try:
                     if receiver.hold and not self.held():
                         return  # npsd gave up waiting and closed the connection
-                    self.send_response(200)
+                    with receiver.lock:
+                        status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    self.send_response(status)
                     self.send_header("content-length", "0")
                     self.end_headers()
                 except OSError:
@@ -216,6 +220,10 @@ def test_a_hanging_receiver_delays_no_one_and_is_backed_off(fdb: TestDatabase) -
     assert attempts == requests_later  # each request to it is one recorded attempt
     assert waiting is not None and waiting >= 30
     assert WEBHOOK_DELIVERIES.labels("failed")._value.get() - failed_before >= CIRCUIT_FAILURES
+    with TestClient(create_app(fdb.settings, fdb.db), raise_server_exceptions=False) as client:
+        shown = client.get(f"/v1/webhooks/{hanging_id}", headers=org.admin).json()["health"]
+    assert shown["circuitOpen"] is True and shown["consecutiveFailures"] >= CIRCUIT_FAILURES
+    assert shown["failingSince"] and shown["nextProbeAt"]
     with fdb.db.transaction() as session:
         session.execute(delete(Webhook).where(Webhook.org_id.in_([org.org_id, other.org_id])))
         session.execute(delete(Job).where(Job.kind.in_([events.DELIVERY_JOB, PING_JOB])))
@@ -224,3 +232,53 @@ def test_a_hanging_receiver_delays_no_one_and_is_backed_off(fdb: TestDatabase) -
 def webhook(tdb: TestDatabase, hook_id: str) -> Webhook:
     with tdb.db.transaction(write=False) as session:
         return session.get_one(Webhook, hook_id)
+
+
+def test_a_probe_that_succeeds_closes_the_circuit_and_the_waiting_deliveries_go_out(
+    fdb: TestDatabase,
+) -> None:
+    receiver = Receiver(statuses=[500] * CIRCUIT_FAILURES)
+    org = make_tenant(fdb)
+    with TestClient(create_app(fdb.settings, fdb.db), raise_server_exceptions=False) as client:
+        hook_id = create_hook(client, org.admin, receiver.url)
+    emit(fdb, org.org_id, 10)
+    db = Database(
+        fdb.url,
+        pool_size=2,
+        settings=fdb.settings.model_copy(update={"webhook_circuit_failures": CIRCUIT_FAILURES}),
+    )
+
+    def due_now() -> None:
+        with fdb.db.transaction() as session:
+            session.execute(
+                update(Job)
+                .where(Job.org_id == org.org_id, Job.kind == events.DELIVERY_JOB, Job.status == "queued")
+                .values(run_at=utcnow())
+            )
+
+    try:
+        run_pending(db)  # three fail in a row: the circuit opens, the third delivery probes
+        hook = webhook(fdb, hook_id)
+        assert hook.circuit_opened_at is not None and hook.consecutive_failures == CIRCUIT_FAILURES
+        assert receiver.count() == CIRCUIT_FAILURES  # the other seven waited, unattempted
+        due_now()
+        run_pending(db)  # the first two wait again; the probe succeeds and those behind it go out
+        hook = webhook(fdb, hook_id)
+        assert hook.circuit_opened_at is None and hook.consecutive_failures == 0
+        assert hook.probe_delivery_id is None and hook.failing_since is None
+        due_now()
+        run_pending(db)
+    finally:
+        db.dispose()
+        receiver.stop()
+    with fdb.db.transaction(write=False) as session:
+        rows = session.execute(
+            select(WebhookDelivery.status, WebhookDelivery.attempts).where(
+                WebhookDelivery.webhook_id == hook_id
+            )
+        ).all()
+    assert sorted(attempts for _, attempts in rows) == [1] * 7 + [2] * CIRCUIT_FAILURES  # waits never counted
+    assert {status for status, _ in rows} == {"succeeded"}
+    assert receiver.count() == 10 + CIRCUIT_FAILURES
+    with fdb.db.transaction() as session:
+        session.execute(delete(Webhook).where(Webhook.org_id == org.org_id))

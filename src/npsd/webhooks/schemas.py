@@ -90,6 +90,18 @@ class WebhookCreate(WebhookUpdate):
     isActive: StrictBool = True
 
 
+class WebhookHealth(BaseModel):
+    """How the receiver fares. After `NPSD_WEBHOOK_CIRCUIT_FAILURES` (5) failed attempts in a row
+    its circuit opens: one delivery (the probe) keeps its retry schedule, the others wait without
+    using attempts until the probe or a test event (`POST /v1/webhooks/{id}/test`) succeeds; a
+    delivery that waited a whole day is `failed` without an attempt."""
+
+    consecutiveFailures: int = Field(description="Failed attempts in a row, across deliveries")
+    failingSince: str | None = Field(description="When the current run of failures began")
+    circuitOpen: bool
+    nextProbeAt: str | None = Field(description="When the probe is tried next, while the circuit is open")
+
+
 class WebhookRead(BaseModel):
     """A webhook subscription (its secret is only shown when it is created)."""
 
@@ -101,6 +113,7 @@ class WebhookRead(BaseModel):
     isActive: bool
     createdAt: str
     updatedAt: str
+    health: WebhookHealth
 
 
 class WebhookCreated(WebhookRead):

@@ -45,6 +45,12 @@ def webhook_out(hook: Webhook) -> dict[str, Any]:
         "isActive": hook.is_active,
         "createdAt": iso(hook.created_at),
         "updatedAt": iso(hook.updated_at),
+        "health": {
+            "consecutiveFailures": hook.consecutive_failures or 0,
+            "failingSince": iso(hook.failing_since),
+            "circuitOpen": hook.circuit_opened_at is not None,
+            "nextProbeAt": iso(hook.next_probe_at),
+        },
     }
 
 
