@@ -304,7 +304,10 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 def test_every_command_creates_a_missing_sqlite_directory(tmp_path: Path, cli: Any) -> None:
-    commands = {**COMMANDS, "user create": [*COMMANDS["user create"], "--password-stdin"]}
+    """Each path to the database: `migrate`, `worker`, and `_session` (which `org create`, `token
+    create`, `user create`, `demo` and the other commands share; `serve` is started below). Each
+    costs the migrations of a new file, so the commands that share a path are not all run."""
+    commands = {name: COMMANDS[name] for name in ("migrate", "worker", "token create")}
     for name, args in commands.items():
         database = tmp_path / name.replace(" ", "-") / "missing" / "dir" / "npsd.db"
         result = cli(f"sqlite:///{database}", *args)
