@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import io
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from npsd.app import create_app
 from npsd.cli import app as cli_app
 from npsd.imports import service as import_service
 from npsd.imports.layouts import ImportProblem, Row, RowError, parse
-from npsd.kit.jobs import run_pending
+from npsd.kit.jobs import Worker, run_pending
 from npsd.kit.models import DataImport, Job
 
 DATA = Path(__file__).parent / "data" / "imports"
@@ -561,6 +562,26 @@ def test_a_keyed_upload_retried_is_one_import(client: Any, tenant: Tenant) -> No
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert again.json()["id"] == first.json()["id"]
     assert [i["id"] for i in client.get("/v1/imports", headers=tenant.editor).json()] == [first.json()["id"]]
+
+
+def test_the_worker_runs_imports_on_a_thread_of_their_own(
+    client: Any, tenant: Tenant, database: TestDatabase
+) -> None:
+    """The real job worker (as in ``npsd serve``) picks an upload up and finishes it, on the
+    ``imports`` pool's thread, so mails and webhooks never wait behind a long import."""
+    worker = Worker(database.db, poll_seconds=0.05)
+    assert worker.sizes.get("imports") == 1
+    worker.start()
+    try:
+        r = upload(client, tenant, DATA / "surveymonkey.csv").json()
+        deadline = time.monotonic() + 60
+        state = r
+        while state["state"] not in ("done", "failed") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            state = client.get(f"/v1/imports/{r['id']}", headers=tenant.editor).json()
+    finally:
+        worker.stop()
+    assert (state["state"], state["created"], state["errorCount"]) == ("done", 4, 2), state
 
 
 def test_roles(client: Any, tenant: Tenant) -> None:

@@ -363,7 +363,9 @@ def _record_progress(import_id: str, done_before: int) -> Progress:
     return record
 
 
-@handler(IMPORT_JOB, backoff=_backoff, on_failure=_gave_up)
+# Imports run on a worker thread of their own (one per worker process, one import at a time):
+# an import of a large history takes minutes, and mails and reminders must not wait behind it.
+@handler(IMPORT_JOB, backoff=_backoff, on_failure=_gave_up, pool="imports")
 def run_import(db: Database, job: JobInfo) -> None:
     """Run an uploaded import from the first row not yet done (see the module docstring)."""
     import_id = job.payload["import_id"]
