@@ -34,6 +34,7 @@ from test_observability import parse, value
 METRICS_TOKEN = "metrics-" + secrets.token_urlsafe(24)
 SMTP_PASSWORD = "smtp-pass-" + secrets.token_hex(8)
 HEADER_TIMEOUT = 1.0
+MAX_CONNECTIONS = 150
 
 
 class LoggedServer(ServerProcess):
@@ -101,6 +102,7 @@ def server(database: TestDatabase, tmp_path_factory: pytest.TempPathFactory) -> 
         NPSD_LOG_LEVEL="info",
         NPSD_METRICS_TOKEN=METRICS_TOKEN,
         NPSD_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
+        NPSD_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
         NPSD_SMTP_URL=f"smtp://npsd:{SMTP_PASSWORD}@127.0.0.1:1",
     )
     live.start()
@@ -252,6 +254,26 @@ def test_slow_clients_are_cut_off_and_others_still_served(server: LoggedServer) 
             sock.close()
     assert value(scrape(server), "npsd_http_header_timeouts_total") - before >= 101
     assert httpx.get(server.base_url + "/healthz", timeout=10).status_code == 200
+
+
+def test_beyond_the_connection_limit_requests_get_503_until_connections_free(server: LoggedServer) -> None:
+    stalled = [
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(MAX_CONNECTIONS)
+    ]
+    try:
+        for sock in stalled:
+            sock.sendall(b"GET /he")
+        refused = httpx.get(server.base_url + "/healthz", timeout=10)
+        assert refused.status_code == 503
+        # the header timeout frees them, and requests are answered again
+        wait_for(
+            lambda: httpx.get(server.base_url + "/healthz", timeout=10).status_code == 200,
+            timeout=30,
+            what="the stalled connections to be closed",
+        )
+    finally:
+        for sock in stalled:
+            sock.close()
 
 
 def test_the_metrics_token_over_http(server: LoggedServer, tenant: Tenant) -> None:
