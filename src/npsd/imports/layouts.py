@@ -16,6 +16,7 @@ or from a stable hash of its cells when it has none, so importing a file twice a
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import re
@@ -137,7 +138,10 @@ def decode(data: bytes) -> str:
 
 def read_csv(text: str) -> list[list[str]]:
     """Every row of a CSV text (commas, semicolons or tabs, as its first line says)."""
-    first_line = text.split("\n", 1)[0]
+    first_line, start = "", 0
+    while not first_line.strip() and start <= len(text):  # the first line that is not blank
+        end = text.find("\n", start)
+        first_line, start = text[start : end if end >= 0 else len(text)], (end if end >= 0 else len(text)) + 1
     delimiter = max((",", ";", "\t"), key=first_line.count)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows: list[list[str]] = []
@@ -1017,8 +1021,10 @@ def parse(
         parsed = Parsed("delighted", "score", "comment", delighted_json(text))
     else:
         rows = read_csv(text)
-        while rows and _blank(rows[0]):
-            rows.pop(0)
+        skipped = 0
+        while skipped < len(rows) and _blank(rows[skipped]):
+            skipped += 1
+        rows = rows[skipped:]
         if not rows:
             raise ImportProblem("file", "is empty")
         if layout == "auto":
@@ -1044,6 +1050,8 @@ def parse(
             spec.table.labels[spec.comment] if spec.comment is not None else None,
             _rows_of(spec),
         )
+        if skipped:  # blank lines above the header still count as spreadsheet rows
+            parsed.rows = [dataclasses.replace(e, row=e.row + skipped) for e in parsed.rows]
     if not parsed.rows:
         raise ImportProblem("file", "has no answers below its header")
     first: dict[str, int] = {}
