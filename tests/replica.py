@@ -132,11 +132,10 @@ def _bin_dir(primary_url: str) -> Path:
         row = conn.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()
         assert row is not None
         major = int(row[0])
-        settings = dict(
-            conn.execute(
-                "SELECT name, setting FROM pg_settings WHERE name IN ('wal_level', 'max_wal_senders')"
-            ).fetchall()
-        )
+        rows = conn.execute(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('wal_level', 'max_wal_senders')"
+        ).fetchall()
+        settings: dict[str, str] = {str(name): str(value) for name, value in rows}
     if settings.get("wal_level") not in ("replica", "logical") or int(settings.get("max_wal_senders", 0)) < 2:
         raise ReplicaUnavailable(
             f"the test cluster cannot stream WAL (wal_level={settings.get('wal_level')}, "

@@ -1,12 +1,15 @@
-"""Real ``npsd serve`` processes for tests that need a socket, a crash or several clients."""
+"""Real ``npsd serve`` and ``npsd worker`` processes for tests that need a socket, a crash or
+several clients."""
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,23 +24,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class ServerProcess:
-    """``npsd serve`` on a free port against ``database_url``; start, kill -9, restart."""
+class NpsdProcess:
+    """``npsd <command>`` against ``database_url`` in a process group of its own; start, kill -9,
+    stop. Its stderr is read all along by a thread (a full pipe would stop the process mid-write)
+    and the last lines are kept for failure messages (:meth:`output`)."""
 
-    def __init__(self, database_url: str, secret_key: str, workers: int = 1, **env: str) -> None:
+    def __init__(self, database_url: str, secret_key: str, **env: str) -> None:
         self.database_url = database_url
         self.secret_key = secret_key
-        self.workers = workers
         self.extra_env = env
-        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._lines: collections.deque[str] = collections.deque(maxlen=400)
+        self._reader: threading.Thread | None = None
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
-    def start(self, timeout: float = 30) -> None:
-        env = {
+    def environment(self) -> dict[str, str]:
+        return {
             **os.environ,
             "NPSD_DATABASE_URL": self.database_url,
             "NPSD_SECRET_KEY": self.secret_key,
@@ -46,36 +50,61 @@ class ServerProcess:
             "NPSD_WORKER": "false",
             **self.extra_env,
         }
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "npsd.cli",
-                "serve",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(self.workers),
-            ],
-            env=env,
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the process without waiting for it to be ready."""
+        self._lines.clear()
+        proc = self.proc = subprocess.Popen(
+            [sys.executable, "-m", "npsd.cli", *self.command()],
+            env=self.environment(),
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+
+        def read() -> None:
+            assert proc.stderr is not None
+            for raw in proc.stderr:
+                self._lines.append(raw.decode(errors="replace"))
+
+        self._reader = threading.Thread(target=read, daemon=True, name=f"stderr-{proc.pid}")
+        self._reader.start()
+        return proc
+
+    def output(self) -> str:
+        """The last lines the process wrote to stderr."""
+        if self._reader is not None and (self.proc is None or self.proc.poll() is not None):
+            self._reader.join(2)  # the process ended: let the reader take what is left
+        return "".join(self._lines)
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 30) -> None:
+        proc = self.launch()
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"npsd serve exited with {self.proc.returncode}: {err[-2000:]}")
+        while not self.ready():
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"npsd {self.command()[0]} exited with {proc.returncode}: {self.output()[-2000:]}"
+                )
             if time.monotonic() > deadline:
-                raise RuntimeError("npsd serve did not answer /healthz in time")
+                raise RuntimeError(f"npsd {self.command()[0]} was not ready in time: {self.output()[-2000:]}")
             time.sleep(0.05)
+
+    def owns(self, pid: int) -> bool:
+        """Whether ``pid`` is this process or one of its children (same process group)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return False
+        try:
+            return os.getpgid(pid) == self.proc.pid
+        except ProcessLookupError:
+            return False
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
         """SIGKILL the whole process group: no shutdown handler runs."""
@@ -92,3 +121,35 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.proc = None
+
+
+class ServerProcess(NpsdProcess):
+    """``npsd serve`` on a free port against ``database_url``; ready once ``/healthz`` answers."""
+
+    def __init__(self, database_url: str, secret_key: str, workers: int = 1, **env: str) -> None:
+        super().__init__(database_url, secret_key, **env)
+        self.workers = workers
+        self.port = free_port()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return ["serve", "--port", str(self.port), "--workers", str(self.workers)]
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+class WorkerProcess(NpsdProcess):
+    """``npsd worker`` against ``database_url``; ready once it says it runs (after migrating)."""
+
+    def command(self) -> list[str]:
+        return ["worker"]
+
+    def ready(self) -> bool:
+        return "npsd worker running" in self.output()
