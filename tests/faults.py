@@ -91,10 +91,14 @@ class HoldingSink(Sink):
         super().__init__()
         self.hold = threading.Event()
         self.entered = threading.Event()
+        self.held = 0  # DATA phases that were held
         self.aborted = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         try:
+            if self.hold.is_set():
+                with self.lock:
+                    self.held += 1
             while self.hold.is_set():
                 self.entered.set()
                 await asyncio.sleep(0.05)

@@ -166,11 +166,13 @@ class _Runs:
                 return False
             if self._url is not None:
                 try:
-                    if not self._try(self._connection(), org_id, key):
-                        return False
-                except Exception:
+                    got = self._try(self._connection(), org_id, key)
+                except Exception:  # the server restarted or the link broke: once more, connected anew
+                    log.warning("the idempotency lock connection failed; reconnecting", exc_info=True)
                     self._conn = None
-                    raise
+                    got = self._try(self._connection(), org_id, key)
+                if not got:
+                    return False
             self.keys.add((org_id, key))
             return True
 
