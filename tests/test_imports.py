@@ -410,6 +410,26 @@ def test_survey_option_attaches_answers_to_a_survey_of_the_org(
     assert sorted(r["score"] for r in responses["responses"]) == [4, 8, 9]
 
 
+def test_an_erased_persons_history_is_not_imported_again(
+    tmp_path: Path, client: Any, tenant: Tenant, database: TestDatabase, cli_env: dict[str, str]
+) -> None:
+    r = client.post("/v1/erasures", json={"email": "ANA@acme.example"}, headers=tenant.admin)
+    assert r.status_code == 202, r.text
+    run_jobs(database)
+    assert client.get(f"/v1/erasures/{r.json()['id']}", headers=tenant.admin).json()["state"] == "done"
+    result = npsd_import(cli_env, str(DATA / "typeform.csv"), "--org", tenant.name)
+    assert result.exit_code == 1
+    errors = result.stdout.splitlines()[1:4]
+    assert errors[0].startswith("2\tWhat's your email address?\tbelongs to a person erased on "), errors
+    assert "created 3" in result.stdout
+    assert "ana@acme.example" not in {r["email"] for r in answers(client, tenant)}
+    # an answer given after the erasure is new, and is taken
+    later = tmp_path / "later.csv"
+    later.write_text("email,score,date\nana@acme.example,9,2199-01-01\n")
+    assert npsd_import(cli_env, str(later), "--org", tenant.name).exit_code == 0
+    assert [r["score"] for r in answers(client, tenant) if r["email"] == "ana@acme.example"] == [9]
+
+
 def test_file_problems_are_one_line(tmp_path: Path, tenant: Tenant, cli_env: dict[str, str]) -> None:
     cases = {
         "empty.csv": (b"", "FILE: is empty"),

@@ -101,6 +101,8 @@ def run_import(
             )
     except NpsdError as exc:  # the survey was deleted meanwhile, say
         raise CommandFailed(exc.message) from exc
+    except RuntimeError as exc:  # no signing key to recognise erased addresses by (PostgreSQL)
+        raise CommandFailed(str(exc)) from exc
     outcome = Outcome(parsed.total, tally)
     report(outcome, out, dry_run)
     return outcome

@@ -21,20 +21,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from npsd.collect.service import address_hash
 from npsd.contacts.service import create_company
 from npsd.imports.layouts import API_OPTIONS, ImportProblem, Parsed, Row, RowError, parse
-from npsd.kit.db import Database
+from npsd.kit.config import Settings, get_settings
+from npsd.kit.db import Database, one_of
 from npsd.kit.errors import BadRequest, NotFound
 from npsd.kit.ids import is_id, new_id
 from npsd.kit.jobs import JobInfo, RetryLater, enqueue, handler
-from npsd.kit.models import Company, DataImport
+from npsd.kit.models import Company, DataImport, Erasure
 from npsd.kit.timeutil import iso, utcnow
+from npsd.kit.validation import email_key
 from npsd.records.bulk import MAX_BULK
 from npsd.records.service import bulk_upsert
 from npsd.records.writes import begin_write
@@ -93,11 +96,39 @@ def _companies(session: Session, org_id: str, names: set[str]) -> dict[str, str]
     return found
 
 
+def _erased(session: Session, settings: Settings, org_id: str, rows: Sequence[Row]) -> dict[str, datetime]:
+    """When each address of ``rows`` that was erased in the organization was last erased (by its
+    lower-cased form). Nothing to hash when the organization never erased anyone."""
+    if session.scalar(select(Erasure.id).where(Erasure.org_id == org_id).limit(1)) is None:
+        return {}
+    hashes = {address_hash(settings, r.item["email"]): email_key(r.item["email"]) for r in rows}
+    return {
+        hashes[digest]: when
+        for digest, when in session.execute(
+            select(Erasure.email_hash, func.max(Erasure.created_at))
+            .where(Erasure.org_id == org_id, one_of(session, Erasure.email_hash, hashes))
+            .group_by(Erasure.email_hash)
+        )
+    }
+
+
+def _answered(item: dict[str, Any]) -> datetime | None:
+    value = item.get("dateAnswered")
+    return datetime.fromisoformat(value.removesuffix("Z")) if isinstance(value, str) else None
+
+
 def write_rows(
-    session: Session, org_id: str, entries: Sequence[Row | RowError], survey_id: str | None
+    session: Session,
+    org_id: str,
+    entries: Sequence[Row | RowError],
+    survey_id: str | None,
+    settings: Settings | None = None,
 ) -> Tally:
     """Write one batch (at most :data:`BATCH` entries) through the bulk path, in the caller's
-    transaction; the rows it refuses come back as errors with their row and column."""
+    transaction; the rows it refuses come back as errors with their row and column.
+
+    A row of a person erased in the organization, answered before that erasure (or undated), is
+    refused: an old export must not bring back what a data-protection request removed."""
     if len(entries) > BATCH:
         raise ValueError(f"a batch holds at most {BATCH} rows")
     tally = Tally()
@@ -116,6 +147,24 @@ def write_rows(
             )
         else:
             rows.append(entry)
+    erased = _erased(session, settings or get_settings(), org_id, rows)
+    if erased:
+        kept: list[Row] = []
+        for row in rows:
+            when = erased.get(email_key(row.item["email"]))
+            answered = _answered(row.item)
+            if when is not None and (answered is None or answered <= when):
+                tally.errors.append(
+                    RowError(
+                        row.row,
+                        row.columns.get("email", "email"),
+                        f"belongs to a person erased on {when.date().isoformat()}; their answers from "
+                        "before the erasure are not imported again",
+                    )
+                )
+            else:
+                kept.append(row)
+        rows = kept
     if survey_id is not None:
         check_survey(session, org_id, survey_id)
     companies = _companies(session, org_id, {r.company for r in rows if r.company})
@@ -166,7 +215,7 @@ def run_rows(
     for offset in range(start, len(rows), BATCH):
         chunk = rows[offset : offset + BATCH]
         with db.transaction() as session:
-            tally = write_rows(session, org_id, chunk, survey_id)
+            tally = write_rows(session, org_id, chunk, survey_id, db.config)
             if dry_run:
                 session.rollback()
             if progress is not None:
