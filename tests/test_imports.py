@@ -262,6 +262,8 @@ def test_each_layout_imports_exactly_once(
     result = npsd_import(cli_env, str(DATA / name), "--org", tenant.name)
     assert result.exit_code == 1, result.output  # the fixture has bad rows: not every row was taken
     assert f": {layout} layout, {len(want) + len(errors)} rows" in result.stderr
+    total = len(want) + len(errors)
+    assert f"\n{total} of {total} rows\n" in result.stderr  # progress, plain when not a terminal
     assert error_lines(result.stdout) == errors
     summary = result.stdout.strip().splitlines()[-1]
     assert summary == (
