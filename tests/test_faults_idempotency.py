@@ -35,7 +35,7 @@ from npsd.kit.models import IdempotencyKey, NpsRecord
 from npsd.kit.timeutil import utcnow
 from servers import ServerProcess
 
-ITEMS = 3000  # a large bulk write: slow enough to be killed in the middle
+ITEMS = 5000  # the largest bulk write: slow enough to be killed in the middle
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
