@@ -184,6 +184,10 @@ def test_a_hanging_receiver_delays_no_one_and_is_backed_off(fdb: TestDatabase) -
         db.dispose()
         for r in (hanging, healthy_same, healthy_other):
             r.stop()
+    print(
+        f"healthy receivers done after {healthy_after:.1f} s, another job kind after {other_kind_after:.1f} s,"
+        f" hanging receiver tried {requests_later} times (hold {HOLD:g} s)"
+    )
     # every healthy delivery arrived in a small fraction of one hanging request's hold
     assert healthy_after < HOLD / 4, healthy_after
     assert other_kind_after < HOLD / 4, other_kind_after
