@@ -39,7 +39,7 @@ from npsd.kit.db import Database
 from npsd.kit.events import DELIVERY_JOB, RETRY_SCHEDULE, retry_delay
 from npsd.kit.ids import new_id
 from npsd.kit.jobs import JobInfo, RetryLater, handler
-from npsd.kit.models import Webhook, WebhookAttempt, WebhookDelivery
+from npsd.kit.models import Job, Webhook, WebhookAttempt, WebhookDelivery
 from npsd.kit.telemetry import WEBHOOK_DELIVERIES
 from npsd.kit.timeutil import iso, utcnow
 from npsd.webhooks import guard, signing
@@ -204,6 +204,7 @@ def endpoint_of(url: str) -> str:
 # that used every attempt (about a day).
 GIVE_UP_AFTER = sum(RETRY_SCHEDULE, timedelta())
 PROBE_MARGIN = timedelta(seconds=5)
+WAITING = "waiting:"  # how the job of a delivery waiting for the probe says so (its last_error)
 
 
 def _probe_alive(session: Session, probe_delivery_id: str | None) -> bool:
@@ -259,8 +260,42 @@ def _wait_for_probe(db: Database, row: Any, delivery_id: str) -> None:
         )
     raise RetryLater(
         max(wake - now, timedelta(seconds=1)),
-        f"waiting: the endpoint failed {row.consecutive_failures} attempts in a row since "
+        f"{WAITING} the endpoint failed {row.consecutive_failures} attempts in a row since "
         f"{iso(row.failing_since)}; another delivery probes it",
+    )
+
+
+def _wake_waiting(session: Session, webhook_id: str, now: datetime) -> None:
+    """The circuit closed: the deliveries that waited for it are due now, not at their next look
+    (which a test event that closed it can leave hours away)."""
+    waiting = select(WebhookDelivery.id).where(
+        WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == "pending"
+    )
+    session.execute(
+        update(Job)
+        .where(
+            Job.kind == DELIVERY_JOB,
+            Job.status == "queued",
+            Job.run_at > now,
+            Job.last_error.startswith(WAITING),
+            Job.payload["delivery_id"].as_string().in_(waiting.scalar_subquery()),
+        )
+        .values(run_at=now)
+    )
+    woken = select(Job.payload["delivery_id"].as_string()).where(
+        Job.kind == DELIVERY_JOB,
+        Job.status == "queued",
+        Job.run_at == now,
+        Job.last_error.startswith(WAITING),
+    )
+    session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.webhook_id == webhook_id,
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.id.in_(woken.scalar_subquery()),
+        )
+        .values(next_attempt_at=now)
     )
 
 
@@ -277,12 +312,9 @@ def _record_health(
     with this delivery as its probe; a probe's failure moves the next probe."""
     now = utcnow()
     if ok:
-        session.execute(
+        closed = session.execute(
             update(Webhook)
-            .where(
-                Webhook.id == webhook_id,
-                (Webhook.consecutive_failures > 0) | Webhook.circuit_opened_at.is_not(None),
-            )
+            .where(Webhook.id == webhook_id, Webhook.circuit_opened_at.is_not(None))
             .values(
                 consecutive_failures=0,
                 failing_since=None,
@@ -290,6 +322,14 @@ def _record_health(
                 probe_delivery_id=None,
                 next_probe_at=None,
             )
+        )
+        if getattr(closed, "rowcount", 0):
+            _wake_waiting(session, webhook_id, now)
+            return
+        session.execute(
+            update(Webhook)
+            .where(Webhook.id == webhook_id, Webhook.consecutive_failures > 0)
+            .values(consecutive_failures=0, failing_since=None)
         )
         return
     session.execute(
