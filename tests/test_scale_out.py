@@ -47,26 +47,35 @@ class TrackingSink(HoldingSink):
     def __init__(self) -> None:
         super().__init__()
         self.in_data: set[int] = set()
+        self.sent_from: dict[str, int] = {}  # recipient -> client port of the accepted message
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         port = int(session.peer[1])
         with self.lock:
             self.in_data.add(port)
         try:
-            return await super().handle_DATA(server, session, envelope)
+            reply = await super().handle_DATA(server, session, envelope)
         finally:
             with self.lock:
                 self.in_data.discard(port)
+        with self.lock:
+            self.sent_from.update(dict.fromkeys(envelope.rcpt_tos, port))
+        return reply
 
     def senders_in_data(self, smtp_port: int) -> set[int]:
         """The pids of the processes whose connection to us is in its DATA phase now."""
         with self.lock:
             ports = set(self.in_data)
-        return {
-            c.pid
-            for c in psutil.net_connections(kind="tcp")
-            if c.pid and c.laddr and c.raddr and c.laddr.port in ports and c.raddr.port == smtp_port
-        }
+        return set(pids_of(ports, smtp_port).values())
+
+
+def pids_of(client_ports: set[int], smtp_port: int) -> dict[int, int]:
+    """client port -> pid, for the connections to the SMTP server that are open now."""
+    return {
+        c.laddr.port: c.pid
+        for c in psutil.net_connections(kind="tcp")
+        if c.pid and c.laddr and c.raddr and c.laddr.port in client_ports and c.raddr.port == smtp_port
+    }
 
 
 class Smtp:
@@ -335,6 +344,14 @@ def test_three_competing_workers_mail_every_invitation_exactly_once(cluster: Clu
     _mailed_once(cluster, addresses, invitation_ids)
     jobs = _send_jobs(cluster, invitation_ids)
     assert len(jobs) == 30 and {j.status for j in jobs} == {"done"}
+    # they did compete: the mails came from more than one process (a mailer keeps its connection
+    # open for the next mail, so the client port of each accepted message still names its sender)
+    sink = cluster.smtp.sink
+    with sink.lock:
+        ports = {sink.sent_from[a] for a in addresses}
+    pids = pids_of(ports, cluster.smtp.port)
+    senders = [p.command()[0] for p in cluster.processes if any(p.owns(pid) for pid in pids.values())]
+    assert len(senders) >= 2, (senders, ports, pids)
 
 
 def test_mail_waits_while_the_smtp_server_is_down_then_goes_out_once(cluster: Cluster) -> None:
