@@ -286,3 +286,19 @@ def test_a_probe_that_succeeds_closes_the_circuit_and_the_waiting_deliveries_go_
     assert receiver.count() == 10 + CIRCUIT_FAILURES
     with fdb.db.transaction() as session:
         session.execute(delete(Webhook).where(Webhook.org_id == org.org_id))
+
+
+def test_the_limiter_bounds_each_receiver_and_each_organization(fdb: TestDatabase) -> None:
+    """The bounds the worker's delivery threads share: per receiver host and per organization."""
+    from npsd.webhooks.delivery import Limiter, endpoint_of
+
+    settings = fdb.settings.model_copy(update={"webhook_per_endpoint": 2, "webhook_per_org": 3})
+    limiter = Limiter()
+    a, b = endpoint_of("http://127.0.0.1:9001/x"), endpoint_of("http://127.0.0.1:9002/y")
+    assert a == endpoint_of("http://127.0.0.1:9001/other-path") != b
+    assert [limiter.acquire(a, "org1", settings) for _ in range(3)] == [True, True, False]
+    assert limiter.acquire(b, "org1", settings) is True
+    assert limiter.acquire(b, "org1", settings) is False  # org1 has 3 in flight
+    assert limiter.acquire(b, "org2", settings) is True  # another organization is not held back
+    limiter.release(a, "org1")
+    assert limiter.in_flight(a) == 1 and limiter.acquire(a, "org1", settings) is True

@@ -300,8 +300,13 @@ class Heartbeat:
             if not held:
                 continue
             try:
-                renew(self.db, self.worker_id, held, self.lease)
+                kept = renew(self.db, self.worker_id, held, self.lease)
                 self.renewals += 1
+                if kept < len(held):  # finished meanwhile, or this worker stalled past its lease
+                    with self._lock:
+                        lost = len(self._held.intersection(held)) - kept
+                    if lost > 0:
+                        log.warning("%d job(s) running here lost their lease to another worker", lost)
             except Exception:  # the next round tries again; a lease outlives two missed rounds
                 log.exception("renewing the lease of %d job(s) failed", len(held))
 
