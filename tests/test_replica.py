@@ -109,7 +109,7 @@ def stack(replica_cluster: Replica) -> Iterator[Stack]:  # noqa: F811
         assert db.replica is not None
         tdb = TestDatabase("postgresql", primary.url, settings, db)
         tenant = make_tenant(tdb)
-        person = make_user(db, tenant.org_id, "viewer")
+        person = make_user(db, tenant.org_id, "editor")
         log = Records()
         logging.getLogger("npsd.db").addHandler(log)
         try:
@@ -181,6 +181,51 @@ def test_heavy_reads_come_from_the_replica_and_the_rest_from_the_primary(stack: 
     assert stack.export_ids() == {first["_id"], second["_id"]}
     assert stack.feed_count() == 2
     assert not stack.db.replica_down
+
+
+def test_the_page_after_a_form_shows_its_change_while_the_replica_lags(stack: Stack) -> None:
+    """Read your own writes: the form's reply carries the cookie that keeps the next pages on the
+    primary; without it, the survey's page would read the replica, which has not seen the survey."""
+    client, replica = stack.client, stack.replica
+    replica.catch_up()
+    replica.pause()
+    try:
+        client.cookies.clear()
+        client.cookies.set(SESSION_COOKIE, stack.dashboard_session)
+        token = csrf_of(client.get("/app/surveys/new").text)
+        name = f"Made while the replica lags {secrets.token_hex(3)}"
+        form = {  # every field of the form, as a browser sends it
+            "csrf_token": token,
+            "name": name,
+            "description": "",
+            "surveyType": "RELATIONSHIP",
+            "triggerEvent": "",
+            "question": "How likely are you to recommend us?",
+            "followUpQuestion": "Why?",
+            "isActive": "true",
+            "language": "en",
+            "throttleDays": "30",
+            "reminderAfterDays": "",
+            "thankYouMessage": "Thanks!",
+            "startsAt": "",
+            "endsAt": "",
+        }
+        made = client.post("/app/surveys", data=form, follow_redirects=False)
+        assert made.status_code == 303, re.findall(r'class="error"[^>]*>([^<]+)', made.text)
+        assert PRIMARY_COOKIE in client.cookies
+        page = client.get(made.headers["location"])
+        assert page.status_code == 200 and name in page.text
+        listed = client.get("/app/surveys")
+        assert listed.status_code == 200 and name in listed.text
+        client.cookies.delete(PRIMARY_COOKIE)
+        assert client.get(made.headers["location"]).status_code == 404  # the paused replica's view
+        assert name not in client.get("/app/surveys").text
+    finally:
+        replica.resume()
+        client.cookies.clear()
+    client.cookies.set(SESSION_COOKIE, stack.dashboard_session)
+    until(lambda: client.get(made.headers["location"]).status_code == 200, "the replica has the survey")
+    client.cookies.clear()
 
 
 def test_reads_fall_back_to_the_primary_while_the_replica_is_down(stack: Stack) -> None:
