@@ -45,7 +45,10 @@ class Org:
 
 
 def answered(days_ago: int, hour: int) -> str:
-    return f"{(utcnow().date() - timedelta(days=days_ago)).isoformat()}T{hour:02d}:{days_ago % 60:02d}:00Z"
+    """A time ``days_ago`` whole days before yesterday, at ``hour``: always in the past, so an
+    answer posted now is the newest whatever the time of day."""
+    day = utcnow().date() - timedelta(days=days_ago + 1)
+    return f"{day.isoformat()}T{hour:02d}:{days_ago % 60:02d}:00Z"
 
 
 def put(client: TestClient, tenant: Tenant, items: list[dict[str, Any]]) -> None:
