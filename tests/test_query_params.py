@@ -64,6 +64,12 @@ def objects(client: Any, tenant: Tenant) -> dict[str, str]:
         "/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["response.created"]}, headers=h
     ).json()
     erasure = client.post("/v1/erasures", json={"email": "cal@qp-acme.com"}, headers=h).json()
+    upload = client.post(
+        "/v1/imports",
+        files={"file": ("answers.csv", b"email,score\ndan@qp-acme.com,8\n", "text/csv")},
+        headers=h,
+    )
+    assert upload.status_code == 202, upload.text
     return {
         "/nps/{key}": record["_id"],
         "/companies/{key}": company["_id"],
@@ -74,6 +80,7 @@ def objects(client: Any, tenant: Tenant) -> dict[str, str]:
         "/v1/unsubscribes/{email}": "gone@qp-acme.com",
         "/v1/tokens/{jti}": tenant.jtis["viewer"],
         "/v1/erasures/{id}": erasure["id"],
+        "/v1/imports/{id}": upload.json()["id"],
     }
 
 

@@ -20,6 +20,7 @@ from npsd.kit.limits import BodyTooLarge
 from npsd.kit.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam
 from npsd.kit.lookup import resolve
 from npsd.kit.models import DataImport
+from npsd.kit.validation import storable
 
 router = APIRouter(route_class=TransactionRoute, prefix="/v1/imports", tags=["imports"])
 TRUE = frozenset({"true", "1", "yes", "on"})
@@ -43,9 +44,10 @@ def _text(value: Any, name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise BadRequest.field(name, "must be a text field, not a file")
-    value = value.strip()
-    if "\x00" in value:
-        raise BadRequest.field(name, "must not contain NUL characters")
+    try:
+        value = storable(value.strip())
+    except ValueError as exc:
+        raise BadRequest.field(name, str(exc)) from None
     return value or None
 
 

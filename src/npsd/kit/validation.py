@@ -48,8 +48,9 @@ def email_key(email: str) -> str:
     return email.strip().lower()
 
 
-def _storable(value: str) -> str:
-    """Text both databases store and every encoder writes back: no NUL, no lone surrogate."""
+def storable(value: str) -> str:
+    """Text both databases store and every encoder writes back: no NUL, no lone surrogate
+    (raises ValueError saying which, for the caller to name its field)."""
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
     try:
@@ -80,13 +81,13 @@ def _check_custom(value: Any, depth: int = 0) -> None:
         raise ValueError(f"must not nest deeper than {MAX_CUSTOM_DEPTH} levels")
     if isinstance(value, dict):
         for key, item in value.items():
-            _storable(key)
+            storable(key)
             _check_custom(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
             _check_custom(item, depth + 1)
     elif isinstance(value, str):
-        _storable(value)
+        storable(value)
     elif isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= MAX_CUSTOM_NUMBER:
         raise ValueError(f"numbers must be smaller than {MAX_CUSTOM_NUMBER} in magnitude")
     elif isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
@@ -104,7 +105,7 @@ def check_custom(value: dict[str, Any] | None) -> dict[str, Any] | None:
 
 # Text both databases store faithfully. A bounded text type is written out as a type alias,
 # ``Annotated[str, Field(max_length=N), Storable]``, so mypy checks the fields that use it.
-Storable = AfterValidator(_storable)
+Storable = AfterValidator(storable)
 
 
 def text(max_length: int) -> Any:
@@ -121,7 +122,7 @@ Email = Annotated[
     BeforeValidator(_strip_email),
     Field(max_length=320),
     AfterValidator(check_email),
-    AfterValidator(_storable),
+    AfterValidator(storable),
 ]
 UtcDatetime = Annotated[datetime, AfterValidator(to_utc)]
 Score = Annotated[StrictInt, Field(ge=0, le=10, description="Integer 0-10")]
