@@ -11,4 +11,6 @@ venv_install test
 .venv/bin/ruff check src tests bench scripts
 .venv/bin/ruff format --check src tests bench scripts
 .venv/bin/mypy
-.venv/bin/python -m pytest "$@"
+# Two processes, each taking whole files (module fixtures such as a served site stay shared): most
+# tests wait on servers, browsers and databases, so two halves overlap well even on two cores.
+.venv/bin/python -m pytest -n "${NPSD_TEST_PROCESSES:-2}" --dist loadfile "$@"
