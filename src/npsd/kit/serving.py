@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,8 @@ from npsd.kit.logs import log_config
 from npsd.kit.telemetry import HEADER_TIMEOUTS
 
 DEFAULT_HEADER_TIMEOUT = 10.0
+log = logging.getLogger("npsd.serving")
+
 REQUEST_TIMEOUT_REPLY = (
     b"HTTP/1.1 408 Request Timeout\r\n"
     b"content-type: text/plain; charset=utf-8\r\n"
@@ -67,6 +70,12 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         HEADER_TIMEOUTS.inc()
+        # one line per closed connection, like uvicorn's "Invalid HTTP request received.": an
+        # operator (or a failed test) can tell these closures from a client's own
+        peer = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        log.warning(
+            "closed the connection of %s: no complete request head within %g s", peer, self.header_timeout
+        )
         self.transport.write(REQUEST_TIMEOUT_REPLY)
         self.transport.close()
 
