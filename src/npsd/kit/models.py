@@ -482,6 +482,18 @@ class DataImport(Base):
 SEARCH_INDEX_OBJECTS = ("nps_record_fts", "ix_nps_record_comment_search")
 
 
+# --- organization profile and survey questions per language (migration 0009) ---
+
+
+# --- follow-up of answers: tags, notes, status (migration 0010) ---
+
+
+# --- alert rules and deliveries (migration 0011) ---
+
+
+# --- digests (migration 0012) ---
+
+
 def declared_by_models(name: str | None, type_: str, parent_names: Any) -> bool:
     """Whether a database object is one these models declare (Alembic's ``include_name`` hook):
     everything but the comment search index, so comparing the migrated schema with the models

@@ -1,0 +1,1 @@
+"""Daily and weekly digest e-mails: the score, its change and the newest detractors."""
