@@ -44,6 +44,12 @@ class Organization(Base):
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # the profile respondents see (migration 0009): sender of survey mails, logo, colour, privacy link
+    sender_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    sender_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    logo_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    brand_color: Mapped[str | None] = mapped_column(String(7), nullable=True)  # #rrggbb
+    privacy_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
 
 
 class User(Base):
@@ -176,6 +182,8 @@ class Survey(Base):
     starts_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     ends_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     public_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # /s/{publicId}
+    # {"de": {"question": ..., "followUpQuestion": ..., "thankYouMessage": ...}} (migration 0009)
+    translations: Mapped[dict[str, dict[str, str]] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
@@ -483,6 +491,7 @@ SEARCH_INDEX_OBJECTS = ("nps_record_fts", "ix_nps_record_comment_search")
 
 
 # --- organization profile and survey questions per language (migration 0009) ---
+# (no tables of their own: columns of ``organization`` and ``survey.translations`` above)
 
 
 # --- follow-up of answers: tags, notes, status (migration 0010) ---
