@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from npsd import __version__
 from npsd.analytics.routes import router as metrics_router
 from npsd.auth.routes import router as auth_router
-from npsd.auth.routes import tokens_router, users_router
+from npsd.auth.routes import organization_router, tokens_router, users_router
 from npsd.collect.pages import router as pages_router
 from npsd.collect.routes import router as collect_router
 from npsd.contacts.routes import companies_router, endusers_router
@@ -148,6 +148,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(auth_router)
     app.include_router(tokens_router)
     app.include_router(users_router)
+    app.include_router(organization_router)
     app.include_router(exports_router)
     app.include_router(records_router)
     app.include_router(companies_router)

@@ -1,5 +1,5 @@
 """``/v1/auth``: password login for people; ``/v1/tokens``: API tokens for machines (admin);
-``/v1/users``: the people who sign in (admin)."""
+``/v1/users``: the people who sign in (admin); ``/v1/organization``: the organization's profile."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
 from npsd.auth import service
-from npsd.auth.deps import Admin
+from npsd.auth.deps import Admin, Viewer
 from npsd.auth.schemas import (
     LoginRequest,
     LoginResponse,
+    OrganizationProfile,
+    OrganizationRead,
     TokenCreate,
     TokenCreated,
     TokenRead,
@@ -28,6 +30,9 @@ from npsd.kit.timeutil import iso
 router = APIRouter(route_class=TransactionRoute, prefix="/v1/auth", tags=["auth"])
 tokens_router = APIRouter(route_class=TransactionRoute, prefix="/v1/tokens", tags=["auth"])
 users_router = APIRouter(route_class=TransactionRoute, prefix="/v1/users", tags=["auth"])
+organization_router = APIRouter(
+    route_class=TransactionRoute, prefix="/v1/organization", tags=["organization"]
+)
 
 
 @router.post("/login", response_model=LoginResponse)
@@ -117,3 +122,51 @@ def delete_user(
     user = service.find_user(session, principal.org_id, id)
     service.delete_user(session, user, principal.user_id)
     return Response(status_code=204)
+
+
+def organization_out(org: Organization) -> OrganizationRead:
+    return OrganizationRead(
+        id=org.id,
+        name=org.name,
+        senderName=org.sender_name,
+        senderEmail=org.sender_email,
+        logoUrl=org.logo_url,
+        brandColor=org.brand_color,
+        privacyUrl=org.privacy_url,
+        createdAt=iso(org.created_at) or "",
+    )
+
+
+@organization_router.get("", response_model=OrganizationRead)
+def get_organization(principal: Viewer, session: DbSession) -> OrganizationRead:
+    """Your organization's profile: the name, sender, logo, brand colour and privacy link that
+    survey e-mails, reminders and respondent pages show."""
+    org = session.get(Organization, principal.org_id)
+    assert org is not None
+    return organization_out(org)
+
+
+@organization_router.put("", response_model=OrganizationRead)
+def put_organization(body: OrganizationProfile, principal: Admin, session: DbSession) -> OrganizationRead:
+    """Replace your organization's profile (admin). Fields left out or null are cleared.
+
+    Mails sent from then on come from `senderName <senderEmail>` (else the server's
+    `NPSD_SMTP_FROM`), show the logo and colour and link the privacy policy; the default survey
+    question names the organization. Every invalid field is named in one 400; a name another
+    organization has is a 409 naming `name`.
+    """
+    org = session.get(Organization, principal.org_id)
+    assert org is not None
+    service.update_profile(
+        session,
+        org,
+        service.Profile(
+            name=body.name,
+            sender_name=body.senderName,
+            sender_email=body.senderEmail,
+            logo_url=body.logoUrl,
+            brand_color=body.brandColor,
+            privacy_url=body.privacyUrl,
+        ),
+    )
+    return organization_out(org)

@@ -62,3 +62,35 @@ class UserRead(BaseModel):
     email: str = Field(description="Stored lower-case; sign-in ignores case")
     role: str
     createdAt: str
+
+
+_ProfileText = Annotated[str, Field(max_length=2000), Storable]
+
+
+class OrganizationProfile(BaseModel):
+    """How the organization speaks to respondents: the sender of its survey e-mails, the logo and
+    colour of its mails and respondent pages, the link to its privacy policy. `PUT` replaces
+    the whole profile: a field left out or null is cleared (`name` is required)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(max_length=200), Storable] = Field(
+        description="The organization's name, unique on this server; used in the default survey question"
+    )
+    senderName: _ProfileText | None = Field(
+        None, description="Display name of the From header of survey e-mails (with senderEmail)"
+    )
+    senderEmail: _ProfileText | None = Field(
+        None, description="Address survey e-mails come from; null: the server's NPSD_SMTP_FROM"
+    )
+    logoUrl: _ProfileText | None = Field(
+        None, description="http(s) URL of the logo shown atop mails and respondent pages"
+    )
+    brandColor: _ProfileText | None = Field(None, description="Colour of buttons and header, #rrggbb")
+    privacyUrl: _ProfileText | None = Field(
+        None, description="http(s) URL of the privacy policy, linked from mails and pages"
+    )
+
+
+class OrganizationRead(OrganizationProfile):
+    id: str
+    createdAt: str

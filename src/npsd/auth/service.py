@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from npsd.auth import cache, tokens
@@ -203,3 +207,135 @@ def delete_user(session: Session, user: User, acting_user_id: str | None) -> lis
     for jti in jtis:
         cache.forget(jti)
     return jtis
+
+
+# ------------------------------------------------------------------------------ organization profile
+
+_COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+MAX_URL = 2000
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What respondents see of an organization: in survey mails, reminders and respondent pages.
+
+    Every field but ``name`` may be None: mails then come from ``NPSD_SMTP_FROM`` and pages
+    show no logo, npsd's colours and no privacy link.
+    """
+
+    name: str
+    sender_name: str | None = None
+    sender_email: str | None = None
+    logo_url: str | None = None
+    brand_color: str | None = None
+    privacy_url: str | None = None
+
+
+def profile_of(org: Organization) -> Profile:
+    return Profile(
+        name=org.name,
+        sender_name=org.sender_name,
+        sender_email=org.sender_email,
+        logo_url=org.logo_url,
+        brand_color=org.brand_color,
+        privacy_url=org.privacy_url,
+    )
+
+
+def load_profile(session: Session, org_id: str) -> Profile:
+    """The profile of ``org_id`` (the organization exists: callers hold one of its rows)."""
+    org = session.get(Organization, org_id)
+    if org is None:
+        raise NotFound("no such organization")
+    return profile_of(org)
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _check_url(field: str, value: str | None, problems: list[dict[str, str]]) -> str | None:
+    value = _blank_to_none(value)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    try:
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if (
+        parts.scheme.lower() not in ("http", "https")
+        or not host
+        or len(value) > MAX_URL
+        or any(not ch.isprintable() or ch.isspace() for ch in value)
+    ):
+        problems.append(
+            {"field": field, "issue": f"must be an http:// or https:// URL of at most {MAX_URL} characters"}
+        )
+    return value
+
+
+def update_profile(session: Session, org: Organization, profile: Profile) -> Profile:
+    """Replace the organization's profile (``PUT /v1/organization``, the dashboard's settings page).
+
+    Every problem is reported at once (400 naming each field), so a form can show each next to
+    its field; another organization's name is a 409 naming ``name``. Blank optional fields are
+    stored as null. The brand colour is stored lower-case: it goes into mails' and pages' styles,
+    so nothing but ``#rrggbb`` is accepted.
+    """
+    problems: list[dict[str, str]] = []
+    try:
+        name = _org_name(profile.name)
+    except BadRequest as exc:
+        problems.extend(exc.details)
+        name = profile.name
+    sender_name = _blank_to_none(profile.sender_name)
+    if sender_name is not None and (
+        len(sender_name) > 200 or any(not ch.isprintable() for ch in sender_name)
+    ):
+        problems.append({"field": "senderName", "issue": "must be one line of at most 200 characters"})
+    sender_email = _blank_to_none(profile.sender_email)
+    if sender_email is not None:
+        try:
+            sender_email = check_email(sender_email)
+            if len(sender_email) > 320:
+                raise ValueError
+        except ValueError:
+            problems.append(
+                {"field": "senderEmail", "issue": f"{sender_email!r} is not a valid e-mail address"}
+            )
+    logo_url = _check_url("logoUrl", profile.logo_url, problems)
+    privacy_url = _check_url("privacyUrl", profile.privacy_url, problems)
+    brand_color = _blank_to_none(profile.brand_color)
+    if brand_color is not None:
+        if _COLOR_RE.match(brand_color):
+            brand_color = brand_color.lower()
+        else:
+            problems.append(
+                {"field": "brandColor", "issue": "must be a colour written #rrggbb, e.g. #0b57d0"}
+            )
+    if not problems and name != org.name:
+        taken = session.scalar(
+            select(Organization.id).where(Organization.name == name, Organization.id != org.id)
+        )
+        if taken is not None:
+            raise Conflict("another organization has this name", [{"field": "name", "issue": "is taken"}])
+    if problems:
+        raise BadRequest("; ".join(f"{p['field']}: {p['issue']}" for p in problems), problems)
+    org.name = name
+    org.sender_name = sender_name
+    org.sender_email = sender_email
+    org.logo_url = logo_url
+    org.brand_color = brand_color
+    org.privacy_url = privacy_url
+    try:
+        with session.begin_nested():  # a concurrent rename to the same name: 409, not a 500
+            session.flush()
+    except IntegrityError:
+        raise Conflict(
+            "another organization has this name", [{"field": "name", "issue": "is taken"}]
+        ) from None
+    return profile_of(org)
