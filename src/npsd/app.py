@@ -14,8 +14,8 @@ from fastapi.responses import Response
 
 from npsd import __version__
 from npsd.analytics.routes import router as metrics_router
-from npsd.auth.routes import router as auth_router
 from npsd.auth.routes import organization_router, tokens_router, users_router
+from npsd.auth.routes import router as auth_router
 from npsd.collect.pages import router as pages_router
 from npsd.collect.routes import router as collect_router
 from npsd.contacts.routes import companies_router, endusers_router
