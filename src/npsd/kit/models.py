@@ -495,12 +495,149 @@ SEARCH_INDEX_OBJECTS = ("nps_record_fts", "ix_nps_record_comment_search")
 
 
 # --- follow-up of answers: tags, notes, status (migration 0010) ---
+# Each row hangs off one answer with ON DELETE CASCADE: deleting an answer (the API, a contact's
+# or company's cascade, an erasure, retention) removes its tags, notes and follow-up with it.
+# Who did something is kept twice: the user's id (NULL once the user is deleted, or for an API
+# token without a user) and a label that outlives it: the user's address at the time, else the
+# token's name, else "api".
+
+
+class AnswerTag(Base):
+    """One tag of one answer, unique per answer regardless of case (``tag_key`` is lower-case)."""
+
+    __tablename__ = "answer_tag"
+    __table_args__ = (Index("ix_answer_tag_org_key", "org_id", "tag_key"),)
+    record_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("nps_record.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_key: Mapped[str] = mapped_column(String(50), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    tag: Mapped[str] = mapped_column(String(50))
+    created_by_user_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("user.id", ondelete="SET NULL"), nullable=True
+    )
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AnswerNote(Base):
+    """A note a team member wrote on an answer."""
+
+    __tablename__ = "answer_note"
+    __table_args__ = (Index("ix_answer_note_record", "record_id", "created_at"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    record_id: Mapped[str] = mapped_column(ID, ForeignKey("nps_record.id", ondelete="CASCADE"))
+    author_user_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("user.id", ondelete="SET NULL"), nullable=True
+    )
+    author_email: Mapped[str] = mapped_column(String(320))  # the address at the time, or the token's label
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AnswerFollowUp(Base):
+    """Where the follow-up of an answer stands: open, contacted or resolved, and who has it.
+    No row: nobody has set a status yet."""
+
+    __tablename__ = "answer_follow_up"
+    __table_args__ = (
+        Index("ix_answer_follow_up_status", "org_id", "status"),
+        Index("ix_answer_follow_up_assignee", "org_id", "assignee_user_id"),
+    )
+    record_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("nps_record.id", ondelete="CASCADE"), primary_key=True
+    )
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))  # open | contacted | resolved
+    assignee_user_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("user.id", ondelete="SET NULL"), nullable=True
+    )
+    updated_by: Mapped[str] = mapped_column(String(320))
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AnswerFollowUpChange(Base):
+    """One change of an answer's follow-up: the status and assignee it set, by whom, when."""
+
+    __tablename__ = "answer_follow_up_change"
+    __table_args__ = (Index("ix_answer_follow_up_change_record", "record_id", "changed_at"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    record_id: Mapped[str] = mapped_column(ID, ForeignKey("nps_record.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    assignee_email: Mapped[str | None] = mapped_column(String(320), nullable=True)  # at the time
+    changed_by_user_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("user.id", ondelete="SET NULL"), nullable=True
+    )
+    changed_by: Mapped[str] = mapped_column(String(320))
+    changed_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 # --- alert rules and deliveries (migration 0011) ---
 
 
 # --- digests (migration 0012) ---
+
+
+class Digest(Base):
+    """A daily or weekly summary e-mail of one survey (or the whole organization) to a few
+    addresses, at a local hour in an IANA time zone (``/v1/digests``, ``digests/``).
+
+    ``next_due_at`` is the next local send time in UTC, recomputed from the time zone after every
+    send (so DST changes move it); a worker claims a due digest by moving it forward with a
+    conditional UPDATE, so several workers send each period once.
+    """
+
+    __tablename__ = "digest"
+    __table_args__ = (
+        Index("ix_digest_org_created", "org_id", "created_at"),
+        Index("ix_digest_due", "is_active", "next_due_at"),
+    )
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    survey_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("survey.id", ondelete="CASCADE"), nullable=True
+    )
+    frequency: Mapped[str] = mapped_column(String(16))  # daily | weekly
+    weekday: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)  # 0 = Monday (weekly)
+    hour: Mapped[int] = mapped_column(SmallInteger)
+    time_zone: Mapped[str] = mapped_column(String(64))
+    emails: Mapped[list[str]] = mapped_column(JSONType)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    next_due_at: Mapped[datetime] = mapped_column(DateTime)
+    last_sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DigestDelivery(Base):
+    """One digest mail: scheduled (one per digest and period: ``period_key`` is unique with the
+    digest) or a preview sent on request (``period_key`` NULL); its figures once sent."""
+
+    __tablename__ = "digest_delivery"
+    __table_args__ = (
+        UniqueConstraint("digest_id", "period_key", name="uq_digest_delivery_period"),
+        Index("ix_digest_delivery_digest", "digest_id", "created_at"),
+    )
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    digest_id: Mapped[str] = mapped_column(ID, ForeignKey("digest.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # scheduled | preview
+    period_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    period_since: Mapped[date] = mapped_column(Date)
+    period_until: Mapped[date] = mapped_column(Date)
+    emails: Mapped[list[str]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending sent failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    subject: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    nps_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    responses: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 def declared_by_models(name: str | None, type_: str, parent_names: Any) -> bool:
