@@ -510,7 +510,7 @@ class AnswerTag(Base):
     record_id: Mapped[str] = mapped_column(
         ID, ForeignKey("nps_record.id", ondelete="CASCADE"), primary_key=True
     )
-    tag_key: Mapped[str] = mapped_column(String(50), primary_key=True)
+    tag_key: Mapped[str] = mapped_column(String(200), primary_key=True)  # casefold() may lengthen
     org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
     tag: Mapped[str] = mapped_column(String(50))
     created_by_user_id: Mapped[str | None] = mapped_column(
@@ -575,6 +575,58 @@ class AnswerFollowUpChange(Base):
 
 
 # --- alert rules and deliveries (migration 0011) ---
+
+
+class AlertRule(Base):
+    """When an answer of the organization matches (survey, company, score at most, words in the
+    comment; all that are set), tell people: an e-mail to ``emails`` and/or a chat message to
+    ``chat_webhook_url``, once per answer (``alerts/``). A rule scoped to a survey or company is
+    deleted with it (it could never match again)."""
+
+    __tablename__ = "alert_rule"
+    __table_args__ = (Index("ix_alert_rule_org", "org_id", "created_at"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    survey_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("survey.id", ondelete="CASCADE"), nullable=True
+    )
+    company_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("company.id", ondelete="CASCADE"), nullable=True
+    )
+    score_at_most: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    comment_contains: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
+    emails: Mapped[list[str]] = mapped_column(JSONType)
+    chat_webhook_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AlertDelivery(Base):
+    """One alert about one answer on one channel (``email`` or ``chat``). Unique per rule, answer
+    and channel: a retried evaluation or an updated answer never alerts twice. ``record_id`` is
+    no foreign key: the log outlives a deleted answer."""
+
+    __tablename__ = "alert_delivery"
+    __table_args__ = (
+        UniqueConstraint("rule_id", "record_id", "channel", name="uq_alert_delivery_once"),
+        Index("ix_alert_delivery_rule", "rule_id", "created_at"),
+    )
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    rule_id: Mapped[str] = mapped_column(ID, ForeignKey("alert_rule.id", ondelete="CASCADE"))
+    record_id: Mapped[str] = mapped_column(ID)
+    channel: Mapped[str] = mapped_column(String(8))  # email chat
+    target: Mapped[str] = mapped_column(Text)  # the addresses, or the chat URL
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending sent failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 # --- digests (migration 0012) ---
