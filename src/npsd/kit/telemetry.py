@@ -71,6 +71,11 @@ WEBHOOK_DELIVERIES = Counter(
     ["outcome"],
 )
 MAILS = Counter("npsd_mails", "Survey e-mails by outcome (sent, failed)", ["outcome"])
+ALERT_DELIVERIES = Counter(
+    "npsd_alert_delivery_attempts",
+    "Alert delivery attempts by channel (email, chat) and outcome (sent, failed)",
+    ["channel", "outcome"],
+)
 EXPORT_FALLBACKS = Counter(
     "npsd_export_fallbacks",
     "Large CSV exports on SQLite written by one reader instead of the export workers, by reason",
