@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     webhook_retention_days: int = Field(
         30, ge=0, description="Delete settled webhook deliveries older than this many days (0: keep all)"
     )
+    job_retention_days: int = Field(
+        14, ge=0, description="Delete finished jobs (done, failed) older than this many days (0: keep all)"
+    )
     retention_interval_seconds: float = Field(
         300.0, ge=0, description="How often each process looks for data past its retention"
     )
