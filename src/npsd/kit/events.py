@@ -1,5 +1,6 @@
 """Domain events (``response.created`` ...), recorded in the writer's transaction and delivered
-to webhooks by the job worker.
+to webhooks by the job worker; created and updated answers also reach the record listeners
+(alerts), as jobs of their own.
 
 Writers call :func:`emit` with the API representations of what changed, in the same transaction
 as the change: the events exist exactly when the change is committed, and a rolled-back write
@@ -9,6 +10,7 @@ sends nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +19,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from npsd.kit.ids import new_ids
-from npsd.kit.models import Job, Webhook, WebhookDelivery
+from npsd.kit.models import AlertRule, Job, Webhook, WebhookDelivery
 from npsd.kit.timeutil import iso, utcnow
 
 EVENT_TYPES = (
@@ -51,14 +53,31 @@ Objects = Sequence[dict[str, Any]] | Callable[[], Sequence[dict[str, Any]]]
 
 def emit(session: Session, org_id: str, event_type: str, objects: Objects) -> int:
     """Record one event per object for every matching webhook of ``org_id``, in the caller's
-    transaction. ``objects`` are the API representations (for responses: the /nps record output,
-    whose ``campaignId`` selects webhooks filtered by ``surveyIds``). Set-based: one query to find
-    webhooks, one insert for deliveries and one for their jobs, whatever the number of objects;
-    only the webhook query when the organization has no matching webhook. Returns the number of
-    deliveries queued. ``objects`` may be a function that builds them: it is called only when
-    some webhook wants the event, so a bulk write pays nothing for events nobody listens to."""
+    transaction, and hand the ids of created and updated records to the record listeners (see
+    :data:`RECORD_LISTENERS`). ``objects`` are the API representations (for responses: the /nps
+    record output, whose ``campaignId`` selects webhooks filtered by ``surveyIds``). Set-based: one
+    query to find webhooks, one insert for deliveries and one for their jobs, whatever the number
+    of objects; only the webhook query (and one cheap query per listener) when nobody wants the
+    event. Returns the number of webhook deliveries queued. ``objects`` may be a function that
+    builds them: it is called at most once, and only when a webhook or listener wants the event,
+    so a bulk write pays nothing for events nobody listens to."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
+    built: list[Sequence[dict[str, Any]]] = []
+
+    def materialized() -> Sequence[dict[str, Any]]:
+        if not built:
+            built.append(objects() if callable(objects) else objects)
+        return built[0]
+
+    queued = _to_webhooks(session, org_id, event_type, materialized)
+    _to_listeners(session, org_id, event_type, materialized)
+    return queued
+
+
+def _to_webhooks(
+    session: Session, org_id: str, event_type: str, objects: Callable[[], Sequence[dict[str, Any]]]
+) -> int:
     hooks = session.execute(
         select(Webhook.id, Webhook.events, Webhook.survey_ids).where(
             Webhook.org_id == org_id, Webhook.is_active.is_(True)
@@ -71,13 +90,12 @@ def emit(session: Session, org_id: str, event_type: str, objects: Objects) -> in
     ]
     if not targets:
         return 0
-    if callable(objects):
-        objects = objects()
-    if not objects:
+    built = objects()
+    if not built:
         return 0
     timestamp = iso(utcnow()) or ""
-    bodies = [body(event_type, timestamp, obj) for obj in objects]
-    surveys = [survey_of(obj) for obj in objects]
+    bodies = [body(event_type, timestamp, obj) for obj in built]
+    surveys = [survey_of(obj) for obj in built]
     items = [
         (hook_id, event_type, text)
         for hook_id, wanted in targets
@@ -85,6 +103,74 @@ def emit(session: Session, org_id: str, event_type: str, objects: Objects) -> in
         if wanted is None or survey is _NO_SURVEY or survey in wanted
     ]
     return len(enqueue_deliveries(session, org_id, items))
+
+
+# ------------------------------------------------------------------------------ record listeners
+# Areas above the kit that act on new and changed answers (alerts; the analysis of issue #13) do
+# so through a job of their own kind: a write whose organization wants it stores one job per
+# chunk of record ids, in the writer's transaction, so it is never lost nor run for a rolled-back
+# write, and whatever process wrote the answers (a server, `npsd import`, `npsd demo`), any
+# worker runs it. The kit declares the listeners (job kind and the one cheap query that says
+# whether an organization wants it) rather than letting areas register at import: a process that
+# never imported the listening area must still record the job. The area registers the handler.
+
+
+@dataclass(frozen=True)
+class RecordListener:
+    """A job kind that receives ``{"event": ..., "record_ids": [...]}`` for the records a write
+    created or updated, when ``wanted(session, org_id)`` (one cheap query, run per write) says so."""
+
+    job_kind: str
+    wanted: Callable[[Session, str], bool]
+    events: frozenset[str] = frozenset({"response.created", "response.updated"})
+    chunk: int = 500  # record ids per job
+
+
+def _has_active_alert_rule(session: Session, org_id: str) -> bool:
+    found = session.scalar(
+        select(AlertRule.id).where(AlertRule.org_id == org_id, AlertRule.is_active.is_(True)).limit(1)
+    )
+    return found is not None
+
+
+ALERTS_EVALUATE_JOB = "alerts.evaluate"  # registered by alerts/delivery.py
+RECORD_LISTENERS: list[RecordListener] = [RecordListener(ALERTS_EVALUATE_JOB, _has_active_alert_rule)]
+
+
+def _to_listeners(
+    session: Session, org_id: str, event_type: str, objects: Callable[[], Sequence[dict[str, Any]]]
+) -> None:
+    for listener in RECORD_LISTENERS:
+        if event_type not in listener.events or not listener.wanted(session, org_id):
+            continue
+        ids = [str(obj["_id"]) for obj in objects() if obj.get("_id")]
+        if not ids:
+            continue
+        chunks = [ids[i : i + listener.chunk] for i in range(0, len(ids), listener.chunk)]
+        now = utcnow()
+        session.flush()
+        session.execute(
+            insert(Job.__table__),
+            [
+                {
+                    "id": job_id,
+                    "org_id": org_id,
+                    "kind": listener.job_kind,
+                    "payload": {"event": event_type, "record_ids": chunk},
+                    "dedupe_key": None,
+                    "status": "queued",
+                    "run_at": now,
+                    "attempts": 0,
+                    "max_attempts": MAX_ATTEMPTS,
+                    "locked_by": None,
+                    "locked_until": None,
+                    "last_error": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for job_id, chunk in zip(new_ids(len(chunks)), chunks, strict=True)
+            ],
+        )
 
 
 # The outbox: an event for a webhook becomes a stored delivery and the durable job that sends it

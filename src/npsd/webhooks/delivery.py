@@ -23,6 +23,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -91,11 +92,26 @@ def timeouts(settings: Settings) -> httpx.Timeout:
 def send(
     url: str, msg_id: str, body: bytes, secret: str, allow_private: bool, timeout: httpx.Timeout = TIMEOUT
 ) -> Outcome:
-    """POST one signed delivery to ``url`` and report what happened (never raises for network trouble).
+    """POST one signed delivery to ``url`` and report what happened (never raises for network trouble)."""
+    return post(
+        url, body, lambda: signing.headers(secret, msg_id, int(time.time()), body), allow_private, timeout
+    )
+
+
+def post(
+    url: str,
+    body: bytes,
+    headers_of: Callable[[], dict[str, str]],
+    allow_private: bool,
+    timeout: httpx.Timeout = TIMEOUT,
+) -> Outcome:
+    """POST ``body`` to ``url`` behind the SSRF guard and report what happened (never raises for
+    network trouble); also the alerts' chat messages (``alerts/``) go through here.
 
     The host is resolved and checked here, and the connection goes to the checked address with the
     original ``Host`` header and TLS server name; the addresses are tried in resolver order when a
-    connection is refused. The response body is not read.
+    connection is refused. ``headers_of`` is called once the target passed the guard. The response
+    body is not read.
     """
     started = time.monotonic()
 
@@ -108,8 +124,7 @@ def send(
         target = guard.check_target(url, allow_private)
     except guard.UnsafeTarget as exc:
         return done(None, f"url {exc}")
-    stamp = int(time.time())
-    headers = signing.headers(secret, msg_id, stamp, body)
+    headers = headers_of()
     original = httpx.URL(url)
     headers["host"] = original.netloc.decode("ascii")
     extensions = {} if target.host_is_literal or target.scheme != "https" else {"sni_hostname": target.host}
