@@ -41,11 +41,12 @@ from npsd.collect import service
 from npsd.kit.models import Invitation, Job
 from npsd.kit.timeutil import utcnow
 
+# the default question names the organization (its profile's name), in each language
 DEFAULT_QUESTIONS = {
-    "en": "How likely are you to recommend us to a friend or colleague?",
-    "de": "Wie wahrscheinlich ist es, dass Sie uns einem Freund oder Kollegen weiterempfehlen?",
-    "fr": "Quelle est la probabilité que vous nous recommandiez à un ami ou à un collègue ?",
-    "es": "¿Qué probabilidad hay de que nos recomiende a un amigo o colega?",
+    "en": "How likely are you to recommend {org} to a friend or colleague?",
+    "de": "Wie wahrscheinlich ist es, dass Sie {org} einem Freund oder Kollegen weiterempfehlen?",
+    "fr": "Quelle est la probabilité que vous recommandiez {org} à un ami ou à un collègue ?",
+    "es": "¿Qué probabilidad hay de que recomiende {org} a un amigo o colega?",
 }
 SUBJECTS = {
     "en": "A quick question for you",
@@ -93,9 +94,9 @@ def test_invitation_mail(client: Any, tenant: Tenant, database: TestDatabase, sm
 
     text, html = part(mail, "plain"), part(mail, "html")
     for body in (text, html):
-        assert DEFAULT_QUESTIONS["en"] in body
+        assert DEFAULT_QUESTIONS["en"].format(org=tenant.name) in body
         assert "Not at all likely" in body and "Extremely likely" in body
-    assert text.startswith("Hello Ann Example,")
+    assert text.startswith(f"{tenant.name}\r\n\r\nHello Ann Example,")  # the organization's name first
     links = score_links(text)
     assert sorted(links) == list(range(11))
     assert score_links(html) == links
@@ -134,7 +135,7 @@ def test_mail_in_the_recipients_language(
     assert mail["Subject"] == SUBJECTS[lang]
     assert mail["Content-Language"] == lang
     text, html = part(mail, "plain"), part(mail, "html")
-    assert DEFAULT_QUESTIONS[lang] in text
+    assert DEFAULT_QUESTIONS[lang].format(org=tenant.name) in text
     assert f'<html lang="{lang}">' in html
     low, high = SCALE_ENDS[lang]
     assert low in text and high in html
@@ -164,7 +165,9 @@ def test_custom_question_is_kept_and_escaped(
     invite_one(client, tenant, survey["id"], address, locale="de", name="<b>Eve</b>")
     run_jobs(database.db)
     mail = only_mail(smtp, address)
-    assert mail["Subject"] == SUBJECTS["de"]
+    # the question exists in English only: the German recipient gets the whole mail in English
+    # (tests/test_survey_languages.py covers translations)
+    assert mail["Subject"] == SUBJECTS["en"]
     text, html = part(mail, "plain"), part(mail, "html")
     assert question in text
     assert "Would you recommend &lt;Acme &amp; &#34;Co&#34;&gt;?" in html

@@ -94,7 +94,9 @@ def test_page_is_an_accessible_form(client: Any, tenant: Tenant, database: TestD
     assert "script" not in page.texts and not page.all("script")
     [form] = page.all("form")
     assert form["method"] == "post"
-    assert page.texts["legend"] == ["How likely are you to recommend us to a friend or colleague?"]
+    assert page.texts["legend"] == [
+        f"How likely are you to recommend {tenant.name} to a friend or colleague?"
+    ]
     radios = page.all("input", type="radio", name="score")
     assert [r["value"] for r in radios] == [str(n) for n in range(11)]
     assert not any("checked" in r for r in radios)
@@ -291,15 +293,15 @@ def test_unknown_expired_and_withdrawn_links(
 @pytest.mark.parametrize(
     ("locale", "legend", "submit"),
     [
-        ("es", "¿Qué probabilidad hay de que nos recomiende a un amigo o colega?", "Enviar"),
+        ("es", "¿Qué probabilidad hay de que recomiende {org} a un amigo o colega?", "Enviar"),
         (
             "fr-CA",
-            "Quelle est la probabilité que vous nous recommandiez à un ami ou à un collègue ?",
+            "Quelle est la probabilité que vous recommandiez {org} à un ami ou à un collègue ?",
             "Envoyer",
         ),
         (
             "de",
-            "Wie wahrscheinlich ist es, dass Sie uns einem Freund oder Kollegen weiterempfehlen?",
+            "Wie wahrscheinlich ist es, dass Sie {org} einem Freund oder Kollegen weiterempfehlen?",
             "Absenden",
         ),
     ],
@@ -307,14 +309,20 @@ def test_unknown_expired_and_withdrawn_links(
 def test_page_in_the_recipients_language(
     client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink, locale: str, legend: str, submit: str
 ) -> None:
-    survey = make_survey(client, tenant, followUpQuestion="Was sollen wir verbessern?")
+    # a follow-up question the author wrote is shown in the recipient's language when translated
+    lang = locale[:2]
+    survey = make_survey(
+        client,
+        tenant,
+        followUpQuestion="What should we improve?",
+        translations={lang: {"followUpQuestion": "¿?"}},
+    )
     _, links, _ = sent_invitation(client, tenant, database, smtp, survey["id"], locale=locale)
     page = Markup(client.get(links[6]).text)
-    assert page.all("html", lang=locale[:2])
-    assert page.texts["legend"] == [legend]
+    assert page.all("html", lang=lang)
+    assert page.texts["legend"] == [legend.format(org=tenant.name)]
     assert page.texts["button"] == [submit]
-    # a follow-up question the author wrote is shown as written
-    assert any(text.startswith("Was sollen wir verbessern?") for text in page.texts["label"])
+    assert any(text.startswith("¿?") for text in page.texts["label"])
 
 
 # ------------------------------------------------------------------------------------ unsubscribe

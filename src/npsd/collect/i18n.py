@@ -2,17 +2,20 @@
 
 The language is the recipient's ``locale`` when npsd speaks it, else the survey's ``language``,
 else English; only the base language counts (``de-CH`` is ``de``). A survey that keeps the
-default question (or follow-up question) gets it in that language; a question the survey's
-author wrote is shown as written.
+default question (or follow-up question) gets it in that language, naming the organization; a
+text the survey's author wrote is shown in the recipient's language when the survey has its
+translation, else the whole mail or page is in the survey's language (``survey_texts``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from npsd.surveys.schemas import DEFAULT_FOLLOW_UP, DEFAULT_QUESTION
+from npsd.kit.models import Survey
+from npsd.surveys.schemas import DEFAULT_FOLLOW_UP, DEFAULT_QUESTION, TRANSLATABLE
 
-LANGUAGES = ("en", "de", "fr", "es")
+LANGUAGES = TRANSLATABLE  # the survey API accepts translations into exactly these
 FALLBACK = "en"
 
 MESSAGES: dict[str, dict[str, str]] = {
@@ -30,6 +33,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "unsubscribe_note": "Don't want these e-mails?",
         "unsubscribe_link": "Unsubscribe",
         "question": DEFAULT_QUESTION,
+        "question_org": "How likely are you to recommend {org} to a friend or colleague?",
+        "privacy": "Privacy policy",
         "follow_up": DEFAULT_FOLLOW_UP,
         "page_title": "Your feedback",
         "scale_hint": "0 = not at all likely, 10 = extremely likely",
@@ -72,6 +77,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "unsubscribe_note": "Sie möchten diese E-Mails nicht mehr erhalten?",
         "unsubscribe_link": "Abmelden",
         "question": "Wie wahrscheinlich ist es, dass Sie uns einem Freund oder Kollegen weiterempfehlen?",
+        "question_org": "Wie wahrscheinlich ist es, dass Sie {org} einem Freund oder Kollegen weiterempfehlen?",
+        "privacy": "Datenschutzerklärung",
         "follow_up": "Was ist der wichtigste Grund für Ihre Bewertung?",
         "page_title": "Ihre Meinung",
         "scale_hint": "0 = überhaupt nicht wahrscheinlich, 10 = äußerst wahrscheinlich",
@@ -114,6 +121,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "unsubscribe_note": "Vous ne souhaitez plus recevoir ces e-mails ?",
         "unsubscribe_link": "Se désabonner",
         "question": "Quelle est la probabilité que vous nous recommandiez à un ami ou à un collègue ?",
+        "question_org": "Quelle est la probabilité que vous recommandiez {org} à un ami ou à un collègue ?",
+        "privacy": "Politique de confidentialité",
         "follow_up": "Quelle est la principale raison de votre note ?",
         "page_title": "Votre avis",
         "scale_hint": "0 = pas du tout probable, 10 = très probable",
@@ -156,6 +165,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "unsubscribe_note": "¿No desea recibir estos correos?",
         "unsubscribe_link": "Darse de baja",
         "question": "¿Qué probabilidad hay de que nos recomiende a un amigo o colega?",
+        "question_org": "¿Qué probabilidad hay de que recomiende {org} a un amigo o colega?",
+        "privacy": "Política de privacidad",
         "follow_up": "¿Cuál es el motivo principal de su puntuación?",
         "page_title": "Su opinión",
         "scale_hint": "0 = nada probable, 10 = muy probable",
@@ -219,19 +230,85 @@ class Words:
         return self._messages[key].format(**values)
 
 
-def question(survey_question: str, lang: str) -> str:
-    """The survey's question, translated when it is the default one."""
-    if survey_question.strip() == DEFAULT_QUESTION:
-        return MESSAGES[lang]["question"]
-    return survey_question
+def _is_default(text: str | None, default: str) -> bool:
+    return text is None or not text.strip() or text.strip() == default
 
 
-def follow_up(survey_follow_up: str | None, lang: str) -> str:
-    """The follow-up question above the comment box (the default one, translated, when unset)."""
-    if (
-        survey_follow_up is None
-        or not survey_follow_up.strip()
-        or survey_follow_up.strip() == DEFAULT_FOLLOW_UP
-    ):
-        return MESSAGES[lang]["follow_up"]
-    return survey_follow_up
+@dataclass(frozen=True)
+class Texts:
+    """Everything a recipient reads, in one language: npsd's words and the survey's texts."""
+
+    words: Words
+    question: str
+    follow_up: str
+    thanks: str
+
+    @property
+    def lang(self) -> str:
+        return self.words.lang
+
+
+def _texts_in(survey: Survey, org_name: str, lang: str) -> Texts | None:
+    """The survey's texts in ``lang``, or None when one of them exists only in another language."""
+    words = Words(lang)
+    translated: dict[str, str] = {}
+    if lang != base_language(survey.language):
+        translated = (survey.translations or {}).get(lang) or {}
+        if not translated.get("question") and not _is_default(survey.question, DEFAULT_QUESTION):
+            return None
+        if not translated.get("followUpQuestion") and not _is_default(
+            survey.follow_up_question, DEFAULT_FOLLOW_UP
+        ):
+            return None
+        if not translated.get("thankYouMessage") and survey.thank_you_message:
+            return None
+    question = translated.get("question") or survey.question
+    follow_up = translated.get("followUpQuestion") or survey.follow_up_question
+    return Texts(
+        words=words,
+        question=(
+            words("question_org", org=org_name) if _is_default(question, DEFAULT_QUESTION) else question
+        ),
+        follow_up=words.follow_up if _is_default(follow_up, DEFAULT_FOLLOW_UP) else str(follow_up),
+        thanks=translated.get("thankYouMessage") or survey.thank_you_message or words.thanks,
+    )
+
+
+def survey_texts(survey: Survey, org_name: str, *tags: str | None) -> Texts:
+    """The mail's or page's texts, all in one language.
+
+    The language is the first of ``tags`` npsd speaks (the invitation's locale, a page's
+    ``?lang``), else the survey's own. A recipient of that language gets it only when every text
+    the survey's author wrote (question, follow-up question, thank-you message) has its
+    translation there (``translations``); otherwise the whole mail and page are in the survey's
+    language, never a German greeting above an English question. The default texts exist in
+    every language and name the organization. A survey whose own language npsd does not speak
+    gets English words around the texts as written.
+    """
+    for tag in tags:
+        lang = base_language(tag)
+        if lang in MESSAGES:
+            found = _texts_in(survey, org_name, lang)
+            if found is not None:
+                return found
+            break
+    own = pick(survey.language)
+    found = _texts_in(survey, org_name, own)
+    if found is None:  # the survey speaks a language npsd does not: its texts as written
+        words = Words(own)
+        question = survey.question
+        follow_up = survey.follow_up_question
+        return Texts(
+            words=words,
+            question=words("question_org", org=org_name)
+            if _is_default(question, DEFAULT_QUESTION)
+            else question,
+            follow_up=words.follow_up if _is_default(follow_up, DEFAULT_FOLLOW_UP) else str(follow_up),
+            thanks=survey.thank_you_message or words.thanks,
+        )
+    return found
+
+
+def translated_languages(survey: Survey) -> set[str]:
+    """The languages the survey has translations for (besides its own)."""
+    return set(survey.translations or {})

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from npsd.collect.brand import Brand
 from npsd.collect.i18n import Words
 from npsd.kit.telemetry import MAILS
 
@@ -84,6 +85,7 @@ class Mail:
     token: str
     base_url: str
     reminder: bool = False
+    brand: Brand | None = None  # the organization's name, logo, colour, privacy link and sender
 
 
 def _one_line(value: str) -> str:
@@ -116,15 +118,17 @@ def compose(mail: Mail, mail_from: str) -> EmailMessage:
         "question": mail.question,
         "links": score_links,
         "unsubscribe_url": unsubscribe_url,
+        "brand": mail.brand,
     }
+    sender = mail.brand.sender(mail_from) if mail.brand else mail_from
     message = EmailMessage()
     message["Subject"] = context["subject"]
-    message["From"] = mail_from
+    message["From"] = sender
     message["To"] = _recipient(name, mail.to_email)
     message["Date"] = formatdate(usegmt=True)
     suffix = ".reminder" if mail.reminder else ""
     # Stable per invitation: should a mail ever go out twice, receivers can tell it is the same one.
-    message["Message-ID"] = f"<invitation.{mail.invitation_id}{suffix}@{_domain(mail_from)}>"
+    message["Message-ID"] = f"<invitation.{mail.invitation_id}{suffix}@{_domain(str(sender))}>"
     message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"

@@ -23,7 +23,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from npsd.collect import service
-from npsd.collect.i18n import Words, follow_up, pick, question
+from npsd.collect.brand import Brand, brand_of
+from npsd.collect.i18n import LANGUAGES, Texts, Words, base_language, pick, survey_texts
 from npsd.collect.mailer import TEMPLATES
 from npsd.kit.config import Settings
 from npsd.kit.db import Database
@@ -76,18 +77,35 @@ class Page:
     status: int
     context: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    brand: Brand | None = None  # the organization's name, logo, colour and privacy link
 
 
 def render(page: Page) -> HTMLResponse:
-    html = TEMPLATES.get_template(page.template + ".html").render(page.context)
-    return HTMLResponse(html, status_code=page.status, headers={**PAGE_HEADERS, **page.headers})
+    html = TEMPLATES.get_template(page.template + ".html").render({**page.context, "brand": page.brand})
+    headers = {**PAGE_HEADERS, **page.headers}
+    origin = page.brand.logo_origin if page.brand else None
+    if origin:  # the organization's own logo is the one image from elsewhere (no referrer is sent)
+        headers["Content-Security-Policy"] += f"; img-src {origin}"
+    return HTMLResponse(html, status_code=page.status, headers=headers)
 
 
 def message(
-    words: Words, status: int, title_key: str, text: str | None = None, headers: dict[str, str] | None = None
+    words: Words,
+    status: int,
+    title_key: str,
+    text: str | None = None,
+    headers: dict[str, str] | None = None,
+    brand: Brand | None = None,
 ) -> Page:
     title = getattr(words, title_key)
-    return Page("message", status, {"words": words, "title": title, "text": text}, headers or {})
+    return Page("message", status, {"words": words, "title": title, "text": text}, headers or {}, brand)
+
+
+def query_language(raw: str | None) -> str | None:
+    """A page's ``?lang=``: one of the languages npsd speaks, else ignored (a link may carry
+    anything; the page then speaks as it would without it)."""
+    lang = base_language(raw[:16]) if raw else None
+    return lang if lang in LANGUAGES else None
 
 
 def accepted_language(request: Request) -> str:
@@ -122,8 +140,8 @@ async def read_form(request: Request) -> FormData:
 
 
 def form_page(
-    words: Words,
-    survey: Survey,
+    texts: Texts,
+    brand: Brand,
     action: str,
     *,
     score: int | None,
@@ -133,6 +151,7 @@ def form_page(
     status: int = 200,
     hidden: list[tuple[str, str]] | None = None,
 ) -> Page:
+    words = texts.words
     return Page(
         "respond",
         status,
@@ -141,35 +160,36 @@ def form_page(
             "title": words.page_title,
             "action": action,
             "hidden": hidden or [],
-            "question": question(survey.question, words.lang),
-            "follow_up": follow_up(survey.follow_up_question, words.lang),
+            "question": texts.question,
+            "follow_up": texts.follow_up,
             "score": score,
             "comment": comment,
             "notice": notice,
             "error": error,
             "max_comment": service.MAX_COMMENT,
         },
+        brand=brand,
     )
 
 
-def thanks(words: Words, survey: Survey) -> Page:
-    return message(words, 200, "thanks_title", survey.thank_you_message or words.thanks)
+def thanks(texts: Texts, brand: Brand) -> Page:
+    return message(texts.words, 200, "thanks_title", texts.thanks, brand=brand)
 
 
-def _closed(words: Words, survey: Survey) -> Page | None:
+def _closed(words: Words, survey: Survey, brand: Brand) -> Page | None:
     if not is_open(survey, utcnow())[0]:
-        return message(words, 410, "closed_title", words.closed_text)
+        return message(words, 410, "closed_title", words.closed_text, brand=brand)
     return None
 
 
-def _invitation_problem(words: Words, inv: Invitation, survey: Survey) -> Page | None:
+def _invitation_problem(words: Words, inv: Invitation, survey: Survey, brand: Brand) -> Page | None:
     if inv.status == "cancelled":
-        return message(words, 410, "withdrawn_title", words.withdrawn_text)
-    closed = _closed(words, survey)
+        return message(words, 410, "withdrawn_title", words.withdrawn_text, brand=brand)
+    closed = _closed(words, survey, brand)
     if closed is not None:
         return closed
     if utcnow() >= inv.expires_at:
-        return message(words, 410, "expired_title", words.expired_text)
+        return message(words, 410, "expired_title", words.expired_text, brand=brand)
     return None
 
 
@@ -181,53 +201,77 @@ def _not_found(lang: str) -> Page:
 # --------------------------------------------------------------------------------- /r/{token}
 
 
+@dataclass(frozen=True)
+class Asked:
+    """What a page needs to speak: the language it was asked in (``?lang``) and, for unknown
+    links, the browser's ``Accept-Language`` choice."""
+
+    lang: str | None
+    fallback: str
+
+    @classmethod
+    def of(cls, request: Request) -> Asked:
+        return cls(query_language(request.query_params.get("lang")), accepted_language(request))
+
+    def action(self, base: str) -> str:
+        """The form's target: the page itself, keeping ``?lang``."""
+        return f"{base}?lang={self.lang}" if self.lang else base
+
+
 def _open_invitation(
-    session: Session, token: str, write: bool, lang: str
-) -> tuple[Any, Survey, Words] | Page:
-    """The invitation of ``token``, its survey and the page's words; or the page that says why
-    it cannot be answered (unknown, expired, withdrawn, survey closed)."""
+    session: Session, token: str, write: bool, asked: Asked
+) -> tuple[Any, Survey, Texts, Brand] | Page:
+    """The invitation of ``token``, its survey, the page's texts (in the mail's language unless
+    ``?lang`` asks for another) and the organization's brand; or the page that says why it cannot
+    be answered (unknown, expired, withdrawn, survey closed)."""
     inv = service.invitation_for_token(session, token, for_update=write)
     survey = session.get(Survey, inv.survey_id) if inv is not None else None
     if inv is None or survey is None:
-        return _not_found(lang)
-    words = Words(pick(inv.locale, survey.language))
-    problem = _invitation_problem(words, inv, survey)
-    return problem if problem is not None else (inv, survey, words)
+        return _not_found(asked.fallback)
+    brand = brand_of(session, inv.org_id)
+    texts = survey_texts(survey, brand.name, asked.lang, inv.locale)
+    problem = _invitation_problem(texts.words, inv, survey, brand)
+    return problem if problem is not None else (inv, survey, texts, brand)
 
 
-def _respond_get(session: Session, token: str, score_raw: str | None, write: bool, lang: str) -> Page:
-    opened = _open_invitation(session, token, write, lang)
+def _respond_get(session: Session, token: str, score_raw: str | None, write: bool, asked: Asked) -> Page:
+    opened = _open_invitation(session, token, write, asked)
     if not isinstance(opened, tuple):
         return opened
-    inv, survey, words = opened
+    inv, survey, texts, brand = opened
+    words = texts.words
+    action = asked.action(token)
     score, comment = service.current_answer(session, inv)
     if score_raw is None:
-        return form_page(words, survey, token, score=score, comment=comment)
+        return form_page(texts, brand, action, score=score, comment=comment)
     chosen = parse_score(score_raw)
     if chosen is None:
         return form_page(
-            words, survey, token, score=score, comment=comment, error=words.choose_score, status=400
+            texts, brand, action, score=score, comment=comment, error=words.choose_score, status=400
         )
     if not write:  # HEAD: show, never record
-        return form_page(words, survey, token, score=chosen, comment=comment)
+        return form_page(texts, brand, action, score=chosen, comment=comment)
     service.answer_invitation(session, inv, survey, chosen)
     return form_page(
-        words, survey, token, score=chosen, comment=comment, notice=words("recorded", score=chosen)
+        texts, brand, action, score=chosen, comment=comment, notice=words("recorded", score=chosen)
     )
 
 
-def _respond_post(session: Session, token: str, score_raw: Any, comment_raw: Any, lang: str) -> Page:
-    opened = _open_invitation(session, token, True, lang)
+def _respond_post(session: Session, token: str, score_raw: Any, comment_raw: Any, asked: Asked) -> Page:
+    opened = _open_invitation(session, token, True, asked)
     if not isinstance(opened, tuple):
         return opened
-    inv, survey, words = opened
+    inv, survey, texts, brand = opened
+    words = texts.words
     score = parse_score(score_raw)
     comment, comment_ok = parse_comment(comment_raw)
     if score is None or not comment_ok:
         error = words.choose_score if score is None else words.comment_invalid
-        return form_page(words, survey, token, score=score, comment=comment, error=error, status=400)
+        return form_page(
+            texts, brand, asked.action(token), score=score, comment=comment, error=error, status=400
+        )
     service.answer_invitation(session, inv, survey, score, comment, with_comment=True)
-    return thanks(words, survey)
+    return thanks(texts, brand)
 
 
 @router.api_route("/r/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
@@ -235,9 +279,7 @@ async def respond_page(request: Request, token: str) -> Response:
     """The survey page of one invitation; ``?score=N`` (the e-mail's links) records N at once."""
     score_raw = request.query_params.get("score")
     write = score_raw is not None and request.method == "GET"
-    page = await run_in_transaction(
-        request, write, _respond_get, token, score_raw, write, accepted_language(request)
-    )
+    page = await run_in_transaction(request, write, _respond_get, token, score_raw, write, Asked.of(request))
     return render(page)
 
 
@@ -246,13 +288,7 @@ async def respond_submit(request: Request, token: str) -> Response:
     """The form: score and comment; updates the invitation's one record, then says thank you."""
     form = await read_form(request)
     page = await run_in_transaction(
-        request,
-        True,
-        _respond_post,
-        token,
-        form.get("score"),
-        form.get("comment"),
-        accepted_language(request),
+        request, True, _respond_post, token, form.get("score"), form.get("comment"), Asked.of(request)
     )
     return render(page)
 
@@ -264,27 +300,37 @@ def _unsubscribe_get(session: Session, settings: Settings, token: str, lang: str
     inv = service.invitation_for_token(session, token)
     if inv is None:
         return _not_found(lang)
-    survey = session.get(Survey, inv.survey_id)
-    words = Words(pick(inv.locale, survey.language if survey else None))
+    words, brand = _unsubscribe_words(session, inv)
     if service.is_unsubscribed(session, settings, inv.org_id, inv.email_key):
-        return message(words, 200, "unsubscribed_title", words("unsubscribed_text", email=inv.email))
+        return message(
+            words, 200, "unsubscribed_title", words("unsubscribed_text", email=inv.email), brand=brand
+        )
     return Page(
         "unsubscribe",
         200,
         {"words": words, "title": words.unsubscribe_title, "action": token, "email": inv.email},
+        brand=brand,
     )
+
+
+def _unsubscribe_words(session: Session, inv: Invitation) -> tuple[Words, Brand]:
+    """The words of the invitation's mail (its language) and the organization's brand."""
+    survey = session.get(Survey, inv.survey_id)
+    brand = brand_of(session, inv.org_id)
+    if survey is None:
+        return Words(pick(inv.locale)), brand
+    return survey_texts(survey, brand.name, inv.locale).words, brand
 
 
 def _unsubscribe_post(session: Session, settings: Settings, token: str, one_click: bool, lang: str) -> Page:
     inv = service.invitation_for_token(session, token)
     if inv is None:
         return _not_found(lang)
-    survey = session.get(Survey, inv.survey_id)
-    words = Words(pick(inv.locale, survey.language if survey else None))
+    words, brand = _unsubscribe_words(session, inv)
     service.unsubscribe(
         session, settings, inv.org_id, inv.email, "one-click" if one_click else "link", inv.id
     )
-    return message(words, 200, "unsubscribed_title", words("unsubscribed_text", email=inv.email))
+    return message(words, 200, "unsubscribed_title", words("unsubscribed_text", email=inv.email), brand=brand)
 
 
 @router.api_route("/u/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
@@ -334,44 +380,78 @@ def _public_email(raw: Any) -> tuple[str | None, bool]:
         return None, False
 
 
-def _open_public(session: Session, public_id: str, lang: str) -> tuple[Survey, Words] | Page:
-    """The survey of a public link and the page's words; or the page saying it is unknown or closed."""
+def _open_public(
+    session: Session, public_id: str, asked: Asked, browser: list[str]
+) -> tuple[Survey, Texts, Brand] | Page:
+    """The survey of a public link, the page's texts and the organization's brand; or the page
+    saying it is unknown or closed.
+
+    The language is ``?lang``, else the first of the browser's languages the survey has a
+    translation for, else the survey's own: a survey without translations speaks its language
+    to everyone, as its author wrote it.
+    """
     survey = service.survey_for_public_id(session, public_id)
     if survey is None:
-        return _not_found(lang)
-    words = Words(pick(survey.language))
-    closed = _closed(words, survey)
-    return closed if closed is not None else (survey, words)
+        return _not_found(asked.fallback)
+    brand = brand_of(session, survey.org_id)
+    offered = [lang for lang in browser if lang in (survey.translations or {})]
+    texts = survey_texts(survey, brand.name, asked.lang, *offered[:1])
+    closed = _closed(texts.words, survey, brand)
+    return closed if closed is not None else (survey, texts, brand)
 
 
-def _public_get(session: Session, public_id: str, email_raw: str | None, lang: str) -> Page:
-    opened = _open_public(session, public_id, lang)
+def browser_languages(request: Request) -> list[str]:
+    """The base languages of ``Accept-Language`` npsd speaks, in the header's order (at most 10)."""
+    header = request.headers.get("accept-language", "")[:500]
+    tags = [base_language(part.split(";", 1)[0].strip()) for part in header.split(",")][:10]
+    return [tag for tag in tags if tag in LANGUAGES]
+
+
+def _public_get(
+    session: Session, public_id: str, email_raw: str | None, asked: Asked, browser: list[str]
+) -> Page:
+    opened = _open_public(session, public_id, asked, browser)
     if not isinstance(opened, tuple):
         return opened
-    survey, words = opened
+    _, texts, brand = opened
     email, ok = _public_email(email_raw)
     if not ok:
-        return message(words, 400, "bad_email_title")
+        return message(texts.words, 400, "bad_email_title", brand=brand)
     return form_page(
-        words, survey, public_id, score=None, comment=None, hidden=[("email", email)] if email else []
+        texts,
+        brand,
+        asked.action(public_id),
+        score=None,
+        comment=None,
+        hidden=[("email", email)] if email else [],
     )
 
 
-def _public_post(session: Session, public_id: str, form: dict[str, Any], client: str, lang: str) -> Page:
-    opened = _open_public(session, public_id, lang)
+def _public_post(
+    session: Session, public_id: str, form: dict[str, Any], client: str, asked: Asked, browser: list[str]
+) -> Page:
+    opened = _open_public(session, public_id, asked, browser)
     if not isinstance(opened, tuple):
         return opened
-    survey, words = opened
+    survey, texts, brand = opened
+    words = texts.words
     email, email_ok = _public_email(form.get("email"))
     if not email_ok:
-        return message(words, 400, "bad_email_title")
+        return message(words, 400, "bad_email_title", brand=brand)
     hidden = [("email", email)] if email else []
     score = parse_score(form.get("score"))
     comment, comment_ok = parse_comment(form.get("comment"))
     if score is None or not comment_ok:
         error = words.choose_score if score is None else words.comment_invalid
         return form_page(
-            words, survey, public_id, score=score, comment=comment, error=error, status=400, hidden=hidden
+            texts,
+            brand,
+            asked.action(public_id),
+            score=score,
+            comment=comment,
+            error=error,
+            status=400,
+            hidden=hidden,
         )
     if email is not None:
         wait = identified_limiter.hit(f"{survey.id}:{email_key(email)}")
@@ -384,9 +464,10 @@ def _public_post(session: Session, public_id: str, form: dict[str, Any], client:
             "too_many_title",
             words.too_many_text,
             headers={"Retry-After": str(max(1, int(wait + 0.999)))},
+            brand=brand,
         )
     service.answer_public(session, survey, email, score, comment)
-    return thanks(words, survey)
+    return thanks(texts, brand)
 
 
 @router.api_route("/s/{public_id}", methods=["GET", "HEAD"], response_class=HTMLResponse)
@@ -399,7 +480,8 @@ async def public_page(request: Request, public_id: str) -> Response:
             _public_get,
             public_id,
             request.query_params.get("email"),
-            accepted_language(request),
+            Asked.of(request),
+            browser_languages(request),
         )
     )
 
@@ -412,6 +494,13 @@ async def public_submit(request: Request, public_id: str) -> Response:
     values = {key: form.get(key) for key in ("score", "comment", "email")}
     return render(
         await run_in_transaction(
-            request, True, _public_post, public_id, values, client, accepted_language(request)
+            request,
+            True,
+            _public_post,
+            public_id,
+            values,
+            client,
+            Asked.of(request),
+            browser_languages(request),
         )
     )

@@ -42,7 +42,8 @@ from sqlalchemy import ColumnElement, CursorResult, case, func, insert, select, 
 from sqlalchemy.orm import Session
 
 from npsd.collect import mailer
-from npsd.collect.i18n import pick, question
+from npsd.collect.brand import Brand, brand_of
+from npsd.collect.i18n import survey_texts
 from npsd.collect.schemas import MAX_RECIPIENTS, InvitationsCreate, RecipientIn
 from npsd.kit import events
 from npsd.kit.config import Settings
@@ -609,6 +610,7 @@ class _Loaded:
     invitation: Invitation
     survey: Survey
     unsubscribed: bool
+    brand: Brand
 
 
 def _load(db: Database, invitation_id: str) -> _Loaded | None:
@@ -619,7 +621,12 @@ def _load(db: Database, invitation_id: str) -> _Loaded | None:
         survey = session.get(Survey, inv.survey_id)
         if survey is None:
             return None
-        return _Loaded(inv, survey, is_unsubscribed(session, settings_for(db), inv.org_id, inv.email_key))
+        return _Loaded(
+            inv,
+            survey,
+            is_unsubscribed(session, settings_for(db), inv.org_id, inv.email_key),
+            brand_of(session, inv.org_id),
+        )
 
 
 def _token(db: Database, settings: Settings, inv: Invitation) -> str:
@@ -636,27 +643,29 @@ def _token(db: Database, settings: Settings, inv: Invitation) -> str:
     return token
 
 
-def _mail(db: Database, settings: Settings, inv: Invitation, survey: Survey, reminder: bool) -> mailer.Mail:
-    lang = pick(inv.locale, survey.language)
+def _mail(db: Database, settings: Settings, loaded: _Loaded, reminder: bool) -> mailer.Mail:
+    inv = loaded.invitation
+    # one language for the whole mail, the same the page of its links will speak
+    texts = survey_texts(loaded.survey, loaded.brand.name, inv.locale)
     return mailer.Mail(
         invitation_id=inv.id,
         to_email=inv.email,
         to_name=inv.name,
-        lang=lang,
-        question=question(survey.question, lang),
+        lang=texts.lang,
+        question=texts.question,
         token=_token(db, settings, inv),
         base_url=settings.base_url,
         reminder=reminder,
+        brand=loaded.brand,
     )
 
 
-def _send_mail(
-    db: Database, settings: Settings, inv: Invitation, survey: Survey, reminder: bool
-) -> str | None:
+def _send_mail(db: Database, settings: Settings, loaded: _Loaded, reminder: bool) -> str | None:
     """Send the invitation (or its reminder). Returns why the server refused it for good, or None
-    once it was accepted; a temporary failure raises, so the job is retried with backoff."""
+    once it was accepted; a temporary failure raises, so the job is retried with backoff.
+    The mail comes from the organization's sender when its profile names one."""
     config = _smtp(settings)  # first: without an SMTP server the job waits, nothing is composed
-    message = mailer.compose(_mail(db, settings, inv, survey, reminder=reminder), settings.mail_from)
+    message = mailer.compose(_mail(db, settings, loaded, reminder=reminder), settings.mail_from)
     try:
         mailer.send(config, message)
     except Exception as exc:
@@ -714,7 +723,7 @@ def send_invitation(db: Database, job: JobInfo) -> None:
     if survey.starts_at is not None and now < survey.starts_at:
         raise RetryLater(survey.starts_at - now, "the survey has not started yet")
     settings = settings_for(db)
-    refused = _send_mail(db, settings, inv, survey, reminder=False)
+    refused = _send_mail(db, settings, loaded, reminder=False)
     if refused is not None:
         _fail(db, inv.id, refused)
         return
@@ -844,7 +853,7 @@ def send_reminder(db: Database, job: JobInfo) -> None:
         due = inv.sent_at + timedelta(days=survey.reminder_after_days)
         if now < due:
             raise RetryLater(due - now, "the reminder is not due yet")
-    refused = _send_mail(db, settings_for(db), inv, survey, reminder=True)
+    refused = _send_mail(db, settings_for(db), loaded, reminder=True)
     if refused is not None:
         log.warning("reminder for invitation %s refused: %s", inv.id, refused)
         return

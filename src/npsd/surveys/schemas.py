@@ -18,6 +18,10 @@ from npsd.records.schemas import ObjectId, SourceId
 
 DEFAULT_QUESTION = "How likely are you to recommend us to a friend or colleague?"
 DEFAULT_FOLLOW_UP = "What is the most important reason for your score?"
+# The languages the respondent side speaks (``collect/i18n.py`` has their words): a survey's texts
+# may be translated into these.
+TRANSLATABLE = ("en", "de", "fr", "es")
+TranslationLanguage = Literal["en", "de", "fr", "es"]
 SurveyType = Literal["RELATIONSHIP", "TRANSACTIONAL"]
 Category = Literal["PROMOTER", "PASSIVE", "DETRACTOR"]
 _LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")
@@ -44,6 +48,28 @@ ThrottleDays = Annotated[
 ReminderDays = Annotated[StrictInt, Field(ge=1, le=365, description="Days before a reminder; null for none")]
 
 
+class SurveyTexts(BaseModel):
+    """A survey's texts in one more language. A text left out is the default one in that language
+    when the survey keeps the default; a text the survey's author wrote needs its translation,
+    or recipients of this language get the whole mail and page in the survey's own language."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: Question | None = None
+    followUpQuestion: Question | None = None
+    thankYouMessage: LongText | None = None
+
+
+Translations = Annotated[
+    dict[TranslationLanguage, SurveyTexts],
+    Field(
+        description="The question, follow-up question and thank-you message in other languages, "
+        "by language (en, de, fr, es; not the survey's own `language`). Replaced whole on update; "
+        "null removes every translation."
+    ),
+]
+
+
 class SurveyUpdate(ColumnInput):
     """The fields of a survey a client may write. On update every field is optional and only the
     fields sent change; `name`, `question`, `surveyType`, `isActive`, `language` and `throttleDays`
@@ -66,6 +92,7 @@ class SurveyUpdate(ColumnInput):
     thankYouMessage: LongText | None = None
     startsAt: UtcDatetime | None = Field(None, description="Responses are accepted from this time (ISO 8601)")
     endsAt: UtcDatetime | None = Field(None, description="...and until this time; must be after startsAt")
+    translations: Translations | None = None
 
     COLUMNS: ClassVar[dict[str, str]] = {
         "name": "name",
@@ -81,6 +108,7 @@ class SurveyUpdate(ColumnInput):
         "thankYouMessage": "thank_you_message",
         "startsAt": "starts_at",
         "endsAt": "ends_at",
+        "translations": "translations",
     }
     NOT_NULL: ClassVar[frozenset[str]] = frozenset(
         {"name", "surveyType", "question", "isActive", "language", "throttleDays"}
@@ -119,6 +147,9 @@ class SurveyRead(BaseModel):
     thankYouMessage: str | None
     startsAt: str | None
     endsAt: str | None
+    translations: dict[str, SurveyTexts] = Field(
+        description="The survey's texts in other languages (an object by language; {} for none)"
+    )
     createdAt: str
     updatedAt: str
     responseCount: int = Field(

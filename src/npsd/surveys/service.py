@@ -28,7 +28,7 @@ from npsd.kit.models import NpsRollup, Survey
 from npsd.kit.timeutil import iso, utcnow
 from npsd.records import service as records
 from npsd.records.schemas import NpsInput
-from npsd.surveys.schemas import ResponseCreate, SurveyCreate, SurveyUpdate
+from npsd.surveys.schemas import ResponseCreate, SurveyCreate, SurveyTexts, SurveyUpdate
 
 T = records.T  # the nps_record table
 R = NpsRollup.__table__
@@ -53,6 +53,7 @@ def survey_out(s: Survey, summary: Summary) -> dict[str, Any]:
         "thankYouMessage": s.thank_you_message,
         "startsAt": iso(s.starts_at),
         "endsAt": iso(s.ends_at),
+        "translations": s.translations or {},
         "createdAt": iso(s.created_at),
         "updatedAt": iso(s.updated_at),
         "responseCount": summary.total,
@@ -103,9 +104,29 @@ def _check_window(starts_at: datetime | None, ends_at: datetime | None) -> None:
         raise BadRequest.field("endsAt", "must be after startsAt")
 
 
+def _translations(value: Any, language: str) -> dict[str, dict[str, str]] | None:
+    """The ``translations`` column from the API's object: only the texts given, no empty language,
+    None for none. The survey's own language has its texts in the survey's fields: a translation
+    into it is a 400 naming it (two questions for one language would contradict each other)."""
+    if not value:
+        return None
+    own = language.replace("_", "-").split("-", 1)[0].lower()
+    out: dict[str, dict[str, str]] = {}
+    for lang, texts in value.items():
+        if lang == own:
+            raise BadRequest.field(
+                f"translations.{lang}", f"is the survey's own language ({language}): set its texts directly"
+            )
+        given = texts.model_dump(exclude_none=True) if isinstance(texts, SurveyTexts) else dict(texts)
+        if given:
+            out[lang] = given
+    return out or None
+
+
 def create_survey(session: Session, org_id: str, data: SurveyCreate) -> dict[str, Any]:
     values = data.column_values()
     _check_window(values["starts_at"], values["ends_at"])
+    values["translations"] = _translations(values["translations"], values["language"])
     now = utcnow()
     survey = Survey(id=new_id(), org_id=org_id, created_at=now, updated_at=now, **values)
     session.add(survey)
@@ -119,6 +140,10 @@ def update_survey(session: Session, survey: Survey, data: SurveyUpdate) -> dict[
     starts = values.get("starts_at", survey.starts_at)
     ends = values.get("ends_at", survey.ends_at)
     _check_window(starts, ends)
+    if "translations" in values or "language" in values:
+        values["translations"] = _translations(
+            values.get("translations", survey.translations), values.get("language", survey.language)
+        )
     changed = {k: v for k, v in values.items() if getattr(survey, k) != v}
     if changed:
         for column, value in changed.items():
