@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 
 from npsd import __version__
+from npsd.alerts.routes import router as alerts_router
 from npsd.analytics.routes import router as metrics_router
 from npsd.auth.routes import organization_router, tokens_router, users_router
 from npsd.auth.routes import router as auth_router
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(collect_router)
     app.include_router(surveys_router)
     app.include_router(webhooks_router)
+    app.include_router(alerts_router)
     app.include_router(privacy_router)
     app.include_router(imports_router)
     app.include_router(pages_router)
