@@ -41,6 +41,8 @@ LIST_OPERATIONS = {
     "/v1/unsubscribes",
     "/v1/webhooks",
     "/v1/webhooks/{id}/deliveries",
+    "/v1/digests",
+    "/v1/digests/{id}/deliveries",
     "/v1/tokens",
     "/v1/erasures",
 }
@@ -64,6 +66,17 @@ def objects(client: Any, tenant: Tenant) -> dict[str, str]:
         "/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["response.created"]}, headers=h
     ).json()
     erasure = client.post("/v1/erasures", json={"email": "cal@qp-acme.com"}, headers=h).json()
+    digest = client.post(
+        "/v1/digests",
+        json={
+            "frequency": "weekly",
+            "weekday": "monday",
+            "hour": 8,
+            "timeZone": "UTC",
+            "emails": ["team@qp-acme.com"],
+        },
+        headers=h,
+    ).json()
     upload = client.post(
         "/v1/imports",
         files={"file": ("answers.csv", b"email,score\ndan@qp-acme.com,8\n", "text/csv")},
@@ -77,6 +90,7 @@ def objects(client: Any, tenant: Tenant) -> dict[str, str]:
         "/v1/nps-surveys/{id}": survey["id"],
         "/v1/invitations/{id}": invitation,
         "/v1/webhooks/{id}": webhook["id"],
+        "/v1/digests/{id}": digest["id"],
         "/v1/unsubscribes/{email}": "gone@qp-acme.com",
         "/v1/tokens/{jti}": tenant.jtis["viewer"],
         "/v1/erasures/{id}": erasure["id"],

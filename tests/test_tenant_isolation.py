@@ -23,6 +23,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("post", "/v1/nps-surveys/{id}/responses"): {"email": "intruder@example.com", "score": 0},
     ("post", "/v1/nps-surveys/{id}/invitations"): {"recipients": [{"email": "intruder@example.com"}]},
     ("patch", "/v1/webhooks/{id}"): {"description": "hijacked"},
+    ("patch", "/v1/digests/{id}"): {"name": "hijacked", "hour": 3},
 }
 
 
@@ -75,6 +76,17 @@ def victim(client: Any, tenant: Tenant) -> dict[str, Any]:
         json={"url": "http://127.0.0.1:9/hook", "events": ["response.created"], "description": mark},
         headers=h,
     ).json()
+    digest = client.post(
+        "/v1/digests",
+        json={
+            "name": mark,
+            "frequency": "daily",
+            "hour": 9,
+            "timeZone": "UTC",
+            "emails": [f"team@{mark}.com"],
+        },
+        headers=h,
+    ).json()
     user = client.post(
         "/v1/users", json={"email": f"user@{mark}.com", "role": "viewer", "password": mark}, headers=h
     ).json()
@@ -94,6 +106,7 @@ def victim(client: Any, tenant: Tenant) -> dict[str, Any]:
         "record": record,
         "invitation": invitation_id,
         "webhook": webhook,
+        "digest": digest,
         "unsubscribe": unsub,
         "user": user,
         "erasure": erasure,
@@ -115,6 +128,8 @@ def keys_for(path: str, v: dict[str, Any], tenant: Tenant) -> list[str]:
         return [v["invitation"]]
     if path.startswith("/v1/webhooks/"):
         return [v["webhook"]["id"]]
+    if path.startswith("/v1/digests/"):
+        return [v["digest"]["id"]]
     if path.startswith("/v1/unsubscribes/"):
         return [v["unsubscribe"]]
     if path.startswith("/v1/tokens/"):
@@ -137,6 +152,8 @@ def snapshot(client: Any, tenant: Tenant, v: dict[str, Any]) -> list[Any]:
         client.get(f"/v1/nps-surveys/{v['survey']['id']}", headers=h).json(),
         client.get(f"/v1/invitations/{v['invitation']}", headers=h).json(),
         client.get(f"/v1/webhooks/{v['webhook']['id']}", headers=h).json(),
+        client.get(f"/v1/digests/{v['digest']['id']}", headers=h).json(),
+        client.get(f"/v1/digests/{v['digest']['id']}/deliveries", headers=h).json(),
         sorted(u["email"] for u in client.get("/v1/unsubscribes", headers=h).json()),
         sorted(u["email"] for u in client.get("/v1/users", headers=h).json()),
         client.get("/nps", headers=tenant.viewer).status_code,
@@ -195,6 +212,7 @@ def test_lists_exports_metrics_and_searches_show_nothing_of_another_tenant(
         ("/v1/nps-surveys/nps-metrics", {"groupBy": "source", "surveyId": survey_id}),
         ("/v1/unsubscribes", {}),
         ("/v1/webhooks", {}),
+        ("/v1/digests", {}),
         ("/v1/tokens", {}),
         ("/v1/users", {}),
         ("/v1/erasures", {}),

@@ -20,6 +20,7 @@ from npsd.auth.routes import router as auth_router
 from npsd.collect.pages import router as pages_router
 from npsd.collect.routes import router as collect_router
 from npsd.contacts.routes import companies_router, endusers_router
+from npsd.digests.routes import router as digests_router
 from npsd.exports.routes import router as exports_router
 from npsd.imports.routes import router as imports_router
 from npsd.kit.backup import DatabaseInUse, hold_database
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(surveys_router)
     app.include_router(webhooks_router)
     app.include_router(alerts_router)
+    app.include_router(digests_router)
     app.include_router(privacy_router)
     app.include_router(imports_router)
     app.include_router(pages_router)
