@@ -85,6 +85,7 @@ def objects(client: Any, tenant: Tenant) -> dict[str, str]:
     assert upload.status_code == 202, upload.text
     return {
         "/nps/{key}": record["_id"],
+        "/v1/answers/{id}": record["_id"],
         "/companies/{key}": company["_id"],
         "/endusers/{key}": enduser["_id"],
         "/v1/nps-surveys/{id}": survey["id"],

@@ -23,6 +23,9 @@ BODIES: dict[tuple[str, str], Any] = {
     ("post", "/v1/nps-surveys/{id}/responses"): {"email": "intruder@example.com", "score": 0},
     ("post", "/v1/nps-surveys/{id}/invitations"): {"recipients": [{"email": "intruder@example.com"}]},
     ("patch", "/v1/webhooks/{id}"): {"description": "hijacked"},
+    ("put", "/v1/answers/{id}/tags"): {"tags": ["hijacked"]},
+    ("post", "/v1/answers/{id}/notes"): {"text": "hijacked"},
+    ("put", "/v1/answers/{id}/follow-up"): {"status": "resolved"},
     ("patch", "/v1/digests/{id}"): {"name": "hijacked", "hour": 3},
 }
 
@@ -118,6 +121,8 @@ def keys_for(path: str, v: dict[str, Any], tenant: Tenant) -> list[str]:
     m = v["mark"]
     if path.startswith("/nps/"):
         return [v["record"]["_id"], f"srcid-rec-{m}"]
+    if path.startswith("/v1/answers/"):
+        return [v["record"]["_id"], f"srcid-rec-{m}"]
     if path.startswith("/companies/"):
         return [v["company"]["_id"], f"extid-ext-{m}", f"srcid-src-{m}"]
     if path.startswith("/endusers/"):
@@ -147,6 +152,7 @@ def snapshot(client: Any, tenant: Tenant, v: dict[str, Any]) -> list[Any]:
     h = tenant.admin
     return [
         client.get(f"/nps/{v['record']['_id']}", headers=h).json(),
+        client.get(f"/v1/answers/{v['record']['_id']}", headers=h).json(),
         client.get(f"/companies/{v['company']['_id']}", headers=h).json(),
         client.get(f"/endusers/{v['enduser']['_id']}", headers=h).json(),
         client.get(f"/v1/nps-surveys/{v['survey']['id']}", headers=h).json(),

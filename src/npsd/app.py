@@ -22,6 +22,7 @@ from npsd.collect.routes import router as collect_router
 from npsd.contacts.routes import companies_router, endusers_router
 from npsd.digests.routes import router as digests_router
 from npsd.exports.routes import router as exports_router
+from npsd.followup.routes import router as answers_router
 from npsd.imports.routes import router as imports_router
 from npsd.kit.backup import DatabaseInUse, hold_database
 from npsd.kit.config import Settings, get_settings
@@ -155,6 +156,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(records_router)
     app.include_router(companies_router)
     app.include_router(endusers_router)
+    app.include_router(answers_router)
     app.include_router(metrics_router)
     app.include_router(collect_router)
     app.include_router(surveys_router)

@@ -202,6 +202,9 @@ class ListQuery:
     select: list[str] | None = None
     search: str | None = None  # words the comment must hold (see the module docstring)
     score: int | None = None  # exactly this score (the dashboard's feed: a bar of the distribution)
+    # more conditions on the record table, from areas above records that filter by their own
+    # tables (the follow-up's tag, status and assignee: npsd.followup.service.answer_conditions)
+    conditions: tuple[ColumnElement[bool], ...] = ()
 
 
 def filtered(org_id: str, q: ListQuery, now: datetime) -> Select[Any]:
@@ -229,6 +232,7 @@ def filtered(org_id: str, q: ListQuery, now: datetime) -> Select[Any]:
         conditions.append(T.c.updated_at >= q.updated_since)
     if q.expiry_days:
         conditions.append(T.c.date_answered >= now - timedelta(days=q.expiry_days))
+    conditions.extend(q.conditions)
     words = search_words(q.search)
     if not words:
         return select(*COLUMNS).where(*conditions)

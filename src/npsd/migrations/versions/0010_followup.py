@@ -47,7 +47,7 @@ def upgrade() -> None:
     op.create_table(
         "answer_tag",
         _record(primary=True),
-        sa.Column("tag_key", sa.String(50), primary_key=True),
+        sa.Column("tag_key", sa.String(200), primary_key=True),
         _org(),
         sa.Column("tag", sa.String(50), nullable=False),
         _user("created_by_user_id"),

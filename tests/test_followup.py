@@ -1,0 +1,331 @@
+"""Tags, notes and follow-up of answers (``/v1/answers/{id}``), on both databases: the contract,
+validation naming fields, roles, tenant isolation, history, the cascades that remove them with
+their answer, the feed's filters and the export columns."""
+
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+from typing import Any
+
+import orjson
+import pytest
+from openpyxl import load_workbook  # type: ignore[import-untyped]
+from sqlalchemy import func, select
+
+from conftest import Tenant, TestDatabase, assert_error, post_nps
+from mail_helpers import run_jobs
+from npsd.kit.models import AnswerFollowUp, AnswerFollowUpChange, AnswerNote, AnswerTag
+
+
+def mark() -> str:
+    return "fu" + secrets.token_hex(5)
+
+
+def make_user(client: Any, tenant: Tenant, role: str = "editor") -> tuple[str, dict[str, str]]:
+    """A user of ``tenant`` and the headers of a session token of theirs (signed in)."""
+    email = f"{mark()}@team.example"
+    r = client.post("/v1/users", json={"email": email, "role": role, "password": "s3cret-pass"}, headers=tenant.admin)
+    assert r.status_code == 201, r.text
+    login = client.post("/v1/auth/login", json={"email": email, "password": "s3cret-pass"})
+    assert login.status_code == 200, login.text
+    return email, {"Authorization": f"Bearer {login.json()['accessToken']}"}
+
+
+def answer(client: Any, tenant: Tenant, score: int = 3, **fields: Any) -> dict[str, Any]:
+    return post_nps(client, tenant, f"{mark()}@customer.example", score, **fields)
+
+
+def get_answer(client: Any, tenant: Tenant, rid: str) -> dict[str, Any]:
+    r = client.get(f"/v1/answers/{rid}", headers=tenant.viewer)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_an_answer_shows_what_nps_shows_and_nothing_done_yet(client: Any, tenant: Tenant) -> None:
+    rec = answer(client, tenant, 4, comment="Slow support")
+    got = get_answer(client, tenant, rec["_id"])
+    nps = client.get(f"/nps/{rec['_id']}", headers=tenant.viewer).json()
+    assert {k: got[k] for k in nps} == nps
+    assert got["tags"] == [] and got["notes"] == []
+    assert got["followUp"] == {
+        "status": None,
+        "assigneeEmail": None,
+        "updatedAt": None,
+        "updatedBy": None,
+        "history": [],
+    }
+
+
+def test_tags_are_replaced_trimmed_and_deduplicated_ignoring_case(client: Any, tenant: Tenant) -> None:
+    rec = answer(client, tenant)
+    url = f"/v1/answers/{rec['_id']}/tags"
+    r = client.put(url, json={"tags": ["  Billing ", "billing", "Onboarding", "BILLING", "vip"]}, headers=tenant.editor)
+    assert r.status_code == 200, r.text
+    assert r.json()["tags"] == ["Billing", "Onboarding", "vip"]
+    # replace: one kept (its new spelling), one dropped, one added
+    r = client.put(url, json={"tags": ["VIP", "churn risk", "Billing"]}, headers=tenant.editor)
+    assert r.json()["tags"] == ["Billing", "churn risk", "VIP"]
+    assert get_answer(client, tenant, rec["_id"])["tags"] == ["Billing", "churn risk", "VIP"]
+    r = client.put(url, json={"tags": []}, headers=tenant.admin)
+    assert r.status_code == 200 and r.json()["tags"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"tags": [""]}, "tags.0"),
+        ({"tags": ["ok", "   "]}, "tags.1"),
+        ({"tags": ["x" * 51]}, "tags.0"),
+        ({"tags": ["a;b"]}, "tags.0"),
+        ({"tags": ["line\nbreak"]}, "tags.0"),
+        ({"tags": ["nul\x00"]}, "tags.0"),
+        ({"tags": [f"t{i}" for i in range(21)]}, "tags"),
+        ({"tags": "billing"}, "tags"),
+        ({"tags": [5]}, "tags.0"),
+        ({}, "tags"),
+        ({"tags": [], "colour": "red"}, "colour"),
+    ],
+)
+def test_bad_tags_are_refused_naming_the_field(client: Any, tenant: Tenant, body: Any, field: str) -> None:
+    rec = answer(client, tenant)
+    assert_error(client.put(f"/v1/answers/{rec['_id']}/tags", json=body, headers=tenant.editor), 400, field)
+    assert get_answer(client, tenant, rec["_id"])["tags"] == []
+
+
+def test_twenty_distinct_tags_and_fifty_characters_are_fine(client: Any, tenant: Tenant) -> None:
+    rec = answer(client, tenant)
+    tags = [f"tag {i:02d}" for i in range(20)] + ["TAG 00", "x" * 50]
+    r = client.put(f"/v1/answers/{rec['_id']}/tags", json={"tags": tags[:20]}, headers=tenant.editor)
+    assert r.status_code == 200 and len(r.json()["tags"]) == 20
+    r = client.put(f"/v1/answers/{rec['_id']}/tags", json={"tags": ["x" * 50, "Ünïcödé ✓"]}, headers=tenant.editor)
+    assert r.status_code == 200 and r.json()["tags"] == ["x" * 50, "Ünïcödé ✓"]
+
+
+def test_notes_keep_their_author_and_come_newest_first(client: Any, tenant: Tenant) -> None:
+    rec = answer(client, tenant)
+    email, headers = make_user(client, tenant, "editor")
+    url = f"/v1/answers/{rec['_id']}/notes"
+    first = client.post(url, json={"text": "  Called, no answer.  "}, headers=headers)
+    assert first.status_code == 201, first.text
+    assert first.json()["text"] == "Called, no answer." and first.json()["authorEmail"] == email
+    second = client.post(url, json={"text": "Spoke to them: refund agreed.\nFollow up Monday."}, headers=tenant.admin)
+    assert second.status_code == 201
+    assert second.json()["authorEmail"] == "test admin"  # an API token without a user: its name
+    notes = get_answer(client, tenant, rec["_id"])["notes"]
+    assert [n["text"] for n in notes] == ["Spoke to them: refund agreed.\nFollow up Monday.", "Called, no answer."]
+    assert [n["authorEmail"] for n in notes] == ["test admin", email]
+    assert notes[0]["createdAt"] >= notes[1]["createdAt"] and notes[0]["createdAt"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"text": ""}, "text"), ({"text": "   "}, "text"), ({"text": "x" * 5001}, "text"), ({}, "text"),
+     ({"text": 5}, "text"), ({"text": "a\x00b"}, "text"), ({"text": "ok", "author": "me"}, "author")],
+)
+def test_bad_notes_are_refused_naming_the_field(client: Any, tenant: Tenant, body: Any, field: str) -> None:
+    rec = answer(client, tenant)
+    assert_error(client.post(f"/v1/answers/{rec['_id']}/notes", json=body, headers=tenant.editor), 400, field)
+    assert get_answer(client, tenant, rec["_id"])["notes"] == []
+
+
+def test_a_note_of_five_thousand_characters_is_kept_whole(client: Any, tenant: Tenant) -> None:
+    rec = answer(client, tenant)
+    text = "é" * 5000
+    r = client.post(f"/v1/answers/{rec['_id']}/notes", json={"text": text}, headers=tenant.editor)
+    assert r.status_code == 201, r.text
+    assert get_answer(client, tenant, rec["_id"])["notes"][0]["text"] == text
+
+
+def test_follow_up_status_assignee_and_history(client: Any, tenant: Tenant) -> None:
+    rec = answer(client, tenant, 2)
+    agent, agent_headers = make_user(client, tenant, "viewer")
+    lead, lead_headers = make_user(client, tenant, "editor")
+    url = f"/v1/answers/{rec['_id']}/follow-up"
+    r = client.put(url, json={"status": "open", "assigneeEmail": agent.upper()}, headers=lead_headers)
+    assert r.status_code == 200, r.text
+    fu = r.json()["followUp"]
+    assert (fu["status"], fu["assigneeEmail"], fu["updatedBy"]) == ("open", agent, lead)
+    # left out: the assignee stays
+    fu = client.put(url, json={"status": "contacted"}, headers=tenant.editor).json()["followUp"]
+    assert (fu["status"], fu["assigneeEmail"], fu["updatedBy"]) == ("contacted", agent, "test editor")
+    # the same again changes nothing and adds nothing to the history
+    again = client.put(url, json={"status": "contacted", "assigneeEmail": agent}, headers=tenant.editor).json()
+    assert again["followUp"] == fu
+    # null: nobody
+    fu = client.put(url, json={"status": "resolved", "assigneeEmail": None}, headers=lead_headers).json()["followUp"]
+    assert (fu["status"], fu["assigneeEmail"]) == ("resolved", None)
+    history = get_answer(client, tenant, rec["_id"])["followUp"]["history"]
+    assert [(h["status"], h["assigneeEmail"], h["changedBy"]) for h in history] == [
+        ("resolved", None, lead),
+        ("contacted", agent, "test editor"),
+        ("open", agent, lead),
+    ]
+    assert history[0]["changedAt"] == fu["updatedAt"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"status": "done"}, 400, "status"),
+        ({}, 400, "status"),
+        ({"status": None}, 400, "status"),
+        ({"status": "open", "assigneeEmail": "not-an-address"}, 400, "assigneeEmail"),
+        ({"status": "open", "assigneeEmail": "nobody@nowhere.example"}, 422, "assigneeEmail"),
+        ({"status": "open", "priority": "high"}, 400, "priority"),
+    ],
+)
+def test_bad_follow_ups_are_refused_naming_the_field(
+    client: Any, tenant: Tenant, body: Any, status: int, field: str
+) -> None:
+    rec = answer(client, tenant)
+    assert_error(client.put(f"/v1/answers/{rec['_id']}/follow-up", json=body, headers=tenant.editor), status, field)
+    assert get_answer(client, tenant, rec["_id"])["followUp"]["status"] is None
+
+
+def test_the_assignee_must_be_a_user_of_the_same_organization(
+    client: Any, tenant: Tenant, other: Tenant
+) -> None:
+    rec = answer(client, tenant)
+    outsider, _ = make_user(client, other, "admin")
+    r = client.put(
+        f"/v1/answers/{rec['_id']}/follow-up", json={"status": "open", "assigneeEmail": outsider}, headers=tenant.editor
+    )
+    assert_error(r, 422, "assigneeEmail")
+    assert get_answer(client, tenant, rec["_id"])["followUp"]["history"] == []
+
+
+def test_viewers_read_editors_and_admins_write(client: Any, tenant: Tenant) -> None:
+    rec = answer(client, tenant)
+    base = f"/v1/answers/{rec['_id']}"
+    writes = [
+        ("PUT", f"{base}/tags", {"tags": ["x"]}),
+        ("POST", f"{base}/notes", {"text": "x"}),
+        ("PUT", f"{base}/follow-up", {"status": "open"}),
+    ]
+    _, viewer_session = make_user(client, tenant, "viewer")
+    for headers in (tenant.viewer, viewer_session):
+        for method, url, body in writes:
+            assert_error(client.request(method, url, json=body, headers=headers), 403)
+        assert client.get(base, headers=headers).status_code == 200
+    for method, url, body in writes:
+        assert_error(client.request(method, url, json=body), 401)
+    assert get_answer(client, tenant, rec["_id"])["notes"] == []
+    for headers in (tenant.editor, tenant.admin):
+        for method, url, body in writes:
+            assert client.request(method, url, json=body, headers=headers).status_code in (200, 201)
+
+
+def test_another_organizations_answer_is_a_404_and_stays_untouched(
+    client: Any, tenant: Tenant, other: Tenant
+) -> None:
+    rec = answer(client, tenant)
+    base = f"/v1/answers/{rec['_id']}"
+    client.put(f"{base}/tags", json={"tags": ["secret-tag"]}, headers=tenant.editor)
+    before = get_answer(client, tenant, rec["_id"])
+    for method, url, body in [
+        ("GET", base, None),
+        ("PUT", f"{base}/tags", {"tags": ["hijacked"]}),
+        ("POST", f"{base}/notes", {"text": "hijacked"}),
+        ("PUT", f"{base}/follow-up", {"status": "resolved"}),
+    ]:
+        r = client.request(method, url, json=body, headers=other.admin)
+        assert_error(r, 404)
+        assert "secret-tag" not in r.text
+    assert get_answer(client, tenant, rec["_id"]) == before
+
+
+@pytest.mark.parametrize("key", ["zzz", "0" * 23, "g" * 24, "srcid-" + "x" * 600])
+def test_malformed_ids_are_a_400_naming_id(client: Any, tenant: Tenant, key: str) -> None:
+    assert_error(client.get(f"/v1/answers/{key}", headers=tenant.viewer), 400, "id")
+    assert_error(client.put(f"/v1/answers/{key}/tags", json={"tags": []}, headers=tenant.editor), 400, "id")
+
+
+def test_unknown_answer_is_a_404(client: Any, tenant: Tenant) -> None:
+    assert_error(client.get(f"/v1/answers/{'a' * 24}", headers=tenant.viewer), 404)
+    assert_error(client.post(f"/v1/answers/{'a' * 24}/notes", json={"text": "x"}, headers=tenant.editor), 404)
+
+
+def test_srcid_keys_name_the_same_answer(client: Any, tenant: Tenant) -> None:
+    source_id = mark()
+    rec = answer(client, tenant, sourceId=source_id)
+    client.put(f"/v1/answers/srcid-{source_id}/tags", json={"tags": ["imported"]}, headers=tenant.editor)
+    assert get_answer(client, tenant, rec["_id"])["tags"] == ["imported"]
+
+
+def counts(database: TestDatabase, record_id: str) -> list[int]:
+    with database.db.transaction(write=False) as session:
+        return [
+            session.scalar(select(func.count()).select_from(model).where(model.record_id == record_id)) or 0
+            for model in (AnswerTag, AnswerNote, AnswerFollowUp, AnswerFollowUpChange)
+        ]
+
+
+def follow_everything(client: Any, tenant: Tenant, rid: str) -> None:
+    base = f"/v1/answers/{rid}"
+    assert client.put(f"{base}/tags", json={"tags": ["a", "b"]}, headers=tenant.editor).status_code == 200
+    assert client.post(f"{base}/notes", json={"text": "about this person"}, headers=tenant.editor).status_code == 201
+    assert client.put(f"{base}/follow-up", json={"status": "open"}, headers=tenant.editor).status_code == 200
+
+
+def test_deleting_an_answer_removes_its_tags_notes_and_follow_up(
+    client: Any, tenant: Tenant, database: TestDatabase
+) -> None:
+    rec = answer(client, tenant)
+    kept = answer(client, tenant)
+    follow_everything(client, tenant, rec["_id"])
+    follow_everything(client, tenant, kept["_id"])
+    assert counts(database, rec["_id"]) == [2, 1, 1, 1]
+    assert client.delete(f"/nps/{rec['_id']}", headers=tenant.admin).status_code == 200
+    assert counts(database, rec["_id"]) == [0, 0, 0, 0]
+    assert counts(database, kept["_id"]) == [2, 1, 1, 1]
+
+
+def test_deleting_a_contact_with_its_answers_removes_their_follow_up(
+    client: Any, tenant: Tenant, database: TestDatabase
+) -> None:
+    rec = answer(client, tenant)
+    follow_everything(client, tenant, rec["_id"])
+    r = client.delete(f"/endusers/{rec['euId']}", params={"cascade": "true"}, headers=tenant.admin)
+    assert r.status_code == 200, r.text
+    assert client.get(f"/nps/{rec['_id']}", headers=tenant.viewer).status_code == 404
+    assert counts(database, rec["_id"]) == [0, 0, 0, 0]
+
+
+def test_erasing_a_person_removes_the_notes_on_their_answers(
+    client: Any, tenant: Tenant, database: TestDatabase
+) -> None:
+    person = f"{mark()}@erase.example"
+    recs = [post_nps(client, tenant, person, s) for s in (1, 9)]
+    bystander = answer(client, tenant)
+    for rec in [*recs, bystander]:
+        follow_everything(client, tenant, rec["_id"])
+    r = client.post("/v1/erasures", json={"email": person}, headers=tenant.admin)
+    assert r.status_code == 202, r.text
+    run_jobs(database.db)
+    assert client.get(f"/v1/erasures/{r.json()['id']}", headers=tenant.admin).json()["state"] == "done"
+    for rec in recs:
+        assert counts(database, rec["_id"]) == [0, 0, 0, 0]
+        assert_error(client.get(f"/v1/answers/{rec['_id']}", headers=tenant.viewer), 404)
+    assert counts(database, bystander["_id"]) == [2, 1, 1, 1]
+    with database.db.transaction(write=False) as session:
+        texts = session.scalars(select(AnswerNote.text).where(AnswerNote.org_id == tenant.org_id)).all()
+    assert texts == ["about this person"]  # the bystander's only
+
+
+def test_deleting_a_user_keeps_their_notes_and_history_by_address(
+    client: Any, tenant: Tenant
+) -> None:
+    rec = answer(client, tenant)
+    email, headers = make_user(client, tenant, "editor")
+    client.post(f"/v1/answers/{rec['_id']}/notes", json={"text": "mine"}, headers=headers)
+    client.put(
+        f"/v1/answers/{rec['_id']}/follow-up", json={"status": "open", "assigneeEmail": email}, headers=headers
+    )
+    user_id = next(u["id"] for u in client.get("/v1/users", headers=tenant.admin).json() if u["email"] == email)
+    assert client.delete(f"/v1/users/{user_id}", headers=tenant.admin).status_code == 204
+    got = get_answer(client, tenant, rec["_id"])
+    assert got["notes"][0]["authorEmail"] == email
+    assert got["followUp"]["status"] == "open" and got["followUp"]["assigneeEmail"] is None
+    assert got["followUp"]["history"][0]["assigneeEmail"] == email
