@@ -23,6 +23,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("post", "/v1/nps-surveys/{id}/responses"): {"email": "intruder@example.com", "score": 0},
     ("post", "/v1/nps-surveys/{id}/invitations"): {"recipients": [{"email": "intruder@example.com"}]},
     ("patch", "/v1/webhooks/{id}"): {"description": "hijacked"},
+    ("patch", "/v1/alert-rules/{id}"): {"name": "hijacked", "scoreAtMost": 10},
     ("put", "/v1/answers/{id}/tags"): {"tags": ["hijacked"]},
     ("post", "/v1/answers/{id}/notes"): {"text": "hijacked"},
     ("put", "/v1/answers/{id}/follow-up"): {"status": "resolved"},
@@ -90,6 +91,18 @@ def victim(client: Any, tenant: Tenant) -> dict[str, Any]:
         },
         headers=h,
     ).json()
+    alert_rule = client.post(
+        "/v1/alert-rules",
+        json={
+            "name": mark,
+            "surveyId": survey["id"],
+            "companyId": company["_id"],
+            "commentContains": [mark],
+            "emails": [f"team@{mark}.com"],
+            "chatWebhookUrl": f"http://127.0.0.1:9/{mark}",
+        },
+        headers=h,
+    ).json()
     user = client.post(
         "/v1/users", json={"email": f"user@{mark}.com", "role": "viewer", "password": mark}, headers=h
     ).json()
@@ -109,6 +122,7 @@ def victim(client: Any, tenant: Tenant) -> dict[str, Any]:
         "record": record,
         "invitation": invitation_id,
         "webhook": webhook,
+        "alert_rule": alert_rule,
         "digest": digest,
         "unsubscribe": unsub,
         "user": user,
@@ -133,6 +147,8 @@ def keys_for(path: str, v: dict[str, Any], tenant: Tenant) -> list[str]:
         return [v["invitation"]]
     if path.startswith("/v1/webhooks/"):
         return [v["webhook"]["id"]]
+    if path.startswith("/v1/alert-rules/"):
+        return [v["alert_rule"]["id"]]
     if path.startswith("/v1/digests/"):
         return [v["digest"]["id"]]
     if path.startswith("/v1/unsubscribes/"):
@@ -158,6 +174,7 @@ def snapshot(client: Any, tenant: Tenant, v: dict[str, Any]) -> list[Any]:
         client.get(f"/v1/nps-surveys/{v['survey']['id']}", headers=h).json(),
         client.get(f"/v1/invitations/{v['invitation']}", headers=h).json(),
         client.get(f"/v1/webhooks/{v['webhook']['id']}", headers=h).json(),
+        client.get(f"/v1/alert-rules/{v['alert_rule']['id']}", headers=h).json(),
         client.get(f"/v1/digests/{v['digest']['id']}", headers=h).json(),
         client.get(f"/v1/digests/{v['digest']['id']}/deliveries", headers=h).json(),
         sorted(u["email"] for u in client.get("/v1/unsubscribes", headers=h).json()),
@@ -218,6 +235,7 @@ def test_lists_exports_metrics_and_searches_show_nothing_of_another_tenant(
         ("/v1/nps-surveys/nps-metrics", {"groupBy": "source", "surveyId": survey_id}),
         ("/v1/unsubscribes", {}),
         ("/v1/webhooks", {}),
+        ("/v1/alert-rules", {}),
         ("/v1/digests", {}),
         ("/v1/tokens", {}),
         ("/v1/users", {}),
