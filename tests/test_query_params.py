@@ -41,6 +41,8 @@ LIST_OPERATIONS = {
     "/v1/unsubscribes",
     "/v1/webhooks",
     "/v1/webhooks/{id}/deliveries",
+    "/v1/alert-rules",
+    "/v1/alert-rules/{id}/deliveries",
     "/v1/digests",
     "/v1/digests/{id}/deliveries",
     "/v1/tokens",
@@ -64,6 +66,11 @@ def objects(client: Any, tenant: Tenant) -> dict[str, str]:
     invitation = invite_one(client, tenant, survey["id"], "ben@qp-acme.com")
     webhook = client.post(
         "/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["response.created"]}, headers=h
+    ).json()
+    alert_rule = client.post(
+        "/v1/alert-rules",
+        json={"name": "Detractors", "scoreAtMost": 6, "emails": ["cx@qp-acme.com"]},
+        headers=h,
     ).json()
     erasure = client.post("/v1/erasures", json={"email": "cal@qp-acme.com"}, headers=h).json()
     digest = client.post(
@@ -91,6 +98,7 @@ def objects(client: Any, tenant: Tenant) -> dict[str, str]:
         "/v1/nps-surveys/{id}": survey["id"],
         "/v1/invitations/{id}": invitation,
         "/v1/webhooks/{id}": webhook["id"],
+        "/v1/alert-rules/{id}": alert_rule["id"],
         "/v1/digests/{id}": digest["id"],
         "/v1/unsubscribes/{email}": "gone@qp-acme.com",
         "/v1/tokens/{jti}": tenant.jtis["viewer"],
