@@ -15,8 +15,9 @@ Retention. :func:`apply_retention` runs with every round of the job worker, but 
 once per ``NPSD_RETENTION_INTERVAL_SECONDS`` in each process (sooner while a backlog remains): it
 deletes answers answered before ``NPSD_RETENTION_DAYS`` (through the same records delete, 5,000
 per transaction), invitations past ``NPSD_INVITATION_RETENTION_DAYS``, settled webhook deliveries
-past ``NPSD_WEBHOOK_RETENTION_DAYS`` with their attempts, and expired idempotency keys. Each
-query is a range read of an index, so a round with nothing to delete costs a few index probes.
+past ``NPSD_WEBHOOK_RETENTION_DAYS`` with their attempts, finished jobs (``done``, ``failed``)
+past ``NPSD_JOB_RETENTION_DAYS``, and expired idempotency keys. Each query is a range read of an
+index, so a round with nothing to delete costs a few index probes.
 """
 
 from __future__ import annotations
@@ -343,11 +344,12 @@ class Retention:
     invitations: int = 0
     webhook_deliveries: int = 0
     idempotency_keys: int = 0
+    jobs: int = 0
     more: bool = False
 
     @property
     def total(self) -> int:
-        return self.answers + self.invitations + self.webhook_deliveries + self.idempotency_keys
+        return self.answers + self.invitations + self.webhook_deliveries + self.idempotency_keys + self.jobs
 
 
 def _old_answers(db: Database, org_id: str, cutoff: datetime, batch: int) -> int:
@@ -448,6 +450,12 @@ def run_retention(
             if done.more:
                 return done
 
+    if settings.job_retention_days > 0:
+        n, done.more = _old_jobs(db, now - timedelta(days=settings.job_retention_days), batch, deadline)
+        done.jobs += n
+        if done.more:
+            return done
+
     # expired Idempotency-Key replies: nothing else removes a key that is never sent again
     def expired_keys(session: Session) -> list[Any]:
         return list(
@@ -471,6 +479,31 @@ def run_retention(
     n, done.more = _in_batches(db, expired_keys, drop_keys, batch, deadline)
     done.idempotency_keys += n
     return done
+
+
+def _old_jobs(db: Database, cutoff: datetime, batch: int, deadline: float) -> tuple[int, bool]:
+    """Delete finished jobs last changed before ``cutoff``: a row per mail, reminder, webhook
+    delivery and import is written for ever otherwise. Queued and running jobs always stay.
+
+    A job is due before it finishes (``run_at`` <= ``updated_at``), so the ``(status, run_at)``
+    index bounds the read; ``updated_at`` then keeps a job that finished recently after a long
+    backoff. Nothing refers to a finished job: a dedupe key it held is free again, and the
+    reminders that use such keys check their invitation, not the job."""
+    removed = 0
+    for status in ("done", "failed"):
+        finished = (Job.status == status, Job.run_at < cutoff, Job.updated_at < cutoff)
+
+        def old_jobs(session: Session, finished: tuple[Any, ...] = finished) -> list[Any]:
+            return list(session.scalars(select(Job.id).where(*finished).limit(batch)))
+
+        def drop_jobs(session: Session, ids: list[Any], finished: tuple[Any, ...] = finished) -> int:
+            return _deleted(session.execute(delete(Job).where(one_of(session, Job.id, ids), *finished)))
+
+        n, more = _in_batches(db, old_jobs, drop_jobs, batch, deadline)
+        removed += n
+        if more:
+            return removed, True
+    return removed, False
 
 
 def _in_batches(
@@ -518,10 +551,11 @@ def apply_retention(db: Database) -> int:
     LAST_RUN[db] = {"at": utcnow(), **asdict(done)}
     if done.total:
         log.info(
-            "retention deleted %d answers, %d invitations, %d webhook deliveries, %d idempotency keys",
+            "retention deleted %d answers, %d invitations, %d webhook deliveries, %d idempotency keys, %d jobs",
             done.answers,
             done.invitations,
             done.webhook_deliveries,
             done.idempotency_keys,
+            done.jobs,
         )
     return done.total
