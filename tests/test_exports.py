@@ -35,6 +35,8 @@ FIELDS = [
 ]
 # the names beside the ids, after the custom columns (new columns go at the end)
 NAMES = ["enduserName", "companyName", "surveyName"]
+# then what the team did with each answer (npsd.followup), always present, empty when nothing
+FOLLOW_UP = ["tags", "followUpStatus", "assigneeEmail", "notes"]
 ALL = {"npsExpiryDay": 0}
 
 
@@ -112,6 +114,7 @@ def test_csv_header_values_escaping_and_custom_columns(
         "custom.tags",
         "custom.vip",
         *NAMES,
+        *FOLLOW_UP,
     ]
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [row["_id"] for row in rows] == list(reversed(sample))  # newest answer first, like GET /nps
@@ -154,7 +157,7 @@ def _expected_csv(records: list[dict[str, Any]], keys: list[str]) -> bytes:
 
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow([*FIELDS, *(f"custom.{k}" for k in keys), *NAMES])
+    writer.writerow([*FIELDS, *(f"custom.{k}" for k in keys), *NAMES, *FOLLOW_UP])
     for r in records:
         custom = r["custom"] or {}
         writer.writerow(
@@ -162,6 +165,7 @@ def _expected_csv(records: list[dict[str, Any]], keys: list[str]) -> bytes:
                 *(r[f] if f in ("score", "scoreType") else cell(r[f]) for f in FIELDS),
                 *(cell(custom.get(k)) for k in keys),
                 *(cell(r[f]) for f in NAMES),
+                *("" for _ in FOLLOW_UP),
             ]
         )
     return out.getvalue().encode()
@@ -247,7 +251,7 @@ def test_json_and_ndjson_parse_to_the_same_records(
     assert ann["custom"] == {"plan": "pro", "seats": 12, "vip": True, "note": "-2+3", "tags": ["a", "b"]}
     assert ann["comment"] == '=HYPERLINK("http://evil")'  # JSON is data, not a spreadsheet: no escaping
     assert ann["score"] == 10 and ann["scoreType"] == "promoter" and ann["cId"] is None
-    assert list(ann) == [*FIELDS, "custom", *NAMES]
+    assert list(ann) == [*FIELDS, "custom", *NAMES, *FOLLOW_UP]
     listed = {o["_id"]: o for o in client.get("/nps", params=ALL, headers=tenant.viewer).json()}
     for obj in array:
         assert all(obj[k] == listed[obj["_id"]][k] for k in (*FIELDS, "custom"))
@@ -274,6 +278,7 @@ def test_xlsx_has_typed_and_escaped_cells(client: TestClient, tenant: Tenant, sa
         "custom.tags",
         "custom.vip",
         *NAMES,
+        *FOLLOW_UP,
     ]
     assert len(rows) == 4
     cat, bob, ann = (dict(zip(header, row, strict=True)) for row in rows[1:])
@@ -308,7 +313,7 @@ def test_filters_are_those_of_the_list(client: TestClient, tenant: Tenant, sampl
     assert len(csv_rows(client, tenant, limit=1, offset=1, **ALL)) == 3
     # a filter on custom keys: the columns follow the rows exported
     r = export(client, tenant, "csv", scoreType="detractor", **ALL)
-    assert next(csv.reader(io.StringIO(r.text))) == [*FIELDS, *NAMES]
+    assert next(csv.reader(io.StringIO(r.text))) == [*FIELDS, *NAMES, *FOLLOW_UP]
 
 
 def test_default_window_is_the_lists(client: TestClient, tenant: Tenant) -> None:
@@ -326,7 +331,7 @@ def test_default_window_is_the_lists(client: TestClient, tenant: Tenant) -> None
 
 def test_empty_exports_are_well_formed(client: TestClient, tenant: Tenant) -> None:
     r = export(client, tenant, "csv")
-    assert r.text.splitlines() == [",".join([*FIELDS, *NAMES])]
+    assert r.text.splitlines() == [",".join([*FIELDS, *NAMES, *FOLLOW_UP])]
     assert export(client, tenant, "json").json() == []
     assert export(client, tenant, "ndjson").content == b""
     rows = list(
@@ -334,7 +339,7 @@ def test_empty_exports_are_well_formed(client: TestClient, tenant: Tenant) -> No
             values_only=True
         )
     )
-    assert rows == [(*FIELDS, *NAMES)]
+    assert rows == [(*FIELDS, *NAMES, *FOLLOW_UP)]
 
 
 def test_batches_add_up(client: TestClient, tenant: Tenant) -> None:
@@ -508,11 +513,11 @@ def test_too_many_custom_keys_become_one_json_column(client: TestClient, tenant:
         ],
     )
     rows = csv_rows(client, tenant)
-    assert list(rows[0]) == [*FIELDS, "custom", *NAMES]
+    assert list(rows[0]) == [*FIELDS, "custom", *NAMES, *FOLLOW_UP]
     assert sorted(len(json.loads(r["custom"])) for r in rows) == [600, 600]
     sheet = openpyxl.load_workbook(io.BytesIO(export(client, tenant, "xlsx").content)).active
     cells = list(sheet.iter_rows(values_only=True))
-    assert list(cells[0][len(FIELDS) :]) == ["custom", *NAMES] and len(cells) == 3
+    assert list(cells[0][len(FIELDS) :]) == ["custom", *NAMES, *FOLLOW_UP] and len(cells) == 3
     comment = cells[1][FIELDS.index("comment")]
     # cut to a spreadsheet cell's limit of 32,767 characters; the control character is stored in
     # OOXML's escaped form (_x0001_), which spreadsheets decode and openpyxl leaves as is
@@ -534,7 +539,7 @@ def test_csv_with_more_custom_keys_than_one_sql_function_takes(client: TestClien
     )
     rows = csv_rows(client, tenant, **ALL)
     by_email = {r["email"]: r for r in rows}
-    assert list(rows[0])[len(FIELDS) :] == [*(f"custom.{k}" for k in keys), *NAMES]
+    assert list(rows[0])[len(FIELDS) :] == [*(f"custom.{k}" for k in keys), *NAMES, *FOLLOW_UP]
     assert all(by_email["wide@example.com"][f"custom.{k}"] == f"v,{k}" for k in keys)
     assert by_email["narrow@example.com"]["custom.k149"] == "-1"
     assert by_email["narrow@example.com"]["custom.k000"] == ""
@@ -651,7 +656,7 @@ def test_names_beside_the_ids_in_every_format(
     array = r.json()
     assert [o["_id"] for o in array] == ids
     for obj in array:
-        assert list(obj) == [*FIELDS, "custom", *NAMES]
+        assert list(obj) == [*FIELDS, "custom", *NAMES, *FOLLOW_UP]
         assert tuple(obj[k] for k in NAMES) == expected[obj["_id"]]
         assert all(
             obj[k] not in (obj["_id"], obj["euId"], obj["cId"], obj["campaignId"]) for k in NAMES if obj[k]
@@ -663,7 +668,7 @@ def test_names_beside_the_ids_in_every_format(
     # CSV: the names after the custom columns, formula-guarded, empty where there is none
     r = export(client, tenant, "csv", **ALL)
     _no_secrets(r.content)
-    assert next(csv.reader(io.StringIO(r.text))) == [*FIELDS, "custom.plan", *NAMES]
+    assert next(csv.reader(io.StringIO(r.text))) == [*FIELDS, "custom.plan", *NAMES, *FOLLOW_UP]
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert [row["_id"] for row in rows] == ids
     for row in rows:
@@ -674,7 +679,7 @@ def test_names_beside_the_ids_in_every_format(
     sheet = openpyxl.load_workbook(io.BytesIO(content)).active
     cells = list(sheet.iter_rows(values_only=True))
     header = list(cells[0])
-    assert header == [*FIELDS, "custom.plan", *NAMES]
+    assert header == [*FIELDS, "custom.plan", *NAMES, *FOLLOW_UP]
     assert all(not (isinstance(v, str) and any(s in v for s in SECRET_NAMES)) for row in cells for v in row)
     for row in cells[1:]:
         values = dict(zip(header, row, strict=True))
@@ -740,7 +745,7 @@ def test_survey_export_has_the_fields_of_the_responses_api_and_the_names(
     array = json.loads(download("json"))
     assert [o["id"] for o in array] == [o["id"] for o in listed]  # the same order
     for obj in array:
-        assert list(obj) == [*keys, *SURVEY_NAMES]
+        assert list(obj) == [*keys, *SURVEY_NAMES, *FOLLOW_UP]
         assert {k: obj[k] for k in keys} == by_id[obj["id"]]
         assert tuple(obj[k] for k in SURVEY_NAMES) == expected[obj["id"]]
     assert [json.loads(line) for line in download("ndjson").splitlines()] == array
@@ -749,7 +754,7 @@ def test_survey_export_has_the_fields_of_the_responses_api_and_the_names(
     text = download("csv").decode()
     header = next(csv.reader(io.StringIO(text)))
     fields = [k for k in keys if k != "custom"]
-    assert header == [*fields, "custom.plan", "custom.seats", *SURVEY_NAMES]
+    assert header == [*fields, "custom.plan", "custom.seats", *SURVEY_NAMES, *FOLLOW_UP]
     assert _documented_header(client) == [*fields, "custom.<key>", *SURVEY_NAMES]
     for row in csv.DictReader(io.StringIO(text)):
         api = by_id[row["id"]]

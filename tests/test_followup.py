@@ -7,15 +7,20 @@ from __future__ import annotations
 import csv
 import io
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
+from fastapi.testclient import TestClient
 from openpyxl import load_workbook  # type: ignore[import-untyped]
 from sqlalchemy import func, select
 
-from conftest import Tenant, TestDatabase, assert_error, post_nps
+from conftest import Tenant, TestDatabase, _make_database, assert_error, make_tenant, post_nps
 from mail_helpers import run_jobs
+from npsd.app import create_app
+from npsd.exports.parallel import CSV_EXPORTS
+from npsd.kit.db import Database
 from npsd.kit.models import AnswerFollowUp, AnswerFollowUpChange, AnswerNote, AnswerTag
 
 
@@ -26,7 +31,9 @@ def mark() -> str:
 def make_user(client: Any, tenant: Tenant, role: str = "editor") -> tuple[str, dict[str, str]]:
     """A user of ``tenant`` and the headers of a session token of theirs (signed in)."""
     email = f"{mark()}@team.example"
-    r = client.post("/v1/users", json={"email": email, "role": role, "password": "s3cret-pass"}, headers=tenant.admin)
+    r = client.post(
+        "/v1/users", json={"email": email, "role": role, "password": "s3cret-pass"}, headers=tenant.admin
+    )
     assert r.status_code == 201, r.text
     login = client.post("/v1/auth/login", json={"email": email, "password": "s3cret-pass"})
     assert login.status_code == 200, login.text
@@ -61,7 +68,9 @@ def test_an_answer_shows_what_nps_shows_and_nothing_done_yet(client: Any, tenant
 def test_tags_are_replaced_trimmed_and_deduplicated_ignoring_case(client: Any, tenant: Tenant) -> None:
     rec = answer(client, tenant)
     url = f"/v1/answers/{rec['_id']}/tags"
-    r = client.put(url, json={"tags": ["  Billing ", "billing", "Onboarding", "BILLING", "vip"]}, headers=tenant.editor)
+    r = client.put(
+        url, json={"tags": ["  Billing ", "billing", "Onboarding", "BILLING", "vip"]}, headers=tenant.editor
+    )
     assert r.status_code == 200, r.text
     assert r.json()["tags"] == ["Billing", "Onboarding", "vip"]
     # replace: one kept (its new spelling), one dropped, one added
@@ -99,7 +108,9 @@ def test_twenty_distinct_tags_and_fifty_characters_are_fine(client: Any, tenant:
     tags = [f"tag {i:02d}" for i in range(20)] + ["TAG 00", "x" * 50]
     r = client.put(f"/v1/answers/{rec['_id']}/tags", json={"tags": tags[:20]}, headers=tenant.editor)
     assert r.status_code == 200 and len(r.json()["tags"]) == 20
-    r = client.put(f"/v1/answers/{rec['_id']}/tags", json={"tags": ["x" * 50, "Ünïcödé ✓"]}, headers=tenant.editor)
+    r = client.put(
+        f"/v1/answers/{rec['_id']}/tags", json={"tags": ["x" * 50, "Ünïcödé ✓"]}, headers=tenant.editor
+    )
     assert r.status_code == 200 and r.json()["tags"] == ["x" * 50, "Ünïcödé ✓"]
 
 
@@ -110,19 +121,31 @@ def test_notes_keep_their_author_and_come_newest_first(client: Any, tenant: Tena
     first = client.post(url, json={"text": "  Called, no answer.  "}, headers=headers)
     assert first.status_code == 201, first.text
     assert first.json()["text"] == "Called, no answer." and first.json()["authorEmail"] == email
-    second = client.post(url, json={"text": "Spoke to them: refund agreed.\nFollow up Monday."}, headers=tenant.admin)
+    second = client.post(
+        url, json={"text": "Spoke to them: refund agreed.\nFollow up Monday."}, headers=tenant.admin
+    )
     assert second.status_code == 201
     assert second.json()["authorEmail"] == "test admin"  # an API token without a user: its name
     notes = get_answer(client, tenant, rec["_id"])["notes"]
-    assert [n["text"] for n in notes] == ["Spoke to them: refund agreed.\nFollow up Monday.", "Called, no answer."]
+    assert [n["text"] for n in notes] == [
+        "Spoke to them: refund agreed.\nFollow up Monday.",
+        "Called, no answer.",
+    ]
     assert [n["authorEmail"] for n in notes] == ["test admin", email]
     assert notes[0]["createdAt"] >= notes[1]["createdAt"] and notes[0]["createdAt"].endswith("Z")
 
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"text": ""}, "text"), ({"text": "   "}, "text"), ({"text": "x" * 5001}, "text"), ({}, "text"),
-     ({"text": 5}, "text"), ({"text": "a\x00b"}, "text"), ({"text": "ok", "author": "me"}, "author")],
+    [
+        ({"text": ""}, "text"),
+        ({"text": "   "}, "text"),
+        ({"text": "x" * 5001}, "text"),
+        ({}, "text"),
+        ({"text": 5}, "text"),
+        ({"text": "a\x00b"}, "text"),
+        ({"text": "ok", "author": "me"}, "author"),
+    ],
 )
 def test_bad_notes_are_refused_naming_the_field(client: Any, tenant: Tenant, body: Any, field: str) -> None:
     rec = answer(client, tenant)
@@ -140,7 +163,7 @@ def test_a_note_of_five_thousand_characters_is_kept_whole(client: Any, tenant: T
 
 def test_follow_up_status_assignee_and_history(client: Any, tenant: Tenant) -> None:
     rec = answer(client, tenant, 2)
-    agent, agent_headers = make_user(client, tenant, "viewer")
+    agent, _ = make_user(client, tenant, "viewer")
     lead, lead_headers = make_user(client, tenant, "editor")
     url = f"/v1/answers/{rec['_id']}/follow-up"
     r = client.put(url, json={"status": "open", "assigneeEmail": agent.upper()}, headers=lead_headers)
@@ -151,10 +174,14 @@ def test_follow_up_status_assignee_and_history(client: Any, tenant: Tenant) -> N
     fu = client.put(url, json={"status": "contacted"}, headers=tenant.editor).json()["followUp"]
     assert (fu["status"], fu["assigneeEmail"], fu["updatedBy"]) == ("contacted", agent, "test editor")
     # the same again changes nothing and adds nothing to the history
-    again = client.put(url, json={"status": "contacted", "assigneeEmail": agent}, headers=tenant.editor).json()
+    again = client.put(
+        url, json={"status": "contacted", "assigneeEmail": agent}, headers=tenant.editor
+    ).json()
     assert again["followUp"] == fu
     # null: nobody
-    fu = client.put(url, json={"status": "resolved", "assigneeEmail": None}, headers=lead_headers).json()["followUp"]
+    fu = client.put(url, json={"status": "resolved", "assigneeEmail": None}, headers=lead_headers).json()[
+        "followUp"
+    ]
     assert (fu["status"], fu["assigneeEmail"]) == ("resolved", None)
     history = get_answer(client, tenant, rec["_id"])["followUp"]["history"]
     assert [(h["status"], h["assigneeEmail"], h["changedBy"]) for h in history] == [
@@ -180,7 +207,9 @@ def test_bad_follow_ups_are_refused_naming_the_field(
     client: Any, tenant: Tenant, body: Any, status: int, field: str
 ) -> None:
     rec = answer(client, tenant)
-    assert_error(client.put(f"/v1/answers/{rec['_id']}/follow-up", json=body, headers=tenant.editor), status, field)
+    assert_error(
+        client.put(f"/v1/answers/{rec['_id']}/follow-up", json=body, headers=tenant.editor), status, field
+    )
     assert get_answer(client, tenant, rec["_id"])["followUp"]["status"] is None
 
 
@@ -190,7 +219,9 @@ def test_the_assignee_must_be_a_user_of_the_same_organization(
     rec = answer(client, tenant)
     outsider, _ = make_user(client, other, "admin")
     r = client.put(
-        f"/v1/answers/{rec['_id']}/follow-up", json={"status": "open", "assigneeEmail": outsider}, headers=tenant.editor
+        f"/v1/answers/{rec['_id']}/follow-up",
+        json={"status": "open", "assigneeEmail": outsider},
+        headers=tenant.editor,
     )
     assert_error(r, 422, "assigneeEmail")
     assert get_answer(client, tenant, rec["_id"])["followUp"]["history"] == []
@@ -265,7 +296,10 @@ def counts(database: TestDatabase, record_id: str) -> list[int]:
 def follow_everything(client: Any, tenant: Tenant, rid: str) -> None:
     base = f"/v1/answers/{rid}"
     assert client.put(f"{base}/tags", json={"tags": ["a", "b"]}, headers=tenant.editor).status_code == 200
-    assert client.post(f"{base}/notes", json={"text": "about this person"}, headers=tenant.editor).status_code == 201
+    assert (
+        client.post(f"{base}/notes", json={"text": "about this person"}, headers=tenant.editor).status_code
+        == 201
+    )
     assert client.put(f"{base}/follow-up", json={"status": "open"}, headers=tenant.editor).status_code == 200
 
 
@@ -314,18 +348,186 @@ def test_erasing_a_person_removes_the_notes_on_their_answers(
     assert texts == ["about this person"]  # the bystander's only
 
 
-def test_deleting_a_user_keeps_their_notes_and_history_by_address(
-    client: Any, tenant: Tenant
-) -> None:
+def test_deleting_a_user_keeps_their_notes_and_history_by_address(client: Any, tenant: Tenant) -> None:
     rec = answer(client, tenant)
     email, headers = make_user(client, tenant, "editor")
     client.post(f"/v1/answers/{rec['_id']}/notes", json={"text": "mine"}, headers=headers)
     client.put(
-        f"/v1/answers/{rec['_id']}/follow-up", json={"status": "open", "assigneeEmail": email}, headers=headers
+        f"/v1/answers/{rec['_id']}/follow-up",
+        json={"status": "open", "assigneeEmail": email},
+        headers=headers,
     )
-    user_id = next(u["id"] for u in client.get("/v1/users", headers=tenant.admin).json() if u["email"] == email)
+    user_id = next(
+        u["id"] for u in client.get("/v1/users", headers=tenant.admin).json() if u["email"] == email
+    )
     assert client.delete(f"/v1/users/{user_id}", headers=tenant.admin).status_code == 204
     got = get_answer(client, tenant, rec["_id"])
     assert got["notes"][0]["authorEmail"] == email
     assert got["followUp"]["status"] == "open" and got["followUp"]["assigneeEmail"] is None
     assert got["followUp"]["history"][0]["assigneeEmail"] == email
+
+
+# ------------------------------------------------------------------------------------------ exports
+
+FOLLOW_UP = ["tags", "followUpStatus", "assigneeEmail", "notes"]
+
+
+def guard(text: str) -> str:
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def followed_answers(client: Any, tenant: Tenant, **fields: Any) -> tuple[list[str], str]:
+    """Three answers: one tagged, noted twice and assigned; one untouched; one resolved only."""
+    agent, _ = make_user(client, tenant, "viewer")
+    ids = [
+        answer(client, tenant, s, dateAnswered=f"2026-02-0{i + 1}T10:00:00Z", **fields)["_id"]
+        for i, s in enumerate((1, 9, 6))
+    ]
+    first, _, third = ids
+    client.put(
+        f"/v1/answers/{first}/tags", json={"tags": ["vip", "=danger", "Billing"]}, headers=tenant.editor
+    )
+    for text in ['Said "refund", then hung up,\nwill call back', "-5 stars next time?"]:
+        assert (
+            client.post(f"/v1/answers/{first}/notes", json={"text": text}, headers=tenant.editor).status_code
+            == 201
+        )
+    client.put(
+        f"/v1/answers/{first}/follow-up",
+        json={"status": "contacted", "assigneeEmail": agent},
+        headers=tenant.editor,
+    )
+    client.put(f"/v1/answers/{third}/follow-up", json={"status": "resolved"}, headers=tenant.editor)
+    return ids, agent
+
+
+def test_exports_carry_tags_notes_status_and_assignee(client: Any, tenant: Tenant) -> None:
+    ids, agent = followed_answers(client, tenant)
+    first, second, third = ids
+    notes = get_answer(client, tenant, first)["notes"]
+    expected_notes = "\n".join(f"[{n['createdAt']} {n['authorEmail']}] {n['text']}" for n in notes)
+    assert notes[0]["text"] == "-5 stars next time?"  # newest first
+
+    r = client.get("/nps/export", params={"format": "json", "npsExpiryDay": 0}, headers=tenant.viewer)
+    by_id = {o["_id"]: o for o in r.json()}
+    assert list(by_id[first])[-4:] == FOLLOW_UP
+    assert by_id[first]["tags"] == ["=danger", "Billing", "vip"]
+    assert by_id[first]["followUpStatus"] == "contacted" and by_id[first]["assigneeEmail"] == agent
+    assert by_id[first]["notes"] == [{k: n[k] for k in ("text", "authorEmail", "createdAt")} for n in notes]
+    assert {k: by_id[second][k] for k in FOLLOW_UP} == {
+        "tags": [],
+        "followUpStatus": None,
+        "assigneeEmail": None,
+        "notes": [],
+    }
+    assert by_id[third]["followUpStatus"] == "resolved" and by_id[third]["assigneeEmail"] is None
+    ndjson = client.get("/nps/export", params={"format": "ndjson", "npsExpiryDay": 0}, headers=tenant.viewer)
+    assert [orjson.loads(line) for line in ndjson.content.splitlines()] == r.json()
+
+    text = client.get("/nps/export", params={"format": "csv", "npsExpiryDay": 0}, headers=tenant.viewer).text
+    header = next(csv.reader(io.StringIO(text)))
+    assert header[-4:] == FOLLOW_UP
+    rows = {row["_id"]: row for row in csv.DictReader(io.StringIO(text))}
+    assert rows[first]["tags"] == "'=danger; Billing; vip"  # a spreadsheet must not run it
+    assert rows[first]["notes"] == expected_notes
+    assert (rows[first]["followUpStatus"], rows[first]["assigneeEmail"]) == ("contacted", agent)
+    assert [rows[second][k] for k in FOLLOW_UP] == ["", "", "", ""]
+    assert [rows[third][k] for k in FOLLOW_UP] == ["", "resolved", "", ""]
+    # the bytes are what the csv module writes for these values (SQLite finishes its lines in SQL)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for row in csv.reader(io.StringIO(text)):
+        writer.writerow(row)
+    assert out.getvalue() == text
+
+    sheet = load_workbook(
+        io.BytesIO(
+            client.get(
+                "/nps/export", params={"format": "xlsx", "npsExpiryDay": 0}, headers=tenant.viewer
+            ).content
+        )
+    ).active
+    cells = list(sheet.iter_rows(values_only=True))
+    assert list(cells[0][-4:]) == FOLLOW_UP
+    xrows = {row[0]: dict(zip(cells[0], row, strict=True)) for row in cells[1:]}
+    assert xrows[first]["tags"] == "'=danger; Billing; vip" and xrows[first]["notes"] == expected_notes
+    assert xrows[first]["assigneeEmail"] == agent and xrows[third]["followUpStatus"] == "resolved"
+    assert xrows[second]["tags"] is None and xrows[second]["notes"] is None
+
+
+def test_survey_response_exports_carry_them_too(client: Any, tenant: Tenant) -> None:
+    survey = client.post("/v1/nps-surveys", json={"name": "Pulse"}, headers=tenant.admin).json()
+    ids, agent = followed_answers(client, tenant, campaignId=survey["id"])
+    r = client.get(
+        f"/v1/nps-surveys/{survey['id']}/responses/export", params={"format": "json"}, headers=tenant.viewer
+    )
+    assert r.status_code == 200, r.text
+    by_id = {o["id"]: o for o in r.json()}
+    assert by_id[ids[0]]["tags"] == ["=danger", "Billing", "vip"] and by_id[ids[0]]["assigneeEmail"] == agent
+    assert list(by_id[ids[1]])[-4:] == FOLLOW_UP
+    text = client.get(
+        f"/v1/nps-surveys/{survey['id']}/responses/export", params={"format": "csv"}, headers=tenant.viewer
+    ).text
+    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(text))}
+    assert rows[ids[2]]["followUpStatus"] == "resolved" and rows[ids[0]]["tags"] == "'=danger; Billing; vip"
+
+
+def test_another_organizations_export_shows_none_of_it(client: Any, tenant: Tenant, other: Tenant) -> None:
+    followed_answers(client, tenant)
+    answer(client, other)
+    for fmt in ("csv", "json"):
+        r = client.get("/nps/export", params={"format": fmt, "npsExpiryDay": 0}, headers=other.viewer)
+        assert "danger" not in r.text and "refund" not in r.text and "contacted" not in r.text
+
+
+@pytest.fixture(scope="module")
+def parallel_clients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, TestDatabase]]:
+    """On one SQLite file: an app whose CSV exports are written by worker processes (blocks of
+    two rows), and one whose exports one reader writes."""
+    tdb = _make_database("sqlite", tmp_path_factory.mktemp("followup-parallel"))
+    dbs = []
+    apps = []
+    for update in ({"export_workers": 2, "export_parallel_rows": 20}, {"export_workers": 0}):
+        settings = tdb.settings.model_copy(update=update)
+        db = Database(tdb.url, pool_size=5, settings=settings)
+        dbs.append(db)
+        apps.append(create_app(settings, db))
+    with TestClient(apps[0]) as parallel, TestClient(apps[1]) as single:
+        yield parallel, single, tdb
+    for db in dbs:
+        db.dispose()
+    tdb.db.dispose()
+
+
+def test_export_workers_write_the_same_follow_up_cells(
+    parallel_clients: tuple[Any, Any, TestDatabase],
+) -> None:
+    parallel, single, tdb = parallel_clients
+    tenant = make_tenant(tdb)
+    items = [{"email": f"p{i}@par.example", "score": i % 11, "sourceId": f"fu-{i}"} for i in range(45)]
+    r = parallel.put("/nps", json=items, headers=tenant.editor)
+    assert r.status_code == 200, r.text
+    ids = [k["_id"] for k in r.json()["insertsKeys"]]
+    for i, rid in enumerate(ids[::4]):  # spread over many blocks
+        parallel.put(f"/v1/answers/{rid}/tags", json={"tags": [f"t{i}", '-x, "q"']}, headers=tenant.editor)
+        parallel.post(f"/v1/answers/{rid}/notes", json={"text": f"note {i}\nline two"}, headers=tenant.editor)
+        parallel.put(f"/v1/answers/{rid}/follow-up", json={"status": "open"}, headers=tenant.editor)
+    query = {"format": "csv", "npsExpiryDay": 0}
+    before = CSV_EXPORTS.snapshot()
+    ours = parallel.get("/nps/export", params=query, headers=tenant.viewer)
+    assert ours.status_code == 200, ours.text
+    assert CSV_EXPORTS.snapshot()["workers_used"] == before["workers_used"] + 1  # the workers wrote it
+    alone = single.get("/nps/export", params=query, headers=tenant.viewer)
+    assert ours.content == alone.content
+    rows = {row["_id"]: row for row in csv.DictReader(io.StringIO(ours.text))}
+    assert len(rows) == 45
+    followed = [rows[rid] for rid in ids[::4]]
+    assert all(row["followUpStatus"] == "open" and row["notes"].endswith("line two") for row in followed)
+    assert followed[0]["tags"] == '\'-x, "q"; t0'
+    assert sum(1 for row in rows.values() if row["tags"]) == len(followed)
+    # JSON of the same answers agrees, value for value
+    array = single.get("/nps/export", params={**query, "format": "json"}, headers=tenant.viewer).json()
+    for obj in array:
+        row = rows[obj["_id"]]
+        assert row["tags"] == (guard("; ".join(obj["tags"])) if obj["tags"] else "")
+        assert row["followUpStatus"] == (obj["followUpStatus"] or "")

@@ -38,6 +38,7 @@ import sys
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,91 @@ SEND_BYTES = 1 << 20  # a worker sends about this much at a time: few, large mes
 TAILS = 50_000  # line ends a reader remembers before it starts afresh: ~20 MB at most
 
 
+# What an export shows of the follow-up of each answer, after the names (npsd.followup): the tags
+# (sorted, ignoring case, joined with "; "), the status, the assignee's address and the notes
+# (newest first, one a line: "[time author] text").
+FOLLOW_UP_FIELDS = ("tags", "followUpStatus", "assigneeEmail", "notes")
+TAG_SEPARATOR = "; "
+NOTE_SEPARATOR = "\n"
+FORMULA_START = frozenset("=+-@\t\r")
+NO_FOLLOW_UP = "," * len(FOLLOW_UP_FIELDS)  # the empty cells of an answer nobody followed up
+
 Block = tuple[str, Sequence[Any]]  # (which SQL text, its parameters)
 # How one name column is looked up: (SQL text, its parameters, the position among them of the JSON
 # array of ids, and that of the organization). It answers (id, finished CSV cell) for the ids of
 # the organization it knows.
 Lookup = tuple[str, Sequence[Any], int, int]
+
+
+def stamp(value: Any) -> str:
+    """A stored time as the API prints it (``2024-01-02T10:30:00.123Z``): SQLite's text read raw,
+    or a ``datetime``."""
+    if isinstance(value, str):
+        if len(value) >= 23:
+            return f"{value[:10]}T{value[11:23]}Z"
+        value = datetime.fromisoformat(value)
+    moment: datetime = value
+    return moment.isoformat(timespec="milliseconds") + "Z"
+
+
+class FollowUp:
+    """The follow-up of one answer, gathered from the rows of a follow-up query."""
+
+    __slots__ = ("assignee", "notes", "status", "tags")
+
+    def __init__(self) -> None:
+        self.tags: list[str] = []
+        self.status: str | None = None
+        self.assignee: str | None = None
+        self.notes: list[tuple[str, str, str]] = []  # (time, author, text)
+
+    def texts(self) -> tuple[str | None, str | None, str | None, str | None]:
+        """The four values of CSV and XLSX (``FOLLOW_UP_FIELDS``), None where empty."""
+        notes = NOTE_SEPARATOR.join(f"[{at} {author}] {text}" for at, author, text in self.notes)
+        return (TAG_SEPARATOR.join(self.tags) or None, self.status, self.assignee, notes or None)
+
+    def json(self) -> tuple[list[str], str | None, str | None, list[dict[str, str]]]:
+        """The four values of JSON and NDJSON: tags and notes as lists."""
+        notes = [{"text": text, "authorEmail": author, "createdAt": at} for at, author, text in self.notes]
+        return (self.tags, self.status, self.assignee, notes)
+
+
+def follow_ups(rows: Iterable[Sequence[Any]]) -> dict[str, FollowUp]:
+    """Rows ``(record id, kind, text, author, time)`` of a follow-up query (kind ``t``: a tag;
+    ``n``: a note; ``f``: the status, with the assignee's address as author) by answer, tags
+    sorted ignoring case and notes newest first."""
+    found: dict[str, FollowUp] = {}
+    for rid, kind, text, author, at in rows:
+        f = found.get(rid)
+        if f is None:
+            f = found[rid] = FollowUp()
+        if kind == "t":
+            f.tags.append(text)
+        elif kind == "n":
+            f.notes.append((stamp(at), author or "", text))
+        else:
+            f.status, f.assignee = text, author
+    for f in found.values():
+        f.tags.sort(key=lambda t: (t.casefold(), t))
+        f.notes.sort(reverse=True)
+    return found
+
+
+def csv_cell(value: str | None) -> str:
+    """``value`` as a finished CSV cell, as the ``csv`` module writes it: formula guard (``'``
+    before =, +, -, @, TAB, CR), quotes when it holds a quote, comma or line break."""
+    if value is None:
+        return ""
+    if value[:1] in FORMULA_START:
+        value = "'" + value
+    if '"' in value or "," in value or "\n" in value or "\r" in value:
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+# How the follow-up of a batch of answers is read: (SQL text, its parameters, the positions among
+# them of the JSON array of record ids). It answers the rows :func:`follow_ups` reads.
+FollowUpLookup = tuple[str, Sequence[Any], Sequence[int]]
 
 
 class NameTails:
@@ -72,30 +153,55 @@ class NameTails:
     """
 
     def __init__(
-        self, query: Callable[[str, Sequence[Any]], Iterable[Sequence[Any]]], lookups: Sequence[Lookup]
+        self,
+        query: Callable[[str, Sequence[Any]], Iterable[Sequence[Any]]],
+        lookups: Sequence[Lookup],
+        follow_up: FollowUpLookup | None = None,
     ):
         self.query = query
         self.lookups = lookups
+        self.follow_up = follow_up
         self.cells: list[dict[tuple[Any, Any], str]] = [{} for _ in lookups]
         self.tails: dict[Any, str] = {}  # by the ids and organization of a row (a tuple)
 
     def lines(self, batch: Sequence[Sequence[Any]]) -> str:
         """The finished lines of ``batch``: tuples of (line up to the names, *their ids,
-        organization), as the driver returns them."""
+        organization, record id), as the driver returns them. A line ends with the names, then
+        the follow-up cells (empty unless ``follow_up`` finds some for the answer)."""
         tails = self.tails
         try:  # once the ids are known, one look-up a row
-            return "".join([row[0] + tails[row[1:]] for row in batch])
+            lines = [row[0] + tails[row[1:-1]] for row in batch]
         except KeyError:
-            pass
-        keys = {row[1:] for row in batch}
-        missing = keys.difference(tails)
-        if len(tails) + len(missing) > TAILS:  # start afresh, with this batch's
-            self.tails = {}
-            self.cells = [{} for _ in self.lookups]
-            missing = keys
-        self._learn(missing)
-        tails = self.tails
-        return "".join([row[0] + tails[row[1:]] for row in batch])
+            keys = {row[1:-1] for row in batch}
+            missing = keys.difference(tails)
+            if len(tails) + len(missing) > TAILS:  # start afresh, with this batch's
+                self.tails = {}
+                self.cells = [{} for _ in self.lookups]
+                missing = keys
+            self._learn(missing)
+            tails = self.tails
+            lines = [row[0] + tails[row[1:-1]] for row in batch]
+        if self.follow_up is not None:
+            self._follow_up(batch, lines)
+        return "".join(lines)
+
+    def _follow_up(self, batch: Sequence[Sequence[Any]], lines: list[str]) -> None:
+        """Put the follow-up cells of the batch's answers that have some into their lines: one
+        query for the batch; most answers have none and keep their empty cells."""
+        sql, params, ids_at = self.follow_up  # type: ignore[misc]
+        values = list(params)
+        ids = json.dumps([row[-1] for row in batch])
+        for at in ids_at:
+            values[at] = ids
+        found = follow_ups(self.query(sql, values))
+        if not found:
+            return
+        cut = len(NO_FOLLOW_UP) + 2  # the empty cells and CRLF
+        for index, row in enumerate(batch):
+            f = found.get(row[-1])
+            if f is not None:
+                cells = "".join("," + csv_cell(v) for v in f.texts())
+                lines[index] = lines[index][:-cut] + cells + "\r\n"
 
     def _learn(self, missing: set[Any]) -> None:
         for index, (sql, params, ids_at, org_at) in enumerate(self.lookups):
@@ -113,7 +219,7 @@ class NameTails:
         for key in missing:
             org = key[-1]
             ends = ["," + ("" if id_ is None else self.cells[i][org, id_]) for i, id_ in enumerate(key[:-1])]
-            self.tails[key] = "".join(ends) + "\r\n"
+            self.tails[key] = "".join(ends) + NO_FOLLOW_UP + "\r\n"
 
 
 class WriterCounts:
@@ -182,7 +288,8 @@ def _worker(path: str, busy_ms: int, pipe: Pipe, index: int, count: int) -> None
         pipe.send("pinned")
         # the SQL texts and the name lookups, then one block at a time, then None
         sql: dict[str, str] = pipe.recv()
-        tails = NameTails(lambda text, params: conn.execute(text, params).fetchall(), pipe.recv())
+        lookups, follow_up = pipe.recv(), pipe.recv()
+        tails = NameTails(lambda text, params: conn.execute(text, params).fetchall(), lookups, follow_up)
         while (block := pipe.recv()) is not None:
             kind, params = block
             cursor = conn.execute(sql[kind], params)
@@ -260,13 +367,21 @@ class Workers:
         finally:
             lock.close()
 
-    def run(self, sql: dict[str, str], lookups: Sequence[Lookup], blocks: Iterator[Block]) -> Iterator[bytes]:
+    def run(
+        self,
+        sql: dict[str, str],
+        lookups: Sequence[Lookup],
+        blocks: Iterator[Block],
+        follow_up: FollowUpLookup | None = None,
+    ) -> Iterator[bytes]:
         """Hand out the blocks round robin, a few ahead of what was sent, and yield their CSV in
-        order (``sql``: the line queries by kind; ``lookups``: the names', see :class:`NameTails`).
-        ``blocks`` is read lazily: cutting the next block costs the reader some work."""
+        order (``sql``: the line queries by kind; ``lookups``: the names', ``follow_up``: the
+        answers' follow-up, see :class:`NameTails`). ``blocks`` is read lazily: cutting the
+        next block costs the reader some work."""
         for pipe in self.pipes:
             pipe.send(sql)
             pipe.send(list(lookups))
+            pipe.send(follow_up)
         waiting: deque[int] = deque()  # the worker of each block handed out and not yet sent on
         number = 0
         ahead = 2 * len(self.pipes)

@@ -50,6 +50,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import (
     Column,
     ColumnElement,
+    CompoundSelect,
     Connection,
     Select,
     String,
@@ -70,10 +71,21 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
 from npsd.analytics.nps import category, category_sql
-from npsd.exports.parallel import CSV_EXPORTS, PIN, Block, Lookup, NameTails, Workers
+from npsd.exports.parallel import (
+    CSV_EXPORTS,
+    FOLLOW_UP_FIELDS,
+    PIN,
+    Block,
+    FollowUp,
+    FollowUpLookup,
+    Lookup,
+    NameTails,
+    Workers,
+    follow_ups,
+)
 from npsd.kit.db import Database
 from npsd.kit.errors import REQUIRED_HINTS, BadRequest
-from npsd.kit.models import Company, Enduser, NpsRecord, Survey
+from npsd.kit.models import AnswerFollowUp, AnswerNote, AnswerTag, Company, Enduser, NpsRecord, Survey, User
 from npsd.kit.timeutil import utcnow
 from npsd.records.output import RecordRow
 
@@ -163,7 +175,7 @@ class Layout:
     """
 
     fields: tuple[tuple[str, str], ...]  # (field, source) before custom
-    names: tuple[tuple[str, str], ...]  # (field, source) after custom
+    names: tuple[tuple[str, str], ...]  # (field, source) after custom, before the follow-up
 
     def __post_init__(self) -> None:
         for _, src in (*self.fields, *self.names):
@@ -181,12 +193,12 @@ class Layout:
     @property
     def json_keys(self) -> tuple[str, ...]:
         """The keys of a JSON or NDJSON object, in order."""
-        return (*self.field_names, "custom", *self.name_fields)
+        return (*self.field_names, "custom", *self.name_fields, *FOLLOW_UP_FIELDS)
 
     def header(self, keys: list[str]) -> list[str]:
         """The CSV and XLSX header, given the custom keys (``["*"]``: one JSON column)."""
         custom = ("custom" if k == "*" else f"custom.{k}" for k in keys)
-        return [*self.field_names, *custom, *self.name_fields]
+        return [*self.field_names, *custom, *self.name_fields, *FOLLOW_UP_FIELDS]
 
     def slots(self, part: tuple[tuple[str, str], ...]) -> tuple[int, ...]:
         return tuple(_SLOT[src] for _, src in part)
@@ -302,7 +314,12 @@ class Source:
     keys: list[str] | None
     batches: Iterator[Sequence[Row]]
     cells: bool = False
-    tails: NameTails | None = None  # with cells: what ends each line (its names)
+    tails: NameTails | None = None  # with cells: what ends each line (its names, its follow-up)
+    follow_up: Callable[[Sequence[Row]], dict[str, FollowUp]] | None = None  # without cells
+
+    def follow_ups(self, batch: Sequence[Row]) -> dict[str, FollowUp]:
+        """The follow-up of the batch's answers that have one (one query), by record id."""
+        return {} if self.follow_up is None else self.follow_up(batch)
 
 
 def iso_text(column: Any, dialect: str) -> Any:
@@ -363,6 +380,7 @@ def open_rows(
                 conn.exec_driver_sql(f"PRAGMA cache_size={EXPORT_SQLITE_CACHE_KIB}")
             try:
                 keys = custom_keys(conn, stmt) if want_keys else None
+                followed = has_follow_up(conn, stmt)
                 cells = csv_layout is not None and sqlite and sql_cells_possible(keys or [])
                 query = (
                     csv_lines_sql(csv_layout, stmt, keys or [])
@@ -375,12 +393,13 @@ def open_rows(
                     # (no yield_per here: its buffering would take rows off the cursor first)
                     result = conn.execute(query)
                     batches = _fetch(result.cursor)
-                    tails = _name_tails(conn, csv_layout)
+                    tails = _name_tails(conn, csv_layout, followed)
                 else:
                     result = conn.execution_options(yield_per=BATCH_ROWS).execute(query)
                     batches = result.partitions()
+                lookup = (lambda batch: batch_follow_ups(conn, batch)) if followed and not cells else None
                 try:
-                    yield Source(keys, batches, cells, tails)
+                    yield Source(keys, batches, cells, tails, lookup)
                 finally:
                     result.close()
             finally:
@@ -388,16 +407,93 @@ def open_rows(
                     conn.exec_driver_sql(f"PRAGMA cache_size={previous_cache}")
 
 
-def _name_tails(conn: Connection, layout: Layout | None) -> NameTails:
-    """The line ends of ``layout``'s names, looked up on ``conn``'s own driver connection (in its
-    transaction, so in the snapshot its rows come from)."""
+def _name_tails(conn: Connection, layout: Layout | None, followed: bool) -> NameTails:
+    """The line ends of ``layout``'s names (and, when ``followed``, of the answers' follow-up),
+    looked up on ``conn``'s own driver connection (in its transaction, so in the snapshot its
+    rows come from)."""
     if layout is None:
         raise ValueError("CSV lines need their layout")
     driver = conn.connection.driver_connection
     if driver is None:
         raise RuntimeError("the export's connection is closed")
     return NameTails(
-        lambda sql, params: driver.execute(sql, params).fetchall(), name_lookups(layout, conn.dialect)
+        lambda sql, params: driver.execute(sql, params).fetchall(),
+        name_lookups(layout, conn.dialect),
+        follow_up_lookup(conn.dialect) if followed else None,
+    )
+
+
+# ------------------------------------------------------------------------------------- follow-up
+# The follow-up of each answer (npsd.followup: tags, status, assignee, notes) ends every row. Most
+# answers have none, so an export first asks whether the organization has any at all; only then
+# does each batch cost one more query, by the batch's record ids. Record ids are unique across
+# organizations and come from the export's own, organization-scoped, query: what hangs off them
+# is that organization's.
+
+
+def has_follow_up(conn: Connection, stmt: Select[Any]) -> bool:
+    """Whether the organization of ``stmt``'s records has tagged, noted or followed up any answer."""
+    org_id = conn.execute(stmt.with_only_columns(T.c.org_id).order_by(None).limit(1)).scalar()
+    if org_id is None:
+        return False
+    found = select(
+        select(AnswerTag.org_id).where(AnswerTag.org_id == org_id).exists()
+        | select(AnswerNote.org_id).where(AnswerNote.org_id == org_id).exists()
+        | select(AnswerFollowUp.org_id).where(AnswerFollowUp.org_id == org_id).exists()
+    )
+    return bool(conn.execute(found).scalar())
+
+
+def follow_up_query(record_ids: Any) -> CompoundSelect[Any]:
+    """Rows ``(record id, kind, text, author, time)`` of the answers ``record_ids`` (an IN
+    operand) as :func:`npsd.exports.parallel.follow_ups` reads them: ``t`` a tag, ``n`` a note,
+    ``f`` the status with the assignee's address. One statement for a batch."""
+    tags = select(
+        AnswerTag.record_id,
+        literal("t", String).label("kind"),
+        AnswerTag.tag.label("text"),
+        cast(literal(None), String).label("author"),
+        AnswerTag.created_at.label("at"),
+    ).where(AnswerTag.record_id.in_(record_ids))
+    notes = select(
+        AnswerNote.record_id,
+        literal("n", String),
+        AnswerNote.text,
+        AnswerNote.author_email,
+        AnswerNote.created_at,
+    ).where(AnswerNote.record_id.in_(record_ids))
+    status = (
+        select(
+            AnswerFollowUp.record_id,
+            literal("f", String),
+            AnswerFollowUp.status,
+            User.email,
+            AnswerFollowUp.updated_at,
+        )
+        .outerjoin(User, User.id == AnswerFollowUp.assignee_user_id)
+        .where(AnswerFollowUp.record_id.in_(record_ids))
+    )
+    return tags.union_all(notes, status)
+
+
+_BATCH_FOLLOW_UP = follow_up_query(bindparam("ids", expanding=True))
+
+
+def batch_follow_ups(conn: Connection, batch: Sequence[Row]) -> dict[str, FollowUp]:
+    """The follow-up of a batch of record rows, by record id (one query)."""
+    return follow_ups(conn.execute(_BATCH_FOLLOW_UP, {"ids": [r[ID] for r in batch]}).all())
+
+
+def follow_up_lookup(dialect: Any) -> FollowUpLookup:
+    """How :class:`NameTails` reads a batch's follow-up on SQLite: the query by a JSON array of
+    record ids."""
+    ids = select(func.json_each(bindparam("ids", "")).table_valued("value").c.value)
+    c = follow_up_query(ids).compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    names = list(c.positiontup or ())
+    return (
+        c.string,
+        [_sqlite_param(c.params[name]) for name in names],
+        [i for i, n in enumerate(names) if n == "ids"],
     )
 
 
@@ -497,7 +593,7 @@ def write_csv(db: Database, stmt: Select[Any], layout: Layout = RECORDS) -> Iter
             for batch in src.batches:
                 yield src.tails.lines(batch).encode()
         else:
-            yield from _python_csv(layout, src.batches, keys)
+            yield from _python_csv(layout, src.batches, keys, src.follow_up)
 
 
 def _header_bytes(layout: Layout, keys: list[str]) -> bytes:
@@ -506,14 +602,20 @@ def _header_bytes(layout: Layout, keys: list[str]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _python_csv(layout: Layout, batches: Iterator[Sequence[Row]], keys: list[str]) -> Iterator[bytes]:
-    """CSV of rows with names (dates as text, ``custom`` as its JSON text) through the ``csv`` module."""
+def _python_csv(
+    layout: Layout,
+    batches: Iterator[Sequence[Row]],
+    keys: list[str],
+    follow_up: Callable[[Sequence[Row]], dict[str, FollowUp]] | None = None,
+) -> Iterator[bytes]:
+    """CSV of rows with names (dates as text, ``custom`` as its JSON text) through the ``csv``
+    module, each ended by its answer's follow-up (read by ``follow_up``, a query a batch)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for batch in batches:
         buffer.seek(0)
         buffer.truncate()
-        writer.writerows(_csv_lines(layout, batch, keys))
+        writer.writerows(_csv_lines(layout, batch, keys, follow_up(batch) if follow_up else {}))
         yield buffer.getvalue().encode()
 
 
@@ -718,12 +820,14 @@ def _write_csv_parallel(db: Database, plan: ParallelPlan) -> Iterator[bytes]:
         with db.engine.connect() as conn, conn.begin():
             _pin(workers, conn)
             keys = custom_keys(conn, stmt)
+            followed = has_follow_up(conn, stmt)
             if not sql_cells_possible(keys):  # e.g. one JSON column: the Python writer does it alone
                 workers.close()
                 _fall_back(plan, "custom_columns", f"{len(keys)} custom keys SQLite cannot write as columns")
                 yield _header_bytes(layout, keys)
                 rows = _fetch(conn.execute(raw_columns(stmt, "sqlite", True)).cursor)
-                yield from _python_csv(layout, rows, keys)
+                lookup = (lambda batch: batch_follow_ups(conn, batch)) if followed else None
+                yield from _python_csv(layout, rows, keys, lookup)
                 return
             lines = csv_lines_sql(layout, stmt, keys)
             queries = {
@@ -768,13 +872,18 @@ def _write_csv_parallel(db: Database, plan: ParallelPlan) -> Iterator[bytes]:
             CSV_EXPORTS.worker_export()
             yield _header_bytes(layout, keys)
             lookups = name_lookups(layout, conn.dialect)
-            yield from workers.run({kind: c.string for kind, c in compiled.items()}, lookups, blocks())
+            follow_up = follow_up_lookup(conn.dialect) if followed else None
+            yield from workers.run(
+                {kind: c.string for kind, c in compiled.items()}, lookups, blocks(), follow_up
+            )
     finally:
         workers.close()
         PARALLEL_EXPORTS.release()
 
 
-def _csv_lines(layout: Layout, batch: Sequence[Row], keys: list[str]) -> list[list[Any]]:
+def _csv_lines(
+    layout: Layout, batch: Sequence[Row], keys: list[str], found: dict[str, FollowUp]
+) -> list[list[Any]]:
     """CSV cells of rows with names, in Python. The hot loop is written out by hand: at a million
     rows every function call per cell shows. Each row becomes every source's cell (``SOURCES``
     order), and the layout takes its fields from them by position."""
@@ -785,6 +894,7 @@ def _csv_lines(layout: Layout, batch: Sequence[Row], keys: list[str]) -> list[li
     names = _picker(layout.slots(layout.names))
     whole_custom = keys == ["*"]
     blanks = [None] * len(keys)
+    no_follow_up = (None,) * len(FOLLOW_UP_FIELDS)
     lines = []
     for (
         rid,
@@ -845,6 +955,11 @@ def _csv_lines(layout: Layout, batch: Sequence[Row], keys: list[str]) -> list[li
             else:
                 line.extend(blanks)
         line.extend(names(cells))
+        f = found.get(rid) if found else None
+        if f is None:
+            line.extend(no_follow_up)
+        else:
+            line.extend(None if v is None else ("'" + v if v[:1] in unsafe else v) for v in f.texts())
         lines.append(line)
     return lines
 
@@ -923,7 +1038,7 @@ PRINTF_ARGS = 100  # cells per printf() call: SQLite functions take at most 127 
 def csv_lines_sql(layout: Layout, stmt: Select[Any], keys: list[str]) -> Select[Any]:
     """``stmt`` (record ``COLUMNS``) rewritten to select each record's CSV line in ``layout`` up
     to its names, finished (SQLite SQL), then the id behind each name and the record's
-    organization: ``NameTails`` ends the line (see npsd.exports.parallel). ``printf`` builds
+    organization, and the record's id: ``NameTails`` ends the line (see npsd.exports.parallel). ``printf`` builds
     the line in one buffer, where handing 17 cells to Python, or concatenating them with
     ``||``, would cost a string each."""
     _check_columns(stmt)
@@ -936,7 +1051,7 @@ def csv_lines_sql(layout: Layout, stmt: Select[Any], keys: list[str]) -> Select[
     line: ColumnElement[str] = parts[0]
     for part in parts[1:]:
         line = line + part  # String + String: SQL ||
-    return stmt.with_only_columns(line, *(_NAMED[src][1] for _, src in layout.names), T.c.org_id)
+    return stmt.with_only_columns(line, *(_NAMED[src][1] for _, src in layout.names), T.c.org_id, T.c.id)
 
 
 def _sql_cells(c: list[Any]) -> dict[str, Any]:
@@ -1007,14 +1122,26 @@ def name_lookups(layout: Layout, dialect: Any) -> list[Lookup]:
 # ---------------------------------------------------------------------------------------- JSON
 
 
-def _objects(layout: Layout, batch: Sequence[Row]) -> list[dict[str, Any]]:
+def _objects(layout: Layout, batch: Sequence[Row], found: dict[str, FollowUp]) -> list[dict[str, Any]]:
     """Rows as exported in JSON: the layout's fields, ``custom`` nested (passed through as the
-    stored JSON text, not parsed and re-encoded), then the names. Each row becomes every source's
-    value (``SOURCES`` order) and the layout takes its fields from them by position."""
+    stored JSON text, not parsed and re-encoded), the names, then the follow-up (``found``, by
+    record id; tags and notes as lists). Each row becomes every source's value (``SOURCES``
+    order) and the layout takes its fields from them by position."""
+    objects = _plain_objects(layout, batch)
+    for row, obj in zip(batch, objects, strict=True):
+        f = found.get(row[ID]) if found else None
+        if f is None:
+            obj["tags"], obj["followUpStatus"], obj["assigneeEmail"], obj["notes"] = [], None, None, []
+        else:
+            obj["tags"], obj["followUpStatus"], obj["assigneeEmail"], obj["notes"] = f.json()
+    return objects
+
+
+def _plain_objects(layout: Layout, batch: Sequence[Row]) -> list[dict[str, Any]]:
     categories = CATEGORIES
     upper = CATEGORIES_UPPER
     fragment = orjson.Fragment
-    keys = layout.json_keys
+    keys = layout.json_keys[: -len(FOLLOW_UP_FIELDS)]
     pick = _picker(
         (*layout.slots(layout.fields), _SLOT["custom"], *layout.slots(layout.names)),
     )
@@ -1079,7 +1206,9 @@ def write_json(db: Database, stmt: Select[Any], layout: Layout = RECORDS) -> Ite
         yield b"["
         first = True
         for batch in src.batches:
-            encoded = orjson.dumps(_objects(layout, batch))[1:-1]  # the objects without the list's brackets
+            encoded = orjson.dumps(_objects(layout, batch, src.follow_ups(batch)))[
+                1:-1
+            ]  # the objects without the list's brackets
             yield encoded if first else b"," + encoded
             first = False
         yield b"]\n"
@@ -1089,7 +1218,9 @@ def write_ndjson(db: Database, stmt: Select[Any], layout: Layout = RECORDS) -> I
     """One object (``layout.json_keys``) per line."""
     with open_rows(db, stmt, want_keys=False) as src:
         for batch in src.batches:
-            yield b"".join(orjson.dumps(obj) + b"\n" for obj in _objects(layout, batch))
+            yield b"".join(
+                orjson.dumps(obj) + b"\n" for obj in _objects(layout, batch, src.follow_ups(batch))
+            )
 
 
 # ---------------------------------------------------------------------------------------- XLSX
@@ -1198,8 +1329,14 @@ def write_xlsx(db: Database, stmt: Select[Any], layout: Layout = RECORDS) -> Ite
                 *_xlsx_columns(layout.fields, 0),
                 *_xlsx_columns(layout.names, base + len(keys)),
             ]
+            follow_at = base + len(keys) + len(layout.names)
             for batch in src.batches:
+                found = src.follow_ups(batch)
                 for r in batch:
+                    fu = found.get(r[ID]) if found else None
+                    if fu is not None:
+                        for i, value in enumerate(fu.texts()):
+                            sheets.cell(follow_at + i, value)
                     for col, index, labels in columns:
                         value = r[index]
                         sheets.cell(col, value if labels is None else labels[value])

@@ -14,11 +14,11 @@ token's name, else ``api``.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, func, insert, literal, select, union_all, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from npsd.auth.deps import Principal
@@ -337,39 +337,3 @@ def org_tags(session: Session, org_id: str) -> list[str]:
         .group_by(AnswerTag.tag_key)
     )
     return sorted((tag for _, tag in rows), key=tag_key)
-
-
-# ---------------------------------------------------------------------------------------- exports
-
-
-def export_rows(org_id: Any, record_ids: Any) -> Select[Any]:
-    """One query for what the exports show of a batch of answers: rows ``(record id, kind, text,
-    author, time)`` where kind is ``t`` (a tag), ``n`` (a note: its text, author and time) or
-    ``f`` (the status, and the assignee's address as author). ``org_id`` and ``record_ids``
-    are SQL expressions (bound parameters, or a subquery of ids)."""
-    tags = select(
-        AnswerTag.record_id,
-        literal("t").label("kind"),
-        AnswerTag.tag.label("text"),
-        literal(None).label("author"),
-        AnswerTag.created_at.label("at"),
-    ).where(AnswerTag.org_id == org_id, AnswerTag.record_id.in_(record_ids))
-    notes = select(
-        AnswerNote.record_id, literal("n"), AnswerNote.text, AnswerNote.author_email, AnswerNote.created_at
-    ).where(AnswerNote.org_id == org_id, AnswerNote.record_id.in_(record_ids))
-    follow = (
-        select(
-            AnswerFollowUp.record_id,
-            literal("f"),
-            AnswerFollowUp.status,
-            User.email,
-            AnswerFollowUp.updated_at,
-        )
-        .outerjoin(User, User.id == AnswerFollowUp.assignee_user_id)
-        .where(AnswerFollowUp.org_id == org_id, AnswerFollowUp.record_id.in_(record_ids))
-    )
-    return select(union_all(tags, notes, follow).subquery())
-
-
-def ids_of(rows: Iterable[Any]) -> list[str]:
-    return [r[0] for r in rows]
