@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 
 from npsd.kit.validation import check_email, to_utc
+from npsd.privacy.service import ERASED_MARK
 
 LAYOUTS = ("csv", "delighted", "qualtrics", "surveymonkey", "typeform", "formbricks")
 CHOICES = ("auto", *LAYOUTS)
@@ -44,6 +45,8 @@ TOOL_NAMES = {
 CLI_OPTIONS = {"from": "--from", "scoreColumn": "--score-column", "commentColumn": "--comment-column"}
 API_OPTIONS = {"from": "from", "scoreColumn": "scoreColumn", "commentColumn": "commentColumn"}
 
+# A row whose address an erasure removed from the stored upload (``privacy/``)
+ERASED_ISSUE = "belonged to a person erased after the upload: the address was removed from the file"
 MAX_TEXT = 65_536  # a comment, as the records API takes it
 MAX_SHOWN_COLUMNS = 12
 
@@ -826,6 +829,9 @@ def _rows_of(spec: Spec) -> list[Row | RowError]:
         if not email:
             out.append(fail(spec.email, "is empty: every answer is filed under a contact's e-mail address"))
             continue
+        if email == ERASED_MARK:
+            out.append(fail(spec.email, ERASED_ISSUE))
+            continue
         if not looks_like_email(email):
             out.append(fail(spec.email, f"is not a valid e-mail address ({email[:100]!r})"))
             continue
@@ -941,6 +947,9 @@ def delighted_json(text: str) -> list[Row | RowError]:
             out.append(
                 RowError(number, "person.email", "is missing (export with expand[]=person to get addresses)")
             )
+            continue
+        if email.strip() == ERASED_MARK:
+            out.append(RowError(number, "person.email", ERASED_ISSUE))
             continue
         if not looks_like_email(email):
             out.append(RowError(number, "person.email", f"is not a valid e-mail address ({email[:100]!r})"))

@@ -38,7 +38,9 @@ def create_erasure(
 ) -> Response:
     """Erase a person (admin only), as data-protection law asks on request: every answer of the
     address in every survey, its contact, its invitations, stored `Idempotency-Key` replies and
-    webhook deliveries that hold it. Contacts', companies' and surveys' figures are recounted
+    webhook deliveries that hold it. Files uploaded to `POST /v1/imports` and not yet imported
+    keep their rows, with the address replaced: the import then refuses those rows as erased;
+    import reports (file name, row errors) lose the address too. Contacts', companies' and surveys' figures are recounted
     without them. Its entry on the unsubscribe list stays (it is a one-way hash, and keeps the
     address from being mailed).
 

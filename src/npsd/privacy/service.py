@@ -8,6 +8,7 @@ does the work, so once an erasure is done the address is nowhere in the database
 (answers, with ``nps_rollup``, each contact's latest answer and each company's NPS) and the
 contacts' delete (the contact, then its company's NPS). It also removes the address's
 invitations, the stored ``Idempotency-Key`` replies and webhook deliveries whose body holds it,
+removes it from uploads waiting to be imported and from import reports (:func:`_scrub_imports`),
 and records one ``person.erased`` event with ids and counts only. The unsubscribe list is kept:
 it holds only a hash, and keeps refusing the address.
 
@@ -23,6 +24,7 @@ index, so a round with nothing to delete costs a few index probes.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import weakref
 from collections.abc import Callable
@@ -41,6 +43,7 @@ from npsd.kit.db import Database, lock_org_writes, one_of
 from npsd.kit.ids import new_id
 from npsd.kit.jobs import JobInfo, enqueue, handler, periodic
 from npsd.kit.models import (
+    DataImport,
     Enduser,
     Erasure,
     IdempotencyKey,
@@ -58,6 +61,8 @@ from npsd.records.service import delete_records
 
 log = logging.getLogger("npsd.privacy")
 
+# What an erased address becomes in an uploaded file not yet imported (``imports/`` refuses its rows)
+ERASED_MARK = "[erased]"
 ERASE_JOB = "person.erase"
 ERASE_ATTEMPTS = 5
 STATES = ("queued", "running", "done", "failed")
@@ -74,6 +79,7 @@ class Counts:
     invitations: int = 0
     idempotency_replies: int = 0
     webhook_deliveries: int = 0
+    imports: int = 0  # uploaded files and import reports the address was removed from (not stored)
     response_ids: list[str] = field(default_factory=list)
     contact_id: str | None = None
 
@@ -165,8 +171,93 @@ def erase(session: Session, org_id: str, email: str) -> Counts:
         session.execute(delete(WebhookAttempt).where(one_of(session, WebhookAttempt.delivery_id, doomed)))
         session.execute(delete(WebhookDelivery).where(one_of(session, WebhookDelivery.id, doomed)))
     counts.webhook_deliveries = len(doomed)
+    counts.imports = _scrub_imports(session, org_id, key)
     session.flush()
     return counts
+
+
+def _address_pattern(key: str) -> re.Pattern[str]:
+    """The address as a whole, in any case: not the tail of a longer local part
+    (``hana@x.org`` for ``ana@x.org``) nor the head of a longer domain (``ana@x.org.uk``). A quote
+    before it is taken as a quote (row errors quote what they refuse), not as part of an address."""
+    return re.compile(r"(?<![\w.!#$%&*+/=?^`{|}~-])" + re.escape(key) + r"(?![\w-]|\.[\w-])", re.IGNORECASE)
+
+
+def _decoded(data: bytes) -> tuple[str, bool] | None:
+    """An upload's text as the import's parser reads it (UTF-16 with a byte-order mark, else
+    UTF-8 with or without one), and whether it had a UTF-8 byte-order mark; None if neither."""
+    try:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return data.decode("utf-16"), False
+        return data.decode("utf-8-sig"), data.startswith(b"\xef\xbb\xbf")
+    except UnicodeDecodeError:
+        return None
+
+
+def _scrub_imports(session: Session, org_id: str, key: str) -> int:
+    """Remove the address from the organization's imports: the uploads still waiting to be
+    imported (their stored file), and the reports of every import (file name, row errors, reason).
+
+    In a stored file each occurrence becomes :data:`ERASED_MARK`, so the file keeps its rows and
+    columns (an import that resumes counts the same rows) and the person's rows are refused as
+    erased when the job reads them; an import already running refuses them too, since it checks
+    each batch against the erasures. A file that cannot be read as text (its import will fail
+    anyway) but holds the address is dropped, and its import fails saying why.
+    Returns how many imports were changed."""
+    pattern = _address_pattern(key)
+    changed = 0
+    waiting = session.execute(
+        select(DataImport.id, DataImport.content).where(
+            DataImport.org_id == org_id, DataImport.content.is_not(None)
+        )
+    ).all()
+    for import_id, content in waiting:
+        decoded = _decoded(content)
+        values: dict[str, Any]
+        if decoded is None:
+            if key.encode() not in content.lower():
+                continue
+            values = {
+                "content": None,
+                "state": "failed",
+                "reason": "the uploaded file was removed by an erasure of a person it named; upload it again",
+                "finished_at": utcnow(),
+            }
+        else:
+            text, bom = decoded
+            scrubbed, found = pattern.subn(ERASED_MARK, text)
+            if not found:
+                continue
+            values = {"content": ("\ufeff" if bom else "").encode() + scrubbed.lstrip("\ufeff").encode()}
+        session.execute(
+            update(DataImport)
+            .where(DataImport.id == import_id, DataImport.content.is_not(None))
+            .values(updated_at=utcnow(), **values)
+        )
+        changed += 1
+    reports = session.execute(
+        select(DataImport.id, DataImport.filename, DataImport.errors, DataImport.reason).where(
+            DataImport.org_id == org_id
+        )
+    ).all()
+    for import_id, filename, errors, reason in reports:
+        report = {"filename": filename, "errors": errors, "reason": reason}
+        scrubbed_report = _scrubbed(report, pattern)
+        if scrubbed_report != report:
+            session.execute(update(DataImport).where(DataImport.id == import_id).values(**scrubbed_report))
+            changed += 1
+    return changed
+
+
+def _scrubbed(value: Any, pattern: re.Pattern[str]) -> Any:
+    """``value`` (text, or lists and dicts of text) with every occurrence of the address marked."""
+    if isinstance(value, str):
+        return pattern.sub(ERASED_MARK, value)
+    if isinstance(value, list):
+        return [_scrubbed(v, pattern) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, pattern) for k, v in value.items()}
+    return value
 
 
 def _deleted(result: Any) -> int:
