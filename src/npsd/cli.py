@@ -303,6 +303,20 @@ def _size(n: int) -> str:
     return f"{size:.1f} {unit}"
 
 
+@contextmanager
+def _backup_errors(what: str, file: Path) -> Iterator[None]:
+    """What a backup or a restore refuses (``BackupError``) or meets (``OSError``: a full disk, a
+    directory not writable) as one line, exit 1: the operator reads the reason, not a traceback."""
+    from npsd.kit import backup as backups
+
+    try:
+        yield
+    except backups.BackupError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{what} failed: {exc.strerror or exc} ({exc.filename or file})")
+
+
 @app.command()
 def backup(
     file: Annotated[Path, typer.Argument(help="The backup file to write")],
@@ -326,12 +340,8 @@ def backup(
     if database is None:
         command = backups.pg_dump_command(settings.database_url, file)
         _pg_instead("backup", command, backups.libpq_url(settings.database_url)[1])
-    try:
+    with _backup_errors("writing the backup", file):
         result = backups.backup_sqlite(database, file, force=force, copy_key=not settings.secret_key)
-    except backups.BackupError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"writing the backup failed: {exc.strerror or exc} ({exc.filename or file})")
     typer.echo(
         f"wrote {result.path}: {_size(result.size)}, {result.answers:,} answers, "
         f"migration {result.revision}, in {result.seconds:.2f} s"
@@ -374,14 +384,10 @@ def restore(
     known = {
         rev.revision for rev in ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()
     }
-    try:
+    with _backup_errors("the restore", file):
         result = backups.restore_sqlite(
             file, database, keep_old=keep_old, use_key_file=not settings.secret_key, known_revisions=known
         )
-    except backups.BackupError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"the restore failed: {exc.strerror or exc} ({exc.filename or file})")
     typer.echo(
         f"restored {file} into {result.database}: {result.answers:,} answers, "
         f"migration {result.revision}, in {result.seconds:.2f} s"

@@ -17,7 +17,7 @@ from npsd.kit.errors import BadRequest
 from npsd.kit.http import DbSession, TransactionRoute
 from npsd.kit.ids import is_id
 from npsd.kit.limits import BodyTooLarge
-from npsd.kit.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam
+from npsd.kit.listing import TOTAL_COUNT_HEADER, Paged, with_total
 from npsd.kit.lookup import resolve
 from npsd.kit.models import DataImport
 from npsd.kit.validation import storable
@@ -161,12 +161,10 @@ def create_import(principal: Editor, checked: Checked, session: DbSession) -> di
 
 @router.get("", response_model=list[ImportRead], responses=TOTAL_COUNT_HEADER)
 def list_imports(
-    principal: Editor, session: DbSession, response: Response, page: PageParam = 1, limit: LimitParam = 20
+    principal: Editor, session: DbSession, response: Response, paged: Paged
 ) -> list[dict[str, Any]]:
     """List the organization's imports, newest first, as a bare array (total in `X-Total-Count`)."""
-    rows, total = service.list_imports(session, principal.org_id, page, limit)
-    response.headers["X-Total-Count"] = str(total)
-    return rows
+    return with_total(response, service.list_imports(session, principal.org_id, paged.page, paged.limit))
 
 
 @router.get("/{id}", response_model=ImportRead)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.dependencies.models import Dependant
+from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, create_model
 
@@ -25,6 +26,7 @@ from npsd.kit.ids import is_id
 from npsd.kit.validation import UtcDatetime
 
 D = TypeVar("D", date, datetime)
+T = TypeVar("T")
 
 MAX_LIMIT = 10_000
 # Far beyond any real list, and far inside what SQLite and PostgreSQL accept for OFFSET (64-bit).
@@ -102,6 +104,35 @@ TOTAL_COUNT_HEADER: dict[int | str, dict[str, Any]] = {
         }
     }
 }
+
+
+@dataclass(frozen=True)
+class Paging:
+    """One page of a SalesOS-style list: page ``page`` (from 1) of ``limit`` items."""
+
+    page: int
+    limit: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.limit
+
+
+def salesos_paging(page: PageParam = 1, limit: LimitParam = 20) -> Paging:
+    """The ``page`` and ``limit`` query parameters of a ``/v1`` list (declared once, here)."""
+    return Paging(page, limit)
+
+
+Paged = Annotated[Paging, Depends(salesos_paging)]
+
+
+def with_total(response: Response, listed: tuple[list[T], int]) -> list[T]:
+    """A list route's reply from a service's ``(rows, total)``: the rows as a bare array, the total
+    over all pages in ``X-Total-Count`` (declare :data:`TOTAL_COUNT_HEADER` in the route's
+    ``responses``)."""
+    rows, total = listed
+    response.headers["X-Total-Count"] = str(total)
+    return rows
 
 
 def selectable_list(model: type[BaseModel]) -> Any:

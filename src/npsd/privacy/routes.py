@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from npsd.auth.deps import Admin
 from npsd.kit.errors import BadRequest
 from npsd.kit.http import AppSettings, DbSession, TransactionRoute, json_response
-from npsd.kit.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam, ParamStr, blank_to_none
+from npsd.kit.listing import TOTAL_COUNT_HEADER, Paged, ParamStr, blank_to_none, with_total
 from npsd.kit.lookup import resolve
 from npsd.kit.models import Erasure
 from npsd.kit.validation import check_email
@@ -59,13 +59,13 @@ def list_erasures(
     principal: Admin,
     session: DbSession,
     settings: AppSettings,
+    response: Response,
+    paged: Paged,
     email: Annotated[
         ParamStr | None,
         Query(max_length=320, description="Only the erasures of this address (case-insensitive)"),
     ] = None,
-    page: PageParam = 1,
-    limit: LimitParam = 20,
-) -> Response:
+) -> list[dict[str, Any]]:
     """The organization's erasures, newest first, as a bare array; `X-Total-Count` has the number.
     With `email`, only that address's (they are found by its hash; the address is not stored)."""
     address = blank_to_none(email)
@@ -74,8 +74,8 @@ def list_erasures(
             address = check_email(address.strip())
         except ValueError as exc:
             raise BadRequest.field("email", str(exc)) from exc
-    rows, total = service.list_erasures(session, settings, principal.org_id, address, page, limit)
-    return json_response(rows, headers={"X-Total-Count": str(total)})
+    listed = service.list_erasures(session, settings, principal.org_id, address, paged.page, paged.limit)
+    return with_total(response, listed)
 
 
 @router.get("/{id}", response_model=ErasureRead)

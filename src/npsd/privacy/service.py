@@ -83,14 +83,17 @@ class Counts:
     response_ids: list[str] = field(default_factory=list)
     contact_id: str | None = None
 
-    def public(self) -> dict[str, int]:
-        return {
-            "answers": self.answers,
-            "contacts": self.contacts,
-            "invitations": self.invitations,
-            "idempotencyReplies": self.idempotency_replies,
-            "webhookDeliveries": self.webhook_deliveries,
-        }
+
+def public_counts(source: Counts | Erasure) -> dict[str, int]:
+    """What an erasure removed, as the API and the ``person.erased`` event show it: from the
+    erasure's record, or from the counts of the erasure just done (the same attributes)."""
+    return {
+        "answers": source.answers,
+        "contacts": source.contacts,
+        "invitations": source.invitations,
+        "idempotencyReplies": source.idempotency_replies,
+        "webhookDeliveries": source.webhook_deliveries,
+    }
 
 
 def erasure_out(row: Erasure) -> dict[str, Any]:
@@ -98,13 +101,7 @@ def erasure_out(row: Erasure) -> dict[str, Any]:
         "id": row.id,
         "state": row.state,
         "source": row.source,
-        "counts": {
-            "answers": row.answers,
-            "contacts": row.contacts,
-            "invitations": row.invitations,
-            "idempotencyReplies": row.idempotency_replies,
-            "webhookDeliveries": row.webhook_deliveries,
-        },
+        "counts": public_counts(row),
         "error": row.error,
         "createdAt": iso(row.created_at),
         "startedAt": iso(row.started_at),
@@ -286,7 +283,7 @@ def _finish(session: Session, erasure: Erasure, counts: Counts) -> None:
                 "id": erasure.id,
                 "contactId": counts.contact_id,
                 "responseIds": counts.response_ids,
-                "counts": counts.public(),
+                "counts": public_counts(counts),
                 "requestedAt": iso(erasure.created_at),
                 "erasedAt": iso(now),
             }

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from npsd.auth.deps import Admin
 from npsd.kit.http import AppSettings, DbSession, TransactionRoute
-from npsd.kit.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam
+from npsd.kit.listing import TOTAL_COUNT_HEADER, Paged, with_total
 from npsd.kit.lookup import resolve
 from npsd.kit.models import Webhook
 from npsd.webhooks import service
@@ -54,13 +54,11 @@ def create_webhook(
 
 @router.get("", response_model=list[WebhookRead], responses=TOTAL_COUNT_HEADER)
 def list_webhooks(
-    principal: Admin, session: DbSession, response: Response, page: PageParam = 1, limit: LimitParam = 20
+    principal: Admin, session: DbSession, response: Response, paged: Paged
 ) -> list[dict[str, Any]]:
     """List the organization's webhooks, newest first, as a bare array (total in `X-Total-Count`).
     Secrets are never listed."""
-    rows, total = service.list_webhooks(session, principal.org_id, page, limit)
-    response.headers["X-Total-Count"] = str(total)
-    return rows
+    return with_total(response, service.list_webhooks(session, principal.org_id, paged.page, paged.limit))
 
 
 @router.get("/{id}", response_model=WebhookRead)
@@ -90,8 +88,7 @@ def list_deliveries(
     hook: WebhookById,
     session: DbSession,
     response: Response,
-    page: PageParam = 1,
-    limit: LimitParam = 20,
+    paged: Paged,
     status: Annotated[DeliveryStatus | None, Query(description="pending, succeeded or failed")] = None,
     eventType: Annotated[
         Literal[
@@ -108,11 +105,8 @@ def list_deliveries(
 ) -> list[dict[str, Any]]:
     """The webhook's deliveries, newest first, each with every attempt (time, HTTP status, error,
     duration). A bare array; the total is in `X-Total-Count`."""
-    rows, total = service.list_deliveries(
-        session, hook, service.DeliveryQuery(page=page, limit=limit, status=status, event_type=eventType)
-    )
-    response.headers["X-Total-Count"] = str(total)
-    return rows
+    query = service.DeliveryQuery(page=paged.page, limit=paged.limit, status=status, event_type=eventType)
+    return with_total(response, service.list_deliveries(session, hook, query))
 
 
 @router.post("/{id}/test", response_model=DeliveryRead, status_code=202)
