@@ -23,7 +23,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from conftest import Tenant, TestDatabase
+from conftest import Tenant, TestDatabase, assert_error
 from npsd.auth import service as auth_service
 from npsd.cli import app as cli_app
 from npsd.kit.config import Settings
@@ -263,8 +263,13 @@ def test_beyond_the_connection_limit_requests_get_503_until_connections_free(ser
     try:
         for sock in stalled:
             sock.sendall(b"GET /he")
-        refused = httpx.get(server.base_url + "/healthz", timeout=10)
+        refused = httpx.get(server.base_url + "/v1/nps-surveys?page=1", timeout=10)
         assert refused.status_code == 503
+        # the one error shape, as every other refusal (not uvicorn's plain "Service Unavailable")
+        body = assert_error(refused, 503)
+        assert "NPSD_MAX_CONNECTIONS" in body["message"] and body["path"] == "/v1/nps-surveys"
+        assert body["requestId"] and refused.headers["x-request-id"] == body["requestId"]
+        assert refused.headers["retry-after"] == "1"
         # the header timeout frees them, and requests are answered again
         wait_for(
             lambda: httpx.get(server.base_url + "/healthz", timeout=10).status_code == 200,

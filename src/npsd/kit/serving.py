@@ -9,7 +9,8 @@ are not timed here: a slow upload is bounded by ``NPSD_MAX_BODY_BYTES`` and, in 
 the reverse proxy in front.
 
 ``NPSD_MAX_CONNECTIONS`` is uvicorn's ``limit_concurrency``: beyond that many open connections
-or running requests, a new request is answered 503 at once instead of queueing without bound.
+or running requests, a new request is answered 503 at once instead of queueing without bound, in
+the one error shape (:func:`over_the_limit`, in place of uvicorn's plain-text reply).
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from starlette.requests import Request
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from npsd.kit.config import Settings
+from npsd.kit.errors import error_response
 from npsd.kit.logs import log_config
 from npsd.kit.telemetry import HEADER_TIMEOUTS
 
@@ -37,6 +42,21 @@ REQUEST_TIMEOUT_REPLY = (
     b"connection: close\r\n\r\n"
     b"Request Timeout\n"
 )
+
+
+async def over_the_limit(scope: Any, receive: Any, send: Any) -> None:
+    """The reply beyond ``NPSD_MAX_CONNECTIONS``: 503 in the one error shape, with a request id
+    (in the body and ``X-Request-Id``), ``Retry-After`` and the connection closed, since open
+    connections are what is short. The app itself is not called: this costs no database work."""
+    request_id = secrets.token_hex(8)
+    scope.setdefault("state", {})["request_id"] = request_id
+    response = error_response(
+        Request(scope),
+        503,
+        "the server is at its limit of open connections (NPSD_MAX_CONNECTIONS): retry in a moment",
+        headers={"Retry-After": "1", "X-Request-Id": request_id, "Connection": "close"},
+    )
+    await response(scope, receive, send)
 
 
 class NpsdConfig(uvicorn.Config):
@@ -92,6 +112,10 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm_head_timer()
         super().on_headers_complete()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # uvicorn picks its plain-text 503 app above limit_concurrency; ours speaks the error shape
+        super()._start_asgi_task(cycle, over_the_limit if app is service_unavailable else app)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
