@@ -16,6 +16,7 @@ from npsd.webhooks import service
 from npsd.webhooks.schemas import (
     DeliveryRead,
     DeliveryStatus,
+    EventType,
     WebhookCreate,
     WebhookCreated,
     WebhookRead,
@@ -91,15 +92,7 @@ def list_deliveries(
     paged: Paged,
     status: Annotated[DeliveryStatus | None, Query(description="pending, succeeded or failed")] = None,
     eventType: Annotated[
-        Literal[
-            "response.created",
-            "response.updated",
-            "response.deleted",
-            "invitation.failed",
-            "unsubscribe.created",
-            "webhook.test",
-        ]
-        | None,
+        EventType | Literal["webhook.test"] | None,
         Query(description="Only deliveries of this event type"),
     ] = None,
 ) -> list[dict[str, Any]]:
