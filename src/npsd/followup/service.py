@@ -330,7 +330,7 @@ def answer_conditions(
 
 
 def org_tags(session: Session, org_id: str) -> list[str]:
-    """Every tag in use in the organization, each once (its most frequent spelling), sorted."""
+    """Every tag in use in the organization, each once (whatever its case), sorted ignoring case."""
     rows = session.execute(
         select(AnswerTag.tag_key, func.min(AnswerTag.tag))
         .where(AnswerTag.org_id == org_id)

@@ -2,8 +2,9 @@
 
 The filters live in the URL so a filtered view can be shared, with the API's names where the API
 has them: ``surveyId``, ``category`` (``scoreType`` of ``GET /nps``), ``score``, ``companyId``,
-``period`` or ``since``/``until`` (whole UTC days, both included), ``search`` (in comments) and
-``page``. They become one :class:`~npsd.records.service.ListQuery`, the query ``GET /nps`` and
+``period`` or ``since``/``until`` (whole UTC days, both included), ``search`` (in comments),
+what the team did with an answer (``tag``, ``followUpStatus``: open, contacted, resolved or none,
+``assigneeEmail``: a user of the organization; see npsd.followup) and ``page``. They become one :class:`~npsd.records.service.ListQuery`, the query ``GET /nps`` and
 ``GET /nps/export`` use, so the rows, the count ("N responses") and the downloads hold the same
 answers. A malformed filter (a score of 11, a date that is not one, a survey or company that is
 not the organization's) is named next to its field with status 400, and no answer is listed.
@@ -27,6 +28,9 @@ from sqlalchemy.orm import Session
 from npsd.analytics.nps import CATEGORY_RANGES
 from npsd.contacts.service import record_answers
 from npsd.exports.service import check_format, stream_records
+from npsd.followup import service as followup
+from npsd.followup.schemas import MAX_TAG_LENGTH, STATUSES
+from npsd.followup.service import NO_STATUS
 from npsd.kit.errors import BadRequest
 from npsd.kit.http import ReadDatabase, ReadSession
 from npsd.kit.listing import page_count
@@ -52,7 +56,26 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PAGE_SIZE = 25
 MAX_PAGE = 1_000_000
 FORMATS = ("csv", "xlsx", "json", "ndjson")
-FILTER_NAMES = ("period", "since", "until", "surveyId", "category", "score", "companyId", "search")
+FILTER_NAMES = (
+    "period",
+    "since",
+    "until",
+    "surveyId",
+    "category",
+    "score",
+    "companyId",
+    "search",
+    "tag",
+    "followUpStatus",
+    "assigneeEmail",
+)
+FOLLOW_UP_OPTIONS = [
+    ("", "All"),
+    (NO_STATUS, "No status"),
+    ("open", "Open"),
+    ("contacted", "Contacted"),
+    ("resolved", "Resolved"),
+]
 CATEGORY_OPTIONS = [("", "All"), *CATEGORY_LABELS.items()]
 SCORE_OPTIONS = [("", "All"), *((str(s), str(s)) for s in range(11))]
 
@@ -70,6 +93,10 @@ class Feed:
     page: int
     values: dict[str, str]
     errors: dict[str, str]
+    tag: str | None = None
+    follow_up_status: str | None = None
+    assignee_email: str | None = None
+    conditions: tuple[Any, ...] = ()  # the three above, as conditions on the records
 
     @property
     def filters(self) -> dict[str, str]:
@@ -81,6 +108,9 @@ class Feed:
             "score": "" if self.score is None else str(self.score),
             "companyId": self.company_id or "",
             "search": self.search or "",
+            "tag": self.tag or "",
+            "followUpStatus": self.follow_up_status or "",
+            "assigneeEmail": self.assignee_email or "",
         }
 
     def list_query(self, limit: int = PAGE_SIZE) -> ListQuery:
@@ -96,6 +126,7 @@ class Feed:
             offset=(self.page - 1) * limit,
             search=self.search,
             score=self.score,
+            conditions=self.conditions,
         )
 
 
@@ -132,6 +163,20 @@ def parse_feed(request: Request, session: Session, user: PageUser) -> Feed:
     elif search is not None and "\x00" in search:
         errors["search"] = "Search for words, without control characters."
         search = None
+    tag = values.get("tag", "").strip() or None
+    if tag is not None and (len(tag) > MAX_TAG_LENGTH or "\x00" in tag):
+        errors["tag"] = f"Choose a tag of at most {MAX_TAG_LENGTH} characters."
+        tag = None
+    status = values.get("followUpStatus") or None
+    if status is not None and status not in (NO_STATUS, *STATUSES):
+        errors["followUpStatus"] = "Choose No status, Open, Contacted or Resolved."
+        status = None
+    assignee = values.get("assigneeEmail", "").strip().lower() or None
+    if assignee is not None and assignee not in {
+        email for _, email in followup.org_users(session, user.org_id)
+    }:
+        errors["assigneeEmail"] = "Choose a user of your organization."
+        assignee = None
     raw_page = request.query_params.get("page", "").strip()[: MAX_FIELD + 1]
     page = 1
     if raw_page:
@@ -139,7 +184,22 @@ def parse_feed(request: Request, session: Session, user: PageUser) -> Feed:
             page = int(raw_page)
         else:
             errors["page"] = f"Choose a page from 1 to {MAX_PAGE}."
-    return Feed(period, survey_id, company_id, category, score, search, page, values, errors)
+    conditions = tuple(followup.answer_conditions(user.org_id, tag, status, assignee))
+    return Feed(
+        period,
+        survey_id,
+        company_id,
+        category,
+        score,
+        search,
+        page,
+        values,
+        errors,
+        tag,
+        status,
+        assignee,
+        conditions,
+    )
 
 
 # ----------------------------------------------------------------------------------------- pages
@@ -177,6 +237,14 @@ def feed_context(feed: Feed, answers: list[dict[str, Any]], total: int) -> dict[
     }
 
 
+def with_badges(session: Session, org_id: str, answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The answers with their ``followUp`` badges (tags, status, assignee), in two queries a page."""
+    found = followup.badges(session, org_id, [a["_id"] for a in answers])
+    for a in answers:
+        a["followUp"] = found.get(a["_id"])
+    return answers
+
+
 def rows_digest(answers: list[dict[str, Any]]) -> str:
     """The fingerprint of a first page: its answers and their versions. The count is left out,
     so a poll that finds the same rows costs one indexed query of 25 rows, never a count."""
@@ -190,8 +258,12 @@ def responses(request: Request, user: PageViewer, session: ReadSession) -> HTMLR
     answers: list[dict[str, Any]] = []
     total = 0
     if not feed.errors:
-        answers = record_answers(session, user.org_id, feed.list_query())
+        answers = with_badges(session, user.org_id, record_answers(session, user.org_id, feed.list_query()))
         total = count_records(session, user.org_id, feed.list_query())
+    users = [email for _, email in followup.org_users(session, user.org_id)]
+    tags = followup.org_tags(session, user.org_id)
+    if feed.tag and feed.tag.casefold() not in {t.casefold() for t in tags}:
+        tags.append(feed.tag)
     context = {
         **feed_context(feed, answers, total),
         "values": feed.values,
@@ -205,6 +277,9 @@ def responses(request: Request, user: PageViewer, session: ReadSession) -> HTMLR
         "companies": company_options(session, user.org_id, feed.company_id),
         "categories": CATEGORY_OPTIONS,
         "scores": SCORE_OPTIONS,
+        "tags": [("", "All"), *((t, t) for t in tags)],
+        "follow_up_statuses": FOLLOW_UP_OPTIONS,
+        "assignees": [("", "Anyone"), *((e, e) for e in users)],
         "downloads": [
             (fmt.upper(), with_query(f"/app/responses/export.{fmt}", feed.filters)) for fmt in FORMATS
         ],
@@ -220,7 +295,7 @@ def responses_live(request: Request, user: PageViewer, session: ReadSession, v: 
         return Response(status_code=204)
     if rows_digest(list_records(session, user.org_id, feed.list_query())) == v:
         return Response(status_code=204)
-    answers = record_answers(session, user.org_id, feed.list_query())
+    answers = with_badges(session, user.org_id, record_answers(session, user.org_id, feed.list_query()))
     total = count_records(session, user.org_id, feed.list_query())
     context = {**feed_context(feed, answers, total), "updated": utcnow()}
     return render(request, "_responses_feed.html", context, user=user)
