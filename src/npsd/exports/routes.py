@@ -48,10 +48,14 @@ def export_nps(
     `custom.<key>` column per custom key (sorted), then the names beside the ids:
     `enduserName` (the contact's name, of `euId`), `companyName` (of `cId`) and `surveyName`
     (of `campaignId`, when it is a survey of your organization); empty when there is none.
+    Last, what your team did with each answer (see `/v1/answers/{id}`): `tags` (sorted, joined
+    with `; `), `followUpStatus`, `assigneeEmail` and `notes` (newest first, one a line as
+    `[createdAt author] text`); empty when there is none.
     CSV is UTF-8 with a header row; XLSX has typed cells (numbers, dates). In both, text
     starting with `=`, `+`, `-`, `@`, TAB or CR gets a leading `'` so spreadsheets do not run it
     as a formula. JSON (one array) and NDJSON (one object per line) have the same fields with
-    `custom` as a nested object (before the names), and `null` where there is no name.
+    `custom` as a nested object (before the names), `null` where there is no name, and `tags`
+    and `notes` (`{text, authorEmail, createdAt}`) as lists.
     """
     stmt = ordered(filtered(principal.org_id, q, utcnow()), q.sort)
     return stream_records(db, stmt, format, "nps-records")
