@@ -7,12 +7,14 @@ browser test is in test_survey_languages.py).
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
 import pytest
 
 from conftest import Tenant, TestDatabase, assert_error
+from dashboard import csrf_of
 from mail_helpers import (
     Sink,
     days_pass,
@@ -271,3 +273,98 @@ def test_pages_without_a_profile_load_nothing_from_elsewhere(
     r = client.get(link)
     assert f"<p>{tenant.name}</p>" in r.text and "<img" not in r.text and "<footer" not in r.text
     assert "img-src" not in r.headers["Content-Security-Policy"]
+
+
+# -------------------------------------------------------------------------------------- dashboard
+
+
+def dashboard(app: Any, database: TestDatabase, tenant: Tenant, role: str) -> Any:
+    """A browser-like client signed in to the dashboard as a new ``role`` of ``tenant``."""
+    from fastapi.testclient import TestClient
+
+    from dashboard import make_user
+    from npsd.web.session import SESSION_COOKIE
+    from test_dashboard_settings import session_token
+
+    person = make_user(database.db, tenant.org_id, role)
+    client = TestClient(app, raise_server_exceptions=False, follow_redirects=False)
+    client.cookies.set(SESSION_COOKIE, session_token(database, person))
+    return client
+
+
+def field_error(html: str, name: str) -> str:
+    match = re.search(rf'<p class="error" id="f-{re.escape(name)}-error">([^<]*)</p>', html)
+    return match.group(1) if match else ""
+
+
+def input_value(html: str, name: str) -> str | None:
+    match = re.search(
+        rf'<input id="f-{re.escape(name)}" name="{re.escape(name)}" type="[a-z]+" value="([^"]*)"', html
+    )
+    return match.group(1) if match else None
+
+
+FORM = "/app/settings/organization"
+
+
+def test_dashboard_edits_the_profile(app: Any, client: Any, database: TestDatabase, tenant: Tenant) -> None:
+    admin = dashboard(app, database, tenant, "admin")
+    page = admin.get(FORM)
+    assert page.status_code == 200
+    assert input_value(page.text, "name") == tenant.name
+    assert '<a href="/app/settings/organization" aria-current="true">Organization</a>' in page.text
+    new_name = f"Acme {secrets.token_hex(3)}"
+    saved = admin.post(
+        FORM,
+        data={
+            "csrf_token": csrf_of(page.text),
+            "name": new_name,
+            "senderName": "Acme Care",
+            "senderEmail": "care@acme.example",
+            "logoUrl": "https://cdn.acme.example/logo.png",
+            "brandColor": "#123ABC",
+            "privacyUrl": "",
+        },
+    )
+    assert saved.status_code == 303 and saved.headers["location"] == FORM + "?saved=1"
+    api = client.get("/v1/organization", headers=tenant.viewer).json()
+    assert api["name"] == new_name and api["senderName"] == "Acme Care" and api["brandColor"] == "#123abc"
+    assert api["privacyUrl"] is None
+    shown = admin.get(FORM + "?saved=1").text
+    assert "The profile was saved" in shown and input_value(shown, "senderEmail") == "care@acme.example"
+
+
+def test_dashboard_form_errors_are_next_to_their_fields(
+    app: Any, client: Any, database: TestDatabase, tenant: Tenant, other: Tenant
+) -> None:
+    admin = dashboard(app, database, tenant, "admin")
+    token = csrf_of(admin.get(FORM).text)
+    r = admin.post(
+        FORM,
+        data={
+            "csrf_token": token,
+            "name": "",
+            "senderEmail": "not an address",
+            "logoUrl": "javascript:alert(1)",
+            "brandColor": "<b>red</b>",
+            "privacyUrl": "x" * 3000,
+        },
+    )
+    assert r.status_code == 400
+    for name in ("name", "senderEmail", "logoUrl", "brandColor", "privacyUrl"):
+        assert field_error(r.text, name), name
+    assert input_value(r.text, "senderEmail") == "not an address"  # what was typed is kept
+    assert "<b>red</b>" not in r.text and input_value(r.text, "brandColor") == "&lt;b&gt;red&lt;/b&gt;"
+    taken = admin.post(FORM, data={"csrf_token": token, "name": other.name})
+    assert taken.status_code == 409 and field_error(taken.text, "name") == "is taken"
+    # nothing changed, and a POST without the CSRF token changes nothing either
+    refused = admin.post(FORM, data={"name": "no csrf"})
+    assert refused.status_code in (400, 403)
+    assert client.get("/v1/organization", headers=tenant.admin).json()["name"] == tenant.name
+
+
+def test_only_admins_open_the_profile_page(app: Any, database: TestDatabase, tenant: Tenant) -> None:
+    for role in ("viewer", "editor"):
+        person = dashboard(app, database, tenant, role)
+        assert person.get(FORM).status_code == 403
+        assert person.post(FORM, data={"name": "x"}).status_code in (400, 403)

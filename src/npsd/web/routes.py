@@ -6,7 +6,17 @@ from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 
 from npsd.kit.errors import NotFound
-from npsd.web.pages import answers, auth, companies, data, overview, responses, settings, surveys
+from npsd.web.pages import (
+    answers,
+    auth,
+    companies,
+    data,
+    organization,
+    overview,
+    responses,
+    settings,
+    surveys,
+)
 from npsd.web.render import PageRoute
 from npsd.web.session import PageViewer
 
@@ -19,7 +29,7 @@ def root() -> RedirectResponse:
     return RedirectResponse("/app", status_code=303)
 
 
-for section in (auth, overview, surveys, responses, answers, companies, settings, data):
+for section in (auth, overview, surveys, responses, answers, companies, settings, organization, data):
     router.include_router(section.router)
 
 unknown_pages = APIRouter(route_class=PageRoute, include_in_schema=False)
