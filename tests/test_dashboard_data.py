@@ -89,8 +89,7 @@ def test_an_upload_through_the_form_runs_as_the_apis_import(
     app: Any, client: Any, database: TestDatabase, tenant: Tenant
 ) -> None:
     editor = browser(app, database, people(database, tenant)["editor"])
-    home = editor.get("/app").text
-    assert '<a href="/app/imports"' in home
+    assert '<a href="/app/imports">' in editor.get("/app/surveys").text  # where editors find it
     r = post_import(editor, EXAMPLE.read_bytes(), **{"from": "csv"})
     assert r.status_code == 303, r.text
     match = re.fullmatch(r"/app/imports/([0-9a-f]{24})", r.headers["location"])
@@ -179,7 +178,7 @@ def test_roles_csrf_and_other_organizations(
 ) -> None:
     mine = people(database, tenant)
     viewer = browser(app, database, mine["viewer"])
-    home = viewer.get("/app").text
+    home = viewer.get("/app/surveys").text
     assert '<a href="/app/imports"' not in home
     token = csrf_of(home)
     assert viewer.get("/app/imports").status_code == 403
@@ -266,8 +265,8 @@ def test_browser_an_import_is_uploaded_and_followed_until_done(
     site: Site, chromium: Any, site_people: dict[str, Person], request: pytest.FixtureRequest
 ) -> None:
     with page_for(chromium, site, request) as page:
-        sign_in(page, site, site_people["editor"], "/app")
-        page.get_by_role("navigation", name="Main").get_by_role("link", name="Imports").click()
+        sign_in(page, site, site_people["editor"], "/app/surveys")
+        page.get_by_role("link", name="Import answers from another tool").click()
         assert page.inner_text("h1") == "Imports"
         assert serious_violations(page) == []
         page.get_by_label("File", exact=True).set_input_files(str(EXAMPLE))

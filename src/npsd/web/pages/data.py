@@ -23,6 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
@@ -34,7 +35,7 @@ from npsd.kit.http import AppSettings, DbSession
 from npsd.kit.ids import is_id
 from npsd.kit.listing import PageParam, page_count
 from npsd.kit.lookup import resolve
-from npsd.kit.models import DataImport
+from npsd.kit.models import DataImport, Survey
 from npsd.kit.validation import storable
 from npsd.privacy import service as privacy_service
 from npsd.privacy.schemas import ErasureCreate
@@ -184,8 +185,10 @@ def _import_context(session: Session, user: PageUser, import_id: str) -> dict[st
     imp = resolve(session, DataImport, user.org_id, import_id, "import", prefixes=False)
     out = import_service.import_out(imp)
     survey_name = None
-    if imp.survey_id is not None:
-        survey_name = dict(survey_choices(session, user.org_id, MAX_SURVEY_OPTIONS)).get(imp.survey_id)
+    if imp.survey_id is not None:  # None when the survey was deleted since
+        survey_name = session.scalar(
+            select(Survey.name).where(Survey.org_id == user.org_id, Survey.id == imp.survey_id)
+        )
     return {
         "imp": out,
         "survey_name": survey_name,
