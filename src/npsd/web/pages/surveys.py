@@ -96,6 +96,22 @@ FIELD_HINTS = {
     "startsAt": "Answers are accepted from the start of this day (UTC); empty: from now.",
     "endsAt": "...until the end of this day (UTC); empty: no end.",
 }
+# A survey's texts in other languages (``translations``): one textarea per language and text,
+# named as the API names the field (``translations.de.question``), so a refusal lands next to it.
+TRANSLATION_LANGUAGES: tuple[tuple[str, str], ...] = (
+    ("en", "English"),
+    ("de", "Deutsch"),
+    ("fr", "Français"),
+    ("es", "Español"),
+)
+TRANSLATION_TEXTS: tuple[tuple[str, str], ...] = (
+    ("question", "Question"),
+    ("followUpQuestion", "Follow-up question"),
+    ("thankYouMessage", "Thank-you message"),
+)
+TRANSLATION_NAMES = tuple(
+    f"translations.{lang}.{key}" for lang, _ in TRANSLATION_LANGUAGES for key, _ in TRANSLATION_TEXTS
+)
 REQUIRED_TEXT = frozenset({"name", "question", "language"})
 OPTIONAL_TEXT = frozenset({"description", "triggerEvent", "followUpQuestion", "thankYouMessage"})
 _WHOLE_NUMBER = re.compile(r"^-?\d{1,9}$")
@@ -109,6 +125,7 @@ def form_defaults() -> dict[str, str]:
         info = SurveyCreate.model_fields[name]
         default = None if info.is_required() else info.default
         values[name] = _shown(default, control)
+    values.update(dict.fromkeys(TRANSLATION_NAMES, ""))
     return values
 
 
@@ -125,7 +142,12 @@ def _shown(value: Any, control: str) -> str:
 
 def form_values_of(survey: Mapping[str, Any]) -> dict[str, str]:
     """A survey (as the API reads it) as its edit form shows it."""
-    return {name: _shown(survey[name], control) for name, _, control in SURVEY_FIELDS}
+    values = {name: _shown(survey[name], control) for name, _, control in SURVEY_FIELDS}
+    translations = survey.get("translations") or {}
+    for name in TRANSLATION_NAMES:
+        _, lang, key = name.split(".")
+        values[name] = (translations.get(lang) or {}).get(key) or ""
+    return values
 
 
 def typed_values(form: FormData) -> dict[str, str]:
@@ -136,6 +158,8 @@ def typed_values(form: FormData) -> dict[str, str]:
         values[name] = ("true" if raw in ("true", "on") else "") if control == "checkbox" else raw
         if control in ("text", "textarea"):
             values[name] = values[name].replace("\r\n", "\n")
+    for name in TRANSLATION_NAMES:
+        values[name] = form_text(form, name).replace("\r\n", "\n")
     return values
 
 
@@ -180,7 +204,21 @@ def api_fields(
             data[name] = _to_api(name, control, values[name])
         except ValueError as exc:
             errors[name] = str(exc)
+    if only is None or only & set(TRANSLATION_NAMES):  # the API replaces the translations whole
+        translations: dict[str, dict[str, str]] = {}
+        for name in TRANSLATION_NAMES:
+            if values.get(name, "").strip():
+                _, lang, key = name.split(".")
+                translations.setdefault(lang, {})[key] = values[name]
+        data["translations"] = translations or None
     return data, errors
+
+
+def _form_field(api_field: str) -> str:
+    """The form field an API field name belongs to: itself for a translation's text
+    (``translations.de.question``), else the top-level field (``events.0`` is ``events``)."""
+    parts = api_field.split(".")
+    return ".".join(parts[:3]) if parts[0] == "translations" and len(parts) >= 3 else parts[0]
 
 
 def validated(model: type[M], data: dict[str, Any], errors: dict[str, str]) -> M | None:
@@ -191,7 +229,7 @@ def validated(model: type[M], data: dict[str, Any], errors: dict[str, str]) -> M
         body = model.model_validate(data)
     except ValidationError as exc:
         for detail in validation_details(list(exc.errors())):
-            errors.setdefault(detail["field"].split(".")[0], detail["issue"])
+            errors.setdefault(_form_field(detail["field"]), detail["issue"])
         return None
     return None if errors else body
 
@@ -201,6 +239,8 @@ def form_context(values: dict[str, str], errors: dict[str, str]) -> dict[str, An
         "fields": SURVEY_FIELDS,
         "hints": FIELD_HINTS,
         "type_options": list(TYPE_LABELS.items()),
+        "translation_languages": TRANSLATION_LANGUAGES,
+        "translation_texts": TRANSLATION_TEXTS,
         "values": values,
         "errors": errors,
     }
@@ -209,8 +249,13 @@ def form_context(values: dict[str, str], errors: dict[str, str]) -> dict[str, An
 def refusal(exc: NpsdError, known: set[str]) -> dict[str, str]:
     """A service's refusal as a form shows it: each problem next to the field it names when the
     form has that field, the others at the top of the form in the API's words."""
-    errors = {name: issue for name, issue in field_errors(exc).items() if name in known}
-    others = [d.get("issue", "") for d in exc.details if d.get("field") not in known]
+    # a translation refused as a whole (``translations.en``) is shown at its question
+    named = {
+        (f"{name}.question" if f"{name}.question" in known else name): issue
+        for name, issue in field_errors(exc).items()
+    }
+    errors = {name: issue for name, issue in named.items() if name in known}
+    others = [issue for name, issue in named.items() if name not in known and name]
     if others or not errors:
         errors[""] = exc.message + (": " + "; ".join(others) if others else "")
     return errors
