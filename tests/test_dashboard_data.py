@@ -190,6 +190,7 @@ def test_roles_csrf_and_other_organizations(
     assert r.status_code == 403
     editor = browser(app, database, mine["editor"])
     assert editor.get("/app/settings/erasures").status_code == 403
+    assert editor.get("/app/settings/erasures/table").status_code == 403
     r = editor.post("/app/settings/erasures", data={"csrf_token": token, "email": "x@example.com"})
     assert r.status_code == 403
     # without the CSRF token: refused before any work
@@ -240,8 +241,12 @@ def test_an_erasure_requested_on_the_page_runs_and_is_listed(
     assert r.status_code == 303 and r.headers["location"] == "/app/settings/erasures?requested=1"
     listed = admin.get(r.headers["location"]).text
     assert "The erasure was requested" in listed and 'data-state="queued"' in listed
+    assert 'hx-get="/app/settings/erasures/table?page=1"' in listed  # the table follows it
     assert address not in listed.lower()
     run_jobs(database.db)
+    table = admin.get("/app/settings/erasures/table").text
+    assert "<html" not in table and 'data-state="done"' in table
+    assert "hx-get" not in table  # nothing under way: the poll stops
     done = admin.get("/app/settings/erasures").text
     assert 'data-state="done"' in done
     api = client.get("/v1/erasures", headers=tenant.admin).json()
@@ -302,7 +307,7 @@ def test_browser_an_erasure_is_requested(
             page.get_by_role("button", name="Erase this person").click()
         assert "The erasure was requested" in page.inner_text("main")
         assert "someone@example.com" not in page.content()
+        assert page.locator("td[data-state]").first.get_attribute("data-state") == "queued"
         run_jobs(site.db)
-        page.reload()
-        assert page.locator("td[data-state]").first.get_attribute("data-state") == "done"
+        page.wait_for_selector('td[data-state="done"]', timeout=15_000)  # swapped in by the poll
         assert serious_violations(page) == []

@@ -227,17 +227,25 @@ def _erasures_page(
     requested: bool = False,
     status: int = 200,
 ) -> HTMLResponse:
-    erasures, total = privacy_service.list_erasures(session, settings, user.org_id, None, page, PAGE_SIZE)
     context = {
-        "section": "erasures",
-        "erasures": erasures,
-        "pager": _pager(total, page),
-        "states": STATE_LABELS,
+        **_erasures_context(session, settings, user, page),
         "values": values or {},
         "errors": errors or {},
         "requested": requested,
     }
     return render(request, "settings_data_erasures.html", context, user=user, status=status)
+
+
+def _erasures_context(session: Session, settings: Any, user: PageUser, page: int) -> dict[str, Any]:
+    erasures, total = privacy_service.list_erasures(session, settings, user.org_id, None, page, PAGE_SIZE)
+    return {
+        "section": "erasures",
+        "erasures": erasures,
+        "pager": _pager(total, page),
+        "states": STATE_LABELS,
+        "live": any(e["state"] in ("queued", "running") for e in erasures),
+        "poll_every": POLL_EVERY,
+    }
 
 
 @router.get("/app/settings/erasures", response_class=HTMLResponse)
@@ -251,6 +259,15 @@ def erasures_page(
 ) -> HTMLResponse:
     """The organization's erasure requests, newest first, and the form that makes one."""
     return _erasures_page(request, user, session, settings, page, requested=requested == "1")
+
+
+@router.get("/app/settings/erasures/table", response_class=HTMLResponse)
+def erasures_table(
+    request: Request, user: PageAdmin, session: DbSession, settings: AppSettings, page: PageParam = 1
+) -> HTMLResponse:
+    """The erasure table alone: what the page's poll swaps in while an erasure is under way."""
+    context = _erasures_context(session, settings, user, page)
+    return render(request, "settings_data_erasures_table.html", context, user=user)
 
 
 @router.post("/app/settings/erasures", response_class=HTMLResponse)
