@@ -133,11 +133,12 @@ def evaluate_answers(session: Session, org_id: str, record_ids: list[str]) -> li
         ],
     )
     # a concurrent evaluation of the same answer may have won a row: only ours get a job
-    stored = dict(
-        session.execute(
+    stored: dict[str, str] = {
+        did: channel
+        for did, channel in session.execute(
             select(AlertDelivery.id, AlertDelivery.channel).where(AlertDelivery.id.in_(ids))
-        ).tuples()
-    )
+        )
+    }
     for channel, kind in JOB_OF.items():
         mine = [did for did in ids if stored.get(did) == channel]
         jobs.enqueue_new(
