@@ -277,11 +277,11 @@ def _texts_in(survey: Survey, org_name: str, lang: str) -> Texts | None:
 def survey_texts(survey: Survey, org_name: str, *tags: str | None) -> Texts:
     """The mail's or page's texts, all in one language.
 
-    The language is the first of ``tags`` npsd speaks (the invitation's locale, a page's
-    ``?lang``), else the survey's own. A recipient of that language gets it only when every text
-    the survey's author wrote (question, follow-up question, thank-you message) has its
-    translation there (``translations``); otherwise the whole mail and page are in the survey's
-    language, never a German greeting above an English question. The default texts exist in
+    The language is the first of ``tags`` (a page's ``?lang``, the invitation's locale) that npsd
+    speaks and the survey can be read in entirely: every text the survey's author wrote
+    (question, follow-up question, thank-you message) has its translation there
+    (``translations``). Otherwise the whole mail and page are in the survey's language, never a
+    Spanish greeting above an English question. The default texts exist in
     every language and name the organization. A survey whose own language npsd does not speak
     gets English words around the texts as written.
     """
@@ -291,7 +291,6 @@ def survey_texts(survey: Survey, org_name: str, *tags: str | None) -> Texts:
             found = _texts_in(survey, org_name, lang)
             if found is not None:
                 return found
-            break
     own = pick(survey.language)
     found = _texts_in(survey, org_name, own)
     if found is None:  # the survey speaks a language npsd does not: its texts as written

@@ -147,7 +147,7 @@ class SurveyRead(BaseModel):
     thankYouMessage: str | None
     startsAt: str | None
     endsAt: str | None
-    translations: dict[str, SurveyTexts] = Field(
+    translations: dict[str, dict[str, str]] = Field(
         description="The survey's texts in other languages (an object by language; {} for none)"
     )
     createdAt: str
