@@ -368,6 +368,12 @@ def survey_specs(start: date) -> dict[str, dict[str, Any]]:
             "throttleDays": 30,
             "reminderAfterDays": 3,
             "thankYouMessage": "Thanks for helping us make the first weeks smoother for everyone.",
+            "translations": {
+                "de": {
+                    "followUpQuestion": "Was hätten wir tun können, um Ihnen den Einstieg zu erleichtern?",
+                    "thankYouMessage": "Danke, dass Sie uns helfen, die ersten Wochen für alle einfacher zu machen.",
+                }
+            },
         },
         SUPPORT: {
             "name": "Support follow-up",
@@ -1341,6 +1347,12 @@ def build(
         _delete_org(session, existing.id)
     history = plan(seed, today)
     org = auth_service.ensure_org(session, org_name)
+    # the voice of its mails and pages; no logo, so the demo loads nothing from elsewhere
+    auth_service.update_profile(
+        session,
+        org,
+        auth_service.Profile(name=org.name, sender_name="Customer Success", brand_color="#0f766e"),
+    )
     users = [Credential(role, user_email(org_name, role), secrets.token_urlsafe(12)) for role in ROLES]
     for user in users:
         auth_service.create_user(session, org, user.email, user.role, user.password)
