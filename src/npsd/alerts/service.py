@@ -211,3 +211,24 @@ def channels(rule: AlertRule) -> list[tuple[str, str]]:
     if rule.chat_webhook_url:
         out.append(("chat", rule.chat_webhook_url))
     return out
+
+
+MAX_CHOICES = 1000
+
+
+def scope_choices(session: Session, org_id: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``(id, name)`` of the organization's surveys and companies a rule may be limited to, by
+    name (the dashboard's form offers them; at most :data:`MAX_CHOICES` of each)."""
+    surveys = session.execute(
+        select(Survey.id, Survey.name)
+        .where(Survey.org_id == org_id)
+        .order_by(Survey.name, Survey.id)
+        .limit(MAX_CHOICES)
+    )
+    companies = session.execute(
+        select(Company.id, Company.name)
+        .where(Company.org_id == org_id)
+        .order_by(Company.name, Company.id)
+        .limit(MAX_CHOICES)
+    )
+    return [(i, n) for i, n in surveys], [(i, n) for i, n in companies]

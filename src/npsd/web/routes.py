@@ -7,10 +7,12 @@ from fastapi.responses import RedirectResponse, Response
 
 from npsd.kit.errors import NotFound
 from npsd.web.pages import (
+    alerts,
     answers,
     auth,
     companies,
     data,
+    digests,
     organization,
     overview,
     responses,
@@ -29,7 +31,19 @@ def root() -> RedirectResponse:
     return RedirectResponse("/app", status_code=303)
 
 
-for section in (auth, overview, surveys, responses, answers, companies, settings, organization, data):
+for section in (
+    auth,
+    overview,
+    surveys,
+    responses,
+    answers,
+    companies,
+    settings,
+    organization,
+    data,
+    digests,
+    alerts,
+):
     router.include_router(section.router)
 
 unknown_pages = APIRouter(route_class=PageRoute, include_in_schema=False)
