@@ -133,8 +133,9 @@ def csv_cell(value: str | None) -> str:
 
 
 # How the follow-up of a batch of answers is read: (SQL text, its parameters, the positions among
-# them of the JSON array of record ids). It answers the rows :func:`follow_ups` reads.
-FollowUpLookup = tuple[str, Sequence[Any], Sequence[int]]
+# them of the JSON array of record ids, the ids that have a follow-up or None for "ask for all").
+# It answers the rows :func:`follow_ups` reads.
+FollowUpLookup = tuple[str, Sequence[Any], Sequence[int], frozenset[str] | None]
 
 
 class NameTails:
@@ -187,10 +188,13 @@ class NameTails:
 
     def _follow_up(self, batch: Sequence[Sequence[Any]], lines: list[str]) -> None:
         """Put the follow-up cells of the batch's answers that have some into their lines: one
-        query for the batch; most answers have none and keep their empty cells."""
-        sql, params, ids_at = self.follow_up  # type: ignore[misc]
+        query for the batch, only when it holds such an answer; the others keep their empty cells."""
+        sql, params, ids_at, only = self.follow_up  # type: ignore[misc]
+        wanted = [row[-1] for row in batch] if only is None else [row[-1] for row in batch if row[-1] in only]
+        if not wanted:
+            return
         values = list(params)
-        ids = json.dumps([row[-1] for row in batch])
+        ids = json.dumps(wanted)
         for at in ids_at:
             values[at] = ids
         found = follow_ups(self.query(sql, values))

@@ -65,6 +65,7 @@ from sqlalchemy import (
     true,
     tuple_,
     type_coerce,
+    union,
 )
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import operators
@@ -380,7 +381,7 @@ def open_rows(
                 conn.exec_driver_sql(f"PRAGMA cache_size={EXPORT_SQLITE_CACHE_KIB}")
             try:
                 keys = custom_keys(conn, stmt) if want_keys else None
-                followed = has_follow_up(conn, stmt)
+                followed = followed_answers(conn, stmt)
                 cells = csv_layout is not None and sqlite and sql_cells_possible(keys or [])
                 query = (
                     csv_lines_sql(csv_layout, stmt, keys or [])
@@ -397,7 +398,11 @@ def open_rows(
                 else:
                     result = conn.execution_options(yield_per=BATCH_ROWS).execute(query)
                     batches = result.partitions()
-                lookup = (lambda batch: batch_follow_ups(conn, batch)) if followed and not cells else None
+                lookup = (
+                    (lambda batch: batch_follow_ups(conn, batch, followed))
+                    if followed and not cells
+                    else None
+                )
                 try:
                     yield Source(keys, batches, cells, tails, lookup)
                 finally:
@@ -407,7 +412,7 @@ def open_rows(
                     conn.exec_driver_sql(f"PRAGMA cache_size={previous_cache}")
 
 
-def _name_tails(conn: Connection, layout: Layout | None, followed: bool) -> NameTails:
+def _name_tails(conn: Connection, layout: Layout | None, followed: Followed) -> NameTails:
     """The line ends of ``layout``'s names (and, when ``followed``, of the answers' follow-up),
     looked up on ``conn``'s own driver connection (in its transaction, so in the snapshot its
     rows come from)."""
@@ -419,29 +424,49 @@ def _name_tails(conn: Connection, layout: Layout | None, followed: bool) -> Name
     return NameTails(
         lambda sql, params: driver.execute(sql, params).fetchall(),
         name_lookups(layout, conn.dialect),
-        follow_up_lookup(conn.dialect) if followed else None,
+        follow_up_lookup(conn.dialect, followed) if followed else None,
     )
 
 
 # ------------------------------------------------------------------------------------- follow-up
 # The follow-up of each answer (npsd.followup: tags, status, assignee, notes) ends every row. Most
-# answers have none, so an export first asks whether the organization has any at all; only then
-# does each batch cost one more query, by the batch's record ids. Record ids are unique across
-# organizations and come from the export's own, organization-scoped, query: what hangs off them
-# is that organization's.
+# answers have none. An export first reads which answers of the organization have some (one
+# query over three small tables, by their organization index); a batch then costs a query only
+# when it holds one of them, for those answers alone, so an export of a million answers of which
+# a few thousand were followed up pays a set look-up a row. An organization that followed up more
+# than MAX_FOLLOWED answers is read batch by batch, every record id of the batch (memory stays
+# bounded). Record ids are unique across organizations and come from the export's own,
+# organization-scoped, query: what hangs off them is that organization's.
+
+MAX_FOLLOWED = 200_000  # ids held in memory (~20 MB); beyond, each batch asks for all its ids
 
 
-def has_follow_up(conn: Connection, stmt: Select[Any]) -> bool:
-    """Whether the organization of ``stmt``'s records has tagged, noted or followed up any answer."""
+@dataclass(frozen=True)
+class Followed:
+    """Which answers of an export's organization have a follow-up: ``ids``, or None when there
+    are too many to hold (ask for every answer). False when there are none at all."""
+
+    ids: frozenset[str] | None
+
+    def __bool__(self) -> bool:
+        return self.ids is None or bool(self.ids)
+
+
+NOTHING_FOLLOWED = Followed(frozenset())
+
+
+def followed_answers(conn: Connection, stmt: Select[Any]) -> Followed:
+    """Which answers of the organization of ``stmt``'s records were tagged, noted or followed up."""
     org_id = conn.execute(stmt.with_only_columns(T.c.org_id).order_by(None).limit(1)).scalar()
     if org_id is None:
-        return False
-    found = select(
-        select(AnswerTag.org_id).where(AnswerTag.org_id == org_id).exists()
-        | select(AnswerNote.org_id).where(AnswerNote.org_id == org_id).exists()
-        | select(AnswerFollowUp.org_id).where(AnswerFollowUp.org_id == org_id).exists()
-    )
-    return bool(conn.execute(found).scalar())
+        return NOTHING_FOLLOWED
+    ids = union(
+        select(AnswerTag.record_id).where(AnswerTag.org_id == org_id),
+        select(AnswerNote.record_id).where(AnswerNote.org_id == org_id),
+        select(AnswerFollowUp.record_id).where(AnswerFollowUp.org_id == org_id),
+    ).subquery()
+    found = conn.execute(select(ids.c.record_id).limit(MAX_FOLLOWED + 1)).scalars().all()
+    return Followed(None if len(found) > MAX_FOLLOWED else frozenset(found))
 
 
 def follow_up_query(record_ids: Any) -> CompoundSelect[Any]:
@@ -479,22 +504,24 @@ def follow_up_query(record_ids: Any) -> CompoundSelect[Any]:
 _BATCH_FOLLOW_UP = follow_up_query(bindparam("ids", expanding=True))
 
 
-def batch_follow_ups(conn: Connection, batch: Sequence[Row]) -> dict[str, FollowUp]:
-    """The follow-up of a batch of record rows, by record id (one query)."""
-    return follow_ups(conn.execute(_BATCH_FOLLOW_UP, {"ids": [r[ID] for r in batch]}).all())
+def batch_follow_ups(conn: Connection, batch: Sequence[Row], followed: Followed) -> dict[str, FollowUp]:
+    """The follow-up of a batch of record rows, by record id: one query, when the batch holds a
+    followed answer."""
+    only = followed.ids
+    ids = [r[ID] for r in batch] if only is None else [r[ID] for r in batch if r[ID] in only]
+    if not ids:
+        return {}
+    return follow_ups(conn.execute(_BATCH_FOLLOW_UP, {"ids": ids}).all())
 
 
-def follow_up_lookup(dialect: Any) -> FollowUpLookup:
+def follow_up_lookup(dialect: Any, followed: Followed) -> FollowUpLookup:
     """How :class:`NameTails` reads a batch's follow-up on SQLite: the query by a JSON array of
-    record ids."""
+    record ids, and which ids to ask for (None: all)."""
     ids = select(func.json_each(bindparam("ids", "")).table_valued("value").c.value)
     c = follow_up_query(ids).compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     names = list(c.positiontup or ())
-    return (
-        c.string,
-        [_sqlite_param(c.params[name]) for name in names],
-        [i for i, n in enumerate(names) if n == "ids"],
-    )
+    positions = [i for i, n in enumerate(names) if n == "ids"]
+    return c.string, [_sqlite_param(c.params[name]) for name in names], positions, followed.ids
 
 
 def _fetch(cursor: Any) -> Iterator[Sequence[Row]]:
@@ -820,13 +847,13 @@ def _write_csv_parallel(db: Database, plan: ParallelPlan) -> Iterator[bytes]:
         with db.engine.connect() as conn, conn.begin():
             _pin(workers, conn)
             keys = custom_keys(conn, stmt)
-            followed = has_follow_up(conn, stmt)
+            followed = followed_answers(conn, stmt)
             if not sql_cells_possible(keys):  # e.g. one JSON column: the Python writer does it alone
                 workers.close()
                 _fall_back(plan, "custom_columns", f"{len(keys)} custom keys SQLite cannot write as columns")
                 yield _header_bytes(layout, keys)
                 rows = _fetch(conn.execute(raw_columns(stmt, "sqlite", True)).cursor)
-                lookup = (lambda batch: batch_follow_ups(conn, batch)) if followed else None
+                lookup = (lambda batch: batch_follow_ups(conn, batch, followed)) if followed else None
                 yield from _python_csv(layout, rows, keys, lookup)
                 return
             lines = csv_lines_sql(layout, stmt, keys)
@@ -872,7 +899,7 @@ def _write_csv_parallel(db: Database, plan: ParallelPlan) -> Iterator[bytes]:
             CSV_EXPORTS.worker_export()
             yield _header_bytes(layout, keys)
             lookups = name_lookups(layout, conn.dialect)
-            follow_up = follow_up_lookup(conn.dialect) if followed else None
+            follow_up = follow_up_lookup(conn.dialect, followed) if followed else None
             yield from workers.run(
                 {kind: c.string for kind, c in compiled.items()}, lookups, blocks(), follow_up
             )

@@ -524,7 +524,10 @@ class AnswerNote(Base):
     """A note a team member wrote on an answer."""
 
     __tablename__ = "answer_note"
-    __table_args__ = (Index("ix_answer_note_record", "record_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_answer_note_record", "record_id", "created_at"),
+        Index("ix_answer_note_org", "org_id", "record_id"),  # which answers have notes (exports)
+    )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
     record_id: Mapped[str] = mapped_column(ID, ForeignKey("nps_record.id", ondelete="CASCADE"))

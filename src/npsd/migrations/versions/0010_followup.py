@@ -66,6 +66,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
     )
     op.create_index("ix_answer_note_record", "answer_note", ["record_id", "created_at"])
+    op.create_index("ix_answer_note_org", "answer_note", ["org_id", "record_id"])
     op.create_table(
         "answer_follow_up",
         _record(primary=True),
@@ -99,6 +100,7 @@ def downgrade() -> None:
     op.drop_index("ix_answer_follow_up_assignee", table_name="answer_follow_up")
     op.drop_index("ix_answer_follow_up_status", table_name="answer_follow_up")
     op.drop_table("answer_follow_up")
+    op.drop_index("ix_answer_note_org", table_name="answer_note")
     op.drop_index("ix_answer_note_record", table_name="answer_note")
     op.drop_table("answer_note")
     op.drop_index("ix_answer_tag_org_key", table_name="answer_tag")
