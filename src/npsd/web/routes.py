@@ -12,7 +12,6 @@ from npsd.web.pages import (
     auth,
     companies,
     data,
-    digests,
     organization,
     overview,
     responses,
@@ -41,7 +40,6 @@ for section in (
     settings,
     organization,
     data,
-    digests,
     alerts,
 ):
     router.include_router(section.router)
