@@ -12,6 +12,7 @@ from npsd.web.pages import (
     auth,
     companies,
     data,
+    digests,
     organization,
     overview,
     responses,
@@ -40,6 +41,7 @@ for section in (
     settings,
     organization,
     data,
+    digests,
     alerts,
 ):
     router.include_router(section.router)
