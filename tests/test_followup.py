@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from conftest import Tenant, TestDatabase, _make_database, assert_error, make_tenant, post_nps
 from mail_helpers import run_jobs
 from npsd.app import create_app
+from npsd.exports import service as export_service
 from npsd.exports.parallel import CSV_EXPORTS
 from npsd.kit.db import Database
 from npsd.kit.models import AnswerFollowUp, AnswerFollowUpChange, AnswerNote, AnswerTag
@@ -531,3 +532,22 @@ def test_export_workers_write_the_same_follow_up_cells(
         row = rows[obj["_id"]]
         assert row["tags"] == (guard("; ".join(obj["tags"])) if obj["tags"] else "")
         assert row["followUpStatus"] == (obj["followUpStatus"] or "")
+
+
+def test_an_organization_following_up_more_answers_than_held_gets_the_same_file(
+    client: Any, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MAX_FOLLOWED followed answers an export asks each batch for all its ids: same bytes."""
+    followed_answers(client, tenant)
+    downloads = {}
+    default = export_service.MAX_FOLLOWED
+    for held in (default, 1):
+        monkeypatch.setattr(export_service, "MAX_FOLLOWED", held)
+        downloads[held] = [
+            client.get(
+                "/nps/export", params={"format": fmt, "npsExpiryDay": 0}, headers=tenant.viewer
+            ).content
+            for fmt in ("csv", "json")
+        ]
+    assert downloads[1] == downloads[default]
+    assert b"'=danger; Billing; vip" in downloads[1][0]
