@@ -551,3 +551,26 @@ def test_an_organization_following_up_more_answers_than_held_gets_the_same_file(
         ]
     assert downloads[1] == downloads[default]
     assert b"'=danger; Billing; vip" in downloads[1][0]
+
+
+def test_concurrent_changes_of_one_answer_apply_one_after_the_other(client: Any, tenant: Tenant) -> None:
+    """The answer's row is locked for a change: concurrent replacements never collide (no 500)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rec = answer(client, tenant)
+    sets = [[f"t{i}", "shared", f"u{i}"] for i in range(8)]
+
+    def put(tags: list[str]) -> int:
+        r = client.put(f"/v1/answers/{rec['_id']}/tags", json={"tags": tags}, headers=tenant.editor)
+        s = client.put(
+            f"/v1/answers/{rec['_id']}/follow-up",
+            json={"status": "open" if int(tags[0][1:]) % 2 else "contacted"},
+            headers=tenant.editor,
+        )
+        return r.status_code * 1000 + s.status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(put, sets)) == {200200}
+    final = get_answer(client, tenant, rec["_id"])
+    assert final["tags"] in [sorted(s, key=str.casefold) for s in sets]
+    assert final["followUp"]["status"] == final["followUp"]["history"][0]["status"]
