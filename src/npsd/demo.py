@@ -53,6 +53,7 @@ from npsd.auth import service as auth_service
 from npsd.collect import service as collect
 from npsd.contacts import service as contacts
 from npsd.contacts.schemas import CompanyInput, EnduserInput
+from npsd.followup import service as followup
 from npsd.kit.config import Settings
 from npsd.kit.errors import Conflict, NpsdError
 from npsd.kit.ids import new_ids
@@ -1363,6 +1364,7 @@ def build(
     invitation_ids = _write_invitations(
         session, settings, org.id, history, survey_ids, contact_ids, company_ids, record_ids
     )
+    _write_follow_ups(session, org.id, user_email(org_name, "editor"), user_email(org_name, "viewer"))
     for unsub in history.unsubscribes:
         email = history.contacts[unsub.contact].email
         collect.unsubscribe(session, settings, org.id, email, unsub.source, invitation_ids[unsub.invitation])
@@ -1388,6 +1390,38 @@ def build(
         users=users,
         reset=existing is not None,
     )
+
+
+# The team's work on the newest unhappy answers (npsd.followup): tags, a note, a status, so the
+# feed's filters and the answer page have something to show.
+FOLLOW_UP_TAGS = (("Support",), ("Billing", "Churn risk"), ("Onboarding",), ("Product", "Churn risk"))
+FOLLOW_UP_NOTES = (
+    "Called back: the ticket had been closed by mistake. Reopened and escalated.",
+    "Sent an apology and a credit note for the double charge.",
+    "Booked a training session with their new admins.",
+    "Logged as a feature request; the product team will follow up.",
+)
+
+
+def _write_follow_ups(session: Session, org_id: str, editor_email: str, viewer_email: str) -> None:
+    """Tag, note and follow up the twelve newest detractors with a comment: the newest four are
+    open (assigned to the viewer), the next four contacted, the rest resolved."""
+    editor_id = session.scalar(select(User.id).where(User.org_id == org_id, User.email == editor_email))
+    actor = followup.Actor(editor_id, editor_email)
+    newest = session.scalars(
+        select(NpsRecord.id)
+        .where(NpsRecord.org_id == org_id, NpsRecord.score <= 6, NpsRecord.comment.is_not(None))
+        .order_by(NpsRecord.date_answered.desc(), NpsRecord.id.desc())
+        .limit(12)
+    ).all()
+    for i, record_id in enumerate(newest):
+        followup.set_tags(session, org_id, record_id, list(FOLLOW_UP_TAGS[i % len(FOLLOW_UP_TAGS)]), actor)
+        followup.set_follow_up(session, org_id, record_id, "open", viewer_email, actor)
+        if i >= 4:
+            followup.add_note(session, org_id, record_id, FOLLOW_UP_NOTES[i % len(FOLLOW_UP_NOTES)], actor)
+            followup.set_follow_up(
+                session, org_id, record_id, "contacted" if i < 8 else "resolved", None, actor
+            )
 
 
 def _delete_org(session: Session, org_id: str) -> None:
