@@ -471,10 +471,14 @@ def test_rule_crud(client: TestClient, tenant: Tenant) -> None:
     assert_error(client.get(f"/v1/alert-rules/{rule['id']}/deliveries", headers=tenant.admin), 404)
 
 
-def test_a_rule_scoped_to_a_survey_goes_with_the_survey(client: TestClient, tenant: Tenant) -> None:
+def test_a_rule_scoped_to_a_survey_or_company_goes_with_it(client: TestClient, tenant: Tenant) -> None:
     survey = make_survey(client, tenant)
     rule = create_rule(client, tenant, surveyId=survey["id"], emails=["x@example.com"])
     assert client.delete(f"/v1/nps-surveys/{survey['id']}", headers=tenant.admin).status_code in (200, 204)
+    assert_error(client.get(f"/v1/alert-rules/{rule['id']}", headers=tenant.admin), 404)
+    company = client.post("/companies", json={"name": "Gone Inc"}, headers=tenant.editor).json()
+    rule = create_rule(client, tenant, companyId=company["_id"], emails=["x@example.com"])
+    assert client.delete(f"/companies/{company['_id']}", headers=tenant.admin).status_code in (200, 204)
     assert_error(client.get(f"/v1/alert-rules/{rule['id']}", headers=tenant.admin), 404)
 
 
