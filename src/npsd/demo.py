@@ -53,6 +53,8 @@ from npsd.auth import service as auth_service
 from npsd.collect import service as collect
 from npsd.contacts import service as contacts
 from npsd.contacts.schemas import CompanyInput, EnduserInput
+from npsd.digests import service as digests
+from npsd.digests.schemas import DigestCreate
 from npsd.followup import service as followup
 from npsd.kit.config import Settings
 from npsd.kit.errors import Conflict, NpsdError
@@ -1365,6 +1367,21 @@ def build(
         session, settings, org.id, history, survey_ids, contact_ids, company_ids, record_ids
     )
     _write_follow_ups(session, org.id, user_email(org_name, "editor"), user_email(org_name, "viewer"))
+    # a Monday-morning digest to the admin (npsd.digests), so Settings -> Digests has one to show
+    digests.create_digest(
+        session,
+        org.id,
+        DigestCreate.model_validate(
+            {
+                "name": "Monday CX review",
+                "frequency": "weekly",
+                "weekday": "monday",
+                "hour": 9,
+                "timeZone": "Europe/Berlin",
+                "emails": [admin],
+            }
+        ),
+    )
     for unsub in history.unsubscribes:
         email = history.contacts[unsub.contact].email
         collect.unsubscribe(session, settings, org.id, email, unsub.source, invitation_ids[unsub.invitation])

@@ -269,8 +269,11 @@ def send_due_digests(db: Database, now: datetime | None = None) -> int:
         ).all()
     queued = 0
     for digest_id, due_at in due:
-        with db.transaction(write=True) as session:
-            queued += _claim(session, digest_id, due_at, now)
+        try:
+            with db.transaction(write=True) as session:
+                queued += _claim(session, digest_id, due_at, now)
+        except Exception:  # one digest's trouble (a time zone gone from tzdata) never stops the rest
+            log.exception("digest %s could not be scheduled", digest_id)
     return queued
 
 
