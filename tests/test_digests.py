@@ -346,6 +346,29 @@ def test_two_workers_racing_for_a_due_digest_queue_one_mail(
     assert len(jobs) == 2
 
 
+def test_the_claim_is_conditional_in_the_database_not_only_in_python(
+    client: Any, tenant: Tenant, database: TestDatabase
+) -> None:
+    """Worker B has read the digest as due, in its own write transaction, when worker A claims it
+    and commits: B's UPDATE (conditional on the due time it read) then matches no row, so B
+    queues nothing. PostgreSQL only: SQLite writers cannot interleave (BEGIN IMMEDIATE)."""
+    if database.kind != "postgresql":
+        pytest.skip("SQLite serializes writers; the interleaving cannot happen there")
+    digest = make_digest(client, tenant)
+    due = make_due(database, digest["id"])
+    now = utcnow()
+    with database.db.transaction() as b:
+        stale = b.get(Digest, digest["id"])  # B reads it as due
+        assert stale is not None and stale.next_due_at == due
+        with database.db.transaction() as a:
+            assert service._claim(a, digest["id"], due, now) is True  # A claims and commits
+        claimed_by_a = client.get(f"/v1/digests/{digest['id']}", headers=tenant.admin).json()["nextDueAt"]
+        # B's clock is a day later, so its UPDATE would move the digest elsewhere, were it applied
+        assert service._claim(b, digest["id"], due, now + timedelta(days=1)) is False
+    assert len(deliveries_of(database, digest["id"])) == 1
+    assert client.get(f"/v1/digests/{digest['id']}", headers=tenant.admin).json()["nextDueAt"] == claimed_by_a
+
+
 def test_a_period_is_mailed_once_even_when_the_schedule_changes(
     client: Any, tenant: Tenant, database: TestDatabase, smtp: Sink
 ) -> None:
