@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -30,6 +31,16 @@ from npsd.kit.timeutil import utcnow
 def chat() -> Iterator[ChatReceiver]:
     with chat_receiver() as receiver:
         yield receiver
+
+
+@pytest.fixture(autouse=True)
+def _no_delay(database: TestDatabase) -> Iterator[None]:
+    """Alerts about new answers wait NPSD_ALERT_DELAY_SECONDS (30 s) for a comment; not here,
+    except where a test says so."""
+    before = database.settings.alert_delay_seconds
+    database.settings.alert_delay_seconds = 0
+    yield
+    database.settings.alert_delay_seconds = before
 
 
 @pytest.fixture(autouse=True)
@@ -388,6 +399,34 @@ def test_a_failing_chat_receiver_is_retried_and_the_log_shows_each_attempt(
     messages = chat.messages()
     assert len(messages) == 3 and messages[0] == messages[2]  # the same message each time
     assert "Meh" in messages[0]["text"]
+
+
+def test_an_alert_waits_for_the_comment_typed_after_the_score(
+    client: TestClient, tenant: Tenant, database: TestDatabase, smtp: Sink
+) -> None:
+    """The invitation flow: a click on a score makes the answer, the comment follows on the page a
+    few seconds later. The alert waits NPSD_ALERT_DELAY_SECONDS after the answer was made and is
+    composed when sent, so it carries the comment; the update alerts nobody twice."""
+    database.settings.alert_delay_seconds = 30
+    team = unique_email("delay")
+    rule = create_rule(client, tenant, scoreAtMost=6, emails=[team])
+    record = post_nps(client, tenant, unique_email("d"), 2, sourceId="delayed")
+    run_jobs(database.db)
+    [d] = deliveries(client, tenant, rule["id"])
+    assert d["status"] == "pending" and d["attempts"] == 0 and smtp.to(team) == []
+    waited = datetime.fromisoformat(d["nextAttemptAt"].rstrip("Z")) - datetime.fromisoformat(
+        record["createdAt"].rstrip("Z")
+    )
+    assert timedelta(seconds=29) <= waited <= timedelta(seconds=31)
+    r = client.put(f"/nps/{record['_id']}", json={"comment": "The invoice was wrong"}, headers=tenant.editor)
+    assert r.status_code == 200, r.text
+    run_jobs(database.db)
+    assert smtp.to(team) == []  # still waiting
+    make_due(database, tenant.org_id)  # the 30 s pass
+    run_jobs(database.db)
+    [mail] = smtp.to(team)
+    assert "The invoice was wrong" in part(mail, "plain")
+    assert [x["status"] for x in deliveries(client, tenant, rule["id"])] == ["sent"]
 
 
 def test_a_refused_mail_fails_for_good_and_says_why(

@@ -66,6 +66,15 @@ def admin_person(database: TestDatabase, tenant: Tenant) -> Person:
 
 
 @pytest.fixture(autouse=True)
+def _no_delay(database: TestDatabase) -> Iterator[None]:
+    """Alerts about new answers wait NPSD_ALERT_DELAY_SECONDS for a comment; not here."""
+    before = database.settings.alert_delay_seconds
+    database.settings.alert_delay_seconds = 0
+    yield
+    database.settings.alert_delay_seconds = before
+
+
+@pytest.fixture(autouse=True)
 def _drop_rules(database: TestDatabase, tenant: Tenant) -> Iterator[None]:
     yield
     with database.db.transaction() as session:
@@ -215,6 +224,7 @@ def test_browser_a_rule_is_made_and_its_alerts_arrive_and_are_logged(
         org_id = org.id
         token = auth_service.create_token(session, site.settings, org, "editor", timedelta(hours=1)).token
     admin = make_user(site.db, org_id, "admin")
+    site.settings.alert_delay_seconds = 0  # this module's server; the delay has its own test
     team = f"team-{secrets.token_hex(4)}@example.com"
     with page_for(chromium, site, request) as page:
         sign_in(page, site, admin, "/app/settings")

@@ -70,23 +70,35 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
     session.execute(stmt, rows)
 
 
-def evaluate_answers(session: Session, org_id: str, record_ids: list[str]) -> list[str]:
+def evaluate_answers(
+    session: Session, org_id: str, record_ids: list[str], delay: timedelta = timedelta(0)
+) -> list[str]:
     """Match the organization's answers ``record_ids`` against its active rules and store a
     delivery, with its job, for each (rule, answer, channel) that has none yet. Returns the new
-    delivery ids. Set-based: four queries and two inserts whatever the number of answers."""
+    delivery ids. Set-based: four queries and a few inserts whatever the number of answers.
+
+    A delivery is due ``delay`` after its answer was created (``NPSD_ALERT_DELAY_SECONDS``), or
+    now when that has passed: a respondent who clicks a score in the invitation and then types a
+    comment has the comment in the alert, which is composed when it is sent."""
     rules = list(
         session.scalars(select(AlertRule).where(AlertRule.org_id == org_id, AlertRule.is_active.is_(True)))
     )
     if not rules or not record_ids:
         return []
-    answers = [
-        Answer(*row)
-        for row in session.execute(
-            select(
-                NpsRecord.id, NpsRecord.campaign_id, NpsRecord.company_id, NpsRecord.score, NpsRecord.comment
-            ).where(NpsRecord.org_id == org_id, NpsRecord.id.in_(record_ids))
-        )
-    ]
+    created: dict[str, datetime] = {}
+    answers = []
+    for rid, survey_id, company_id, score, comment, created_at in session.execute(
+        select(
+            NpsRecord.id,
+            NpsRecord.campaign_id,
+            NpsRecord.company_id,
+            NpsRecord.score,
+            NpsRecord.comment,
+            NpsRecord.created_at,
+        ).where(NpsRecord.org_id == org_id, NpsRecord.id.in_(record_ids))
+    ):
+        answers.append(Answer(rid, survey_id, company_id, score, comment))
+        created[rid] = created_at
     wanted = [
         (rule.id, answer.id, channel, target)
         for answer in answers
@@ -109,6 +121,7 @@ def evaluate_answers(session: Session, org_id: str, record_ids: list[str]) -> li
     if not fresh:
         return []
     now = utcnow()
+    due = [max(now, created[record_id] + delay) for _, record_id, _, _ in fresh]
     ids = new_ids(len(fresh))
     _insert_ignoring_duplicates(
         session,
@@ -122,14 +135,16 @@ def evaluate_answers(session: Session, org_id: str, record_ids: list[str]) -> li
                 "target": target,
                 "status": "pending",
                 "attempts": 0,
-                "next_attempt_at": now,
+                "next_attempt_at": run_at,
                 "last_status_code": None,
                 "last_error": None,
                 "sent_at": None,
                 "created_at": now,
                 "updated_at": now,
             }
-            for delivery_id, (rule_id, record_id, channel, target) in zip(ids, fresh, strict=True)
+            for delivery_id, run_at, (rule_id, record_id, channel, target) in zip(
+                ids, due, fresh, strict=True
+            )
         ],
     )
     # a concurrent evaluation of the same answer may have won a row: only ours get a job
@@ -139,14 +154,18 @@ def evaluate_answers(session: Session, org_id: str, record_ids: list[str]) -> li
             select(AlertDelivery.id, AlertDelivery.channel).where(AlertDelivery.id.in_(ids))
         )
     }
-    for channel, kind in JOB_OF.items():
-        mine = [did for did in ids if stored.get(did) == channel]
+    batches: dict[tuple[str, datetime], list[str]] = {}
+    for did, run_at in zip(ids, due, strict=True):
+        if did in stored:
+            batches.setdefault((stored[did], run_at), []).append(did)
+    for (channel, run_at), mine in batches.items():
+        kind = JOB_OF[channel]
         jobs.enqueue_new(
             session,
             kind,
             [({"delivery_id": did}, f"{kind}:{did}") for did in mine],
             org_id=org_id,
-            run_at=now,
+            run_at=run_at,
             max_attempts=MAX_ATTEMPTS,
         )
     return [did for did in ids if did in stored]
@@ -158,8 +177,9 @@ def evaluate(db: Database, job: JobInfo) -> None:
     record_ids = [str(i) for i in job.payload.get("record_ids", []) if isinstance(i, str)]
     if job.org_id is None or not record_ids:
         return
+    delay = timedelta(seconds=db.config.alert_delay_seconds)
     with db.transaction() as session:
-        evaluate_answers(session, job.org_id, record_ids)
+        evaluate_answers(session, job.org_id, record_ids, delay)
 
 
 # ----------------------------------------------------------------------------------------- content

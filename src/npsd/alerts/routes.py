@@ -47,7 +47,9 @@ def create_rule(
     From now on, every answer written by any path (`POST /nps`, `PUT /nps`, the respondent pages,
     survey responses, imports) that meets all the rule's conditions (`surveyId`, `companyId`,
     `scoreAtMost`, `commentContains`; none set: every answer) is announced within about a minute,
-    once per answer, even if the answer is later updated: one e-mail to all of `emails` and/or a
+    once per answer, even if the answer is later updated (a new answer's alert waits the server's
+    `NPSD_ALERT_DELAY_SECONDS`, 30 s by default, so that a comment typed after the score is in
+    it): one e-mail to all of `emails` and/or a
     message `{"text": ...}` POSTed to `chatWebhookUrl` (a Slack incoming webhook, or anything that
     takes the same format), with the score, comment, contact, company, survey and a link to the
     answer on the dashboard. At least one of `emails` and `chatWebhookUrl` is required (400 naming

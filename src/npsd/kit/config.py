@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     webhook_circuit_failures: int = Field(
         5, ge=1, description="Consecutive failed attempts after which a webhook's circuit opens"
     )
+    # alerts (#12)
+    alert_delay_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=50,
+        description="Seconds an alert about a new answer waits, so a comment typed after the score is in it",
+    )
     # exports
     export_workers: int = Field(
         default_factory=lambda: min(os.cpu_count() or 1, 4),
