@@ -7,6 +7,7 @@ run; with ``CI`` set it must be reachable (the tests fail rather than skip).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tempfile
@@ -86,26 +87,97 @@ def _make_database(kind: str, tmp: Path) -> TestDatabase:
     return TestDatabase(kind, url, settings, Database(url, pool_size=5, settings=settings), cleanup)
 
 
+class _Kept:
+    """The databases, apps and test clients of one test process, one of each kind, made on first
+    use and kept until the session ends.
+
+    ``database`` is a session fixture with a parameter, and pytest keeps one value of such a
+    fixture at a time: under pytest-xdist, where a process runs whole files one after another
+    (each file's SQLite tests, then its PostgreSQL ones), every file would migrate both databases
+    anew and rebuild the app and its client. Keeping them here makes a process of many files
+    behave as one process runs the whole suite: two databases, two apps, two clients, shared by
+    every test (which isolate by organization).
+    """
+
+    def __init__(self, tmp: Path, stack: contextlib.ExitStack) -> None:
+        self.tmp = tmp
+        self.stack = stack
+        self.databases: dict[str, TestDatabase] = {}
+        self.apps: dict[str, Any] = {}
+        self.clients: dict[int, TestClient] = {}  # by id() of the app (kept alive in self.apps)
+
+    def database(self, kind: str) -> TestDatabase:
+        if kind not in self.databases:
+            tdb = _make_database(kind, self.tmp)
+
+            def close() -> None:
+                tdb.db.dispose()
+                for fn in tdb.cleanup:
+                    fn()
+
+            self.stack.callback(close)
+            self.databases[kind] = tdb
+        return self.databases[kind]
+
+    def app(self, database: TestDatabase) -> Any:
+        if database.kind not in self.apps:
+            self.apps[database.kind] = create_app(database.settings, database.db)
+        return self.apps[database.kind]
+
+    def client(self, app: Any) -> TestClient:
+        if id(app) not in self.clients:
+            self.apps.setdefault(f"app-{id(app)}", app)  # a module's own app: its id stays unique
+            client = TestClient(app, raise_server_exceptions=False)
+            self.clients[id(app)] = self.stack.enter_context(client)
+        return self.clients[id(app)]
+
+
+@pytest.fixture(scope="session")
+def _kept() -> Iterator[_Kept]:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        yield _Kept(Path(tmp), stack)
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest) -> Iterator[TestDatabase]:
+def database(request: pytest.FixtureRequest, _kept: _Kept) -> TestDatabase:
     """A migrated database of each kind, shared by the session (tests isolate by organization)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        tdb = _make_database(request.param, Path(tmp))
-        yield tdb
-        tdb.db.dispose()
-        for fn in tdb.cleanup:
-            fn()
+    return _kept.database(request.param)
 
 
 @pytest.fixture(scope="session")
-def app(database: TestDatabase) -> Any:
-    return create_app(database.settings, database.db)
+def app(database: TestDatabase, _kept: _Kept) -> Any:
+    return _kept.app(database)
 
 
 @pytest.fixture(scope="session")
-def client(app: Any) -> Iterator[TestClient]:
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
+def client(app: Any, _kept: _Kept) -> TestClient:
+    return _kept.client(app)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quick_password_hashes() -> Iterator[None]:
+    """Argon2id with its smallest cost for the passwords hashed in this process.
+
+    The recommended cost (64 MiB, 3 passes, 4 lanes) takes 0.1-0.7 s per hash or check on a
+    loaded two-core machine, and the dashboard's tests create and sign in hundreds of users; no
+    test is about the cost (a hash names its parameters, so real ones made by ``npsd serve``
+    processes still verify). Unknown addresses are checked against a dummy hash of the same cost,
+    as in production. The npsd processes the tests start keep the real cost.
+    """
+    from argon2 import PasswordHasher
+
+    from npsd.auth import passwords
+
+    real = getattr(passwords, "_hasher", None), getattr(passwords, "_DUMMY_HASH", None)
+    if not isinstance(real[0], PasswordHasher) or not isinstance(real[1], str):
+        yield  # the module changed shape: run at full cost rather than guess
+        return
+    quick = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    passwords._hasher, passwords._DUMMY_HASH = quick, quick.hash("npsd-no-such-user")
+    try:
+        yield
+    finally:
+        passwords._hasher, passwords._DUMMY_HASH = real
 
 
 @dataclass
