@@ -228,3 +228,30 @@ def test_a_digest_added_and_sent_in_a_browser(
         assert serious_violations(page) == []
     [mail] = smtp.to(to)
     assert "Browser digest" in part(mail, "plain")
+
+
+def test_the_digests_feed_link_opens_the_periods_detractors(
+    app: Any, client: TestClient, database: TestDatabase, org: Org
+) -> None:
+    from test_digests import answers_in_two_days
+
+    survey = make_survey(client, org.tenant)
+    answers_in_two_days(client, org.tenant, survey["id"])
+    digest = client.post(
+        "/v1/digests",
+        json={
+            "surveyId": survey["id"],
+            "frequency": "daily",
+            "hour": 9,
+            "timeZone": "UTC",
+            "emails": ["t@example.com"],
+        },
+        headers=org.tenant.admin,
+    ).json()
+    figures = client.post(f"/v1/digests/{digest['id']}/send", headers=org.tenant.admin).json()["figures"]
+    url = figures["feedUrl"]
+    feed = browser(app, database, org.admin).get(url[url.index("/app/responses") :])
+    assert feed.status_code == 200
+    assert "<strong data-count>2 responses</strong>" in feed.text
+    assert "Too slow" in feed.text and "The export &lt;broke&gt; again" in feed.text
+    assert "today&#39;s answer" not in feed.text and "other survey" not in feed.text
