@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from conftest import Tenant, TestDatabase, post_nps
 from dashboard import Person, Site, csrf_of, make_user, page_for, serious_violations, sign_in
 from mail_helpers import run_jobs
+from npsd.app import create_app
 from npsd.auth import service as auth_service
 from npsd.kit.models import DataImport, Organization, User
 from npsd.web.session import SESSION_COOKIE
@@ -215,6 +216,14 @@ def test_roles_csrf_and_other_organizations(
     assert "theirs.csv" not in admin.get("/app/imports").text
     assert admin.get("/app/imports/not-an-id").status_code == 400
     assert admin.get("/app/imports?page=0").status_code == 400
+
+
+def test_a_file_over_the_body_limit_is_refused_whole(database: TestDatabase, tenant: Tenant) -> None:
+    small = create_app(database.settings.model_copy(update={"max_body_bytes": 4096}), database.db)
+    editor = browser(small, database, people(database, tenant)["editor"])
+    r = post_import(editor, b"email,score\n" + b"someone@example.com,9\n" * 400)
+    assert r.status_code == 413  # refused before it is read, like the API's upload
+    assert imports_stored(database, tenant.org_id) == 0
 
 
 # ----------------------------------------------------------------------------------------- erasures
