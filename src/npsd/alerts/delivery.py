@@ -12,7 +12,10 @@ retried on the webhooks' schedule (5 s, 5 min, 30 min, ... about 24 hours), each
 counted in the delivery log.
 
 The message is composed when it is sent, from the answer as it is then, so the log keeps no
-respondent's address or comment (an erased person's answer is gone, and so is its alert).
+respondent's address or comment (an erased person's answer is gone, and so is its alert). A new
+answer's alert is due ``NPSD_ALERT_DELAY_SECONDS`` (30 s) after the answer was made: a respondent
+clicks a score in the invitation (which makes the answer), then types the comment on the page,
+and the alert carries it.
 """
 
 from __future__ import annotations
