@@ -244,6 +244,9 @@ def test_an_erasure_requested_on_the_page_runs_and_is_listed(
     bad = admin.post("/app/settings/erasures", data={"csrf_token": csrf_of(page), "email": "not an address"})
     assert bad.status_code == 400 and field_error(bad.text, "email")
     assert 'value="not an address"' in bad.text
+    for wrong in ("", "a\x00b@example.com", "x" * 400 + "@example.com", "<b>@example.com"):
+        bad = admin.post("/app/settings/erasures", data={"csrf_token": csrf_of(page), "email": wrong})
+        assert bad.status_code == 400 and field_error(bad.text, "email"), repr(wrong)
     assert client.get("/v1/erasures", headers=tenant.admin).json() == []
 
     r = admin.post("/app/settings/erasures", data={"csrf_token": csrf_of(page), "email": address.upper()})
