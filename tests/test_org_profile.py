@@ -39,7 +39,8 @@ PROFILE = {
 def put_profile(client: Any, tenant: Tenant, **fields: Any) -> dict[str, Any]:
     r = client.put("/v1/organization", json={"name": tenant.name, **fields}, headers=tenant.admin)
     assert r.status_code == 200, r.text
-    return r.json()
+    body: dict[str, Any] = r.json()
+    return body
 
 
 # ---------------------------------------------------------------------------------------- the API
