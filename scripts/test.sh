@@ -13,4 +13,6 @@ venv_install test
 .venv/bin/mypy
 # Two processes, each taking whole files (module fixtures such as a served site stay shared): most
 # tests wait on servers, browsers and databases, so two halves overlap well even on two cores.
-.venv/bin/python -m pytest -n "${NPSD_TEST_PROCESSES:-2}" --dist loadfile "$@"
+# The files go out slowest first (tests/conftest.py orders them; xdist's own order, most tests
+# first, left the few long tests for the end, run by one process while the other sat idle).
+.venv/bin/python -m pytest -n "${NPSD_TEST_PROCESSES:-2}" --dist loadfile --no-loadscope-reorder "$@"

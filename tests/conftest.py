@@ -44,6 +44,56 @@ def _pg_url() -> str | None:
     return url
 
 
+# Seconds each of the slowest files takes in one test process (both databases, a loaded two-core
+# machine, 2026-11-28); any other file counts SECONDS_PER_TEST per test. Only the order of the
+# files depends on these figures (see pytest_collection_modifyitems): stale ones cost balance,
+# never a test.
+FILE_SECONDS = {
+    "test_reliability_kills.py": 250,
+    "test_dashboard_settings.py": 140,
+    "test_cli.py": 125,
+    "test_reliability.py": 110,
+    "test_dashboard_walk.py": 95,
+    "test_dashboard_companies.py": 90,
+    "test_dashboard_surveys.py": 90,
+    "test_backup.py": 70,
+    "test_dashboard_overview.py": 65,
+    "test_serve.py": 60,
+    "test_fuzz.py": 60,
+    "test_dashboard_auth.py": 60,
+    "test_scale_out.py": 35,
+    "test_faults_jobs.py": 25,
+    "test_faults_webhooks.py": 20,
+    "test_browser.py": 17,
+    "test_faults_migrations.py": 13,
+    "test_faults_idempotency.py": 10,
+}
+SECONDS_PER_TEST = 0.35
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """In a pytest-xdist process, the slowest files first (the longest first, keeping each file's
+    own order).
+
+    ``scripts/test.sh`` runs ``--dist loadfile --no-loadscope-reorder``: the two processes take
+    whole files in this order, each the next one as it gets free. xdist's own order (files with
+    the most tests first) left the slow files of few tests (the SIGKILL runs, fuzzing, the
+    dashboard walk) for the end, where one process ran them while the other had finished.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+
+    def seconds(path: str) -> float:
+        name = path.rsplit("/", 1)[-1]
+        return FILE_SECONDS.get(name, SECONDS_PER_TEST * len(files[path]))
+
+    items[:] = [item for path in sorted(files, key=seconds, reverse=True) for item in files[path]]
+
+
 @dataclass
 class TestDatabase:
     __test__ = False  # a fixture value, not a test class

@@ -92,6 +92,7 @@ def test_a_pending_key_is_taken_over_only_once_its_owner_is_dead(
             text("SELECT pg_advisory_lock(hashtextextended(:k, 0))"),
             {"k": lock_name(tenant.org_id, "live-owner")},
         )
+        holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar_one()
         live = "another-machine:4242:1"
     else:  # the owner is a live process of this machine: the test runner's parent
         holder = None
@@ -101,8 +102,17 @@ def test_a_pending_key_is_taken_over_only_once_its_owner_is_dead(
     assert_error(r, 409, "Idempotency-Key")
     if holder is not None:  # the owner's connection dies with its process: the lock goes with it
         holder.close()
+        # closing returns before the server's backend has ended (and let go of the lock); on a
+        # loaded machine the request below could come first
+        wait_for(lambda: not advisory_locks_of(fdb, holder_pid), 30, "the owner's backend to end")
         r = fclient.post("/nps", content=body, headers={**headers, "Idempotency-Key": "live-owner"})
         assert r.status_code == 200, r.text
+
+
+def advisory_locks_of(tdb: TestDatabase, pid: int) -> int:
+    with tdb.db.transaction(write=False) as session:
+        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = :pid"
+        return int(session.execute(text(query), {"pid": pid}).scalar_one())
 
 
 def key_row(tdb: TestDatabase, org_id: str, key: str) -> IdempotencyKey | None:
