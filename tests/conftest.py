@@ -155,10 +155,17 @@ class _Kept:
         self.databases: dict[str, TestDatabase] = {}
         self.apps: dict[str, Any] = {}
         self.clients: dict[int, TestClient] = {}  # by id() of the app (kept alive in self.apps)
+        self.unavailable: dict[str, str] = {}
 
     def database(self, kind: str) -> TestDatabase:
+        if kind in self.unavailable:  # PostgreSQL was not there: skip again without a 3 s wait
+            pytest.skip(self.unavailable[kind])
         if kind not in self.databases:
-            tdb = _make_database(kind, self.tmp)
+            try:
+                tdb = _make_database(kind, self.tmp)
+            except pytest.skip.Exception as exc:
+                self.unavailable[kind] = str(exc)
+                raise
 
             def close() -> None:
                 tdb.db.dispose()
