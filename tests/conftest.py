@@ -8,6 +8,7 @@ run; with ``CI`` set it must be reachable (the tests fail rather than skip).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import tempfile
@@ -25,6 +26,7 @@ from npsd.app import create_app
 from npsd.auth import service as auth_service
 from npsd.kit.config import Settings
 from npsd.kit.db import Database, normalize_url
+from npsd.kit.logs import StderrHandler
 from npsd.migrations import upgrade
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -209,6 +211,23 @@ def app(database: TestDatabase, _kept: _Kept) -> Any:
 @pytest.fixture(scope="session")
 def client(app: Any, _kept: _Kept) -> TestClient:
     return _kept.client(app)
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_a_fresh_process() -> Iterator[None]:
+    """Take npsd's log handler off the root logger after each test.
+
+    ``npsd`` commands run in this process (Typer's ``CliRunner``) and set up logging as a process
+    of their own would, at the default ``info`` level; logging is process-wide, so without this a
+    later command would also write, say, Alembic's info lines, which a real command started on
+    its own never shows: whether a test passed would depend on which tests ran before it.
+    """
+    yield
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        if isinstance(handler, StderrHandler):
+            root.removeHandler(handler)
+            root.setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import re
+import sys
 from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -227,8 +228,7 @@ def log_config(settings: Settings) -> dict[str, Any]:
         "formatters": {"npsd": {"()": formatter}},
         "handlers": {
             "stderr": {
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
+                "class": "npsd.kit.logs.StderrHandler",
                 "formatter": "npsd",
                 "filters": ["redact"],
             }
@@ -242,6 +242,25 @@ def log_config(settings: Settings) -> dict[str, Any]:
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         },
     }
+
+
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes to whatever ``sys.stderr`` is when a record is emitted, like
+    logging's last-resort handler. A handler bound to the stream of the moment of configuration
+    keeps writing to it after it is replaced and closed (a command run inside another program,
+    such as a test runner's CLI invoker), and every record then becomes a "Logging error"
+    traceback on the new stream."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """Ignored: the stream is always the current ``sys.stderr``."""
 
 
 def configure(settings: Settings) -> None:
