@@ -211,7 +211,7 @@ def test_phone_screen_and_contrast(
         page.goto(links[0].split("?")[0])
         assert page.get_attribute("html", "lang") == "fr"
         assert page.inner_text("legend") == (
-            "Quelle est la probabilité que vous nous recommandiez à un ami ou à un collègue ?"
+            f"Quelle est la probabilité que vous recommandiez {tenant.name} à un ami ou à un collègue ?"
         )
         # nothing wider than the screen; every number is a comfortable touch target
         assert page.evaluate("document.documentElement.scrollWidth") <= 360
