@@ -32,9 +32,7 @@ def upgrade() -> None:
             "org_id", sa.String(24), sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False
         ),
         sa.Column("name", sa.String(200), nullable=True),
-        sa.Column(
-            "survey_id", sa.String(24), sa.ForeignKey("survey.id", ondelete="CASCADE"), nullable=True
-        ),
+        sa.Column("survey_id", sa.String(24), sa.ForeignKey("survey.id", ondelete="CASCADE"), nullable=True),
         sa.Column("frequency", sa.String(16), nullable=False),
         sa.Column("weekday", sa.SmallInteger(), nullable=True),
         sa.Column("hour", sa.SmallInteger(), nullable=False),
@@ -54,9 +52,7 @@ def upgrade() -> None:
         sa.Column(
             "org_id", sa.String(24), sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False
         ),
-        sa.Column(
-            "digest_id", sa.String(24), sa.ForeignKey("digest.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("digest_id", sa.String(24), sa.ForeignKey("digest.id", ondelete="CASCADE"), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("period_key", sa.String(32), nullable=True),
         sa.Column("period_since", sa.Date(), nullable=False),
