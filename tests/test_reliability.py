@@ -202,8 +202,14 @@ def test_many_keyed_writes_at_once_all_get_their_answer(database: TestDatabase) 
     try:
         results = asyncio.run(run())
     except httpx.TransportError as error:
-        # the server's log says whether it closed the connection (header timeout, an error) or not
-        raise AssertionError(f"{error!r}; the server's log:\n{server.output()[-4000:]}") from error
+        # the server's log says whether it closed the connection (header timeout, an error) or
+        # not; stopped first, so that its last lines are in
+        server.stop()
+        try:
+            what = f"{error.request.method} {error.request.url.path}"
+        except RuntimeError:  # no request attached
+            what = "a request"
+        raise AssertionError(f"{what}: {error!r}; the server's log:\n{server.output()[-4000:]}") from error
     finally:
         server.stop()
     assert [r for r in results if r[1] >= 500] == []
