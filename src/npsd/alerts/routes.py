@@ -19,7 +19,7 @@ from npsd.alerts.schemas import (
 )
 from npsd.auth.deps import Admin
 from npsd.kit.http import AppSettings, DbSession, TransactionRoute
-from npsd.kit.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam
+from npsd.kit.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam, with_total
 from npsd.kit.lookup import resolve
 from npsd.kit.models import AlertRule
 
@@ -66,9 +66,7 @@ def list_rules(
     principal: Admin, session: DbSession, response: Response, page: PageParam = 1, limit: LimitParam = 20
 ) -> list[dict[str, Any]]:
     """List the organization's alert rules, newest first, as a bare array (total in `X-Total-Count`)."""
-    rows, total = service.list_rules(session, principal.org_id, page, limit)
-    response.headers["X-Total-Count"] = str(total)
-    return rows
+    return with_total(response, service.list_rules(session, principal.org_id, page, limit))
 
 
 @router.get("/{id}", response_model=AlertRuleRead)
@@ -106,8 +104,9 @@ def list_deliveries(
 ) -> list[dict[str, Any]]:
     """The rule's delivery log, newest first: one entry per answer and channel, with its status,
     attempts, last error and times. A bare array; the total is in `X-Total-Count`."""
-    rows, total = service.list_deliveries(
-        session, rule, service.DeliveryQuery(page=page, limit=limit, status=status, channel=channel)
+    return with_total(
+        response,
+        service.list_deliveries(
+            session, rule, service.DeliveryQuery(page=page, limit=limit, status=status, channel=channel)
+        ),
     )
-    response.headers["X-Total-Count"] = str(total)
-    return rows

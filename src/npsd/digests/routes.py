@@ -18,7 +18,7 @@ from npsd.digests.schemas import (
     SendResult,
 )
 from npsd.kit.http import AppSettings, DbSession, TransactionRoute
-from npsd.kit.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam
+from npsd.kit.listing import TOTAL_COUNT_HEADER, LimitParam, PageParam, with_total
 from npsd.kit.lookup import resolve
 from npsd.kit.models import Digest
 
@@ -62,9 +62,7 @@ def list_digests(
     principal: Admin, session: DbSession, response: Response, page: PageParam = 1, limit: LimitParam = 20
 ) -> list[dict[str, Any]]:
     """List the organization's digests, newest first, as a bare array (total in `X-Total-Count`)."""
-    rows, total = service.list_digests(session, principal.org_id, page, limit)
-    response.headers["X-Total-Count"] = str(total)
-    return rows
+    return with_total(response, service.list_digests(session, principal.org_id, page, limit))
 
 
 @router.get("/{id}", response_model=DigestRead)
@@ -112,6 +110,4 @@ def list_deliveries(
     period, the addresses, the status (`pending` while queued or retried, `sent`, `failed` once
     the SMTP server refused it for good or retries ran out), the attempts and last error, and
     the subject, NPS and answer count the mail reported. A bare array; total in `X-Total-Count`."""
-    rows, total = service.list_deliveries(session, digest, page, limit, status)
-    response.headers["X-Total-Count"] = str(total)
-    return rows
+    return with_total(response, service.list_deliveries(session, digest, page, limit, status))
