@@ -346,14 +346,13 @@ def test_two_workers_racing_for_a_due_digest_queue_one_mail(
     assert len(jobs) == 2
 
 
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # SQLite writers cannot interleave
 def test_the_claim_is_conditional_in_the_database_not_only_in_python(
     client: Any, tenant: Tenant, database: TestDatabase
 ) -> None:
     """Worker B has read the digest as due, in its own write transaction, when worker A claims it
     and commits: B's UPDATE (conditional on the due time it read) then matches no row, so B
     queues nothing. PostgreSQL only: SQLite writers cannot interleave (BEGIN IMMEDIATE)."""
-    if database.kind != "postgresql":
-        pytest.skip("SQLite serializes writers; the interleaving cannot happen there")
     digest = make_digest(client, tenant)
     due = make_due(database, digest["id"])
     now = utcnow()
