@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(
         10.0, gt=0, description="Close a connection whose request line and headers are not in after this long"
     )
+    keep_alive_seconds: float = Field(
+        65.0,
+        gt=0,
+        description="Close a kept-alive connection idle this long; longer than the client's or proxy's own",
+    )
     max_connections: int = Field(
         1000, ge=1, description="Connections and requests one process takes at once; beyond: 503"
     )

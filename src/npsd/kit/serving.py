@@ -8,6 +8,9 @@ begins on a kept-alive one; unless the request line and headers are complete whe
 are not timed here: a slow upload is bounded by ``NPSD_MAX_BODY_BYTES`` and, in production, by
 the reverse proxy in front.
 
+``NPSD_KEEP_ALIVE_SECONDS`` (65) closes a kept-alive connection that stays idle; it is longer
+than the idle timeouts of the clients and proxies in front, which must close first.
+
 ``NPSD_MAX_CONNECTIONS`` is uvicorn's ``limit_concurrency``: beyond that many open connections
 or running requests, a new request is answered 503 at once instead of queueing without bound, in
 the one error shape (:func:`over_the_limit`, in place of uvicorn's plain-text reply).
@@ -160,6 +163,11 @@ def build_config(settings: Settings, host: str, port: int, workers: int) -> Npsd
         workers=workers,
         http=HeadTimeoutProtocol,
         header_timeout=settings.header_timeout_seconds,
+        # The client (a proxy, an SDK's pool) must give up an idle connection before the server
+        # does: a request it sends on one the server is closing at that moment is lost without a
+        # reply (nginx's and AWS load balancers' idle timeouts are 60 s; uvicorn's default of 5 s
+        # equals httpx's, which lost requests under a burst in tests/test_reliability.py).
+        timeout_keep_alive=settings.keep_alive_seconds,
         limit_concurrency=settings.max_connections,
         log_config=log_config(settings),
         log_level=settings.log_level,
