@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from npsd.alerts.schemas import AlertRuleCreate, AlertRuleUpdate
 from npsd.kit.errors import BadRequest, NotFound
 from npsd.kit.ids import new_id
+from npsd.kit.listing import newest_page
 from npsd.kit.models import AlertDelivery, AlertRule, Company, Survey
 from npsd.kit.timeutil import iso, utcnow
 from npsd.webhooks import guard
@@ -110,15 +111,8 @@ def delete_rule(session: Session, rule: AlertRule) -> None:
 
 def list_rules(session: Session, org_id: str, page: int, limit: int) -> tuple[list[dict[str, Any]], int]:
     """One page of the organization's rules, newest first, and their total number."""
-    total = session.scalar(select(func.count()).select_from(AlertRule).where(AlertRule.org_id == org_id)) or 0
-    rules = session.scalars(
-        select(AlertRule)
-        .where(AlertRule.org_id == org_id)
-        .order_by(AlertRule.created_at.desc(), AlertRule.id.desc())
-        .limit(limit)
-        .offset((page - 1) * limit)
-    )
-    return [rule_out(r) for r in rules], total
+    rows, total = newest_page(session, AlertRule, org_id, page, limit)
+    return [rule_out(row) for row in rows], total
 
 
 @dataclass(frozen=True)

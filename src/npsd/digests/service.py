@@ -31,6 +31,7 @@ from npsd.kit.db import Database
 from npsd.kit.errors import BadRequest, NotFound
 from npsd.kit.ids import new_id
 from npsd.kit.jobs import JobInfo, RetryLater, enqueue, handler, periodic
+from npsd.kit.listing import newest_page
 from npsd.kit.lookup import resolve
 from npsd.kit.models import Digest, DigestDelivery, Organization, Survey
 from npsd.kit.timeutil import iso, utcnow
@@ -123,15 +124,8 @@ def delete_digest(session: Session, d: Digest) -> None:
 
 def list_digests(session: Session, org_id: str, page: int, limit: int) -> tuple[list[dict[str, Any]], int]:
     """One page of the organization's digests, newest first, and their total number."""
-    total = session.scalar(select(func.count()).select_from(Digest).where(Digest.org_id == org_id)) or 0
-    rows = session.scalars(
-        select(Digest)
-        .where(Digest.org_id == org_id)
-        .order_by(Digest.created_at.desc(), Digest.id.desc())
-        .limit(limit)
-        .offset((page - 1) * limit)
-    )
-    return [digest_out(d) for d in rows], total
+    rows, total = newest_page(session, Digest, org_id, page, limit)
+    return [digest_out(row) for row in rows], total
 
 
 # ------------------------------------------------------------------------------------- deliveries

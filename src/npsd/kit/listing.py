@@ -20,6 +20,8 @@ from fastapi.dependencies.models import Dependant
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, create_model
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from npsd.kit.errors import BadRequest
 from npsd.kit.ids import is_id
@@ -124,6 +126,20 @@ def salesos_paging(page: PageParam = 1, limit: LimitParam = 20) -> Paging:
 
 
 Paged = Annotated[Paging, Depends(salesos_paging)]
+
+
+def newest_page(session: Session, model: Any, org_id: str, page: int, limit: int) -> tuple[list[Any], int]:
+    """One page of an organization's rows of ``model`` (which has ``org_id``, ``created_at`` and
+    ``id``), newest first, and their total number: the list of webhooks, alert rules, digests."""
+    total = session.scalar(select(func.count()).select_from(model).where(model.org_id == org_id)) or 0
+    rows = session.scalars(
+        select(model)
+        .where(model.org_id == org_id)
+        .order_by(model.created_at.desc(), model.id.desc())
+        .limit(limit)
+        .offset((page - 1) * limit)
+    )
+    return list(rows), total
 
 
 def with_total(response: Response, listed: tuple[list[T], int]) -> list[T]:

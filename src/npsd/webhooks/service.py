@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from npsd.kit import events
 from npsd.kit.errors import BadRequest
 from npsd.kit.ids import new_id
+from npsd.kit.listing import newest_page
 from npsd.kit.models import Webhook, WebhookAttempt, WebhookDelivery
 from npsd.kit.timeutil import iso, utcnow
 from npsd.webhooks import delivery, guard, signing
@@ -94,15 +95,8 @@ def delete_webhook(session: Session, hook: Webhook) -> None:
 
 def list_webhooks(session: Session, org_id: str, page: int, limit: int) -> tuple[list[dict[str, Any]], int]:
     """One page of the organization's webhooks, newest first, and their total number."""
-    total = session.scalar(select(func.count()).select_from(Webhook).where(Webhook.org_id == org_id)) or 0
-    hooks = session.scalars(
-        select(Webhook)
-        .where(Webhook.org_id == org_id)
-        .order_by(Webhook.created_at.desc(), Webhook.id.desc())
-        .limit(limit)
-        .offset((page - 1) * limit)
-    )
-    return [webhook_out(h) for h in hooks], total
+    rows, total = newest_page(session, Webhook, org_id, page, limit)
+    return [webhook_out(row) for row in rows], total
 
 
 @dataclass(frozen=True)
