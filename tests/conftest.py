@@ -141,6 +141,7 @@ def _make_database(kind: str, tmp: Path) -> TestDatabase:
         worker=False,
         rate_limit=0,
         webhook_allow_private=True,
+        insights=False,  # the insights tests run a server of their own that reads comments
     )
     return TestDatabase(kind, url, settings, Database(url, pool_size=5, settings=settings), cleanup)
 

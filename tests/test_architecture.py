@@ -37,6 +37,7 @@ STACK = [
     "surveys",
     "collect",
     "webhooks",
+    "insights",
     "alerts",
     "digests",
     "privacy",

@@ -24,6 +24,7 @@ from npsd.digests.routes import router as digests_router
 from npsd.exports.routes import router as exports_router
 from npsd.followup.routes import router as answers_router
 from npsd.imports.routes import router as imports_router
+from npsd.insights.routes import router as insights_router
 from npsd.kit.backup import DatabaseInUse, hold_database
 from npsd.kit.config import Settings, get_settings
 from npsd.kit.db import Database
@@ -161,6 +162,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(collect_router)
     app.include_router(surveys_router)
     app.include_router(webhooks_router)
+    app.include_router(insights_router)
     app.include_router(alerts_router)
     app.include_router(digests_router)
     app.include_router(privacy_router)

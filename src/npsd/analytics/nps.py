@@ -152,6 +152,31 @@ def change(previous: float | None, current: float | None) -> float | None:
     return round(current - previous, 1)
 
 
+def impact(overall: tuple[int, int, int], group: tuple[int, int, int]) -> tuple[float | None, float | None]:
+    """How many NPS points the overall score would move without the answers of ``group`` (a
+    subset of ``overall``, both as (promoters, passives, detractors)), and the 95% margin of that
+    move: ``NPS(rest) - NPS(all)``. Positive: the group pulls the score down (without it the
+    score would be higher); negative: it holds the score up.
+
+    With w = n_group / n_all, NPS(all) = w·NPS(group) + (1 - w)·NPS(rest), so the move is
+    w·(NPS(rest) - NPS(group)): the share of the group times the gap between the two disjoint
+    samples, whose variance (w held fixed) is w²·(SE_rest² + SE_group²), from the adjusted
+    standard errors. (None, None) when either part is empty: without the group there is no
+    score, or the group has no answer.
+    """
+    rest = tuple(a - b for a, b in zip(overall, group, strict=True))
+    if min(rest) < 0:
+        raise ValueError("the group must be part of the overall answers")
+    n_all, n_group = sum(overall), sum(group)
+    all_score, rest_score = nps(*overall), nps(*rest)
+    se_rest, se_group = standard_error(*rest), standard_error(*group)
+    if n_group == 0 or all_score is None or rest_score is None or se_rest is None or se_group is None:
+        return None, None
+    w = n_group / n_all
+    moved = round(100.0 * ((rest[0] - rest[2]) / sum(rest) - (overall[0] - overall[2]) / n_all), 1) + 0.0
+    return moved, round(Z95 * w * math.sqrt(se_rest**2 + se_group**2), 1)
+
+
 @dataclass(frozen=True)
 class Summary:
     """Everything the API reports about one set of answers."""

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     webhook_circuit_failures: int = Field(
         5, ge=1, description="Consecutive failed attempts after which a webhook's circuit opens"
     )
+    # comment insights (#13)
+    insights: bool = Field(
+        True,
+        description="Read every answer's comment for its themes and sentiment, in the background "
+        "(the model, about 100 MB, loads on first use); false: no new analysis",
+    )
     # alerts (#12)
     alert_delay_seconds: float = Field(
         30.0,

@@ -177,8 +177,13 @@ class Database:
         # COMMITTED does: no BEGIN/COMMIT round trips. Exports, which need one
         # snapshot over several statements, use the engine directly (BEGIN DEFERRED).
         read_bind = self.engine.execution_options(sqlite_begin="NONE") if self.is_sqlite else self.engine
-        self.read_sessions = sessionmaker(bind=read_bind, expire_on_commit=False, autoflush=False)
-        self.write_sessions = sessionmaker(bind=write_bind, expire_on_commit=False, autoflush=False)
+        # ``info["database"]``: what a session's writer may need of its database's settings (the
+        # record listeners of kit/events.py ask whether comments are analysed)
+        info = {"database": self}
+        self.read_sessions = sessionmaker(bind=read_bind, expire_on_commit=False, autoflush=False, info=info)
+        self.write_sessions = sessionmaker(
+            bind=write_bind, expire_on_commit=False, autoflush=False, info=info
+        )
         self._loops: dict[int, _LoopState] = {}
         # PostgreSQL: sessions at once per process, below both the pool's connections and the
         # worker threads (see serialized()); a few connections stay free for short outside work.

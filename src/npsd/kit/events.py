@@ -133,8 +133,20 @@ def _has_active_alert_rule(session: Session, org_id: str) -> bool:
     return found is not None
 
 
+def _insights_on(session: Session, org_id: str) -> bool:
+    """Whether the server analyses comments (``NPSD_INSIGHTS``, on unless switched off)."""
+    database = session.info.get("database")
+    return database is None or bool(database.config.insights)
+
+
 ALERTS_EVALUATE_JOB = "alerts.evaluate"  # registered by alerts/delivery.py
-RECORD_LISTENERS: list[RecordListener] = [RecordListener(ALERTS_EVALUATE_JOB, _has_active_alert_rule)]
+# Every answer is read for its themes and sentiment (a comment cleared to none too: its reading
+# must go); the job costs nothing for answers without a comment.
+INSIGHTS_ANALYSE_JOB = "insights.analyse"  # registered by insights/service.py
+RECORD_LISTENERS: list[RecordListener] = [
+    RecordListener(ALERTS_EVALUATE_JOB, _has_active_alert_rule),
+    RecordListener(INSIGHTS_ANALYSE_JOB, _insights_on),
+]
 
 
 def _to_listeners(

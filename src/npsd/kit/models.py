@@ -695,6 +695,93 @@ class DigestDelivery(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+# --- comment insights (migration 0013) ---
+
+
+class InsightTheme(Base):
+    """A theme the comments of an organization are matched against (``insights/``).
+
+    ``key`` names one of the default themes (``price``, ``support``, ...: their descriptions in
+    en/de/fr/es ship with npsd) and is NULL for a theme the organization added with its own
+    ``examples``. ``status`` is ``active`` (answers are matched to it) or ``suggested`` (a group
+    of comments that fit no theme, labelled by its ``keywords``, with its ``centroid``; an admin
+    adopts it). A theme ``merged_into`` another counts as that one; a ``hidden`` theme is neither
+    matched nor listed.
+    """
+
+    __tablename__ = "insight_theme"
+    __table_args__ = (
+        UniqueConstraint("org_id", "key", name="uq_insight_theme_key"),
+        Index("ix_insight_theme_org", "org_id", "status", "position"),
+    )
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    key: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    name: Mapped[str] = mapped_column(String(80))
+    keywords: Mapped[list[str]] = mapped_column(JSONType)
+    examples: Mapped[list[str]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | suggested
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    merged_into_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("insight_theme.id", ondelete="SET NULL"), nullable=True
+    )
+    centroid: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AnswerInsight(Base):
+    """What the analysis read in one answer's comment: its sentiment, whether it said nothing
+    (``is_empty``), the comment's embedding (float16, so a change of themes re-matches without
+    the model) and the hash of the text it was computed from (only a changed comment is embedded
+    again). ``themes_version`` is the organization's themes version it was matched with."""
+
+    __tablename__ = "answer_insight"
+    __table_args__ = (Index("ix_answer_insight_org", "org_id", "sentiment"),)
+    record_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("nps_record.id", ondelete="CASCADE"), primary_key=True
+    )
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    text_hash: Mapped[str] = mapped_column(String(32))
+    is_empty: Mapped[bool] = mapped_column(Boolean)
+    language: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    sentiment: Mapped[str | None] = mapped_column(String(8), nullable=True)  # negative neutral positive
+    sentiment_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    themes_version: Mapped[int] = mapped_column(Integer, default=0)
+    analysed_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AnswerTheme(Base):
+    """One theme of one answer, ``rank`` 0 the strongest; ``similarity`` how close it came."""
+
+    __tablename__ = "answer_theme"
+    __table_args__ = (Index("ix_answer_theme_theme", "org_id", "theme_id", "record_id"),)
+    record_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("answer_insight.record_id", ondelete="CASCADE"), primary_key=True
+    )
+    theme_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("insight_theme.id", ondelete="CASCADE"), primary_key=True
+    )
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
+    rank: Mapped[int] = mapped_column(SmallInteger)
+    similarity: Mapped[float] = mapped_column(Float)
+
+
+class InsightState(Base):
+    """Per organization: the version of its themes (raised by every change to them, so answers
+    matched with an older one are re-matched) and when suggestions were last worked out."""
+
+    __tablename__ = "insight_state"
+    org_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True
+    )
+    themes_version: Mapped[int] = mapped_column(Integer, default=1)
+    suggested_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 def declared_by_models(name: str | None, type_: str, parent_names: Any) -> bool:
     """Whether a database object is one these models declare (Alembic's ``include_name`` hook):
     everything but the comment search index, so comparing the migrated schema with the models
