@@ -16,6 +16,13 @@ respondent's address or comment (an erased person's answer is gone, and so is it
 answer's alert is due ``NPSD_ALERT_DELAY_SECONDS`` (30 s) after the answer was made: a respondent
 clicks a score in the invitation (which makes the answer), then types the comment on the page,
 and the alert carries it.
+
+A rule on the comment's sentiment or themes is judged only on what the analysis (``insights``,
+a job of its own queued by the same write) read in the comment as it is now, never on a guess:
+while such an answer's comment is not analysed yet, the evaluation stores what it can decide and
+is retried every :data:`INSIGHTS_RETRY` (a deferral, not a failure); after :data:`INSIGHTS_WAIT`
+(the analysis failed, or is switched off with ``NPSD_INSIGHTS``) it gives up on those rules for
+those answers only, with a warning in the log.
 """
 
 from __future__ import annotations
@@ -33,16 +40,28 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from npsd.alerts.service import Answer, channels, matches
+from npsd.alerts.service import Answer, Reading, channels, matches, needs_reading
 from npsd.analytics.nps import category
 from npsd.collect import mailer
+from npsd.insights import engine
 from npsd.kit import jobs
 from npsd.kit.config import Settings
 from npsd.kit.db import Database
 from npsd.kit.events import ALERTS_EVALUATE_JOB, MAX_ATTEMPTS, retry_delay
 from npsd.kit.ids import new_ids
 from npsd.kit.jobs import JobInfo, RetryLater, handler
-from npsd.kit.models import AlertDelivery, AlertRule, Company, Enduser, NpsRecord, Survey
+from npsd.kit.models import (
+    AlertDelivery,
+    AlertRule,
+    AnswerInsight,
+    AnswerTheme,
+    Company,
+    Enduser,
+    InsightTheme,
+    Job,
+    NpsRecord,
+    Survey,
+)
 from npsd.kit.telemetry import ALERT_DELIVERIES
 from npsd.kit.timeutil import iso, utcnow
 from npsd.webhooks import delivery as webhooks
@@ -54,6 +73,8 @@ CHAT_JOB = "alerts.chat"
 JOB_OF = {"email": EMAIL_JOB, "chat": CHAT_JOB}
 MAX_ERROR_CHARS = 500
 NO_SMTP_RETRY = timedelta(minutes=1)  # how long an e-mail alert waits for NPSD_SMTP_URL to be set
+INSIGHTS_RETRY = timedelta(seconds=10)  # how often an evaluation looks again for a comment's analysis
+INSIGHTS_WAIT = timedelta(minutes=10)  # then it gives up on the rules that needed it
 
 
 # -------------------------------------------------------------------------------------- evaluation
@@ -73,12 +94,66 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) ->
     session.execute(stmt, rows)
 
 
+@dataclass(frozen=True)
+class Analysed:
+    """What the analysis read in one answer's comment as it is now (themes strongest first)."""
+
+    sentiment: str | None
+    themes: list[tuple[str, str]]  # (id, name) of its visible themes
+
+
+def current_readings(session: Session, org_id: str, comments: dict[str, str | None]) -> dict[str, Analysed]:
+    """The readings of the answers ``comments`` (id -> comment as it is now) that were made of
+    that very text; an answer not analysed yet, or analysed before its comment changed, is absent."""
+    wanted = {rid: engine.text_hash(c) for rid, c in comments.items() if c and c.strip()}
+    if not wanted:
+        return {}
+    out: dict[str, Analysed] = {}
+    for rid, digest, sentiment in session.execute(
+        select(AnswerInsight.record_id, AnswerInsight.text_hash, AnswerInsight.sentiment).where(
+            AnswerInsight.org_id == org_id, AnswerInsight.record_id.in_(list(wanted))
+        )
+    ):
+        if wanted[rid] == digest:
+            out[rid] = Analysed(sentiment, [])
+    if out:
+        for rid, theme_id, name in session.execute(
+            select(AnswerTheme.record_id, AnswerTheme.theme_id, InsightTheme.name)
+            .join(InsightTheme, InsightTheme.id == AnswerTheme.theme_id)
+            .where(
+                AnswerTheme.org_id == org_id,
+                AnswerTheme.record_id.in_(list(out)),
+                InsightTheme.hidden.is_(False),
+            )
+            .order_by(AnswerTheme.record_id, AnswerTheme.rank)
+        ):
+            out[rid].themes.append((theme_id, name))
+    return out
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What an evaluation stored, and what it could not decide yet."""
+
+    delivered: list[str]  # new delivery ids
+    undecided: list[tuple[str, str]]  # (rule id, answer id) waiting for the comment's analysis
+
+
 def evaluate_answers(
     session: Session, org_id: str, record_ids: list[str], delay: timedelta = timedelta(0)
 ) -> list[str]:
+    """:func:`evaluate_rules` without waiting: the new delivery ids (an answer whose comment is
+    not analysed yet does not match a rule on sentiment or themes)."""
+    return evaluate_rules(session, org_id, record_ids, delay).delivered
+
+
+def evaluate_rules(
+    session: Session, org_id: str, record_ids: list[str], delay: timedelta = timedelta(0)
+) -> Evaluation:
     """Match the organization's answers ``record_ids`` against its active rules and store a
     delivery, with its job, for each (rule, answer, channel) that has none yet. Returns the new
-    delivery ids. Set-based: four queries and a few inserts whatever the number of answers.
+    delivery ids, and the (rule, answer) pairs that only the analysis of the comment, not there
+    yet, can decide. Set-based: a few queries and inserts whatever the number of answers.
 
     A delivery is due ``delay`` after its answer was created (``NPSD_ALERT_DELAY_SECONDS``), or
     now when that has passed: a respondent who clicks a score in the invitation and then types a
@@ -87,10 +162,9 @@ def evaluate_answers(
         session.scalars(select(AlertRule).where(AlertRule.org_id == org_id, AlertRule.is_active.is_(True)))
     )
     if not rules or not record_ids:
-        return []
+        return Evaluation([], [])
     created: dict[str, datetime] = {}
-    answers = []
-    for rid, survey_id, company_id, score, comment, created_at in session.execute(
+    rows = session.execute(
         select(
             NpsRecord.id,
             NpsRecord.campaign_id,
@@ -99,16 +173,47 @@ def evaluate_answers(
             NpsRecord.comment,
             NpsRecord.created_at,
         ).where(NpsRecord.org_id == org_id, NpsRecord.id.in_(record_ids))
-    ):
-        answers.append(Answer(rid, survey_id, company_id, score, comment))
+    ).all()
+    readings: dict[str, Analysed] = {}
+    merged_into: dict[str, str] = {}
+    if any(needs_reading(rule) for rule in rules):
+        readings = current_readings(session, org_id, {r.id: r.comment for r in rows})
+        if any(rule.theme_ids for rule in rules):
+            merged_into = {
+                tid: into
+                for tid, into in session.execute(
+                    select(InsightTheme.id, InsightTheme.merged_into_id).where(
+                        InsightTheme.org_id == org_id, InsightTheme.merged_into_id.is_not(None)
+                    )
+                ).tuples()
+                if into is not None
+            }
+    answers = []
+    for rid, survey_id, company_id, score, comment, created_at in rows:
+        found = readings.get(rid)
+        reading = None if found is None else Reading(found.sentiment, frozenset(t for t, _ in found.themes))
+        answers.append(Answer(rid, survey_id, company_id, score, comment, reading))
         created[rid] = created_at
-    wanted = [
-        (rule.id, answer.id, channel, target)
-        for answer in answers
-        for rule in rules
-        if matches(rule, answer)
-        for channel, target in channels(rule)
-    ]
+    wanted: list[tuple[str, str, str, str]] = []
+    undecided: list[tuple[str, str]] = []
+    for answer in answers:
+        for rule in rules:
+            verdict = matches(rule, answer, merged_into)
+            if verdict is None:
+                undecided.append((rule.id, answer.id))
+            elif verdict:
+                wanted.extend((rule.id, answer.id, channel, target) for channel, target in channels(rule))
+    return Evaluation(_store(session, org_id, wanted, created, delay), undecided)
+
+
+def _store(
+    session: Session,
+    org_id: str,
+    wanted: list[tuple[str, str, str, str]],
+    created: dict[str, datetime],
+    delay: timedelta,
+) -> list[str]:
+    """Store a delivery and its job for each (rule, answer, channel, target) that has none yet."""
     if not wanted:
         return []
     existing = {
@@ -176,13 +281,33 @@ def evaluate_answers(
 
 @handler(ALERTS_EVALUATE_JOB)
 def evaluate(db: Database, job: JobInfo) -> None:
-    """The ``alerts.evaluate`` job a write of answers stored (see ``kit/events.py``)."""
+    """The ``alerts.evaluate`` job a write of answers stored (see ``kit/events.py``). What it can
+    decide is stored at once; while a rule on sentiment or themes waits for a comment's analysis
+    the job comes back every :data:`INSIGHTS_RETRY`, up to :data:`INSIGHTS_WAIT` after the write."""
     record_ids = [str(i) for i in job.payload.get("record_ids", []) if isinstance(i, str)]
     if job.org_id is None or not record_ids:
         return
     delay = timedelta(seconds=db.config.alert_delay_seconds)
     with db.transaction() as session:
-        evaluate_answers(session, job.org_id, record_ids, delay)
+        result = evaluate_rules(session, job.org_id, record_ids, delay)
+        written = session.scalar(select(Job.created_at).where(Job.id == job.id))
+    if not result.undecided:
+        return
+    rules = sorted({rule_id for rule_id, _ in result.undecided})
+    answers = len({answer_id for _, answer_id in result.undecided})
+    if not db.config.insights:
+        reason = "comment analysis is switched off (NPSD_INSIGHTS)"
+    elif written is not None and utcnow() - written >= INSIGHTS_WAIT:
+        reason = f"the comments were not analysed within {INSIGHTS_WAIT.total_seconds() / 60:g} minutes"
+    else:
+        raise RetryLater(INSIGHTS_RETRY, f"waiting for the analysis of {answers} comment(s)")
+    log.warning(
+        "alert rule(s) %s not applied to %d answer(s) of organization %s: %s",
+        ", ".join(rules),
+        answers,
+        job.org_id,
+        reason,
+    )
 
 
 # ----------------------------------------------------------------------------------------- content
@@ -202,6 +327,8 @@ class Alert:
     survey: str | None
     answered_at: datetime
     link: str
+    sentiment: str | None = None  # what the analysis read in the comment, when it did
+    themes: tuple[str, ...] = ()
 
     @property
     def category(self) -> str:
@@ -220,6 +347,12 @@ class Alert:
         facts = [
             ("Score", f"{self.score} ({self.category})"),
             ("Comment", self.comment or "(no comment)"),
+        ]
+        if self.themes:
+            facts.append(("Themes", ", ".join(self.themes)))
+        if self.sentiment:
+            facts.append(("Sentiment", self.sentiment))
+        facts += [
             ("Contact", self.contact),
             ("Company", self.company or "(none)"),
             ("Survey", self.survey or "(none)"),
@@ -244,6 +377,10 @@ class Alert:
         out = [f"*NPS alert: {_slack(self.rule_name)}* — score *{self.score}* ({self.category})"]
         if self.comment:
             out.extend(f">{_slack(line)}" for line in self.comment.splitlines() or [""])
+        if self.themes:
+            out.append(f"Themes: {_slack(', '.join(self.themes))}")
+        if self.sentiment:
+            out.append(f"Sentiment: {self.sentiment}")
         out.append(f"Contact: {_slack(self.contact)}")
         if self.company:
             out.append(f"Company: {_slack(self.company)}")
@@ -285,9 +422,12 @@ def _alert(session: Session, settings: Settings, org_id: str, rule_name: str, re
     if row is None:
         return None
     score, comment, email, answered, contact, company, survey = row
+    reading = current_readings(session, org_id, {record_id: comment}).get(record_id)
     return Alert(
         rule_name, record_id, score, comment, email, contact, company, survey, answered,
         answer_link(settings, record_id),
+        sentiment=None if reading is None else reading.sentiment,
+        themes=() if reading is None else tuple(name for _, name in reading.themes),
     )  # fmt: skip
 
 

@@ -46,17 +46,26 @@ def create_rule(
 
     From now on, every answer written by any path (`POST /nps`, `PUT /nps`, the respondent pages,
     survey responses, imports) that meets all the rule's conditions (`surveyId`, `companyId`,
-    `scoreAtMost`, `commentContains`; none set: every answer) is announced within about a minute,
-    once per answer, even if the answer is later updated (a new answer's alert waits the server's
-    `NPSD_ALERT_DELAY_SECONDS`, 30 s by default, so that a comment typed after the score is in
-    it): one e-mail to all of `emails` and/or a
+    `scoreAtMost`, `commentContains`, `sentiments`, `themeIds`; none set: every answer) is
+    announced within about a minute, once per answer, even if the answer is later updated (a new
+    answer's alert waits the server's `NPSD_ALERT_DELAY_SECONDS`, 30 s by default, so that a
+    comment typed after the score is in it): one e-mail to all of `emails` and/or a
     message `{"text": ...}` POSTed to `chatWebhookUrl` (a Slack incoming webhook, or anything that
-    takes the same format), with the score, comment, contact, company, survey and a link to the
-    answer on the dashboard. At least one of `emails` and `chatWebhookUrl` is required (400 naming
-    `emails`). A `surveyId` or `companyId` of no survey or company of yours is a 404 naming it;
-    a rule limited to one is deleted with it. The chat URL must be http(s) and resolve to public
-    addresses only (400 naming `chatWebhookUrl`), unless the server sets `NPSD_WEBHOOK_ALLOW_PRIVATE`.
-    Failed sends are retried for about 24 hours; see `GET /v1/alert-rules/{id}/deliveries`.
+    takes the same format), with the score, comment, its themes and sentiment (once analysed),
+    contact, company, survey and a link to the answer on the dashboard. At least one of `emails`
+    and `chatWebhookUrl` is required (400 naming `emails`). A `surveyId` or `companyId` of no
+    survey or company of yours is a 404 naming it; a rule limited to one is deleted with it.
+
+    `sentiments` (`negative`, `neutral`, `positive`) and `themeIds` (ids from
+    `GET /v1/insights/themes`; a theme of no organization of yours is a 404 naming `themeIds`, a
+    suggested theme must be adopted first) are judged on what the comment analysis read in the
+    comment: the alert waits for the analysis (seconds; it gives up after 10 minutes, e.g. when
+    the server runs with `NPSD_INSIGHTS` off), never guesses, and an answer without a comment
+    never meets them. A rule on a theme that is later merged follows it into the theme it joined.
+
+    The chat URL must be http(s) and resolve to public addresses only (400 naming
+    `chatWebhookUrl`), unless the server sets `NPSD_WEBHOOK_ALLOW_PRIVATE`. Failed sends are
+    retried for about 24 hours; see `GET /v1/alert-rules/{id}/deliveries`.
     """
     return service.create_rule(session, principal.org_id, body, settings.webhook_allow_private)
 

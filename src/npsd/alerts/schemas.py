@@ -12,8 +12,10 @@ from npsd.webhooks import guard
 
 Channel = Literal["email", "chat"]
 DeliveryStatus = Literal["pending", "sent", "failed"]
+Sentiment = Literal["negative", "neutral", "positive"]  # insights/engine.SENTIMENTS
 MAX_EMAILS = 20
 MAX_WORDS = 20
+MAX_THEMES = 100
 
 
 def _chat_url(value: str) -> str:
@@ -52,16 +54,22 @@ Words = Annotated[
     AfterValidator(_unique),
 ]
 Emails = Annotated[list[Email], Field(max_length=MAX_EMAILS), AfterValidator(_unique)]
+Sentiments = Annotated[list[Sentiment], Field(min_length=1, max_length=3), AfterValidator(_unique)]
+ThemeIds = Annotated[list[ObjectId], Field(min_length=1, max_length=MAX_THEMES), AfterValidator(_unique)]
 ChatUrl = Annotated[str, Field(max_length=2048), Storable, AfterValidator(_chat_url)]
 
 
 class AlertRuleUpdate(ColumnInput):
     """The fields of an alert rule an admin may write. On update every field is optional and only
     the fields sent change; `name`, `emails` and `isActive` must not be null; `null` removes a
-    condition (`surveyId`, `companyId`, `scoreAtMost`, `commentContains`) or the chat target.
+    condition (`surveyId`, `companyId`, `scoreAtMost`, `commentContains`, `sentiments`,
+    `themeIds`) or the chat target.
 
     Conditions that are set must all hold for an answer to match; a rule without conditions
-    matches every answer. (Conditions on sentiment and themes will join them.)"""
+    matches every answer. `sentiments` and `themeIds` are judged on what the comment analysis
+    read in the comment (`/v1/insights`): an answer with such a condition is judged once its
+    comment is analysed (seconds after it is written), and an answer without a comment never
+    meets them."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -78,6 +86,16 @@ class AlertRuleUpdate(ColumnInput):
         description="A list of words or phrases: only answers whose comment contains at least one "
         "of them as whole words, ignoring case (`refund` matches `Refund!` but not `refunded`)",
     )
+    sentiments: Sentiments | None = Field(
+        None,
+        description="A list of `negative`, `neutral`, `positive`: only answers whose comment reads so "
+        "(as `/v1/insights/answers` reports its `sentiment`)",
+    )
+    themeIds: ThemeIds | None = Field(
+        None,
+        description="A list of theme ids of the organization (`/v1/insights/themes`): only answers "
+        "whose comment is about at least one of these themes",
+    )
     emails: Emails | None = Field(None, description="Addresses that get each alert as one e-mail")
     chatWebhookUrl: ChatUrl | None = Field(
         None,
@@ -92,6 +110,8 @@ class AlertRuleUpdate(ColumnInput):
         "companyId": "company_id",
         "scoreAtMost": "score_at_most",
         "commentContains": "comment_contains",
+        "sentiments": "sentiments",
+        "themeIds": "theme_ids",
         "emails": "emails",
         "chatWebhookUrl": "chat_webhook_url",
         "isActive": "is_active",
@@ -118,6 +138,8 @@ class AlertRuleRead(BaseModel):
     companyId: str | None
     scoreAtMost: int | None
     commentContains: list[str] | None
+    sentiments: list[Sentiment] | None
+    themeIds: list[str] | None
     emails: list[str]
     chatWebhookUrl: str | None
     isActive: bool

@@ -2,12 +2,17 @@
 
 Callers pass rules already resolved in the caller's organization (``routes.rule_by_id``), so
 nothing here can reach another tenant's rule. Sending is ``delivery.py``'s.
+
+A rule's ``sentiments`` and ``theme_ids`` are judged on what the comment analysis (``insights``)
+read in the comment as it is now: :func:`matches` says ``None`` (cannot tell yet) for an answer
+whose comment is not analysed yet, and the evaluation waits for it (``delivery.py``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -15,10 +20,12 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from npsd.alerts.schemas import AlertRuleCreate, AlertRuleUpdate
+from npsd.insights import engine
+from npsd.insights import service as insights
 from npsd.kit.errors import BadRequest, NotFound
 from npsd.kit.ids import new_id
 from npsd.kit.listing import newest_page
-from npsd.kit.models import AlertDelivery, AlertRule, Company, Survey
+from npsd.kit.models import AlertDelivery, AlertRule, Company, InsightTheme, Survey
 from npsd.kit.timeutil import iso, utcnow
 from npsd.webhooks import guard
 
@@ -49,6 +56,28 @@ def _check_scope(session: Session, org_id: str, values: dict[str, Any]) -> None:
         raise NotFound.field("companyId", f"no company {company_id} in this organization")
 
 
+def _check_themes(session: Session, org_id: str, values: dict[str, Any]) -> None:
+    """The themes a rule names must be the organization's (404 naming ``themeIds``, like an
+    unknown one), and matched themes: a suggested theme is adopted first (400)."""
+    theme_ids = values.get("theme_ids")
+    if not theme_ids:
+        return
+    found = dict(
+        session.execute(
+            select(InsightTheme.id, InsightTheme.status).where(
+                InsightTheme.org_id == org_id, InsightTheme.id.in_(theme_ids)
+            )
+        ).tuples()
+    )
+    for theme_id in theme_ids:
+        if theme_id not in found:
+            raise NotFound.field("themeIds", f"no theme {theme_id} in this organization")
+        if found[theme_id] != "active":
+            raise BadRequest.field(
+                "themeIds", f"theme {theme_id} is a suggestion: adopt it first (POST .../adopt)"
+            )
+
+
 def _check_channels(emails: list[str], chat_url: str | None) -> None:
     if not emails and not chat_url:
         raise BadRequest.field("emails", "give at least one address, or a chatWebhookUrl")
@@ -62,6 +91,8 @@ def rule_out(rule: AlertRule) -> dict[str, Any]:
         "companyId": rule.company_id,
         "scoreAtMost": rule.score_at_most,
         "commentContains": rule.comment_contains,
+        "sentiments": rule.sentiments,
+        "themeIds": rule.theme_ids,
         "emails": list(rule.emails or ()),
         "chatWebhookUrl": rule.chat_webhook_url,
         "isActive": rule.is_active,
@@ -75,6 +106,7 @@ def create_rule(session: Session, org_id: str, data: AlertRuleCreate, allow_priv
     values = data.column_values()
     _check_channels(values["emails"], values["chat_webhook_url"])
     _check_scope(session, org_id, values)
+    _check_themes(session, org_id, values)
     if values["chat_webhook_url"] is not None:
         check_chat_url(values["chat_webhook_url"], allow_private)
     now = utcnow()
@@ -93,6 +125,7 @@ def update_rule(
         values.get("emails", rule.emails or []), values.get("chat_webhook_url", rule.chat_webhook_url)
     )
     _check_scope(session, rule.org_id, values)
+    _check_themes(session, rule.org_id, values)
     url = values.get("chat_webhook_url")
     if url is not None and url != rule.chat_webhook_url:
         check_chat_url(url, allow_private)
@@ -177,6 +210,14 @@ def comment_matches(words: list[str] | None, comment: str | None) -> bool:
 
 
 @dataclass(frozen=True)
+class Reading:
+    """What the comment analysis read in an answer's comment as it is now."""
+
+    sentiment: str | None
+    theme_ids: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
 class Answer:
     """What a rule looks at in an answer."""
 
@@ -185,16 +226,49 @@ class Answer:
     company_id: str | None
     score: int
     comment: str | None
+    reading: Reading | None = None  # None: its comment is not analysed (yet)
 
 
-def matches(rule: AlertRule, answer: Answer) -> bool:
-    """Whether ``answer`` meets every condition ``rule`` sets."""
-    return (
+def needs_reading(rule: AlertRule) -> bool:
+    """Whether the rule has a condition on what the analysis reads (sentiment, themes)."""
+    return bool(rule.sentiments) or bool(rule.theme_ids)
+
+
+def has_comment(comment: str | None) -> bool:
+    """A comment that says something (the analysis reads none in "", "n/a", "ok" ...)."""
+    return not engine.is_empty(comment)
+
+
+def matches(rule: AlertRule, answer: Answer, merged_into: Mapping[str, str] | None = None) -> bool | None:
+    """Whether ``answer`` meets every condition ``rule`` sets; ``None`` when only the reading of
+    its comment can tell and that comment is not analysed yet. ``merged_into`` maps a theme id
+    merged into another to the theme that now has its answers (a rule on it follows)."""
+    plain = (
         (rule.survey_id is None or rule.survey_id == answer.survey_id)
         and (rule.company_id is None or rule.company_id == answer.company_id)
         and (rule.score_at_most is None or answer.score <= rule.score_at_most)
         and comment_matches(rule.comment_contains, answer.comment)
     )
+    if not plain or not needs_reading(rule):
+        return plain
+    if not has_comment(answer.comment):
+        return False  # no comment: no sentiment, no theme
+    if answer.reading is None:
+        return None
+    if rule.sentiments and answer.reading.sentiment not in rule.sentiments:
+        return False
+    if rule.theme_ids:
+        wanted = {_followed(t, merged_into or {}) for t in rule.theme_ids}
+        return not wanted.isdisjoint(answer.reading.theme_ids)
+    return True
+
+
+def _followed(theme_id: str, merged_into: Mapping[str, str]) -> str:
+    seen = {theme_id}
+    while theme_id in merged_into and merged_into[theme_id] not in seen:
+        theme_id = merged_into[theme_id]
+        seen.add(theme_id)
+    return theme_id
 
 
 def channels(rule: AlertRule) -> list[tuple[str, str]]:
@@ -208,6 +282,16 @@ def channels(rule: AlertRule) -> list[tuple[str, str]]:
 
 
 MAX_CHOICES = 1000
+
+
+def theme_choices(session: Session, org_id: str) -> list[tuple[str, str]]:
+    """``(id, name)`` of the themes a rule may name: the organization's active, visible themes
+    (its default themes are created on first use), in their order."""
+    return [
+        (t.id, t.name)
+        for t in insights.all_themes(session, org_id)
+        if t.status == "active" and not t.hidden and t.merged_into_id is None
+    ][:MAX_CHOICES]
 
 
 def scope_choices(session: Session, org_id: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

@@ -582,9 +582,9 @@ class AnswerFollowUpChange(Base):
 
 class AlertRule(Base):
     """When an answer of the organization matches (survey, company, score at most, words in the
-    comment; all that are set), tell people: an e-mail to ``emails`` and/or a chat message to
-    ``chat_webhook_url``, once per answer (``alerts/``). A rule scoped to a survey or company is
-    deleted with it (it could never match again)."""
+    comment, the comment's sentiment and themes; all that are set), tell people: an e-mail to
+    ``emails`` and/or a chat message to ``chat_webhook_url``, once per answer (``alerts/``). A rule
+    scoped to a survey or company is deleted with it (it could never match again)."""
 
     __tablename__ = "alert_rule"
     __table_args__ = (Index("ix_alert_rule_org", "org_id", "created_at"),)
@@ -599,6 +599,9 @@ class AlertRule(Base):
     )
     score_at_most: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
     comment_contains: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
+    # what the comment analysis read (#13): negative/neutral/positive; the organization's theme ids
+    sentiments: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
+    theme_ids: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
     emails: Mapped[list[str]] = mapped_column(JSONType)
     chat_webhook_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
