@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from npsd.alerts.schemas import AlertRuleCreate, AlertRuleUpdate
 from npsd.insights import engine
-from npsd.insights import service as insights
 from npsd.kit.errors import BadRequest, NotFound
 from npsd.kit.ids import new_id
 from npsd.kit.listing import newest_page
@@ -285,13 +284,20 @@ MAX_CHOICES = 1000
 
 
 def theme_choices(session: Session, org_id: str) -> list[tuple[str, str]]:
-    """``(id, name)`` of the themes a rule may name: the organization's active, visible themes
-    (its default themes are created on first use), in their order."""
-    return [
-        (t.id, t.name)
-        for t in insights.all_themes(session, org_id)
-        if t.status == "active" and not t.hidden and t.merged_into_id is None
-    ][:MAX_CHOICES]
+    """``(id, name)`` of the themes a rule may name: the organization's active, visible themes,
+    in their order (none before its first comment is analysed: read only, nothing created)."""
+    rows = session.execute(
+        select(InsightTheme.id, InsightTheme.name)
+        .where(
+            InsightTheme.org_id == org_id,
+            InsightTheme.status == "active",
+            InsightTheme.hidden.is_(False),
+            InsightTheme.merged_into_id.is_(None),
+        )
+        .order_by(InsightTheme.position, InsightTheme.created_at, InsightTheme.id)
+        .limit(MAX_CHOICES)
+    )
+    return [(i, n) for i, n in rows]
 
 
 def scope_choices(session: Session, org_id: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

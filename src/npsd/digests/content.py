@@ -7,9 +7,12 @@ for the same survey, so a digest and the API cannot disagree. The newest detract
 ``GET /nps``'s query (``contacts.service.record_answers``), and the link opens the dashboard's
 feed with the same filters.
 
-Sections beyond these (the top themes of #13, once answers have themes) are added by
-registering a :data:`Section` with :func:`section`: each returns a title and lines, or None
-when it has nothing to say, and the mail shows what they return after the detractors.
+Sections beyond these are added by registering a :data:`Section` with :func:`section`: each
+returns a title and lines, or None when it has nothing to say, and the mail shows what they
+return after the detractors. :func:`what_the_comments_say` is one (#13): the period's top themes
+with their answers, share and impact, from ``insights.service.themes_report`` over the digest's
+survey and days (what ``GET /v1/insights/themes?surveyId=..&since=..&until=..`` reports), and
+the number of negative comments; nothing when no comment of the period was analysed.
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from npsd.analytics import metrics
 from npsd.contacts.service import record_answers
 from npsd.digests.schedule import Period
+from npsd.insights import service as insights
+from npsd.kit.models import AnswerInsight, NpsRecord
 from npsd.records.service import ListQuery
 
 TEMPLATES = Environment(
@@ -37,6 +43,7 @@ TEMPLATES = Environment(
     keep_trailing_newline=True,
 )
 NEWEST_DETRACTORS = 5
+TOP_THEMES = 3
 COMMENT_CHARS = 500  # a long comment is cut in the mail; the feed link shows it whole
 
 
@@ -222,3 +229,51 @@ def compose(
         TEMPLATES.get_template("digest.html").render(context), subtype="html", cte="quoted-printable"
     )
     return message
+
+
+# ------------------------------------------------------------------------------ extra sections
+
+
+def _impact(points: float | None, margin: float | None) -> str:
+    """A theme's impact in words: positive impact means the theme pulls the score down."""
+    if points is None:
+        return "impact unknown"
+    plus_minus = f" (± {margin:.1f})" if margin is not None else ""
+    if points > 0:
+        return f"pulls the NPS down by {points:.1f} points{plus_minus}"
+    if points < 0:
+        return f"lifts the NPS by {-points:.1f} points{plus_minus}"
+    return f"no effect on the NPS{plus_minus}"
+
+
+@section
+def what_the_comments_say(session: Session, scope: Scope) -> SectionContent | None:
+    """The period's :data:`TOP_THEMES` themes by answers, each with its answers, share of the
+    commented answers and impact on the NPS, then the negative comments; None when no comment of
+    the period was analysed (nothing is written here: a digest is composed in a read-only
+    transaction, and an analysed comment means the organization's themes exist)."""
+    filters = insights.Filters(
+        survey_ids=[scope.survey_id] if scope.survey_id else None,
+        since=scope.period.since,
+        until=scope.period.until,
+    )
+    ai, nps = AnswerInsight.__table__, NpsRecord.__table__
+    commented, negative = session.execute(
+        select(func.count(), func.count().filter(ai.c.sentiment == "negative"))
+        .select_from(ai.join(nps, nps.c.id == ai.c.record_id))
+        .where(ai.c.org_id == scope.org_id, ai.c.is_empty.is_(False), *filters.conditions(scope.org_id))
+    ).one()
+    if not commented:
+        return None
+    report = insights.themes_report(session, scope.org_id, filters)
+    top = [t for t in report["themes"] if t["answers"]][:TOP_THEMES]
+    lines = [
+        f"{t['name']}: {t['answers']} answer{'s' if t['answers'] != 1 else ''}"
+        f" ({(t['share'] or 0) * 100:.0f}% of the commented), "
+        + _impact(t["impact"], t["impactMarginOfError"])
+        for t in top
+    ]
+    if not top:
+        lines.append("No comment of the period fits a theme")
+    lines.append(f"Negative comments: {negative} of {commented} commented answers")
+    return SectionContent("What the comments say", lines)

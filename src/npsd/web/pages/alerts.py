@@ -4,7 +4,8 @@ and each rule's delivery log.
 The pages call the same service as ``/v1/alert-rules`` and their forms carry the API's field
 names, so a refusal (a schema's or the service's) lands next to the field it names. A form sends
 text: the e-mail addresses are one per line (or separated by commas), the comment words are
-separated by commas, an empty survey, company, score or chat URL means "no condition".
+separated by commas, an empty survey, company, score or chat URL means "no condition"; the
+sentiments are checkboxes and the themes a multiple choice (none chosen: no condition).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from starlette.datastructures import FormData
 from npsd.alerts import service
 from npsd.alerts.schemas import AlertRuleCreate, AlertRuleUpdate
 from npsd.kit.errors import NpsdError, validation_details
-from npsd.kit.http import AppSettings, DbSession
+from npsd.kit.http import AppSettings, DbSession, app_settings
 from npsd.kit.listing import PageParam, page_count
 from npsd.kit.lookup import resolve
 from npsd.kit.models import AlertRule
@@ -34,6 +35,8 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PAGE_SIZE = 20
 FIELDS = ("name", "surveyId", "companyId", "scoreAtMost", "commentContains", "emails", "chatWebhookUrl")
 SCORE_OPTIONS = [("", "Any score"), *[(str(n), f"{n} or lower") for n in range(10, -1, -1)]]
+SENTIMENT_OPTIONS = [("negative", "Negative"), ("neutral", "Neutral"), ("positive", "Positive")]
+LISTS = ("sentiments", "themeIds")  # fields sent once per chosen value
 _LIST_SEPARATORS = re.compile(r"[,;\s]+")
 
 
@@ -57,6 +60,8 @@ def _values(form: FormData) -> dict[str, Any]:
     """What the person typed, as the form shows it again."""
     values: dict[str, Any] = {name: form_text(form, name).strip() for name in FIELDS}
     values["isActive"] = form_text(form, "isActive") in ("true", "on")
+    for name in LISTS:
+        values[name] = [v.strip() for v in form.getlist(name) if isinstance(v, str) and v.strip()]
     return values
 
 
@@ -72,6 +77,8 @@ def _body(values: dict[str, Any]) -> dict[str, Any]:
         "companyId": values["companyId"] or None,
         "scoreAtMost": score,
         "commentContains": words or None,
+        "sentiments": values["sentiments"] or None,
+        "themeIds": values["themeIds"] or None,
         "emails": [e for e in _LIST_SEPARATORS.split(values["emails"]) if e],
         "chatWebhookUrl": values["chatWebhookUrl"] or None,
         "isActive": values["isActive"],
@@ -86,6 +93,8 @@ def _form_values(rule: dict[str, Any]) -> dict[str, Any]:
         "companyId": rule["companyId"] or "",
         "scoreAtMost": "" if rule["scoreAtMost"] is None else str(rule["scoreAtMost"]),
         "commentContains": ", ".join(rule["commentContains"] or []),
+        "sentiments": list(rule["sentiments"] or []),
+        "themeIds": list(rule["themeIds"] or []),
         "emails": "\n".join(rule["emails"]),
         "chatWebhookUrl": rule["chatWebhookUrl"] or "",
         "isActive": rule["isActive"],
@@ -96,14 +105,19 @@ def _pages(total: int, page: int) -> dict[str, int]:
     return {"page": page, "pages": page_count(total, PAGE_SIZE), "total": total}
 
 
-def _choices(session: Session, org_id: str) -> dict[str, Any]:
+def _choices(request: Request, session: Session, org_id: str) -> dict[str, Any]:
     surveys, companies = service.scope_choices(session, org_id)
+    themes = service.theme_choices(session, org_id)
     return {
         "survey_options": [("", "All surveys"), *surveys],
         "company_options": [("", "All companies"), *companies],
         "score_options": SCORE_OPTIONS,
         "survey_names": dict(surveys),
         "company_names": dict(companies),
+        "sentiment_options": SENTIMENT_OPTIONS,
+        "theme_options": themes,
+        "theme_names": dict(themes),
+        "insights_on": app_settings(request).insights,
     }
 
 
@@ -134,7 +148,7 @@ def _rules_page(
         "values": values if values is not None else {"scoreAtMost": "6", "isActive": True},
         "errors": errors or {},
         "deleted": deleted,
-        **_choices(session, user.org_id),
+        **_choices(request, session, user.org_id),
     }
     return render(request, "settings_alerts.html", context, user=user, status=status)
 
@@ -190,7 +204,7 @@ def _rule_page(
         "values": values if values is not None else _form_values(out),
         "errors": errors or {},
         "notice": notice,
-        **_choices(session, user.org_id),
+        **_choices(request, session, user.org_id),
     }
     return render(request, "settings_alert.html", context, user=user, status=status)
 
