@@ -268,3 +268,41 @@ def sparkline(values: Sequence[float | None], label: str) -> Markup:
         f'<svg class="spark" role="img" aria-label="{text}" viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg">'
         f'<line class="zero" x1="0" x2="{w}" y1="{py(0):.1f}" y2="{py(0):.1f}"/>{"".join(lines)}</svg>'
     )
+
+
+SENTIMENT_ORDER = ("negative", "neutral", "positive")
+
+
+def sentiment_bar(counts: Mapping[str, int], label: str) -> Markup:
+    """A small stacked bar of negative, neutral and positive answers (the report's ``sentiment``
+    counts); its accessible name says the three counts."""
+    total = sum(int(counts.get(k, 0)) for k in SENTIMENT_ORDER)
+    text = escape(
+        f"{label}: " + ", ".join(f"{int(counts.get(k, 0))} {k}" for k in SENTIMENT_ORDER)
+        if total
+        else f"{label}: no answers"
+    )
+    w, h = 120, 12
+    parts: list[str] = []
+    x = 0.0
+    for key in SENTIMENT_ORDER:
+        n = int(counts.get(key, 0))
+        if not n:
+            continue
+        width = w * n / total
+        parts.append(f'<rect class="sent-{key}" x="{x:.1f}" y="0" width="{width:.1f}" height="{h}"/>')
+        x += width
+    if not parts:
+        parts.append(f'<rect class="sent-none" x="0" y="0" width="{w}" height="{h}"/>')
+    return Markup(
+        f'<svg class="sentiment-bar" role="img" aria-label="{text}" viewBox="0 0 {w} {h}" '
+        f'width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>'
+    )
+
+
+def theme_trend_chart(points: Sequence[Mapping[str, Any]], title: str, note: str | None = None) -> Markup:
+    """A theme's NPS per period (``theme_trend``'s points) drawn like the NPS trend, with its 95%
+    band; a period's answers are the theme's."""
+    return trend_chart(
+        [{**p, "responses": p.get("answers", 0)} for p in points if p.get("answers")], title, note
+    )

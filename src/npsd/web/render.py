@@ -66,6 +66,23 @@ def percent(value: float | None, empty: str = "—") -> str:
     return empty if value is None else f"{value:.1f}%"
 
 
+def share(value: float | None, empty: str = "—") -> str:
+    """A fraction of 1 (the insights API's ``share``) as a percentage: 0.125 is 12.5%."""
+    return empty if value is None else f"{100 * value:.1f}%"
+
+
+def effect(impact: float | None, margin: float | None = None, empty: str = "—") -> str:
+    """A theme's effect on the NPS in words, from the API's ``impact`` (NPS without the theme's
+    answers minus the NPS of all; positive: the theme pulls the score down): "down 4.2 ± 1.1"
+    means without these answers the NPS would be 4.2 points higher."""
+    if impact is None:
+        return empty
+    plus = "" if margin is None else f" ± {margin:.1f}"
+    if round(impact, 1) == 0:
+        return f"none (0.0{plus})"
+    return f"{'down' if impact > 0 else 'up'} {abs(impact):.1f}{plus}"
+
+
 def day(value: date | datetime | str | None) -> str:
     """A date as ``2026-11-27`` (answers are dated in UTC, as in the API)."""
     if value is None:
@@ -114,7 +131,14 @@ def _env() -> Environment:
     )
     env.globals.update(asset=asset_url, with_query=with_query, role_labels=ROLE_LABELS)
     env.filters.update(
-        one_decimal=one_decimal, signed=signed, percent=percent, day=day, moment=moment, urlquote=quote
+        one_decimal=one_decimal,
+        signed=signed,
+        percent=percent,
+        share=share,
+        effect=effect,
+        day=day,
+        moment=moment,
+        urlquote=quote,
     )
     return env
 

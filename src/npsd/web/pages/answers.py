@@ -20,10 +20,12 @@ from starlette.datastructures import FormData
 
 from npsd.followup import service
 from npsd.followup.schemas import STATUSES, FollowUpInput, NoteInput, TagsInput
+from npsd.insights import service as service_insights
 from npsd.kit.errors import NpsdError, validation_details
 from npsd.kit.http import DbSession
 from npsd.kit.models import Company, Enduser, Survey
 from npsd.web.forms import form_text
+from npsd.web.insights_section import SENTIMENT_LABELS
 from npsd.web.render import PageRoute, field_errors, render
 from npsd.web.session import PageEditor, PageUser, PageViewer
 
@@ -105,6 +107,8 @@ def _page(
         "status_labels": STATUS_LABELS,
         "assignees": [("", "Nobody"), *((email, email) for _, email in users)],
         "here": f"/app/answers/{answer['_id']}",
+        "insight": service_insights.readings_of(session, user.org_id, [answer["_id"]]).get(answer["_id"]),
+        "sentiment_labels": SENTIMENT_LABELS,
     }
     return render(request, "answer.html", context, user=user, status=status)
 

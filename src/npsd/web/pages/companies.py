@@ -41,6 +41,7 @@ from npsd.kit.listing import page_count
 from npsd.kit.lookup import resolve
 from npsd.kit.models import Company, Enduser
 from npsd.kit.timeutil import utcnow
+from npsd.web import insights_section as insights
 from npsd.web.charts import distribution_chart, sparkline, trend_chart
 from npsd.web.filters import INTERVALS, PRESETS, parse_period
 from npsd.web.forms import form_text
@@ -320,6 +321,7 @@ def company_context(request: Request, user: PageUser, session: Session, company:
         "contacts_page": contacts_page,
         "contacts_pages": page_count(member_count, PAGE_SIZE),
         "contacts_link": lambda n: with_query(here, filters, contacts=n if n > 1 else None),
+        "insights": insights.insights_of(session, user.org_id, period, company_id=company.id),
         "answers": contacts.company_answers(session, user.org_id, company.id, LATEST_ANSWERS),
         "all_answers": with_query("/app/responses", {"companyId": company.id}),
         "period_answers": with_query("/app/responses", feed),

@@ -35,6 +35,7 @@ from npsd.kit.timeutil import utcnow
 from npsd.surveys.service import find_survey
 from npsd.web.charts import distribution_chart, trend_chart
 from npsd.web.filters import INTERVALS, PRESETS, Period, parse_period
+from npsd.web.insights_section import insights_of
 from npsd.web.render import PageRoute, category_tiles, render, with_query
 from npsd.web.session import PageUser, PageViewer
 
@@ -199,6 +200,7 @@ def overview(request: Request, user: PageViewer, session: ReadSession) -> HTMLRe
         },
         "surveys": survey_options(session, user.org_id, view.survey_id),
         "group_name": group_name,
+        "insights": insights_of(session, user.org_id, view.period, view.survey_id),
     }
     return render(request, "overview.html", context, user=user, status=400 if view.errors else 200)
 

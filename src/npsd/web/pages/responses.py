@@ -31,6 +31,7 @@ from npsd.exports.service import check_format, stream_records
 from npsd.followup import service as followup
 from npsd.followup.schemas import MAX_TAG_LENGTH, STATUSES
 from npsd.followup.service import NO_STATUS
+from npsd.insights import service as insights
 from npsd.kit.errors import BadRequest
 from npsd.kit.http import ReadDatabase, ReadSession
 from npsd.kit.listing import page_count
@@ -38,6 +39,8 @@ from npsd.kit.timeutil import utcnow
 from npsd.records.queries import SEARCH_MAX_LENGTH
 from npsd.records.service import ListQuery, count_records, filtered, list_records, ordered
 from npsd.web.filters import PRESETS, Period, parse_period
+from npsd.web.insights_section import SENTIMENT_LABELS, with_readings
+from npsd.web.pages.insights import SENTIMENT_OPTIONS, check_sentiment, check_theme, theme_options
 from npsd.web.pages.overview import (
     LIVE_EVERY,
     MAX_FIELD,
@@ -68,6 +71,8 @@ FILTER_NAMES = (
     "tag",
     "followUpStatus",
     "assigneeEmail",
+    "theme",
+    "sentiment",
 )
 FOLLOW_UP_OPTIONS = [
     ("", "All"),
@@ -96,7 +101,9 @@ class Feed:
     tag: str | None = None
     follow_up_status: str | None = None
     assignee_email: str | None = None
-    conditions: tuple[Any, ...] = ()  # the three above, as conditions on the records
+    theme: str | None = None  # a theme's id (npsd.insights)
+    sentiment: str | None = None
+    conditions: tuple[Any, ...] = ()  # the five above, as conditions on the records
 
     @property
     def filters(self) -> dict[str, str]:
@@ -111,6 +118,8 @@ class Feed:
             "tag": self.tag or "",
             "followUpStatus": self.follow_up_status or "",
             "assigneeEmail": self.assignee_email or "",
+            "theme": self.theme or "",
+            "sentiment": self.sentiment or "",
         }
 
     def list_query(self, limit: int = PAGE_SIZE) -> ListQuery:
@@ -177,6 +186,12 @@ def parse_feed(request: Request, session: Session, user: PageUser) -> Feed:
     }:
         errors["assigneeEmail"] = "Choose a user of your organization."
         assignee = None
+    theme, problem = check_theme(session, user.org_id, values.get("theme", ""))
+    if problem:
+        errors["theme"] = problem
+    sentiment, problem = check_sentiment(values.get("sentiment", ""))
+    if problem:
+        errors["sentiment"] = problem
     raw_page = request.query_params.get("page", "").strip()[: MAX_FIELD + 1]
     page = 1
     if raw_page:
@@ -184,7 +199,10 @@ def parse_feed(request: Request, session: Session, user: PageUser) -> Feed:
             page = int(raw_page)
         else:
             errors["page"] = f"Choose a page from 1 to {MAX_PAGE}."
-    conditions = tuple(followup.answer_conditions(user.org_id, tag, status, assignee))
+    conditions = (
+        *followup.answer_conditions(user.org_id, tag, status, assignee),
+        *insights.answer_conditions(user.org_id, theme, sentiment),
+    )
     return Feed(
         period,
         survey_id,
@@ -198,6 +216,8 @@ def parse_feed(request: Request, session: Session, user: PageUser) -> Feed:
         tag,
         status,
         assignee,
+        theme,
+        sentiment,
         conditions,
     )
 
@@ -234,6 +254,8 @@ def feed_context(feed: Feed, answers: list[dict[str, Any]], total: int) -> dict[
         "live_url": with_query("/app/responses/live", feed.filters, v=rows_digest(answers)) if live else None,
         "live_every": LIVE_EVERY,
         "survey_label": survey_label,
+        "sentiment_labels": SENTIMENT_LABELS,
+        "theme_link": lambda theme_id: with_query("/app/responses", feed.filters, theme=theme_id, page=None),
     }
 
 
@@ -259,6 +281,7 @@ def responses(request: Request, user: PageViewer, session: ReadSession) -> HTMLR
     total = 0
     if not feed.errors:
         answers = with_badges(session, user.org_id, record_answers(session, user.org_id, feed.list_query()))
+        answers = with_readings(session, user.org_id, answers)
         total = count_records(session, user.org_id, feed.list_query())
     users = [email for _, email in followup.org_users(session, user.org_id)]
     tags = followup.org_tags(session, user.org_id)
@@ -280,6 +303,8 @@ def responses(request: Request, user: PageViewer, session: ReadSession) -> HTMLR
         "tags": [("", "All"), *((t, t) for t in tags)],
         "follow_up_statuses": FOLLOW_UP_OPTIONS,
         "assignees": [("", "Anyone"), *((e, e) for e in users)],
+        "themes": theme_options(session, user.org_id, feed.theme),
+        "sentiments": SENTIMENT_OPTIONS,
         "downloads": [
             (fmt.upper(), with_query(f"/app/responses/export.{fmt}", feed.filters)) for fmt in FORMATS
         ],
@@ -296,6 +321,7 @@ def responses_live(request: Request, user: PageViewer, session: ReadSession, v: 
     if rows_digest(list_records(session, user.org_id, feed.list_query())) == v:
         return Response(status_code=204)
     answers = with_badges(session, user.org_id, record_answers(session, user.org_id, feed.list_query()))
+    answers = with_readings(session, user.org_id, answers)
     total = count_records(session, user.org_id, feed.list_query())
     context = {**feed_context(feed, answers, total), "updated": utcnow()}
     return render(request, "_responses_feed.html", context, user=user)

@@ -42,6 +42,7 @@ from npsd.kit.models import Survey
 from npsd.kit.timeutil import utcnow
 from npsd.surveys import service as surveys
 from npsd.surveys.schemas import SurveyCreate, SurveyUpdate
+from npsd.web import insights_section as insights
 from npsd.web.charts import distribution_chart, trend_chart
 from npsd.web.filters import INTERVALS, PRESETS, parse_period
 from npsd.web.forms import form_file, form_text
@@ -403,6 +404,7 @@ def page_context(
         "invitations_pages": pages,
         "invitations_prev": invitations_link(invitations_page - 1) if invitations_page > 1 else None,
         "invitations_next": invitations_link(invitations_page + 1) if invitations_page < pages else None,
+        "insights": insights.insights_of(session, user.org_id, period, survey_id=survey.id),
         "public_url": collect.public_url(settings, survey.public_id) if survey.public_id else None,
         "downloads": [(label, f"{here}/export.{fmt}") for fmt, label in FORMAT_LABELS.items()],
         "invite_values": {},
