@@ -101,6 +101,13 @@ def themes_version(session: Session, org_id: str) -> int:
     return session.scalar(select(InsightState.themes_version).where(InsightState.org_id == org_id)) or 1
 
 
+def has_themes(session: Session, org_id: str) -> bool:
+    """Whether the organization's themes exist yet (made on first use), asked without writing: a
+    dashboard page that may read from the replica calls the other functions only when they do."""
+    found = session.scalar(select(InsightState.org_id).where(InsightState.org_id == org_id))
+    return found is not None
+
+
 def bump_version(session: Session, org_id: str) -> int:
     """Mark every reading as made with older themes and queue the catch-up that re-reads them."""
     themes_version(session, org_id)
