@@ -284,6 +284,27 @@ def test_a_bad_theme_is_named_next_to_its_field(viewer: TestClient, raw: str) ->
     assert viewer.get("/app/responses/export.csv", params={"theme": raw}).status_code == 400
 
 
+def test_another_organizations_theme_is_unknown_here(
+    database: TestDatabase, reader: Reader, viewer: TestClient, org: Org
+) -> None:
+    other = make_tenant(database)
+    r = reader.client.get("/v1/insights/themes", headers=other.viewer)  # makes its default themes
+    theirs = r.json()["themes"][0]["id"]
+    page = viewer.get("/app/responses", params={"theme": theirs})
+    assert page.status_code == 400 and 'id="f-theme-error">Choose one of your themes.<' in page.text
+    assert viewer.get(f"/app/themes/{theirs}").status_code == 404
+    admin = signed_in(reader.app, make_user(database.db, org.tenant.org_id, "admin"))
+    token = csrf_of(admin.get("/app/themes").text)
+    for action in ("hide", "delete", "rename", "merge", "adopt"):
+        assert (
+            admin.post(f"/app/themes/{theirs}/{action}", data={"csrf_token": token, "name": "x"}).status_code
+            == 404
+        )
+    mine = api(reader, org, "/v1/insights/themes")["themes"][0]["id"]
+    r = admin.post(f"/app/themes/{mine}/merge", data={"csrf_token": token, "into": theirs})
+    assert r.status_code == 400 and f'id="f-merge-{mine}-into-error"' in r.text
+
+
 def test_an_answer_shows_its_themes_and_sentiment(reader: Reader, viewer: TestClient, org: Org) -> None:
     read = {a["answerId"]: a for a in api(reader, org, "/v1/insights/answers", limit=100)}
     answer_id = org.answer_ids[0]  # the price complaint

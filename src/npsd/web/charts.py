@@ -296,7 +296,7 @@ def sentiment_bar(counts: Mapping[str, int], label: str) -> Markup:
         parts.append(f'<rect class="sent-none" x="0" y="0" width="{w}" height="{h}"/>')
     return Markup(
         f'<svg class="sentiment-bar" role="img" aria-label="{text}" viewBox="0 0 {w} {h}" '
-        f'width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>'
+        f'width="{w}" height="{h}" preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>'
     )
 
 

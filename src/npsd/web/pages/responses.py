@@ -4,7 +4,9 @@ The filters live in the URL so a filtered view can be shared, with the API's nam
 has them: ``surveyId``, ``category`` (``scoreType`` of ``GET /nps``), ``score``, ``companyId``,
 ``period`` or ``since``/``until`` (whole UTC days, both included), ``search`` (in comments),
 what the team did with an answer (``tag``, ``followUpStatus``: open, contacted, resolved or none,
-``assigneeEmail``: a user of the organization; see npsd.followup) and ``page``. They become one :class:`~npsd.records.service.ListQuery`, the query ``GET /nps`` and
+``assigneeEmail``: a user of the organization; see npsd.followup), what its comment says (``theme``:
+one of the organization's themes, ``sentiment``: negative, neutral or positive; see npsd.insights)
+and ``page``. They become one :class:`~npsd.records.service.ListQuery`, the query ``GET /nps`` and
 ``GET /nps/export`` use, so the rows, the count ("N responses") and the downloads hold the same
 answers. A malformed filter (a score of 11, a date that is not one, a survey or company that is
 not the organization's) is named next to its field with status 400, and no answer is listed.
