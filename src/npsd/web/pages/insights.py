@@ -24,7 +24,7 @@ from starlette.datastructures import FormData
 from npsd.insights import service
 from npsd.insights.schemas import ThemeCreate, ThemeUpdate
 from npsd.kit.errors import BadRequest, NpsdError, validation_details
-from npsd.kit.http import AppSettings, DbSession, ReadSession
+from npsd.kit.http import DbSession, ReadSession
 from npsd.kit.lookup import resolve
 from npsd.kit.models import InsightTheme
 from npsd.kit.timeutil import utcnow
@@ -337,9 +337,7 @@ def adopt_suggestion(
 
 
 @router.get("/app/themes/{theme_id}", response_class=HTMLResponse)
-def theme_page(
-    theme_id: str, request: Request, user: PageViewer, session: ReadSession, settings: AppSettings
-) -> HTMLResponse:
+def theme_page(theme_id: str, request: Request, user: PageViewer, session: ReadSession) -> HTMLResponse:
     """One theme: its figures for the period and survey, its trend (answers, share and NPS with
     its margin per period), and the answers most typical of it."""
     theme = resolve(session, InsightTheme, user.org_id, theme_id, "theme", prefixes=False)
@@ -390,6 +388,5 @@ def theme_page(
         "surveys": survey_options(session, user.org_id, survey_id),
         "survey_id": survey_id,
         "explicit_interval": explicit_interval,
-        "insights_on": settings.insights,
     }
     return render(request, "theme.html", context, user=user, status=400 if errors else 200)
