@@ -486,12 +486,14 @@ def test_the_themes_in_a_browser(
             sign_in(page, site, admin, "/app?period=all")
             section = page.get_by_role("region", name="What the comments say")
             section.wait_for()
+            assert serious_violations(page) == []
             link = section.get_by_role("link", name=first["name"], exact=True)
             with page.expect_navigation():
                 link.click()
             assert "/app/responses?" in page.url and f"theme={first['id']}" in page.url
             assert page.locator("[data-count]").inner_text() == f"{first['answers']} responses"
             assert page.get_by_label("Theme", exact=True).input_value() == first["id"]
+            assert serious_violations(page) == []  # the rows' theme and sentiment labels too
             page.goto(site.url + "/app/themes")
             page.get_by_role("heading", name="Themes", exact=True).wait_for()
             assert serious_violations(page) == []
