@@ -227,6 +227,13 @@ def test_a_section_says_while_comments_are_being_read(
     page = browser.get("/app", params={"period": "all"})
     assert page.status_code == 200
     assert "No comment has been read yet" in page.text  # nothing read: the themes are not made yet
+    themes = browser.get("/app/themes")  # the themes page makes them: the defaults, with zeros
+    assert themes.status_code == 200, themes.text
+    rows = section_rows(themes.text)
+    assert len(rows) == len(api(reader, org, "/v1/insights/themes")["themes"]) >= 5
+    assert {r["answers"] for r in rows.values()} == {"0"}
+    page = browser.get("/app", params={"period": "all"})
+    assert "Reading 3 comments…" in page.text
     reader.run()
     page = browser.get("/app", params={"period": "all"})
     assert "Reading" not in page.text and "data-theme-link" in page.text
