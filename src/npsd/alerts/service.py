@@ -61,13 +61,14 @@ def _check_themes(session: Session, org_id: str, values: dict[str, Any]) -> None
     theme_ids = values.get("theme_ids")
     if not theme_ids:
         return
-    found = dict(
-        session.execute(
+    found = {
+        theme_id: status
+        for theme_id, status in session.execute(
             select(InsightTheme.id, InsightTheme.status).where(
                 InsightTheme.org_id == org_id, InsightTheme.id.in_(theme_ids)
             )
-        ).tuples()
-    )
+        )
+    }
     for theme_id in theme_ids:
         if theme_id not in found:
             raise NotFound.field("themeIds", f"no theme {theme_id} in this organization")
