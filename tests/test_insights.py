@@ -181,7 +181,7 @@ def test_only_changed_comments_are_embedded_again(reader: Reader, org: Tenant) -
     rid = post(reader, org, 9, "Support is always quick to help us")
     reader.run()
     key = {t["id"]: t["key"] for t in get(reader, org, "/v1/insights/themes")["themes"]}
-    assert [key[t] for t in readings(reader, org)[rid]["themeIds"]][0] == "support"
+    assert key[readings(reader, org)[rid]["themeIds"][0]] == "support"
 
     embedded = engine.EMBEDDER.embedded
     r = reader.client.put(f"/nps/{rid}", json={"score": 2}, headers=org.editor)

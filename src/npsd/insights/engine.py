@@ -40,6 +40,7 @@ import numpy.typing as npt
 log = logging.getLogger("npsd.insights")
 
 DATA = Path(__file__).parent / "data"
+SHIPPED_VECTORS = DATA / "lexicon-vectors.npz"
 LANGUAGES = ("en", "de", "fr", "es")
 SENTIMENTS = ("negative", "neutral", "positive")
 Sentiment = Literal["negative", "neutral", "positive"]
@@ -148,12 +149,26 @@ class Embedder:
     with a cache of recent texts so the same comment, or the same example phrase, is embedded
     once. Thread-safe: one embedding at a time (the C engine uses every core by itself)."""
 
-    def __init__(self, cache_size: int = 20_000) -> None:
+    def __init__(self, cache_size: int = 20_000, shipped: Path | None = SHIPPED_VECTORS) -> None:
         self._model: Any = None
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, Vectors] = OrderedDict()
         self._cache_size = cache_size
+        self._shipped_path = shipped
+        self._shipped: dict[str, Vectors] | None = None
         self.embedded = 0  # texts the model actually ran on (the cache's misses)
+
+    def shipped(self) -> dict[str, Vectors]:
+        """The vectors of the lexicon's phrases, computed when the lexicon was written
+        (``scripts/embed_lexicon.py``) and shipped beside it, so a process does not spend its
+        first seconds embedding them; a phrase missing from it is embedded as any text."""
+        if self._shipped is None:
+            self._shipped = {}
+            if self._shipped_path is not None and self._shipped_path.exists():
+                with np.load(self._shipped_path, allow_pickle=False) as data:
+                    for phrase, vector in zip(data["phrases"], data["vectors"], strict=True):
+                        self._shipped[str(phrase)] = vector.astype(np.float32)
+        return self._shipped
 
     def _load(self) -> Any:
         if self._model is None:
@@ -167,9 +182,14 @@ class Embedder:
         """Unit vectors (float32, one row per text) for ``texts``."""
         out = np.zeros((len(texts), 384), dtype=np.float32)
         with self._lock:
+            shipped = self.shipped()
             missing: dict[str, list[int]] = {}
             for i, text in enumerate(texts):
                 key = text[:MAX_CHARS]
+                hit = shipped.get(key)
+                if hit is not None:
+                    out[i] = hit
+                    continue
                 hit = self._cache.get(key)
                 if hit is not None:
                     self._cache.move_to_end(key)
@@ -336,6 +356,14 @@ def sentiment_index() -> SentimentIndex:
             for label in SENTIMENTS
         ]
     )
+
+
+def lexicon_phrases() -> list[str]:
+    """Every phrase of the lexicon the matching embeds: themes' and sentiments' examples."""
+    lex = lexicon()
+    phrases = [p for t in lex.themes for p in t.phrases()]
+    phrases += [p for label in SENTIMENTS for lang in LANGUAGES for p in lex.sentiment[label].get(lang, [])]
+    return list(dict.fromkeys(phrases))
 
 
 def default_theme_index() -> ThemeIndex:
