@@ -79,7 +79,7 @@ def walk(page: Any, site: Site, nav: list[str]) -> list[str]:
 def test_every_page_as_an_admin(
     site: Site, chromium: Any, demo_org: Demo, request: pytest.FixtureRequest
 ) -> None:
-    nav = ["Overview", "Surveys", "Responses", "Companies", "Settings"]
+    nav = ["Overview", "Surveys", "Responses", "Themes", "Companies", "Settings"]
     with page_for(chromium, site, request) as page:
         sign_in(page, site, demo_org.admin)
         walk(page, site, nav)
@@ -103,7 +103,7 @@ def test_every_page_as_an_admin(
 def test_every_page_as_a_viewer_shows_only_what_a_viewer_may_do(
     site: Site, chromium: Any, demo_org: Demo, request: pytest.FixtureRequest
 ) -> None:
-    nav = ["Overview", "Surveys", "Responses", "Companies"]
+    nav = ["Overview", "Surveys", "Responses", "Themes", "Companies"]
     with page_for(chromium, site, request) as page:
         sign_in(page, site, demo_org.viewer)
         visited = walk(page, site, nav)
@@ -129,7 +129,7 @@ def test_another_organization_meets_404_pages_for_all_of_it(
     stranger = make_user(site.db, stranger_org, "admin")
     with page_for(chromium, site, request) as page:
         sign_in(page, site, demo_org.admin)
-        visited = walk(page, site, ["Overview", "Surveys", "Responses", "Companies", "Settings"])
+        visited = walk(page, site, ["Overview", "Surveys", "Responses", "Themes", "Companies", "Settings"])
         objects = [p for p in visited if re.fullmatch(r"/app/(surveys|companies|contacts)/[0-9a-f]{24}", p)]
         assert len(objects) == 3
     with page_for(chromium, site, request) as page:

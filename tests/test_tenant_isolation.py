@@ -28,6 +28,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("post", "/v1/answers/{id}/notes"): {"text": "hijacked"},
     ("put", "/v1/answers/{id}/follow-up"): {"status": "resolved"},
     ("patch", "/v1/digests/{id}"): {"name": "hijacked", "hour": 3},
+    ("patch", "/v1/insights/themes/{id}"): {"name": "hijacked"},
+    ("post", "/v1/insights/suggestions/{id}/adopt"): {"name": "hijacked"},
 }
 
 
@@ -114,8 +116,12 @@ def victim(client: Any, tenant: Tenant) -> dict[str, Any]:
         files={"file": (f"{mark}.csv", f"email,score,comment\nboss@{mark}.com,7,{mark}\n".encode())},
         headers=h,
     ).json()
+    theme = client.post(
+        "/v1/insights/themes", json={"name": mark, "examples": [f"{mark} example"]}, headers=h
+    ).json()
     return {
         "mark": mark,
+        "theme": theme,
         "company": company,
         "enduser": enduser,
         "survey": survey,
@@ -161,6 +167,8 @@ def keys_for(path: str, v: dict[str, Any], tenant: Tenant) -> list[str]:
         return [v["erasure"]["id"]]
     if path.startswith("/v1/imports/"):
         return [v["import"]["id"]]
+    if path.startswith(("/v1/insights/themes/", "/v1/insights/suggestions/")):
+        return [v["theme"]["id"]]
     raise AssertionError(f"no id known for {path}: extend this test")
 
 
@@ -177,6 +185,7 @@ def snapshot(client: Any, tenant: Tenant, v: dict[str, Any]) -> list[Any]:
         client.get(f"/v1/alert-rules/{v['alert_rule']['id']}", headers=h).json(),
         client.get(f"/v1/digests/{v['digest']['id']}", headers=h).json(),
         client.get(f"/v1/digests/{v['digest']['id']}/deliveries", headers=h).json(),
+        client.get(f"/v1/insights/themes/{v['theme']['id']}", headers=h).json(),
         sorted(u["email"] for u in client.get("/v1/unsubscribes", headers=h).json()),
         sorted(u["email"] for u in client.get("/v1/users", headers=h).json()),
         client.get("/nps", headers=tenant.viewer).status_code,
@@ -197,6 +206,8 @@ def test_every_operation_on_another_tenants_objects_is_404(
             for key in keys_for(path, victim, tenant):
                 url = path.replace("{" + path.split("{")[1].split("}")[0] + "}", key)
                 body = BODIES.get((method, path))
+                if path.endswith("/merge"):
+                    body = {"into": key}  # into itself: the theme's own lookup must fail first
                 declared = {p["name"] for p in operations[method].get("parameters", []) if p["in"] == "query"}
                 # as hard as the operation allows (an undeclared parameter is a 400 before any lookup)
                 params = {"cascade": "true"} if "cascade" in declared else {}
@@ -241,6 +252,10 @@ def test_lists_exports_metrics_and_searches_show_nothing_of_another_tenant(
         ("/v1/users", {}),
         ("/v1/erasures", {}),
         ("/v1/imports", {}),
+        ("/v1/insights/themes", {}),
+        ("/v1/insights/answers", {}),
+        ("/v1/insights/suggestions", {}),
+        ("/v1/insights/status", {}),
     ]
     for path, params in reads:
         r = client.get(path, params=params, headers=other.admin)

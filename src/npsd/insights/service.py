@@ -51,6 +51,7 @@ AI = AnswerInsight.__table__
 AT = AnswerTheme.__table__
 ANALYSE_JOB = events.INSIGHTS_ANALYSE_JOB  # a record listener (kit/events.py)
 CATCH_UP_JOB = "insights.catch_up"
+SUGGEST_JOB = "insights.suggest"
 CHUNK = 200  # answers read and written per transaction
 CATCH_UP_SECONDS = 20.0  # then the catch-up job queues itself again, so others get their turn
 EXAMPLES_PER_THEME = 3
@@ -349,10 +350,11 @@ def _read(
     return out
 
 
-def analyse(db: Database, org_id: str, record_ids: Sequence[str]) -> int:
+def analyse(db: Database, org_id: str, record_ids: Sequence[str], suggest_after: bool = True) -> int:
     """Read the answers ``record_ids`` of ``org_id`` and store what was read. The model runs
     outside any transaction; the write checks each answer still has the text that was read (an
-    answer changed meanwhile is left to the job its change queued). Returns answers stored."""
+    answer changed meanwhile is left to the job its change queued). A comment that fits no theme
+    queues the suggestions' refresh (``suggest_after``). Returns answers stored."""
     if not record_ids:
         return 0
     with db.transaction() as session:
@@ -381,7 +383,18 @@ def analyse(db: Database, org_id: str, record_ids: Sequence[str]) -> int:
         }
         keep = {rid: rd for rid, rd in readings.items() if current.get(rid) == rd[0]}
         _store(session, org_id, keep, version)
+        if suggest_after and any(not rd.is_empty and not rd.themes for _, rd in keep.values()):
+            queue_suggestions(session, org_id)
     return len(keep)
+
+
+def queue_suggestions(session: Session, org_id: str) -> None:
+    """Queue the refresh of the suggested themes, at most one a minute per organization (a
+    steady stream of answers regroups the unmatched comments once a minute, not once per answer)."""
+    minute = utcnow().strftime("%Y%m%d%H%M")
+    enqueue(
+        session, SUGGEST_JOB, {}, org_id=org_id, dedupe_key=f"{SUGGEST_JOB}:{org_id}:{minute}", max_attempts=3
+    )
 
 
 def _store(
@@ -460,7 +473,7 @@ def catch_up_job(db: Database, job: JobInfo) -> None:
             ids = _needing_work(session, org_id, version, after, CHUNK)
         if not ids:
             break
-        analyse(db, org_id, ids)
+        analyse(db, org_id, ids, suggest_after=False)
         after = ids[-1]
         if time.monotonic() - started > CATCH_UP_SECONDS:
             with db.transaction() as session:
@@ -471,6 +484,15 @@ def catch_up_job(db: Database, job: JobInfo) -> None:
 
 
 # --------------------------------------------------------------------------------- suggestions
+
+
+@handler(SUGGEST_JOB, pool="insights")
+def suggest_job(db: Database, job: JobInfo) -> None:
+    """Regroup the comments that fit no theme after new ones arrived (see :func:`queue_suggestions`)."""
+    if job.org_id is not None:
+        with db.transaction() as session:
+            refresh_suggestions(session, job.org_id)
+
 
 SUGGESTION_SAMPLE = 2000  # the newest unmatched comments grouped
 MIN_SUGGESTION_ANSWERS = 3
