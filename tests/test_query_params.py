@@ -90,6 +90,10 @@ def objects(client: Any, tenant: Tenant) -> dict[str, str]:
         headers=h,
     )
     assert upload.status_code == 202, upload.text
+    theme = client.post(
+        "/v1/insights/themes", json={"name": "Events", "examples": ["the trade fair"]}, headers=h
+    )
+    assert theme.status_code == 201, theme.text
     return {
         "/nps/{key}": record["_id"],
         "/v1/answers/{id}": record["_id"],
@@ -104,6 +108,7 @@ def objects(client: Any, tenant: Tenant) -> dict[str, str]:
         "/v1/tokens/{jti}": tenant.jtis["viewer"],
         "/v1/erasures/{id}": erasure["id"],
         "/v1/imports/{id}": upload.json()["id"],
+        "/v1/insights/themes/{id}": theme.json()["id"],
     }
 
 

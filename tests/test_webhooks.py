@@ -533,7 +533,9 @@ def test_emit_is_set_based(
     objects = [record(campaignId="c") for _ in range(5000)]
     queued, statements = emitted(objects)
     assert queued == 0
-    assert len(statements) == 1 + len(events.RECORD_LISTENERS), statements
+    # the insights listener asks a setting, not the database (kit/events.py)
+    querying = [lr for lr in events.RECORD_LISTENERS if lr.job_kind != events.INSIGHTS_ANALYSE_JOB]
+    assert len(statements) == 1 + len(querying), statements
     assert all(s.lstrip().upper().startswith("SELECT") for s in statements), statements
 
     hook = create_hook(client, tenant, receiver.url, ["response.created"])
