@@ -48,6 +48,8 @@ class NpsdProcess:
             "NPSD_LOG_LEVEL": "warning",
             "NPSD_RATE_LIMIT": "0",
             "NPSD_WORKER": "false",
+            # no comment analysis unless a test asks for it: the model would take the cores
+            "NPSD_INSIGHTS": "false",
             **self.extra_env,
         }
 

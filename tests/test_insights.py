@@ -9,11 +9,13 @@ process would be, and run its due jobs in the test's thread.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -25,6 +27,7 @@ from npsd.insights import engine
 from npsd.kit.db import Database
 from npsd.kit.jobs import run_pending
 from npsd.kit.models import AnswerInsight, Job
+from servers import ServerProcess
 
 
 @dataclass
@@ -431,3 +434,37 @@ def test_a_server_with_insights_off_reads_nothing(
             select(func.count()).select_from(Job).where(Job.org_id == org.org_id, Job.kind.like("insights.%"))
         )
     assert jobs == 0
+
+
+def test_npsd_serve_reads_comments_in_its_worker(database: TestDatabase, org: Tenant) -> None:
+    """The real thing: ``npsd serve`` with its worker and the analysis on (the defaults) reads
+    an answer posted over HTTP in the background, while the write returns
+    at once; the status says when nothing is left."""
+    assert database.settings.secret_key is not None
+    server = ServerProcess(
+        database.url, database.settings.secret_key, NPSD_WORKER="true", NPSD_INSIGHTS="true"
+    )
+    server.start(timeout=60)
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=30) as http:
+            comment = "Der Support ist super, unser Ansprechpartner hat jedes Ticket am selben Tag gelöst"
+            body = {"email": "served@example.com", "score": 10, "comment": comment}
+            r = http.post("/nps", json=body, headers=org.editor)
+            assert r.status_code == 200, r.text
+            rid = r.json()["_id"]
+            deadline = time.monotonic() + 90
+            found: dict[str, Any] = {}
+            while time.monotonic() < deadline and not found:
+                answers = http.get("/v1/insights/answers", headers=org.viewer).json()
+                found = next((a for a in answers if a["answerId"] == rid), {})
+                time.sleep(0.5)
+            assert found, f"not read in 90 s: {server.output()[-2000:]}"
+            themes = {
+                t["id"]: t["key"]
+                for t in http.get("/v1/insights/themes", headers=org.viewer).json()["themes"]
+            }
+            assert themes[found["themeIds"][0]] == "support" and found["sentiment"] == "positive"
+            status = http.get("/v1/insights/status", headers=org.viewer).json()
+            assert status["pending"] == 0 and status["analysed"] >= 1
+    finally:
+        server.stop()

@@ -59,9 +59,13 @@ class Tuning:
 
     theme_min: float = 0.80
     theme_second: float = 0.015
+    # a comment closer to the off-topic examples (data/unthemed.json) than to any theme by more
+    # than this gets no theme
+    unthemed_margin: float = 0.0
     sentiment_temperature: float = 0.02
     prior_weight: float = 0.5
     top_k: int = TOP_K
+    sentiment_top_k: int = TOP_K
 
 
 TUNING = Tuning()
@@ -108,6 +112,7 @@ class Lexicon:
     sentiment: dict[str, dict[str, list[str]]]
     empty: frozenset[str]
     stopwords: frozenset[str]
+    unthemed: dict[str, list[str]]
 
     def theme(self, key: str) -> DefaultTheme | None:
         return next((t for t in self.themes if t.key == key), None)
@@ -127,7 +132,11 @@ def lexicon() -> Lexicon:
     if stop_path.exists():
         stop = json.loads(stop_path.read_text(encoding="utf-8"))
         stopwords = frozenset(w for words in stop.values() for w in words)
-    return Lexicon(themes, raw["sentiment"], empty | {""}, stopwords)
+    unthemed_path = DATA / "unthemed.json"
+    unthemed: dict[str, list[str]] = {}
+    if unthemed_path.exists():
+        unthemed = json.loads(unthemed_path.read_text(encoding="utf-8"))
+    return Lexicon(themes, raw["sentiment"], empty | {""}, stopwords, unthemed)
 
 
 def is_empty(text: str | None) -> bool:
@@ -246,16 +255,18 @@ class ThemeIndex:
 
 
 def match_themes(
-    similarities: Vectors, ids: Sequence[str], tuning: Tuning = TUNING
+    similarities: Vectors, ids: Sequence[str], tuning: Tuning = TUNING, unthemed: Vectors | None = None
 ) -> list[list[tuple[str, float]]]:
     """Per comment, its themes strongest first with their similarity: the best when it reaches
-    ``theme_min``, and the next ones within ``theme_second`` of it (at most ``MAX_THEMES``)."""
+    ``theme_min`` and beats the off-topic examples (``unthemed``, one similarity per comment),
+    and the next ones within ``theme_second`` of it (at most ``MAX_THEMES``)."""
     out: list[list[tuple[str, float]]] = []
-    for row in similarities:
+    for n, row in enumerate(similarities):
         order = np.argsort(-row)
         best = float(row[order[0]]) if len(order) else 0.0
         chosen: list[tuple[str, float]] = []
-        if best >= tuning.theme_min:
+        off_topic = unthemed is not None and float(unthemed[n]) > best + tuning.unthemed_margin
+        if best >= tuning.theme_min and not off_topic:
             for j in order[:MAX_THEMES]:
                 value = float(row[j])
                 if value < best - tuning.theme_second:
@@ -286,7 +297,7 @@ class SentimentIndex:
 
     def probabilities(self, comments: Vectors, tuning: Tuning = TUNING) -> Vectors:
         """comments x 3: how likely the text alone is negative, neutral, positive."""
-        sims = ThemeIndex(list(SENTIMENTS), self.examples).similarities(comments, tuning.top_k)
+        sims = ThemeIndex(list(SENTIMENTS), self.examples).similarities(comments, tuning.sentiment_top_k)
         logits = sims / tuning.sentiment_temperature
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
@@ -363,7 +374,20 @@ def lexicon_phrases() -> list[str]:
     lex = lexicon()
     phrases = [p for t in lex.themes for p in t.phrases()]
     phrases += [p for label in SENTIMENTS for lang in LANGUAGES for p in lex.sentiment[label].get(lang, [])]
+    phrases += unthemed_phrases()
     return list(dict.fromkeys(phrases))
+
+
+def unthemed_phrases() -> list[str]:
+    return [p for lang in LANGUAGES for p in lexicon().unthemed.get(lang, [])]
+
+
+@cache
+def unthemed_examples() -> Vectors:
+    """The vectors of the off-topic examples: comments about none of the default themes (events,
+    people, newsletters, the customer's own news), so that such a comment is left unthemed and
+    grouped into suggestions rather than forced into the nearest theme."""
+    return EMBEDDER.embed(unthemed_phrases())
 
 
 def default_theme_index() -> ThemeIndex:
@@ -390,7 +414,10 @@ def read_vectors(
     stored vectors without the model)."""
     if len(vectors) == 0:
         return []
-    matched = match_themes(themes.similarities(vectors, tuning.top_k), themes.ids, tuning)
+    unthemed = None
+    if unthemed_phrases():
+        unthemed = ThemeIndex(["unthemed"], [unthemed_examples()]).similarities(vectors, tuning.top_k)[:, 0]
+    matched = match_themes(themes.similarities(vectors, tuning.top_k), themes.ids, tuning, unthemed)
     feelings = read_sentiment(sentiment_index().probabilities(vectors, tuning), scores, tuning)
     return [(m, f[0], f[1]) for m, f in zip(matched, feelings, strict=True)]
 
