@@ -59,7 +59,7 @@ class Tuning:
     """The few numbers the matching depends on, chosen on bench/data (see bench/insights.py)."""
 
     theme_min: float = 0.80
-    theme_second: float = 0.015
+    theme_second: float = 0.005
     # a comment closer to the off-topic examples (data/unthemed.json) than to any default theme by
     # more than this gets no theme
     unthemed_margin: float = 0.015
