@@ -28,6 +28,7 @@ SCRIPTS = [
     "search.py",
     "dashboard.py",
     "imports.py",
+    "insights.py",
 ]
 LINE = re.compile(r"^(?P<name>[a-z][\w.-]*) (?P<rest>.*\bmet=(?P<met>\S+).*)$")
 
