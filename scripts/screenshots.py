@@ -3,6 +3,7 @@
     .venv/bin/python scripts/screenshots.py [OUT_DIR]   # default: docs/screenshots
 
 Builds the demo organization in a fresh SQLite database, starts `npsd serve` on a free port,
+waits until its worker has read every comment (themes and sentiment, `GET /v1/insights/status`),
 signs in as the demo admin in Debian's Chromium (Playwright) and saves one PNG per page. Run it
 after changing a page, and commit the images with the change, so the README shows current code.
 """
@@ -64,10 +65,31 @@ def main(out: Path) -> None:
                 if time.monotonic() > deadline:
                     raise SystemExit("npsd serve did not start")
                 time.sleep(0.2)
+            token = subprocess.run(
+                [*NPSD, "token", "create", "--org", "demo", "--role", "viewer", "--ttl", "1h"],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            wait_for_insights(base, token)
             shoot(chromium, base, email, password, out)
         finally:
             server.terminate()
             server.wait(10)
+
+
+def wait_for_insights(base: str, token: str, limit: float = 600) -> None:
+    """The demo's comments are read by the server's worker in the background (a minute or two):
+    the pages show their themes only once it is done."""
+    deadline = time.monotonic() + limit
+    while True:
+        status = httpx.get(base + "/v1/insights/status", headers={"Authorization": f"Bearer {token}"}).json()
+        if status["pending"] == 0 and status["analysed"] > 0:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the demo's comments were not read in {limit:.0f} s: {status}")
+        time.sleep(2)
 
 
 def shoot(executable: str, base: str, email: str, password: str, out: Path) -> None:
@@ -85,6 +107,7 @@ def shoot(executable: str, base: str, email: str, password: str, out: Path) -> N
             ("surveys.png", "/app/surveys"),
             ("responses.png", "/app/responses?category=detractor"),
             ("companies.png", "/app/companies?period=12m"),
+            ("themes.png", "/app/themes?period=12m"),
             ("settings.png", "/app/settings"),
         ]
         for name, path in pages:

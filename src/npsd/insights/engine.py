@@ -67,6 +67,9 @@ class Tuning:
     prior_weight: float = 0.3
     top_k: int = 4
     sentiment_top_k: int = 12
+    # an unthemed comment closer to the sentiment examples than to the off-topic ones by more than
+    # this only says how the customer feels ("Excellent, thank you!"): no topic to suggest
+    general_margin: float = 0.005
 
 
 TUNING = Tuning()
@@ -403,6 +406,18 @@ def unthemed_examples() -> Vectors:
     people, newsletters, the customer's own news), so that such a comment is left unthemed and
     grouped into suggestions rather than forced into the nearest theme."""
     return EMBEDDER.embed(unthemed_phrases())
+
+
+def is_general(vectors: Vectors, tuning: Tuning = TUNING) -> list[bool]:
+    """Per comment, whether it only says how the customer feels ("Excellent, thank you!", "Not
+    happy.", "Erfüllt seinen Zweck."): closer to the sentiment examples than to the off-topic
+    ones. Such comments fit no theme, rightly, but they are no topic either: suggestions leave
+    them out rather than offer "good / overall" as a theme."""
+    if len(vectors) == 0 or not unthemed_phrases():
+        return [False] * len(vectors)
+    feeling = ThemeIndex(list(SENTIMENTS), sentiment_index().examples).similarities(vectors, tuning.top_k)
+    topic = ThemeIndex(["unthemed"], [unthemed_examples()]).similarities(vectors, tuning.top_k)[:, 0]
+    return [bool(f > t + tuning.general_margin) for f, t in zip(feeling.max(axis=1), topic, strict=True)]
 
 
 def default_theme_index() -> ThemeIndex:

@@ -501,6 +501,14 @@ SUGGESTION_SAMPLE = 2000  # the newest unmatched comments grouped
 MIN_SUGGESTION_ANSWERS = 3
 
 
+def _topical(rows: Sequence[Any]) -> list[Any]:
+    """The unmatched comments that are about something (see :func:`engine.is_general`)."""
+    if not rows:
+        return []
+    general = engine.is_general(np.stack([engine.from_bytes(r.vector) for r in rows]))
+    return [r for r, g in zip(rows, general, strict=True) if not g]
+
+
 def refresh_suggestions(session: Session, org_id: str) -> int:
     """Group the newest comments that fit no theme into suggested themes (replacing the previous
     suggestions), each labelled by its characteristic words. Returns how many were suggested."""
@@ -519,6 +527,7 @@ def refresh_suggestions(session: Session, org_id: str) -> int:
     session.execute(
         delete(InsightTheme).where(InsightTheme.org_id == org_id, InsightTheme.status == "suggested")
     )
+    rows = _topical(rows)
     groups = suggest.group(
         [engine.from_bytes(r.vector) for r in rows], [r.comment or "" for r in rows], MIN_SUGGESTION_ANSWERS
     )
@@ -536,7 +545,7 @@ def refresh_suggestions(session: Session, org_id: str) -> int:
                 key=None,
                 name=found.label,
                 keywords=found.keywords,
-                examples=[rows[i].comment or "" for i in found.members[:8]],
+                examples=list(dict.fromkeys(rows[i].comment or "" for i in found.members))[:8],
                 status="suggested",
                 hidden=False,
                 merged_into_id=None,
@@ -569,6 +578,7 @@ def suggestion_members(
         )
         .limit(SUGGESTION_SAMPLE)
     ).all()
+    rows = _topical(rows)
     if not rows:
         return 0, []
     vectors = np.stack([engine.from_bytes(r.vector) for r in rows])
