@@ -62,7 +62,7 @@ class Tuning:
     theme_second: float = 0.005
     # a comment closer to the off-topic examples (data/unthemed.json) than to any default theme by
     # more than this gets no theme
-    unthemed_margin: float = 0.015
+    unthemed_margin: float = 0.02
     sentiment_temperature: float = 0.01
     prior_weight: float = 0.3
     top_k: int = 4
