@@ -434,8 +434,8 @@ def test_the_overview_by_keyboard_on_a_phone(
             page.keyboard.press("Tab")
             if page.evaluate("document.activeElement.textContent") == "Last 12 months":
                 break
-        with page.expect_navigation():
-            page.keyboard.press("Enter")
+        page.keyboard.press("Enter")  # the page updates in place (htmx), the URL follows
+        page.wait_for_url(re.compile(r"period=12m"))
         assert parse_qs(urlsplit(page.url).query) == {"period": ["12m"]}
         assert page.get_by_role("link", name="Last 12 months").get_attribute("aria-current") == "true"
         # a custom range typed in From and To, by keyboard, replaces the preset
@@ -444,8 +444,8 @@ def test_the_overview_by_keyboard_on_a_phone(
         page.get_by_label("To", exact=True).focus()
         page.keyboard.type("01312026")
         assert page.get_by_label("To", exact=True).input_value() == "2026-01-31"
-        with page.expect_navigation():
-            page.keyboard.press("Enter")
+        page.keyboard.press("Enter")
+        page.wait_for_url(re.compile(r"until=2026-01-31"))
         assert parse_qs(urlsplit(page.url).query) == {
             "period": ["12m"],
             "since": ["2026-03-01"],
@@ -454,3 +454,47 @@ def test_the_overview_by_keyboard_on_a_phone(
         assert page.get_by_label("From", exact=True).input_value() == "2026-03-01"
         assert "The end must not be before the start." in page.inner_text("main")
         assert serious_violations(page) == []
+
+
+def test_filters_update_the_page_in_place(
+    site: Site, chromium: Any, request: pytest.FixtureRequest, client: TestClient, org: Org
+) -> None:
+    """With JavaScript, a preset, the survey filter and the trend interval swap the page's content
+    without a reload (a marker set in the page survives), the URL follows each filter (so the view
+    can be shared and Back returns to the one before), and the figures are the API's."""
+    today = utcnow().date()
+    with page_for(chromium, site, request) as page:
+        sign_in(page, site, org.viewer, "/app?period=30d")
+        page.evaluate("window.npsdTestMarker = 'not reloaded'")
+
+        def total() -> str:
+            return page.locator('[data-figure="totalResponses"]').inner_text()
+
+        page.get_by_role("link", name="Last 90 days").click()
+        page.wait_for_url(re.compile(r"period=90d"))
+        page.wait_for_function(
+            "document.querySelector('[aria-current=\"true\"]').textContent === 'Last 90 days'"
+        )
+        m = api(client, org.tenant, **days(today - timedelta(days=89), today), interval="day")
+        assert total() == str(m["totalResponses"])
+
+        page.get_by_label("Survey", exact=True).select_option(org.survey_id)
+        page.get_by_role("button", name="Apply").click()
+        page.wait_for_url(re.compile(r"surveyId="))
+        m = api(client, org.tenant, **days(today - timedelta(days=89), today), surveyId=org.survey_id)
+        page.wait_for_function(
+            f"document.querySelector('[data-figure=\"totalResponses\"]').textContent === '{m['totalResponses']}'"
+        )
+        assert parse_qs(urlsplit(page.url).query) == {"period": ["90d"], "surveyId": [org.survey_id]}
+        assert page.locator('[data-figure="npsScore"]').inner_text() == one_decimal(m["npsScore"])
+
+        page.get_by_role("link", name="By week").click()
+        page.wait_for_url(re.compile(r"interval=week"))
+        assert page.get_by_role("link", name="By week").get_attribute("aria-current") == "true"
+        assert page.evaluate("window.npsdTestMarker") == "not reloaded"
+        assert serious_violations(page) == []
+
+        page.go_back()
+        page.wait_for_url(lambda url: "surveyId=" in url and "interval=" not in url)
+        assert "interval" not in parse_qs(urlsplit(page.url).query)
+        assert total() == str(m["totalResponses"])
