@@ -7,16 +7,20 @@ in a real browser for the sign-in form itself.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from conftest import Tenant, TestDatabase
 from dashboard import PASSWORD, Person, Site, csrf_of, make_user, page_for, serious_violations, sign_in
 from npsd.app import create_app
+from npsd.auth import passwords
 from npsd.auth import service as auth_service
+from npsd.kit.ids import new_id
 from npsd.kit.models import Organization
 from npsd.web.session import SESSION_COOKIE
 
@@ -85,6 +89,28 @@ def test_an_unknown_address_and_a_wrong_password_get_the_same_answer(app: Any, p
     assert f'value="{person.email}"' in wrong_password.text
     assert "not the password" not in wrong_password.text
     assert SESSION_COOKIE not in "".join(wrong_password.headers.get_list("set-cookie"))
+
+
+def test_an_unknown_address_costs_the_same_password_check_as_a_known_one(
+    app: Any, person: Person, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "The same time" without a timed test: both answers run exactly one Argon2 verification,
+    with the same cost parameters (memory, time, parallelism), so neither is measurably quicker."""
+    checked: list[str] = []
+    real = passwords._hasher
+
+    class Counting:
+        def verify(self, hash: str, password: str) -> bool:
+            checked.append(hash.rsplit("$", 2)[0])  # "$argon2id$v=19$m=...,t=...,p=..."
+            return bool(real.verify(hash, password))
+
+    monkeypatch.setattr(passwords, "_hasher", Counting())
+    sign_in_http(browser_client(app), person.email, "not the password")
+    known = list(checked)
+    checked.clear()
+    sign_in_http(browser_client(app), "nobody-" + person.email, person.password)
+    assert len(known) == len(checked) == 1
+    assert known == checked and known[0].startswith("$argon2id$")
 
 
 def test_empty_fields_are_named_next_to_them(app: Any) -> None:
@@ -157,6 +183,39 @@ def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(app: Any, 
         assert r.status_code == 403
         assert "security token" in r.text
     assert client.get("/app").status_code == 200  # still signed in: the sign-out did not happen
+
+
+def routes_of(routes: Any, prefix: str = "") -> Iterator[tuple[str, set[str]]]:
+    """(path, methods) of every route, included routers walked (FastAPI keeps them nested)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from routes_of(included.routes, prefix + route.include_context.prefix)
+        elif isinstance(route, APIRoute):
+            yield prefix + route.path, set(route.methods)
+
+
+def test_every_form_of_the_dashboard_refuses_a_post_without_the_token(
+    app: Any, database: TestDatabase, person: Person
+) -> None:
+    """Not only sign-out: each POST route of /app (as an admin, so that no role check answers
+    first, and with made-up ids, so that nothing could be changed anyway) is a 403 without the
+    session's CSRF token. A route added later without the check fails here."""
+    admin = make_user(database.db, person.org_id, "admin")
+    client = browser_client(app)
+    sign_in_http(client, admin.email, admin.password)
+    posts = sorted(
+        path for path, methods in routes_of(app.routes) if "POST" in methods and path.startswith("/app/")
+    )
+    assert len(posts) > 20  # the dashboard's forms, found
+    answers = {}
+    for path in posts:
+        if path == "/app/login":  # before a session there is none: it has its own form token
+            continue
+        url = re.sub(r"\{[^}]+\}", new_id(), path)
+        answers[path] = client.post(url, data={"name": "x"}).status_code
+    assert {p: s for p, s in answers.items() if s != 403} == {}
+    assert client.get("/app").status_code == 200  # still signed in
 
 
 def test_another_sessions_csrf_token_does_not_work(app: Any, person: Person) -> None:
@@ -232,6 +291,13 @@ def test_sign_in_and_out_in_a_browser(site: Site, chromium: Any, request: pytest
         for name in ("Overview", "Surveys", "Responses", "Companies", "Settings"):
             assert nav.get_by_role("link", name=name).count() == 1, name
         assert serious_violations(page) == []
+        # a form posted from elsewhere with the browser's cookie but without the page's token
+        # (what a cross-site form would send) is refused, and the session goes on
+        for form in ({}, {"csrf_token": "forged"}):
+            refused = page.request.post(site.url + "/app/logout", form=form, max_redirects=0)
+            assert refused.status == 403 and "security token" in refused.text()
+        page.reload()
+        assert page.inner_text("h1") == "Overview"
         with page.expect_navigation():
             page.get_by_role("button", name="Sign out").click()
         assert "You are signed out." in page.inner_text("main")

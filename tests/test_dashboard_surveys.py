@@ -555,6 +555,38 @@ def test_inviting_pasted_addresses_reports_each_outcome(org: Org) -> None:
     assert outcome_of(again.text) == [(fresh, "duplicate")]
 
 
+def test_a_recently_surveyed_address_is_reported_throttled_with_its_date(org: Org) -> None:
+    """The throttle spans the organization's surveys: an address invited by one survey is
+    throttled by another whose throttleDays has not passed, and the page says until when, with
+    the date the API gives."""
+    first = new_survey(org.api, org.tenant, name="First", throttleDays=0)
+    second = new_survey(org.api, org.tenant, name="Second", throttleDays=30)
+    address = unique_email("throttled")
+    client = org.page("editor")
+    r = client.post(
+        f"/app/surveys/{first['id']}/invitations",
+        data={"csrf_token": token_of(client), "recipients": address},
+    )
+    assert outcome_of(r.text) == [(address, "queued")]
+    r = client.post(
+        f"/app/surveys/{second['id']}/invitations",
+        data={"csrf_token": token_of(client), "recipients": f"{address}\n{unique_email('fresh')}"},
+    )
+    assert r.status_code == 200, r.text
+    assert [status for _, status in outcome_of(r.text)] == ["throttled", "queued"]
+    assert "1 throttled" in r.text and "1 queued" in r.text
+    # the API's answer for the same address names the date the page shows
+    [api] = org.api.post(
+        f"/v1/nps-surveys/{second['id']}/invitations",
+        json={"recipients": [{"email": address}]},
+        headers=org.tenant.editor,
+    ).json()["results"]
+    assert api["status"] == "throttled"
+    row = re.search(r'<tr data-status="throttled">.*?</tr>', r.text, re.S)
+    assert row and "surveyed recently; can be asked again from" in row.group(0)
+    assert f"can be asked again from {api['nextEligibleAt'][:16].replace('T', ' ')} UTC" in row.group(0)
+
+
 def test_inviting_the_rows_of_a_csv_file(org: Org) -> None:
     survey = new_survey(org.api, org.tenant, name="CSV invites", throttleDays=0)
     a, b = unique_email("csv"), unique_email("csv")
