@@ -48,8 +48,30 @@ def first_link(page: Any, prefix: str) -> str:
     return str(found[0])
 
 
+# every control a mouse can use: a keyboard must reach it too
+CONTROLS = (
+    "a[href], button:not(:disabled), input:not([type=hidden]):not(:disabled), select, textarea, summary"
+)
+
+
+def out_of_keyboard_reach(page: Any) -> list[str]:
+    """The visible controls of the page that the Tab key cannot reach: not focusable, or taken
+    out of the tab order (a negative tabindex). Chart bars (SVG links) included; what a closed
+    <details> holds counts once it is opened (its summary is reached)."""
+    return list(
+        page.locator(CONTROLS).evaluate_all(
+            """els => els
+                .filter(e => e.getClientRects().length > 0)
+                .filter(e => e.tagName === "SUMMARY" || !e.closest("details:not([open])"))
+                .filter(e => { e.focus(); return document.activeElement !== e || e.tabIndex < 0; })
+                .map(e => e.outerHTML.slice(0, 120))"""
+        )
+    )
+
+
 def check_page(page: Any, nav: list[str]) -> None:
     assert page.locator("h1").count() == 1, page.url
+    assert out_of_keyboard_reach(page) == [], page.url
     names = page.get_by_role("navigation", name="Main").get_by_role("link").all_inner_texts()
     assert names == nav, page.url
     assert page.get_by_role("button", name="Sign out").count() == 1
