@@ -8,6 +8,7 @@ import csv
 import io
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -56,7 +57,7 @@ def test_an_answer_shows_what_nps_shows_and_nothing_done_yet(client: Any, tenant
     got = get_answer(client, tenant, rec["_id"])
     nps = client.get(f"/nps/{rec['_id']}", headers=tenant.viewer).json()
     assert {k: got[k] for k in nps} == nps
-    assert got["tags"] == [] and got["notes"] == []
+    assert got["tags"] == [] and got["tagDetails"] == [] and got["notes"] == []
     assert got["followUp"] == {
         "status": None,
         "assigneeEmail": None,
@@ -80,6 +81,87 @@ def test_tags_are_replaced_trimmed_and_deduplicated_ignoring_case(client: Any, t
     assert get_answer(client, tenant, rec["_id"])["tags"] == ["Billing", "churn risk", "VIP"]
     r = client.put(url, json={"tags": []}, headers=tenant.admin)
     assert r.status_code == 200 and r.json()["tags"] == []
+
+
+def added_at(value: str) -> datetime:
+    """An ``addedAt`` of the API (``2026-11-28T14:02:03.000Z``) as an aware UTC datetime."""
+    assert value.endswith("Z"), value
+    return datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
+
+
+def test_tag_details_name_who_added_each_tag_and_when(client: Any, tenant: Tenant) -> None:
+    rec = answer(client, tenant)
+    email, headers = make_user(client, tenant, "editor")
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    r = client.put(
+        f"/v1/answers/{rec['_id']}/tags", json={"tags": ["vip", "Churn risk", "billing"]}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    for got in (r.json(), get_answer(client, tenant, rec["_id"])):
+        assert got["tags"] == ["billing", "Churn risk", "vip"]  # unchanged: plain strings, sorted
+        assert [d["tag"] for d in got["tagDetails"]] == got["tags"]  # the same order
+        assert [d["addedBy"] for d in got["tagDetails"]] == [email, email, email]
+        for detail in got["tagDetails"]:
+            assert set(detail) == {"tag", "addedBy", "addedAt"}
+            assert before <= added_at(detail["addedAt"]) <= datetime.now(UTC) + timedelta(seconds=5)
+    # an API token without a user is nobody the API can name
+    rec2 = answer(client, tenant)
+    r = client.put(f"/v1/answers/{rec2['_id']}/tags", json={"tags": ["api"]}, headers=tenant.editor)
+    assert [(d["tag"], d["addedBy"]) for d in r.json()["tagDetails"]] == [("api", None)]
+
+
+def test_re_putting_tags_keeps_the_kept_tags_author_and_time(
+    client: Any, database: TestDatabase, tenant: Tenant
+) -> None:
+    rec = answer(client, tenant)
+    url = f"/v1/answers/{rec['_id']}/tags"
+    ann, ann_headers = make_user(client, tenant, "editor")
+    bob, bob_headers = make_user(client, tenant, "editor")
+    assert client.put(url, json={"tags": ["Billing", "slow"]}, headers=ann_headers).status_code == 200
+    # a known time in the past, so that keeping it cannot be a coincidence of the clock
+    long_ago = datetime(2026, 1, 2, 3, 4, 5)
+    with database.db.transaction() as session:
+        session.get_one(AnswerTag, (rec["_id"], "billing")).created_at = long_ago
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    r = client.put(url, json={"tags": ["billing", "Churn risk"]}, headers=bob_headers)
+    assert r.status_code == 200, r.text
+    for got in (r.json(), get_answer(client, tenant, rec["_id"])):
+        assert got["tags"] == ["billing", "Churn risk"]  # "slow" went; the kept tag's new spelling
+        kept, added = got["tagDetails"]
+        assert kept == {"tag": "billing", "addedBy": ann, "addedAt": "2026-01-02T03:04:05.000Z"}
+        assert added["tag"] == "Churn risk" and added["addedBy"] == bob
+        assert added_at(added["addedAt"]) >= before
+    with database.db.transaction(write=False) as session:
+        rows = session.execute(
+            select(AnswerTag.tag_key, AnswerTag.created_by).where(AnswerTag.record_id == rec["_id"])
+        ).all()
+    assert sorted(rows) == [("billing", ann), ("churn risk", bob)]
+
+
+def test_a_tag_by_a_deleted_user_has_no_author(client: Any, tenant: Tenant) -> None:
+    rec = answer(client, tenant)
+    email, headers = make_user(client, tenant, "editor")
+    client.put(f"/v1/answers/{rec['_id']}/tags", json={"tags": ["theirs"]}, headers=headers)
+    assert get_answer(client, tenant, rec["_id"])["tagDetails"][0]["addedBy"] == email
+    user_id = next(
+        u["id"] for u in client.get("/v1/users", headers=tenant.admin).json() if u["email"] == email
+    )
+    assert client.delete(f"/v1/users/{user_id}", headers=tenant.admin).status_code == 204
+    (detail,) = get_answer(client, tenant, rec["_id"])["tagDetails"]
+    assert detail["tag"] == "theirs" and detail["addedBy"] is None and detail["addedAt"].endswith("Z")
+
+
+def test_openapi_documents_tag_details(client: Any) -> None:
+    doc = client.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    answer_read = schemas["AnswerRead"]["properties"]
+    assert answer_read["tags"]["items"]["type"] == "string"
+    assert "same order" in answer_read["tagDetails"]["description"]
+    detail = schemas["TagDetail"]
+    assert set(detail["properties"]) == {"tag", "addedBy", "addedAt"}
+    assert set(detail["required"]) == {"tag", "addedBy", "addedAt"}
+    assert "null" in detail["properties"]["addedBy"]["description"]
+    assert "tagDetails" in doc["paths"]["/v1/answers/{id}"]["get"]["description"]
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,43 @@ def test_editors_change_tags_notes_and_follow_up_with_errors_next_to_fields(
     assert len(client.get(f"/v1/answers/{rec['_id']}", headers=tenant.viewer).json()["notes"]) == 1
 
 
+def tag_items(html: str) -> dict[str, str]:
+    """The answer page's tags: each tag's list item as text (tags stripped, spaces collapsed)."""
+    items = re.findall(r'<li data-tag="([^"]*)">(.*?)</li>', html, flags=re.S)
+    return {tag: " ".join(re.sub(r"<[^>]+>", "", body).split()) for tag, body in items}
+
+
+def test_the_answer_page_shows_who_added_each_tag_and_when(
+    client: Any, app: Any, database: TestDatabase, team: tuple[Tenant, dict[str, Person]]
+) -> None:
+    tenant, people = team
+    rec = post_nps(client, tenant, "cyd@acme.example", 4)
+    url = f"/app/answers/{rec['_id']}"
+    editor = browser(app, database, people["editor"])
+    token = csrf_of(editor.get(url).text)
+    r = editor.post(f"{url}/tags", data={"tags": "Churn risk", "csrf_token": token})
+    assert r.status_code == 303, r.text
+    # an API token without a user keeps the editor's tag and adds one of its own
+    r = client.put(
+        f"/v1/answers/{rec['_id']}/tags", json={"tags": ["churn risk", "Billing"]}, headers=tenant.editor
+    )
+    details = {d["tag"]: d for d in r.json()["tagDetails"]}
+    assert details["churn risk"]["addedBy"] == people["editor"].email
+    assert details["Billing"]["addedBy"] is None
+
+    page = browser(app, database, people["viewer"]).get(url)
+    assert page.status_code == 200, page.text
+    when = details["churn risk"]["addedAt"]
+    shown = when[:16].replace("T", " ") + " UTC"  # 2026-11-28 14:02 UTC
+    items = tag_items(page.text)
+    assert list(items) == ["Billing", "churn risk"]
+    assert items["churn risk"] == f"churn risk , added by {people['editor'].email} on {shown}"
+    assert f'<time datetime="{when}">{shown}</time>' in page.text
+    assert items["Billing"].startswith("Billing , added by an unknown user")
+    assert f"<span data-added-by>{people['editor'].email}</span>" in page.text
+    assert 'aria-label="Tags of this answer, with who added each and when"' in page.text
+
+
 def test_another_organizations_answer_page_is_a_404(
     client: Any, app: Any, database: TestDatabase, team: tuple[Tenant, dict[str, Person]], other: Tenant
 ) -> None:
@@ -228,7 +265,8 @@ def test_browser_an_editor_follows_up_an_answer_and_finds_it_in_the_feed(
         with page.expect_navigation():
             page.get_by_role("button", name="Save tags").click()
         assert "The tags were saved." in page.inner_text("main")
-        assert page.locator("ul.tags .badge").all_inner_texts() == ["Churn risk", "Support"]
+        assert page.locator("li[data-tag] .badge").all_inner_texts() == ["Churn risk", "Support"]
+        assert page.locator("li[data-tag] [data-added-by]").all_inner_texts() == [people["editor"].email] * 2
 
         page.get_by_label("New note").fill("Called Zoe: a ticket was lost.\nRefund offered.")
         with page.expect_navigation():

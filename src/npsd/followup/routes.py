@@ -35,9 +35,11 @@ WriteAnswer = Annotated[dict[str, Any], Depends(answer_to_write)]
 @router.get("/{id}", response_model=AnswerRead)
 def get_answer(answer: ReadAnswer, principal: Viewer, session: DbSession) -> dict[str, Any]:
     """Get one answer as `GET /nps/{id}` shows it, with what your team did with it: `tags`
-    (sorted), `notes` (newest first, each with its author's address and time) and `followUp`
-    (`status` open, contacted or resolved, null until someone sets one; `assigneeEmail`;
-    `updatedAt`, `updatedBy`; and `history`, every change newest first)."""
+    (sorted), `tagDetails` (the same tags in the same order, each with `addedBy`, the address of
+    the user who added it or null when none is known, and `addedAt`), `notes` (newest first,
+    each with its author's address and time) and `followUp` (`status` open, contacted or
+    resolved, null until someone sets one; `assigneeEmail`; `updatedAt`, `updatedBy`; and
+    `history`, every change newest first)."""
     return service.answer_view(session, principal.org_id, answer)
 
 

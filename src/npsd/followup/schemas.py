@@ -117,9 +117,27 @@ class FollowUpRead(BaseModel):
     history: list[FollowUpChange] = Field(description="Every change, newest first")
 
 
+class TagDetail(BaseModel):
+    """One tag of an answer with who added it and when."""
+
+    tag: str = Field(description="The tag, as in `tags`")
+    addedBy: str | None = Field(
+        description="The address of the user who added the tag; null when no user is known: "
+        "added with an API token without a user, or by a user since deleted"
+    )
+    addedAt: str = Field(
+        description="When the tag was added (ISO 8601, UTC). Putting the tags again keeps the "
+        "time and author of the tags the answer keeps"
+    )
+
+
 class AnswerRead(NpsRead):
     """An answer as `GET /nps/{id}` shows it, with what the team did with it."""
 
     tags: list[str] = Field(description="Sorted alphabetically, ignoring case")
+    tagDetails: list[TagDetail] = Field(
+        description="The same tags in the same order as `tags`, each with who added it (`addedBy`) "
+        "and when (`addedAt`)"
+    )
     notes: list[NoteRead] = Field(description="Newest first")
     followUp: FollowUpRead

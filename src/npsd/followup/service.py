@@ -95,13 +95,22 @@ def _follow_up_out(row: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def answer_view(session: Session, org_id: str, record: dict[str, Any]) -> dict[str, Any]:
-    """``record`` as ``GET /nps/{id}`` shows it, plus ``tags``, ``notes`` and ``followUp``."""
+    """``record`` as ``GET /nps/{id}`` shows it, plus ``tags``, ``tagDetails`` (the same tags in
+    the same order, each with who added it and when), ``notes`` and ``followUp``."""
     rid = record["id"]
     out = to_output(record_row(record))
-    out["tags"] = sorted(
-        session.scalars(select(AnswerTag.tag).where(AnswerTag.org_id == org_id, AnswerTag.record_id == rid)),
-        key=tag_key,
+    tags = sorted(
+        session.execute(
+            select(AnswerTag.tag, AnswerTag.created_at, User.email)
+            .outerjoin(User, (User.id == AnswerTag.created_by_user_id) & (User.org_id == org_id))
+            .where(AnswerTag.org_id == org_id, AnswerTag.record_id == rid)
+        ),
+        key=lambda row: tag_key(row.tag),
     )
+    out["tags"] = [t.tag for t in tags]
+    # who added each tag: the user's address; None for an API token without a user or a user
+    # since deleted (``created_by_user_id`` is set to NULL with them)
+    out["tagDetails"] = [{"tag": t.tag, "addedBy": t.email, "addedAt": iso(t.created_at)} for t in tags]
     out["notes"] = [
         {"id": n.id, "text": n.text, "authorEmail": n.author_email, "createdAt": iso(n.created_at)}
         for n in session.scalars(
