@@ -43,22 +43,15 @@ def fdb(request: pytest.FixtureRequest) -> Iterator[TestDatabase]:
         yield tdb
 
 
-@pytest.fixture(scope="module")
-def pgdb() -> Iterator[TestDatabase]:
-    """PostgreSQL, where several workers on several machines share one queue."""
-    with fresh_database("postgresql") as tdb:
-        yield tdb
-
-
 def job_rows(tdb: TestDatabase, ids: list[str]) -> dict[str, Job]:
     with tdb.db.transaction(write=False) as session:
         return {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(ids)))}
 
 
 def test_invitations_of_a_worker_killed_mid_send_are_mailed_once_within_a_few_leases(
-    pgdb: TestDatabase,
+    fdb: TestDatabase,
 ) -> None:
-    fdb = pgdb
+    """On both databases: on SQLite too, a server and `npsd worker` processes share one queue."""
     tenant = make_tenant(fdb)
     with TestClient(create_app(fdb.settings, fdb.db), raise_server_exceptions=False) as client:
         survey = make_survey(client, tenant)

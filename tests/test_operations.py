@@ -91,8 +91,25 @@ def test_a_bad_setting_is_one_line_naming_it(tmp_path: Path, env: dict[str, str]
         assert "hunter2" not in out.stderr  # a password in the URL is never echoed
 
 
-def test_a_port_outside_the_range_is_refused() -> None:
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--port", "70000", "error: --port: got 70000, expected a whole number from 1 to 65535\n"),
+        ("--port", "0", "error: --port: got 0, expected a whole number from 1 to 65535\n"),
+        ("--port", "http", "error: --port: got 'http', expected a whole number from 1 to 65535\n"),
+        ("--workers", "0", "error: --workers: got 0, expected a whole number of at least 1\n"),
+    ],
+)
+def test_a_port_outside_the_range_is_refused(tmp_path: Path, option: str, value: str, says: str) -> None:
+    """Like a bad setting: one line naming the option and the range, exit status 1, nothing
+    started (no database file either)."""
     out = subprocess.run(
-        [sys.executable, "-m", "npsd.cli", "serve", "--port", "70000"], capture_output=True, text=True
+        [sys.executable, "-m", "npsd.cli", "serve", option, value],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "NPSD_DATABASE_URL": f"sqlite:///{tmp_path}/n.db", "COLUMNS": "40"},
     )
-    assert out.returncode == 2 and "--port" in out.stderr
+    assert out.returncode == 1, out
+    assert out.stderr == says and out.stdout == "", out
+    assert not (tmp_path / "n.db").exists()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -166,6 +166,25 @@ def _session(write: bool = True) -> Iterator[Session]:
         db.dispose()
 
 
+def _whole_number(option: str, low: int, high: int | None = None) -> Callable[[str | int], int]:
+    """The parser of a numeric option: a value that is not a whole number in range is one line
+    naming the option and its range, and exit status 1, like a bad setting (not Typer's box)."""
+    wanted = (
+        f"a whole number from {low} to {high}" if high is not None else f"a whole number of at least {low}"
+    )
+
+    def parse(value: str | int) -> int:
+        try:
+            number = int(str(value).strip(), 10)
+        except ValueError:
+            _fail(f"{option}: got {str(value)!r}, expected {wanted}")
+        if number < low or (high is not None and number > high):
+            _fail(f"{option}: got {number}, expected {wanted}")
+        return number
+
+    return parse
+
+
 def _check_role(role: str) -> None:
     from npsd.auth import tokens
 
@@ -176,8 +195,12 @@ def _check_role(role: str) -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+    port: Annotated[
+        int, typer.Option(parser=_whole_number("--port", 1, 65535), metavar="PORT", help="TCP port (1-65535)")
+    ] = 8000,
+    workers: Annotated[
+        int, typer.Option(parser=_whole_number("--workers", 1), metavar="N", help="Worker processes")
+    ] = 1,
 ) -> None:
     """Apply migrations, then serve the API on http://HOST:PORT.
 
