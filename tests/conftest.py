@@ -340,6 +340,26 @@ def post_nps(client: Any, tenant: Tenant, email: str, score: int, **fields: Any)
     return r.json()
 
 
+def metrics_for(
+    client: Any, tenant: Tenant, survey_id: str, period: dict[str, str], previous: dict[str, str]
+) -> Any:
+    """``GET /v1/nps-surveys/nps-metrics`` of one survey for ``period`` compared with ``previous``
+    (each ``{"since", "until"}``, as a digest reports them)."""
+    r = client.get(
+        "/v1/nps-surveys/nps-metrics",
+        params={
+            "surveyId": survey_id,
+            "since": period["since"],
+            "until": period["until"],
+            "compareSince": previous["since"],
+            "compareUntil": previous["until"],
+        },
+        headers=tenant.viewer,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 @pytest.fixture
 def smtp(database: TestDatabase) -> Iterator[Any]:
     """A real SMTP server (aiosmtpd) that the database's settings send to; its received mails."""

@@ -159,6 +159,17 @@ class Traffic:
         ]
 
 
+def save_artifacts(page: Any, name: str, html: str | None = None) -> None:
+    """A failed browser test's screenshot and HTML (``html``, else the page's) in test-artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    try:
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        (ARTIFACTS / f"{name}.html").write_text(page.content() if html is None else html)
+    except Exception:  # the page may be gone; the original failure matters
+        pass
+
+
 @contextmanager
 def page_for(
     browser: Any, site: Site, request: pytest.FixtureRequest, **context_options: Any
@@ -177,13 +188,7 @@ def page_for(
         assert traffic.foreign() == [], f"requests left npsd: {traffic.foreign()}"
         assert [e for e in traffic.console_errors if "Content Security Policy" in e or "Refused" in e] == []
     except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-        try:
-            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-            (ARTIFACTS / f"{name}.html").write_text(page.content())
-        except Exception:  # the page may be gone; the original failure matters
-            pass
+        save_artifacts(page, request.node.name)
         raise
     finally:
         context.close()

@@ -192,6 +192,23 @@ def make_survey(client: Any, tenant: Any, **fields: Any) -> dict[str, Any]:
     return r.json()
 
 
+CUSTOM = "How likely are you to recommend Acme's onboarding?"
+
+
+def custom_survey(client: Any, tenant: Any, **translations: Any) -> dict[str, Any]:
+    """A survey with its own question, follow-up and thanks (English), and ``translations``
+    ({"de": {...}}), throttling off: the survey the per-language and branding tests send."""
+    return make_survey(
+        client,
+        tenant,
+        question=CUSTOM,
+        followUpQuestion="What did you miss?",
+        thankYouMessage="Thanks, this helps!",
+        throttleDays=0,
+        translations=translations,
+    )
+
+
 def invite(
     client: Any, tenant: Any, survey_id: str, recipients: list[Any], **body: Any
 ) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, update
 
-from conftest import Tenant, TestDatabase, assert_error, post_nps
+from conftest import Tenant, TestDatabase, assert_error, metrics_for, post_nps
 from mail_helpers import Sink, make_survey, part, run_jobs
 from npsd.digests import schedule, service
 from npsd.kit.models import Digest, DigestDelivery, Job
@@ -94,24 +94,6 @@ def answers_in_two_days(client: Any, tenant: Tenant, survey_id: str) -> dict[str
     post_nps(client, tenant, f"x-{mark}@example.com", 0, comment="other survey", dateAnswered=at(day, 11))
     post_nps(client, tenant, f"y-{mark}@example.com", 0, campaignId=survey_id, comment="today's answer")
     return {"company": company, "mark": mark}
-
-
-def metrics_for(
-    client: Any, tenant: Tenant, survey_id: str, period: dict[str, str], previous: dict[str, str]
-) -> Any:
-    r = client.get(
-        "/v1/nps-surveys/nps-metrics",
-        params={
-            "surveyId": survey_id,
-            "since": period["since"],
-            "until": period["until"],
-            "compareSince": previous["since"],
-            "compareUntil": previous["until"],
-        },
-        headers=tenant.viewer,
-    )
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 # ----------------------------------------------------------------------------------- send now

@@ -25,10 +25,12 @@ from typing import Any
 
 import pytest
 
-from conftest import Tenant, TestDatabase, post_nps
-from dashboard import ARTIFACTS, serious_violations
+from conftest import Tenant, TestDatabase, metrics_for, post_nps
+from dashboard import save_artifacts, serious_violations
 from mail_helpers import (
+    CUSTOM,
     Sink,
+    custom_survey,
     days_pass,
     invite_one,
     local,
@@ -50,7 +52,6 @@ PNG = base64.b64decode(
 )
 BRAND = "#7a1f5c"
 BRAND_RGB = "rgb(122, 31, 92)"
-CUSTOM = "How likely are you to recommend Acme's onboarding?"
 DE = {
     "question": "Wie wahrscheinlich empfehlen Sie das Onboarding von Acme weiter?",
     "followUpQuestion": "Was hat Ihnen gefehlt?",
@@ -95,13 +96,7 @@ def mail_page(
         page.set_content(html, wait_until="load")
         yield page, requested
     except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{request.node.name}_{label}")
-        try:
-            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-            (ARTIFACTS / f"{name}.html").write_text(html)
-        except Exception:  # the page may be gone; the original failure matters
-            pass
+        save_artifacts(page, f"{request.node.name}_{label}", html)
         raise
     finally:
         context.close()
@@ -226,15 +221,7 @@ def test_branded_german_invitation_and_reminder_in_a_browser(
         brandColor=BRAND,
         privacyUrl="https://acme.example/privacy",
     )
-    survey = make_survey(
-        client,
-        tenant,
-        question=CUSTOM,
-        followUpQuestion="What did you miss?",
-        thankYouMessage="Thanks, this helps!",
-        throttleDays=0,
-        translations={"de": DE},
-    )
+    survey = custom_survey(client, tenant, de=DE)
     address = unique_email("de")
     inv_id = invite_one(client, tenant, survey["id"], address, name="Ann", locale="de")
     run_jobs(database.db)
@@ -347,19 +334,7 @@ def test_digest_in_a_browser_shows_the_metrics_apis_nps(
     figures = sent.json()["figures"]
     period, previous = figures["period"], figures["previousPeriod"]
     assert period == {"since": day.isoformat(), "until": day.isoformat()}
-    metrics = client.get(
-        "/v1/nps-surveys/nps-metrics",
-        params={
-            "surveyId": survey["id"],
-            "since": period["since"],
-            "until": period["until"],
-            "compareSince": previous["since"],
-            "compareUntil": previous["until"],
-        },
-        headers=tenant.viewer,
-    )
-    assert metrics.status_code == 200, metrics.text
-    api = metrics.json()
+    api = metrics_for(client, tenant, survey["id"], period, previous)
     assert api["totalResponses"] == 6 and api["npsScore"] == pytest.approx(100 * (3 - 2) / 6, abs=0.05)
 
     run_jobs(database.db)

@@ -16,7 +16,9 @@ import pytest
 from conftest import Tenant, TestDatabase, assert_error, make_tenant
 from dashboard import Site, csrf_of, page_for
 from mail_helpers import (
+    CUSTOM,
     Sink,
+    custom_survey,
     invite_one,
     local,
     make_survey,
@@ -28,7 +30,6 @@ from mail_helpers import (
 )
 from npsd.web.assets import asset_url
 
-CUSTOM = "How likely are you to recommend Acme's onboarding?"
 DE = {
     "question": "Wie wahrscheinlich empfehlen Sie das Onboarding von Acme weiter?",
     "followUpQuestion": "Was hat Ihnen gefehlt?",
@@ -45,18 +46,6 @@ SUBJECTS = {
     "es": "Una pregunta rápida para usted",
 }
 GREETINGS = {"en": "Hello Ann,", "de": "Hallo Ann,", "es": "Hola, Ann:"}
-
-
-def custom_survey(client: Any, tenant: Tenant, **translations: Any) -> dict[str, Any]:
-    return make_survey(
-        client,
-        tenant,
-        question=CUSTOM,
-        followUpQuestion="What did you miss?",
-        thankYouMessage="Thanks, this helps!",
-        throttleDays=0,
-        translations=translations,
-    )
 
 
 # ---------------------------------------------------------------------------------------- the API

@@ -170,11 +170,11 @@ def get_suggestions(principal: Viewer, session: DbSession) -> list[dict[str, Any
     """Suggested new themes: groups of comments that fit none of your themes, worked out after
     every analysis run, each labelled by its characteristic words, with how many comments
     without a theme are close to it and a few of them. Adopt one to make it a theme."""
+    suggested = [t for t in service.all_themes(session, principal.org_id) if t.status == "suggested"]
+    members = service.suggestion_members(session, principal.org_id, suggested, 5)
     out = []
-    for theme in service.all_themes(session, principal.org_id):
-        if theme.status != "suggested":
-            continue
-        answers, ids = service.suggestion_members(session, principal.org_id, theme, 5)
+    for theme in suggested:
+        answers, ids = members[theme.id]
         out.append(
             {
                 "id": theme.id,

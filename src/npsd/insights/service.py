@@ -501,17 +501,9 @@ SUGGESTION_SAMPLE = 2000  # the newest unmatched comments grouped
 MIN_SUGGESTION_ANSWERS = 3
 
 
-def _topical(rows: Sequence[Any]) -> list[Any]:
-    """The unmatched comments that are about something (see :func:`engine.is_general`)."""
-    if not rows:
-        return []
-    general = engine.is_general(np.stack([engine.from_bytes(r.vector) for r in rows]))
-    return [r for r, g in zip(rows, general, strict=True) if not g]
-
-
-def refresh_suggestions(session: Session, org_id: str) -> int:
-    """Group the newest comments that fit no theme into suggested themes (replacing the previous
-    suggestions), each labelled by its characteristic words. Returns how many were suggested."""
+def _unmatched(session: Session, org_id: str) -> tuple[list[Any], engine.Vectors]:
+    """The newest comments that fit no theme and are about something (see
+    :func:`engine.is_general`), with their vectors: what suggestions are made of and counted by."""
     rows = session.execute(
         select(AI.c.record_id, AI.c.vector, T.c.comment)
         .join(T, T.c.id == AI.c.record_id)
@@ -524,13 +516,21 @@ def refresh_suggestions(session: Session, org_id: str) -> int:
         .order_by(T.c.date_answered.desc())
         .limit(SUGGESTION_SAMPLE)
     ).all()
+    if not rows:
+        return [], np.zeros((0, 384), dtype=np.float32)
+    vectors = np.stack([engine.from_bytes(r.vector) for r in rows])
+    keep = [i for i, general in enumerate(engine.is_general(vectors)) if not general]
+    return [rows[i] for i in keep], vectors[keep]
+
+
+def refresh_suggestions(session: Session, org_id: str) -> int:
+    """Group the newest comments that fit no theme into suggested themes (replacing the previous
+    suggestions), each labelled by its characteristic words. Returns how many were suggested."""
+    rows, vectors = _unmatched(session, org_id)
     session.execute(
         delete(InsightTheme).where(InsightTheme.org_id == org_id, InsightTheme.status == "suggested")
     )
-    rows = _topical(rows)
-    groups = suggest.group(
-        [engine.from_bytes(r.vector) for r in rows], [r.comment or "" for r in rows], MIN_SUGGESTION_ANSWERS
-    )
+    groups = suggest.group(list(vectors), [r.comment or "" for r in rows], MIN_SUGGESTION_ANSWERS)
     now = utcnow()
     taken = {t.name.casefold() for t in all_themes(session, org_id)}
     added = 0
@@ -562,29 +562,21 @@ def refresh_suggestions(session: Session, org_id: str) -> int:
 
 
 def suggestion_members(
-    session: Session, org_id: str, theme: InsightTheme, limit: int
-) -> tuple[int, list[str]]:
-    """How many unmatched answers are closest to the suggestion, and the ids of the closest few."""
-    if theme.centroid is None:
-        return 0, []
-    centroid = engine.from_bytes(theme.centroid)
-    rows = session.execute(
-        select(AI.c.record_id, AI.c.vector)
-        .where(
-            AI.c.org_id == org_id,
-            AI.c.is_empty.is_(False),
-            AI.c.vector.is_not(None),
-            ~AI.c.record_id.in_(select(AT.c.record_id).where(AT.c.org_id == org_id)),
-        )
-        .limit(SUGGESTION_SAMPLE)
-    ).all()
-    rows = _topical(rows)
-    if not rows:
-        return 0, []
-    vectors = np.stack([engine.from_bytes(r.vector) for r in rows])
-    sims = suggest.centred(vectors) @ centroid
-    close = [i for i in np.argsort(-sims) if sims[i] >= suggest.MEMBER_MIN]
-    return len(close), [rows[i].record_id for i in close[:limit]]
+    session: Session, org_id: str, themes: Sequence[InsightTheme], limit: int
+) -> dict[str, tuple[int, list[str]]]:
+    """Per suggested theme (by id): how many unmatched answers are close to it, and the ids of the
+    closest few. The unmatched comments are read once for all of them."""
+    rows, vectors = _unmatched(session, org_id)
+    points = suggest.centred(vectors)
+    out: dict[str, tuple[int, list[str]]] = {}
+    for theme in themes:
+        if theme.centroid is None or not rows:
+            out[theme.id] = (0, [])
+            continue
+        sims = points @ engine.from_bytes(theme.centroid)
+        close = [i for i in np.argsort(-sims) if sims[i] >= suggest.MEMBER_MIN]
+        out[theme.id] = (len(close), [rows[i].record_id for i in close[:limit]])
+    return out
 
 
 # ------------------------------------------------------------------------------------- figures

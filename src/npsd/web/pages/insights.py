@@ -147,11 +147,9 @@ def _themes_page(
     visible = report["themes"] if report else []
     hidden = [t for t in themes if t.status == "active" and t.hidden and t.merged_into_id is None]
     merged = [t for t in themes if t.status == "active" and t.merged_into_id is not None]
-    suggestions = [
-        {"theme": t, "answers": service.suggestion_members(session, user.org_id, t, 0)[0]}
-        for t in themes
-        if t.status == "suggested"
-    ]
+    suggested = [t for t in themes if t.status == "suggested"]
+    members = service.suggestion_members(session, user.org_id, suggested, 0)
+    suggestions = [{"theme": t, "answers": members[t.id][0]} for t in suggested]
     own = {t.id for t in themes if t.key is None}
     context = {
         "insights": insights,
