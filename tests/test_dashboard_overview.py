@@ -436,6 +436,8 @@ def test_the_overview_by_keyboard_on_a_phone(
                 break
         page.keyboard.press("Enter")  # the page updates in place (htmx), the URL follows
         page.wait_for_url(re.compile(r"period=12m"))
+        # the keyboard stays where it was: the preset just used has the focus again
+        page.wait_for_function("() => document.activeElement.textContent === 'Last 12 months'")
         assert parse_qs(urlsplit(page.url).query) == {"period": ["12m"]}
         assert page.get_by_role("link", name="Last 12 months").get_attribute("aria-current") == "true"
         # a custom range typed in From and To, by keyboard, replaces the preset
@@ -446,6 +448,7 @@ def test_the_overview_by_keyboard_on_a_phone(
         assert page.get_by_label("To", exact=True).input_value() == "2026-01-31"
         page.keyboard.press("Enter")
         page.wait_for_url(re.compile(r"until=2026-01-31"))
+        page.wait_for_function("() => document.activeElement.id === 'f-until'")  # back in the field typed in
         assert parse_qs(urlsplit(page.url).query) == {
             "period": ["12m"],
             "since": ["2026-03-01"],
@@ -473,7 +476,7 @@ def test_filters_update_the_page_in_place(
         page.get_by_role("link", name="Last 90 days").click()
         page.wait_for_url(re.compile(r"period=90d"))
         page.wait_for_function(
-            "document.querySelector('[aria-current=\"true\"]').textContent === 'Last 90 days'"
+            "() => document.querySelector('[aria-current=\"true\"]').textContent === 'Last 90 days'"
         )
         m = api(client, org.tenant, **days(today - timedelta(days=89), today), interval="day")
         assert total() == str(m["totalResponses"])
@@ -483,7 +486,8 @@ def test_filters_update_the_page_in_place(
         page.wait_for_url(re.compile(r"surveyId="))
         m = api(client, org.tenant, **days(today - timedelta(days=89), today), surveyId=org.survey_id)
         page.wait_for_function(
-            f"document.querySelector('[data-figure=\"totalResponses\"]').textContent === '{m['totalResponses']}'"
+            "n => document.querySelector('[data-figure=\"totalResponses\"]').textContent === String(n)",
+            arg=m["totalResponses"],
         )
         assert parse_qs(urlsplit(page.url).query) == {"period": ["90d"], "surveyId": [org.survey_id]}
         assert page.locator('[data-figure="npsScore"]').inner_text() == one_decimal(m["npsScore"])

@@ -16,3 +16,29 @@ document.addEventListener("htmx:beforeSwap", function (event) {
     event.detail.isError = false;
   }
 });
+
+// After a filter updated the page in place, the keyboard stays where it was: the control that was
+// used (the same field by its id, or the link or button with the same text) has the focus again,
+// instead of the page's start.
+var usedControl = null;
+document.addEventListener("htmx:beforeRequest", function (event) {
+  var el = document.activeElement;
+  usedControl = event.detail.boosted && el && el !== document.body
+    ? { id: el.id, tag: el.tagName.toLowerCase(), text: el.textContent.trim() }
+    : null;
+});
+document.addEventListener("htmx:afterSettle", function (event) {
+  var used = usedControl;
+  if (!event.detail.boosted || !used) {
+    return;
+  }
+  usedControl = null;
+  var again = used.id
+    ? document.getElementById(used.id)
+    : Array.prototype.find.call(document.querySelectorAll("#main " + used.tag), function (el) {
+        return el.textContent.trim() === used.text;
+      });
+  if (again) {
+    again.focus();
+  }
+});
