@@ -462,3 +462,80 @@ def test_garbage_collection_resumes_after_a_batch(client: TestClient, tenant: Te
     assert gc.isenabled()
     bulk(client, tenant, [{"email": email(), "score": 5}, {"score": 99}], status=206)
     assert gc.isenabled()
+
+
+TRICKY_TEXTS = [
+    "quotes \" and ' and \\ backslash",
+    "line\nbreak\ttab",
+    "Grüße, 日本語, emoji 🎉, RTL שלום",
+    "null",
+    "0012",
+    "1e5",
+    "[1, 2]",
+    '{"a": 1}',
+    "",
+    " padded ",
+]
+
+
+def test_bulk_writes_store_every_value_exactly(client: TestClient, tenant: Tenant) -> None:
+    """Batches are written as one statement over the rows as JSON on SQLite: every kind of value
+    comes back as sent, on creates and on updates, as a single write stores it."""
+    items = [
+        {
+            "email": email(),
+            "score": i % 11,
+            "comment": text,
+            "source": text or "s",
+            "sourceId": f"exact-{i}-{text}",
+            "dateAnswered": f"2026-0{1 + i % 9}-1{i % 9}T0{i % 10}:30:15.{i:03d}456Z",
+            "dateSent": None if i % 2 else "2026-01-02T03:04:05Z",
+            "custom": {
+                "text": text,
+                "n": i,
+                "big": 2**53 + i,
+                "f": 0.1 * i,
+                "flag": i % 2 == 0,
+                "none": None,
+            },
+        }
+        for i, text in enumerate(TRICKY_TEXTS)
+    ]
+    created = bulk(client, tenant, items)
+    assert created["created"] == len(items)
+    single = client.post("/nps", json={**items[0], "sourceId": "exact-single"}, headers=tenant.editor)
+    assert single.status_code == 200, single.text
+    for item, rid in zip(items, created["upsertedIds"], strict=True):
+        stored = get(client, tenant, rid)
+        assert stored["comment"] == item["comment"]
+        assert stored["source"] == item["source"] and stored["sourceId"] == item["sourceId"]
+        assert stored["score"] == item["score"] and stored["custom"] == item["custom"]
+        assert stored["dateAnswered"].startswith(item["dateAnswered"][:23])
+        assert stored["dateSent"] == (item["dateSent"] and "2026-01-02T03:04:05.000Z")
+    same = get(client, tenant, "srcid-exact-single")
+    first = get(client, tenant, created["upsertedIds"][0])
+    assert {
+        k: v
+        for k, v in same.items()
+        if k not in ("_id", "sourceId", "createdAt", "updatedAt", "euId", "npsId")
+    } == {
+        k: v
+        for k, v in first.items()
+        if k not in ("_id", "sourceId", "createdAt", "updatedAt", "euId", "npsId")
+    }
+
+    updates = [
+        {"sourceId": item["sourceId"], "comment": TRICKY_TEXTS[-1 - i], "custom": {"more": TRICKY_TEXTS[i]}}
+        for i, item in enumerate(items)
+    ]
+    updated = bulk(client, tenant, updates)
+    assert updated["updated"] == len(items)
+    for item, update, rid in zip(items, updates, created["upsertedIds"], strict=True):
+        stored = get(client, tenant, rid)
+        assert stored["comment"] == update["comment"]
+        assert stored["custom"] == {**item["custom"], **update["custom"]}
+        assert stored["__v"] == 1
+    r = client.get("/nps?search=emoji&npsExpiryDay=0", headers=tenant.viewer)
+    assert r.status_code == 200, r.text
+    assert [x["comment"] for x in r.json()] == [TRICKY_TEXTS[2]]
+    assert [x["_id"] for x in r.json()] == [created["upsertedIds"][len(items) - 3]]

@@ -51,7 +51,13 @@ def body(event_type: str, timestamp: str, obj: dict[str, Any]) -> str:
 Objects = Sequence[dict[str, Any]] | Callable[[], Sequence[dict[str, Any]]]
 
 
-def emit(session: Session, org_id: str, event_type: str, objects: Objects) -> int:
+def emit(
+    session: Session,
+    org_id: str,
+    event_type: str,
+    objects: Objects,
+    record_ids: Sequence[str] | None = None,
+) -> int:
     """Record one event per object for every matching webhook of ``org_id``, in the caller's
     transaction, and hand the ids of created and updated records to the record listeners (see
     :data:`RECORD_LISTENERS`). ``objects`` are the API representations (for responses: the /nps
@@ -60,7 +66,9 @@ def emit(session: Session, org_id: str, event_type: str, objects: Objects) -> in
     of objects; only the webhook query (and one cheap query per listener) when nobody wants the
     event. Returns the number of webhook deliveries queued. ``objects`` may be a function that
     builds them: it is called at most once, and only when a webhook or listener wants the event,
-    so a bulk write pays nothing for events nobody listens to."""
+    so a bulk write pays nothing for events nobody listens to. ``record_ids`` (the ``_id`` of
+    each object, when the writer has them at hand) spare the listeners building the objects: on
+    a 5,000-record batch formatting them cost a sixth of the write."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
     built: list[Sequence[dict[str, Any]]] = []
@@ -70,8 +78,13 @@ def emit(session: Session, org_id: str, event_type: str, objects: Objects) -> in
             built.append(objects() if callable(objects) else objects)
         return built[0]
 
+    def ids() -> list[str]:
+        if record_ids is not None:
+            return list(record_ids)
+        return [str(obj["_id"]) for obj in materialized() if obj.get("_id")]
+
     queued = _to_webhooks(session, org_id, event_type, materialized)
-    _to_listeners(session, org_id, event_type, materialized)
+    _to_listeners(session, org_id, event_type, ids)
     return queued
 
 
@@ -150,12 +163,12 @@ RECORD_LISTENERS: list[RecordListener] = [
 
 
 def _to_listeners(
-    session: Session, org_id: str, event_type: str, objects: Callable[[], Sequence[dict[str, Any]]]
+    session: Session, org_id: str, event_type: str, record_ids: Callable[[], list[str]]
 ) -> None:
     for listener in RECORD_LISTENERS:
         if event_type not in listener.events or not listener.wanted(session, org_id):
             continue
-        ids = [str(obj["_id"]) for obj in objects() if obj.get("_id")]
+        ids = record_ids()
         if not ids:
             continue
         chunks = [ids[i : i + listener.chunk] for i in range(0, len(ids), listener.chunk)]

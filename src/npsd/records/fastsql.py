@@ -4,7 +4,12 @@ On a 5,000-row batch SQLAlchemy's per-row parameter processing (building each ro
 dict, formatting every datetime, encoding every JSON value) costs as much as the database's own
 work. These helpers render one statement and convert each value once by column type.
 
-SQLite gets a driver-level ``executemany`` (in-process, so a row costs no round trip).
+SQLite gets a driver-level ``executemany`` (in-process, so a row costs no round trip), or, for
+a table with triggers, one statement over ``json_each`` of the rows (``one_statement``): each
+statement on such a table keeps a journal of every page it changes until it ends, so as an
+``executemany`` every row paid for the eight b-tree pages it touched of ``nps_record``, and
+FTS5, written to by its triggers, flushed its pending terms at every row's savepoint. One
+statement journals each page once: a 5,000-record insert took ~100 ms instead of ~350.
 PostgreSQL gets one statement per call whatever the row count: the rows travel as one array per
 column and ``unnest`` turns them back into rows, so an update is a join rather than 5,000
 single-row statements, each of which the planner might send through the wrong index when the
@@ -153,8 +158,22 @@ def _unnest(
     return f"unnest({', '.join(f'%s::{t}[]' for t in types)})", columns
 
 
-def insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """``INSERT`` ``rows`` (mappings with the same keys) in one statement (SQLite: one ``executemany``)."""
+def _json_source(
+    conn: Connection, table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]], alias: str
+) -> tuple[list[str], tuple[str]]:
+    """SQLite: the columns of ``names`` read from ``json_each(?) AS alias`` and that parameter,
+    the rows as one JSON array of arrays. ``json_extract`` gives back each value as the driver
+    would have bound it: text, integer, real or NULL (``true`` as 1)."""
+    params = _params(rows, names, _converters(conn, table, names))
+    values = [f"json_extract({alias}.value, '$[{index}]')" for index in range(len(names))]
+    return values, (orjson.dumps(params).decode(),)
+
+
+def insert_many(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, one_statement: bool = False
+) -> None:
+    """``INSERT`` ``rows`` (mappings with the same keys) in one statement (SQLite: one
+    ``executemany``, or with ``one_statement`` one ``INSERT ... SELECT`` over the rows as JSON)."""
     if not rows:
         return
     conn = session.connection()
@@ -176,6 +195,10 @@ def insert_many(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
             for values in params:
                 copy.write_row(values)
         return
+    if one_statement:
+        values, parameter = _json_source(conn, table, names, rows, "j")
+        conn.exec_driver_sql(f"{target}SELECT {', '.join(values)} FROM json_each(?) AS j", parameter)
+        return
     mark = _placeholder(conn)
     conn.exec_driver_sql(
         f"{target}VALUES ({', '.join(mark for _ in names)})",
@@ -189,10 +212,14 @@ def update_many(
     columns: Sequence[str],
     keys: Sequence[str],
     rows: Sequence[Mapping[str, Any]],
+    *,
+    one_statement: bool = False,
 ) -> None:
     """``UPDATE table SET columns... WHERE keys...`` for each of ``rows``, set-based.
 
-    Each row maps every name of ``columns`` and ``keys`` to its value.
+    Each row maps every name of ``columns`` and ``keys`` to its value. ``one_statement``: on
+    SQLite one ``UPDATE ... FROM json_each(?)`` instead of an ``executemany`` (see the module);
+    every row must name a different stored row by ``keys``.
     """
     if not rows:
         return
@@ -208,6 +235,16 @@ def update_many(
             f"FROM {source} AS v({', '.join(aliases)}) "
             f"WHERE {' AND '.join(f'{quote(table.name)}.{quote(k)} = v.{alias_of[k]}' for k in keys)}",
             tuple(arrays),
+        )
+        return
+    if one_statement:
+        values, parameter = _json_source(conn, table, names, rows, "j")
+        value_of = dict(zip(names, values, strict=True))
+        conn.exec_driver_sql(
+            f"UPDATE {quote(table.name)} SET {', '.join(f'{quote(c)} = {value_of[c]}' for c in columns)} "
+            f"FROM json_each(?) AS j "
+            f"WHERE {' AND '.join(f'{quote(table.name)}.{quote(k)} = {value_of[k]}' for k in keys)}",
+            parameter,
         )
         return
     mark = _placeholder(conn)

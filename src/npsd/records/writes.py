@@ -363,7 +363,7 @@ def write_batch(session: Session, batch: Batch) -> None:
         insert_many(session, Enduser.__table__, new_contacts)
     deltas: Counter[RollupKey] = Counter()
     if batch.creates:
-        insert_many(session, T, batch.creates)
+        insert_many(session, T, batch.creates, one_statement=True)  # comment index triggers
         for r in batch.creates:
             deltas[
                 rollup_key(r["campaign_id"], r["company_id"], r["source"], r["date_answered"], r["score"])
@@ -396,9 +396,21 @@ def write_batch(session: Session, batch: Batch) -> None:
     companies |= refresh_endusers(session, org_id, recompute)
     refresh_companies(session, org_id, companies)
     if batch.creates:
-        emit(session, org_id, "response.created", lambda: [output_of(r) for r in batch.creates])
+        emit(
+            session,
+            org_id,
+            "response.created",
+            lambda: [output_of(r) for r in batch.creates],
+            [r["id"] for r in batch.creates],
+        )
     if batch.updates:
-        emit(session, org_id, "response.updated", lambda: [output_of(u.after) for u in batch.updates])
+        emit(
+            session,
+            org_id,
+            "response.updated",
+            lambda: [output_of(u.after) for u in batch.updates],
+            [u.after["id"] for u in batch.updates],
+        )
 
 
 MAX_UPDATE_SHAPES = 8
@@ -420,7 +432,9 @@ def _update_records(session: Session, updates: list[Update]) -> None:
             columns = MUTABLE
         groups.setdefault(columns, []).append(after)
     for columns, rows in groups.items():
-        update_many(session, T, (*columns, "version", "updated_at"), ("id", "org_id"), rows)
+        update_many(
+            session, T, (*columns, "version", "updated_at"), ("id", "org_id"), rows, one_statement=True
+        )
 
 
 def delete_records(
