@@ -196,8 +196,8 @@ def insert_many(
                 copy.write_row(values)
         return
     if one_statement:
-        values, parameter = _json_source(conn, table, names, rows, "j")
-        conn.exec_driver_sql(f"{target}SELECT {', '.join(values)} FROM json_each(?) AS j", parameter)
+        selected, parameter = _json_source(conn, table, names, rows, "j")
+        conn.exec_driver_sql(f"{target}SELECT {', '.join(selected)} FROM json_each(?) AS j", parameter)
         return
     mark = _placeholder(conn)
     conn.exec_driver_sql(
@@ -238,8 +238,8 @@ def update_many(
         )
         return
     if one_statement:
-        values, parameter = _json_source(conn, table, names, rows, "j")
-        value_of = dict(zip(names, values, strict=True))
+        selected, parameter = _json_source(conn, table, names, rows, "j")
+        value_of = dict(zip(names, selected, strict=True))
         conn.exec_driver_sql(
             f"UPDATE {quote(table.name)} SET {', '.join(f'{quote(c)} = {value_of[c]}' for c in columns)} "
             f"FROM json_each(?) AS j "
