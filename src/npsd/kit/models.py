@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -131,7 +132,13 @@ class Enduser(Base):
         UniqueConstraint("org_id", "email_key", name="uq_enduser_email"),
         UniqueConstraint("org_id", "external_id", name="uq_enduser_external_id"),
         UniqueConstraint("org_id", "source_id", name="uq_enduser_source_id"),
-        Index("ix_enduser_company", "org_id", "company_id"),
+        Index(
+            "ix_enduser_company",
+            "org_id",
+            "company_id",
+            sqlite_where=text("company_id IS NOT NULL"),
+            postgresql_where=text("company_id IS NOT NULL"),
+        ),
     )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     org_id: Mapped[str] = mapped_column(ID, ForeignKey("organization.id", ondelete="CASCADE"))
@@ -195,9 +202,24 @@ class NpsRecord(Base):
     __table_args__ = (
         UniqueConstraint("org_id", "source_id", name="uq_nps_record_source_id"),
         Index("ix_nps_record_answered", "org_id", "date_answered", "id"),
-        Index("ix_nps_record_campaign", "org_id", "campaign_id", "date_answered"),
+        # partial (migration 0015): an answer of no survey or no company costs these no entry,
+        # and no query looks records up by a null survey or company
+        Index(
+            "ix_nps_record_campaign",
+            "org_id",
+            "campaign_id",
+            "date_answered",
+            sqlite_where=text("campaign_id IS NOT NULL"),
+            postgresql_where=text("campaign_id IS NOT NULL"),
+        ),
         Index("ix_nps_record_enduser", "enduser_id", "date_answered"),
-        Index("ix_nps_record_company", "org_id", "company_id"),
+        Index(
+            "ix_nps_record_company",
+            "org_id",
+            "company_id",
+            sqlite_where=text("company_id IS NOT NULL"),
+            postgresql_where=text("company_id IS NOT NULL"),
+        ),
         Index("ix_nps_record_updated", "org_id", "updated_at"),
     )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
