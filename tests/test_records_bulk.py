@@ -6,6 +6,7 @@ import gc
 import secrets
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from conftest import Tenant, assert_error
@@ -539,3 +540,76 @@ def test_bulk_writes_store_every_value_exactly(client: TestClient, tenant: Tenan
     assert r.status_code == 200, r.text
     assert [x["comment"] for x in r.json()] == [TRICKY_TEXTS[2]]
     assert [x["_id"] for x in r.json()] == [created["upsertedIds"][len(items) - 3]]
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # the JSON statement is SQLite's
+def test_one_statement_stores_what_executemany_stores(
+    client: TestClient, tenant: Tenant, database: Any
+) -> None:
+    """The records' one-statement writes (``json_each``) store every value with the type and
+    bytes a bound parameter gets: compared column by column with ``typeof`` and ``hex``, for
+    inserts and for updates; a NUL, which JSON would cut, is refused rather than cut."""
+    from datetime import datetime
+
+    from npsd.records.fastsql import insert_many, update_many
+    from npsd.records.output import COLUMN_NAMES, T
+
+    contact = client.post("/endusers", json={"email": email()}, headers=tenant.editor).json()["_id"]
+    now = datetime(2026, 11, 29, 5, 30, 1, 123000)
+    texts = [*TRICKY_TEXTS, "x" * 70_000, "𝄞" * 5000, "\u2028\ufeff\U0010ffff", "007", "-0", "1.50", "true"]
+
+    def rows(prefix: str) -> list[dict[str, Any]]:
+        return [
+            {
+                **dict.fromkeys(COLUMN_NAMES),
+                "id": f"{prefix}{i:022x}",
+                "org_id": tenant.org_id,
+                "enduser_id": contact,
+                "email": f"e{i}@x.test",
+                "score": i % 11,
+                "comment": text,
+                "source": text[:200],
+                "source_id": f"{prefix}-{i}",
+                "campaign_id": text[:64] or None,
+                "date_answered": now,
+                "date_sent": None if i % 2 else now,
+                "custom": {"t": text, "n": 2**62 + i, "f": 1 / 3, "b": i % 2 == 0, "z": None},
+                "version": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i, text in enumerate(texts)
+        ]
+
+    def stored(prefix: str) -> list[tuple[Any, ...]]:
+        columns = [c for c in COLUMN_NAMES if c not in ("id", "source_id")]
+        probes = ", ".join(f"typeof({c}), hex({c})" for c in columns)
+        with database.db.engine.connect() as conn:
+            return [
+                tuple(row)
+                for row in conn.exec_driver_sql(
+                    f"SELECT {probes} FROM nps_record WHERE id LIKE ? ORDER BY id", (f"{prefix}%",)
+                )
+            ]
+
+    with database.db.transaction() as session:
+        insert_many(session, T, rows("a1"))
+        insert_many(session, T, rows("b2"), one_statement=True)
+    assert stored("a1") == stored("b2") and len(stored("a1")) == len(texts)
+
+    def changes(prefix: str) -> list[dict[str, Any]]:
+        return [
+            {**row, "comment": texts[-1 - i], "custom": {"u": texts[i]}, "score": 10 - row["score"]}
+            for i, row in enumerate(rows(prefix))
+        ]
+
+    with database.db.transaction() as session:
+        update_many(session, T, ("comment", "custom", "score"), ("id", "org_id"), changes("a1"))
+        update_many(
+            session, T, ("comment", "custom", "score"), ("id", "org_id"), changes("b2"), one_statement=True
+        )
+    assert stored("a1") == stored("b2")
+
+    with pytest.raises(ValueError, match="NUL"), database.db.transaction() as session:
+        insert_many(session, T, [{**rows("c3")[0], "comment": "cut\x00here"}], one_statement=True)
+    assert stored("c3") == []

@@ -10,7 +10,7 @@ from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from npsd.kit.db import lock_org_writes, one_of
+from npsd.kit.db import lock_org_writes, not_from_an_index, one_of
 from npsd.kit.errors import BadRequest, Conflict
 from npsd.kit.ids import new_id
 from npsd.kit.listing import Page
@@ -339,7 +339,8 @@ def _move_records(session: Session, enduser: Enduser, old_company: str | None, n
     records = NpsRecord.__table__
     org_id = enduser.org_id
     was = records.c.company_id.is_(None) if old_company is None else records.c.company_id == old_company
-    condition = and_(records.c.org_id == org_id, records.c.enduser_id == enduser.id, was)
+    # found by the contact (its index): a null company is in no index (migration 0015)
+    condition = and_(not_from_an_index(records.c.org_id == org_id), records.c.enduser_id == enduser.id, was)
     rows = session.execute(
         select(records.c.campaign_id, records.c.source, records.c.date_answered, records.c.score).where(
             condition

@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Engine,
     String,
@@ -40,7 +41,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import ARRAY
 
 from npsd.kit.config import Settings, get_settings
@@ -349,6 +353,29 @@ def lock_org_writes(session: Session, org_id: str) -> None:
         session.execute(
             text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": "org:" + org_id}
         )
+
+
+class not_from_an_index(FunctionElement[bool]):
+    """A condition SQLite must test on the rows it reads rather than use to find them: rendered
+    ``+(condition)`` there, as it stands elsewhere. npsd gathers no statistics, so SQLite takes
+    every equality for equally selective and may walk a whole organization's answers by an
+    ``org_id`` index when another condition (a contact, a search's matches) names a few rows.
+    PostgreSQL plans with statistics and needs no hint."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "not_from_an_index"
+    _is_implicitly_boolean = True
+
+
+@compiles(not_from_an_index)
+def _as_it_stands(element: not_from_an_index, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(not_from_an_index, "sqlite")
+def _tested_on_the_rows(element: not_from_an_index, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"+({compiler.process(element.clauses, **kw)})"
 
 
 FEW_VALUES = 32

@@ -202,8 +202,9 @@ class NpsRecord(Base):
     __table_args__ = (
         UniqueConstraint("org_id", "source_id", name="uq_nps_record_source_id"),
         Index("ix_nps_record_answered", "org_id", "date_answered", "id"),
-        # partial (migration 0015): an answer of no survey or no company costs these no entry,
-        # and no query looks records up by a null survey or company
+        # partial (migration 0015): an answer of no survey or no company costs these no entry;
+        # records are looked up by a given survey or company (a contact's answers without a
+        # company, when it moves, are found by the contact)
         Index(
             "ix_nps_record_campaign",
             "org_id",

@@ -163,10 +163,15 @@ def _json_source(
 ) -> tuple[list[str], tuple[str]]:
     """SQLite: the columns of ``names`` read from ``json_each(?) AS alias`` and that parameter,
     the rows as one JSON array of arrays. ``json_extract`` gives back each value as the driver
-    would have bound it: text, integer, real or NULL (``true`` as 1)."""
+    would have bound it (text, integer, real or NULL; ``true`` as 1) for the values npsd stores:
+    text without NUL (every input is checked by ``storable``; SQLite's JSON would cut a text at
+    its NUL, so one is refused here), finite floats, integers of 64 bits."""
     params = _params(rows, names, _converters(conn, table, names))
+    document = orjson.dumps(params).decode()
+    if "\\u0000" in document:
+        raise ValueError("a text holds a NUL character, which the JSON statement would cut off")
     values = [f"json_extract({alias}.value, '$[{index}]')" for index in range(len(names))]
-    return values, (orjson.dumps(params).decode(),)
+    return values, (document,)
 
 
 def insert_many(

@@ -26,6 +26,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from npsd.analytics.nps import in_category
+from npsd.kit.db import not_from_an_index
 from npsd.kit.models import Enduser
 from npsd.kit.timeutil import utcnow
 from npsd.kit.validation import email_key
@@ -161,28 +162,6 @@ def comment_search(org_id: str, words: list[str]) -> comment_matches:
     )
 
 
-class on_matches(FunctionElement[bool]):
-    """A condition checked on the search's matches only. SQLite gets it as ``+(condition)``,
-    which its planner cannot answer from an index: without statistics (npsd gathers none) it
-    takes every organization for ten rows, and would rather walk the organization's answers in
-    an index, testing each against the matches, than look the matches up by rowid."""
-
-    type = Boolean()
-    inherit_cache = True
-    name = "on_matches"
-    _is_implicitly_boolean = True
-
-
-@compiles(on_matches)
-def _as_it_stands(element: on_matches, compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(element.clauses, **kw)
-
-
-@compiles(on_matches, "sqlite")
-def _not_from_an_index(element: on_matches, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"+({compiler.process(element.clauses, **kw)})"
-
-
 # output field -> column, for ``sort``
 
 
@@ -236,7 +215,10 @@ def filtered(org_id: str, q: ListQuery, now: datetime) -> Select[Any]:
     words = search_words(q.search)
     if not words:
         return select(*COLUMNS).where(*conditions)
-    return select(*COLUMNS).where(*(on_matches(c) for c in conditions), comment_search(org_id, words))
+    # conditions checked on the search's matches only: without statistics SQLite takes every
+    # organization for ten rows and would rather walk the organization's answers in an index,
+    # testing each against the matches, than look the matches up by rowid
+    return select(*COLUMNS).where(*(not_from_an_index(c) for c in conditions), comment_search(org_id, words))
 
 
 def ordered(stmt: Select[Any], sort: str | None) -> Select[Any]:

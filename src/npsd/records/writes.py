@@ -419,7 +419,7 @@ MAX_UPDATE_SHAPES = 8
 def _update_records(session: Session, updates: list[Update]) -> None:
     """Write updated records, setting only the columns that changed.
 
-    Rows are grouped by which columns changed, one ``executemany`` per group: a bulk update
+    Rows are grouped by which columns changed, one statement per group: a bulk update
     usually changes the same few columns everywhere, and leaving the others out of ``SET``
     spares the database the upkeep of the indexes on them. Past a few distinct groups the rest
     are written with every column in one more statement, so a batch stays a handful of statements.

@@ -2,8 +2,10 @@
 
 ``ix_nps_record_campaign``, ``ix_nps_record_company`` and ``ix_enduser_company`` only hold rows
 whose survey or company is set: an answer or contact without one cost each of them an entry
-that no query reads (records are looked up by a given survey or company, never by a missing
-one; both databases use a partial index for ``column = value``).
+that no query reads: records and contacts are looked up by a given survey or company (both
+databases use a partial index for ``column = value``); the one query for answers without a
+company, when their contact moves, finds them through the contact (``contacts/service.py``).
+The figures of ``bench/bulk_upsert.py`` are the best case: its answers have neither.
 
 PostgreSQL: ``enduser`` gets a fill factor of 80. Every answer rewrites its contact's latest
 answer (``nps``, ``nps_comment``, ``nps_date``, ``nps_id``, none of them indexed); with room on
