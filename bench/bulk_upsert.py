@@ -195,19 +195,20 @@ class RawSqlite:
             (self.org_id, sids),
         ).fetchall()
         by_sid = {row[0]: row for row in old}
-        changes = [(by_sid[it["sourceId"]][1], (it["score"] + 3) % 11) for it in its]
-        # as npsd writes them: the records by id in one statement, the contacts by executemany
+        changes = [(by_sid[it["sourceId"]][1], self.org_id, (it["score"] + 3) % 11) for it in its]
+        # as npsd writes them: the records by id and org_id, both from the JSON (so the planner
+        # loops over the rows), in one statement; the contacts by executemany
         self.conn.execute(
-            "UPDATE nps_record SET score = json_extract(j.value, '$[1]'), version = version + 1 "
+            "UPDATE nps_record SET score = json_extract(j.value, '$[2]'), version = version + 1 "
             "FROM json_each(?) AS j WHERE nps_record.id = json_extract(j.value, '$[0]') "
-            "AND nps_record.org_id = ?",
-            (orjson.dumps(changes).decode(), self.org_id),
+            "AND nps_record.org_id = json_extract(j.value, '$[1]')",
+            (orjson.dumps(changes).decode(),),
         )
         self.conn.executemany(
             "UPDATE enduser SET nps = ? WHERE id = ? AND org_id = ?",
             [
                 (score, by_sid[it["sourceId"]][2], self.org_id)
-                for it, (_, score) in zip(its, changes, strict=True)
+                for it, (_, _, score) in zip(its, changes, strict=True)
             ],
         )
         self.conn.execute("COMMIT")

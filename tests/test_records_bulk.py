@@ -613,3 +613,41 @@ def test_one_statement_stores_what_executemany_stores(
     with pytest.raises(ValueError, match="NUL"), database.db.transaction() as session:
         insert_many(session, T, [{**rows("c3")[0], "comment": "cut\x00here"}], one_statement=True)
     assert stored("c3") == []
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # the JSON statement is SQLite's
+def test_one_statement_updates_look_each_record_up_by_id(
+    client: TestClient, tenant: Tenant, database: Any
+) -> None:
+    """The bulk update's ``UPDATE ... FROM json_each`` must loop over the batch and find each
+    record by its id: with the organization as a constant instead, SQLite walked the
+    organization's answers for every row of the batch (5,000 rows took minutes)."""
+    from sqlalchemy import event
+
+    created = bulk(
+        client, tenant, [{"email": email(), "score": 5, "sourceId": f"plan-{i}"} for i in range(40)]
+    )
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        if statement.startswith("UPDATE nps_record") and "json_each" in statement:
+            statements.append((statement, params))
+
+    event.listen(database.db.engine, "before_cursor_execute", capture)
+    try:
+        updated = bulk(
+            client, tenant, [{"sourceId": f"plan-{i}", "score": 9, "comment": "new"} for i in range(40)]
+        )
+    finally:
+        event.remove(database.db.engine, "before_cursor_execute", capture)
+    assert created["created"] == updated["updated"] == 40
+    assert len(statements) == 1, statements
+    with database.db.engine.connect() as conn:
+        plan = [
+            str(row[-1])
+            for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statements[0][0]}", statements[0][1])
+        ]
+    assert plan[0].startswith("SCAN j"), plan
+    assert any(
+        "SEARCH nps_record USING INDEX sqlite_autoindex_nps_record_1 (id=?)" in line for line in plan
+    ), plan

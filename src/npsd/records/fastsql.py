@@ -224,7 +224,9 @@ def update_many(
 
     Each row maps every name of ``columns`` and ``keys`` to its value. ``one_statement``: on
     SQLite one ``UPDATE ... FROM json_each(?)`` instead of an ``executemany`` (see the module);
-    every row must name a different stored row by ``keys``.
+    every row must name a different stored row by ``keys``, and the first key must be unique (the
+    id): keys are read from the JSON like the values, so SQLite loops over the rows and finds each
+    by it (with a constant key it walked that key's index once per row).
     """
     if not rows:
         return
