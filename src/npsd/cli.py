@@ -156,7 +156,7 @@ def _session(write: bool = True) -> Iterator[Session]:
     """
     settings = _settings()
     _upgrade(settings)
-    db = Database(settings.database_url, pool_size=1)
+    db = Database(settings.database_url, pool_size=1, settings=settings)
     try:
         with db.transaction(write=write) as session:
             yield session
