@@ -10,7 +10,10 @@ The figures of ``bench/bulk_upsert.py`` are the best case: its answers have neit
 PostgreSQL: ``enduser`` gets a fill factor of 80. Every answer rewrites its contact's latest
 answer (``nps``, ``nps_comment``, ``nps_date``, ``nps_id``, none of them indexed); with room on
 the page PostgreSQL writes the new row version beside the old (a HOT update) instead of adding
-an entry to each of the contact's five indexes. Pages written from now on keep the room.
+an entry to each of the contact's indexes. Pages written from now on keep the room: about one
+row in five of a page can take a new version there before the page is pruned, enough for
+contacts that answer now and then; a bulk update of every contact at once mostly still adds
+index entries (measured: contacts' latest answers ~200 ms of a 5,000-record update).
 
 Revision ID: 0015
 Revises: 0014
