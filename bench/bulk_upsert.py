@@ -116,6 +116,24 @@ def score_updates(table: str, org_id: str, its: list[dict[str, Any]]) -> tuple[s
     )
 
 
+def pg_copy(conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """``COPY ... FROM STDIN`` of ``rows`` on a raw psycopg connection (no commit)."""
+    with conn.cursor() as cur, cur.copy(sql) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def pg_timed_update(conn: Any, table: str, org_id: str, its: list[dict[str, Any]], prefix: str = "") -> float:
+    """Seconds to run the baselines' update (:func:`score_updates`) as a pipelined psycopg
+    ``executemany`` and commit; ``prefix`` marks the sourceIds of the baseline's own rows."""
+    sql, rows = score_updates(table, org_id, [{**it, "sourceId": prefix + it["sourceId"]} for it in its])
+    t0 = time.perf_counter()
+    with conn.cursor() as cur:
+        cur.executemany(sql.replace("?", "%s"), rows)
+    conn.commit()
+    return time.perf_counter() - t0
+
+
 NOW = "2026-11-24 00:00:00.000000"
 
 
@@ -304,22 +322,12 @@ class MinimalPg:
             r, items(r), lambda s: dt.datetime.fromisoformat(s[:-1]), dt.datetime(2026, 11, 24)
         )
         t0 = time.perf_counter()
-        with self.conn.cursor() as cur, cur.copy(f"COPY rec ({', '.join(MIN_COLUMNS)}) FROM STDIN") as copy:
-            for row in recs:
-                copy.write_row(row)
+        pg_copy(self.conn, f"COPY rec ({', '.join(MIN_COLUMNS)}) FROM STDIN", recs)
         self.conn.commit()
         return time.perf_counter() - t0
 
     def update(self, r: int) -> float:
-        its = items(r)
-        t0 = time.perf_counter()
-        with self.conn.cursor() as cur:
-            cur.executemany(
-                "UPDATE rec SET score=%s, version=version+1 WHERE org_id=%s AND source_id=%s",
-                [((it["score"] + 3) % 11, "o" * 24, it["sourceId"]) for it in its],
-            )
-        self.conn.commit()
-        return time.perf_counter() - t0
+        return pg_timed_update(self.conn, "rec", "o" * 24, items(r))
 
     def close(self) -> None:
         self.conn.close()
@@ -360,32 +368,23 @@ class RawPg:
             for i, it in enumerate(its)
         ]
         t0 = time.perf_counter()
-        with self.conn.cursor() as cur:
-            with cur.copy(
-                'COPY enduser (id, org_id, email, email_key, "primary", archived, version, '
-                "created_at, updated_at) FROM STDIN"
-            ) as copy:
-                for row in eus:
-                    copy.write_row(row)
-            with cur.copy(
-                "COPY nps_record (id, org_id, enduser_id, email, score, comment, source, "
-                "source_id, date_answered, version, created_at, updated_at) FROM STDIN"
-            ) as copy:
-                for row in recs:
-                    copy.write_row(row)
+        pg_copy(
+            self.conn,
+            'COPY enduser (id, org_id, email, email_key, "primary", archived, version, '
+            "created_at, updated_at) FROM STDIN",
+            eus,
+        )
+        pg_copy(
+            self.conn,
+            "COPY nps_record (id, org_id, enduser_id, email, score, comment, source, "
+            "source_id, date_answered, version, created_at, updated_at) FROM STDIN",
+            recs,
+        )
         self.conn.commit()
         return time.perf_counter() - t0
 
     def update(self, r: int) -> float:
-        its = items(r)
-        t0 = time.perf_counter()
-        with self.conn.cursor() as cur:
-            cur.executemany(
-                "UPDATE nps_record SET score=%s, version=version+1 WHERE org_id=%s AND source_id=%s",
-                [((it["score"] + 3) % 11, self.org_id, "b" + it["sourceId"]) for it in its],
-            )
-        self.conn.commit()
-        return time.perf_counter() - t0
+        return pg_timed_update(self.conn, "nps_record", self.org_id, items(r), prefix="b")
 
     def close(self) -> None:
         self.conn.close()

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from npsd.app import create_app
 from npsd.auth import service as auth_service
@@ -384,3 +384,27 @@ def chromium() -> Iterator[Any]:
     from dashboard import launch_chromium
 
     yield from launch_chromium()
+
+
+@contextlib.contextmanager
+def statements_run(database: TestDatabase, wanted: Any) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL statements (with their parameters) that the app runs on ``database`` inside the
+    block, those for which ``wanted(statement, executemany)`` is true, to check how the database
+    plans them (``EXPLAIN QUERY PLAN``)."""
+    found: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        if wanted(statement, many):
+            found.append((statement, params))
+
+    event.listen(database.db.engine, "before_cursor_execute", capture)
+    try:
+        yield found
+    finally:
+        event.remove(database.db.engine, "before_cursor_execute", capture)
+
+
+def sqlite_plan(database: TestDatabase, statement: str, params: Any) -> list[str]:
+    """SQLite's plan of one captured statement, a line per step."""
+    with database.db.engine.connect() as conn:
+        return [str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Tenant, assert_error, post_nps
+from conftest import Tenant, assert_error, post_nps, sqlite_plan, statements_run
 
 ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 OUTPUT_KEYS = {
@@ -508,33 +508,23 @@ def test_moving_a_contact_reads_only_its_own_answers(client: Any, tenant: Tenant
     """A contact without a company keeps its answers' company null, which no index holds
     (migration 0015): the move must find them through the contact, not walk the organization's
     answers. Every statement over ``nps_record`` during the move is planned by SQLite here."""
-    from sqlalchemy import event
-
     jane = make_enduser(client, tenant, email="mover@example.com")
     for score in (3, 9):
         post_nps(client, tenant, "mover@example.com", score)
     post_nps(client, tenant, "someone.else@example.com", 5)
     acme = make_company(client, tenant)
-    statements: list[tuple[str, Any]] = []
 
-    def capture(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        if "nps_record" in statement and not many and not statement.lstrip().upper().startswith("INSERT"):
-            statements.append((statement, params))
+    def over_records(statement: str, many: bool) -> bool:
+        return "nps_record" in statement and not many and not statement.lstrip().upper().startswith("INSERT")
 
-    event.listen(database.db.engine, "before_cursor_execute", capture)
-    try:
+    with statements_run(database, over_records) as statements:
         r = client.put(f"/endusers/{jane['_id']}", json={"companyId": acme["_id"]}, headers=tenant.editor)
-    finally:
-        event.remove(database.db.engine, "before_cursor_execute", capture)
     assert r.status_code == 200, r.text
     moved = [s for s in statements if "company_id IS NULL" in s[0]]
     assert moved, statements  # the move's read and update of the contact's company-less answers
-    with database.db.engine.connect() as conn:
-        for statement, params in moved:
-            plan = " / ".join(
-                str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
-            )
-            assert "ix_nps_record_enduser (enduser_id=?)" in plan, (statement, plan)
+    for statement, params in moved:
+        plan = " / ".join(sqlite_plan(database, statement, params))
+        assert "ix_nps_record_enduser (enduser_id=?)" in plan, (statement, plan)
     answers = client.get(f"/nps?companyId={acme['_id']}", headers=tenant.viewer).json()
     assert sorted(a["score"] for a in answers) == [3, 9]
     assert company(client, tenant, acme["_id"])["nps"] == 100  # its one contact, latest answer a 9

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import gc
 import secrets
+from datetime import datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import Tenant, assert_error
+from conftest import Tenant, assert_error, sqlite_plan, statements_run
+from npsd.records.fastsql import insert_many, update_many
+from npsd.records.output import COLUMN_NAMES, T
 
 SEED_KEYS = [
     "created",
@@ -549,11 +552,6 @@ def test_one_statement_stores_what_executemany_stores(
     """The records' one-statement writes (``json_each``) store every value with the type and
     bytes a bound parameter gets: compared column by column with ``typeof`` and ``hex``, for
     inserts and for updates; a NUL, which JSON would cut, is refused rather than cut."""
-    from datetime import datetime
-
-    from npsd.records.fastsql import insert_many, update_many
-    from npsd.records.output import COLUMN_NAMES, T
-
     contact = client.post("/endusers", json={"email": email()}, headers=tenant.editor).json()["_id"]
     now = datetime(2026, 11, 29, 5, 30, 1, 123000)
     texts = [*TRICKY_TEXTS, "x" * 70_000, "𝄞" * 5000, "\u2028\ufeff\U0010ffff", "007", "-0", "1.50", "true"]
@@ -622,31 +620,18 @@ def test_one_statement_updates_look_each_record_up_by_id(
     """The bulk update's ``UPDATE ... FROM json_each`` must loop over the batch and find each
     record by its id: with the organization as a constant instead, SQLite walked the
     organization's answers for every row of the batch (5,000 rows took minutes)."""
-    from sqlalchemy import event
-
     created = bulk(
         client, tenant, [{"email": email(), "score": 5, "sourceId": f"plan-{i}"} for i in range(40)]
     )
-    statements: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        if statement.startswith("UPDATE nps_record") and "json_each" in statement:
-            statements.append((statement, params))
-
-    event.listen(database.db.engine, "before_cursor_execute", capture)
-    try:
+    with statements_run(
+        database, lambda statement, _: statement.startswith("UPDATE nps_record") and "json_each" in statement
+    ) as statements:
         updated = bulk(
             client, tenant, [{"sourceId": f"plan-{i}", "score": 9, "comment": "new"} for i in range(40)]
         )
-    finally:
-        event.remove(database.db.engine, "before_cursor_execute", capture)
     assert created["created"] == updated["updated"] == 40
     assert len(statements) == 1, statements
-    with database.db.engine.connect() as conn:
-        plan = [
-            str(row[-1])
-            for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statements[0][0]}", statements[0][1])
-        ]
+    plan = sqlite_plan(database, *statements[0])
     assert plan[0].startswith("SCAN j"), plan
     assert any(
         "SEARCH nps_record USING INDEX sqlite_autoindex_nps_record_1 (id=?)" in line for line in plan

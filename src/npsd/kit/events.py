@@ -78,9 +78,9 @@ def emit(
             built.append(objects() if callable(objects) else objects)
         return built[0]
 
-    def ids() -> list[str]:
+    def ids() -> Sequence[str]:
         if record_ids is not None:
-            return list(record_ids)
+            return record_ids
         return [str(obj["_id"]) for obj in materialized() if obj.get("_id")]
 
     queued = _to_webhooks(session, org_id, event_type, materialized)
@@ -163,7 +163,7 @@ RECORD_LISTENERS: list[RecordListener] = [
 
 
 def _to_listeners(
-    session: Session, org_id: str, event_type: str, record_ids: Callable[[], list[str]]
+    session: Session, org_id: str, event_type: str, record_ids: Callable[[], Sequence[str]]
 ) -> None:
     for listener in RECORD_LISTENERS:
         if event_type not in listener.events or not listener.wanted(session, org_id):
