@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from psycopg.adapt import PyFormat
 
 from conftest import Tenant, assert_error, sqlite_plan, statements_run
+from npsd.kit.db import TextArray, TextArrayDumper
 from npsd.records.fastsql import insert_many, update_many
 from npsd.records.output import COLUMN_NAMES, T
 
@@ -456,6 +458,43 @@ def test_thousands_of_keyables_by_id_and_source_id(client: TestClient, tenant: T
     assert body["updated"] == 2000 and body["created"] == 0 and body["modified"] == created
     scores = {r["_id"]: r["score"] for r in all_records(client, tenant)}
     assert [scores[rid] for rid in created] == [2] * 1000 + [3] * 1000
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_postgresql_gets_a_batch_of_keys_as_one_constant_array(
+    client: TestClient, tenant: Tenant, database: Any
+) -> None:
+    """On PostgreSQL a batch's keys travel as one ``varchar[]`` parameter written by npsd's own
+    dumper (psycopg's writes 5,000 keys element by element in Python), and the planner still
+    sees them as a constant array: with a JSON array or a cast in SQL it knew neither the keys
+    nor their number, and tested every key against every contact of the organization."""
+    keys = [f'arr-{i}-"q"\\b,{{}} NULL' for i in range(300)]
+    created = bulk(client, tenant, [{"email": email(), "score": 10, "sourceId": k} for k in keys])
+
+    def keyed(statement: str, many: bool) -> bool:
+        return "= ANY" in statement and ("email_key" in statement or "source_id" in statement)
+
+    new_address = email()
+    with statements_run(database, keyed) as statements:
+        body = bulk(
+            client,
+            tenant,
+            [{"sourceId": k, "score": i % 10} for i, k in enumerate(keys)]
+            + [{"email": new_address, "score": 1}],
+        )
+    assert body["modified"] == created["upsertedIds"] and body["created"] == 1
+    assert {s for s, _ in statements if "email_key" in s} and {s for s, _ in statements if "source_id" in s}
+    with database.db.engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        assert driver.adapters.get_dumper(TextArray, PyFormat.AUTO) is TextArrayDumper
+        for statement, params in statements:
+            arrays = [p for p in params.values() if isinstance(p, TextArray)]
+            assert len(arrays) == 1, (statement, params)
+            plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {statement}", params))
+            assert "InitPlan" not in plan and "'{" in plan, plan  # the keys, a constant of the plan
+    scores = {r["sourceId"]: r["score"] for r in all_records(client, tenant)}
+    assert [scores[k] for k in keys] == [i % 10 for i in range(len(keys))]
 
 
 def test_garbage_collection_resumes_after_a_batch(client: TestClient, tenant: Tenant) -> None:

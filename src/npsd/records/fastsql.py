@@ -152,10 +152,20 @@ def _placeholder(conn: Connection) -> str:
 def _unnest(
     conn: Connection, table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]
 ) -> tuple[str, list[Any]]:
-    """``unnest(%s::type[], ...)`` over one array per column of ``names``, and those arrays."""
+    """``unnest(%b::type[], ...)`` over one array per column of ``names``, and those arrays.
+
+    The arrays travel in binary (``%b``): psycopg writes the text form of an array element by
+    element in Python (quoting and escaping each), ~35 ms for the five columns of 5,000
+    updated records, more than twice the binary form's cost and as much as the UPDATE itself.
+    """
     columns = _columns(rows, names, _converters(conn, table, names))
     types = [table.c[n].type.compile(dialect=conn.dialect) for n in names]
-    return f"unnest({', '.join(f'%s::{t}[]' for t in types)})", columns
+    return f"unnest({', '.join(f'%b::{t}[]' for t in types)})", columns
+
+
+def _copy_type(conn: Connection, table: Table, name: str) -> str:
+    """The PostgreSQL type of ``name`` as binary ``COPY`` names it (no length: ``varchar``)."""
+    return table.c[name].type.compile(dialect=conn.dialect).split("(", 1)[0].lower()
 
 
 def _json_source(
@@ -187,16 +197,18 @@ def insert_many(
     target = f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
     if conn.dialect.name == "postgresql":
         # COPY: about a third faster than INSERT ... SELECT unnest(...) for a 5,000-row batch,
-        # on the session's own connection, so inside its transaction
+        # on the session's own connection, so inside its transaction; in binary, which halves
+        # psycopg's work of writing the rows (~35 -> ~17 ms for 5,000 records)
         params = _params(rows, names, _converters(conn, table, names))
         driver = conn.connection.driver_connection
         assert driver is not None
         with (
             driver.cursor() as cursor,
             cursor.copy(
-                f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
+                f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN (FORMAT BINARY)"
             ) as copy,
         ):
+            copy.set_types([_copy_type(conn, table, n) for n in names])
             for values in params:
                 copy.write_row(values)
         return
