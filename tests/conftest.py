@@ -46,6 +46,25 @@ def _pg_url() -> str | None:
     return url
 
 
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """An empty PostgreSQL schema (nothing migrated), dropped afterwards."""
+    base = _pg_url()
+    if base is None:
+        pytest.skip("PostgreSQL is not reachable (set NPSD_TEST_DATABASE_URL); CI never skips this")
+    schema = f"npsd_fresh_{secrets.token_hex(4)}"
+    admin = create_engine(normalize_url(base))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 # Seconds each of the slowest files takes in one test process (both databases, a loaded two-core
 # machine, 2026-11-28); any other file counts SECONDS_PER_TEST per test. Only the order of the
 # files depends on these figures (see pytest_collection_modifyitems): stale ones cost balance,

@@ -14,36 +14,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import _pg_url
 from npsd.kit.db import normalize_url
 from npsd.migrations import head_revision
 from servers import ROOT, ServerProcess
-
-
-@pytest.fixture
-def fresh_pg_url() -> Iterator[str]:
-    """An empty PostgreSQL schema (nothing migrated), dropped afterwards."""
-    base = _pg_url()
-    if base is None:
-        pytest.fail("PostgreSQL is not reachable (set NPSD_TEST_DATABASE_URL)")
-    schema = f"npsd_fresh_{secrets.token_hex(4)}"
-    admin = create_engine(normalize_url(base))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def versions(url: str) -> list[str]:
