@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 import secrets
 from datetime import datetime
 from typing import Any
@@ -10,10 +11,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from psycopg.adapt import PyFormat
+from sqlalchemy import text
 
 from conftest import Tenant, assert_error, sqlite_plan, statements_run
 from npsd.kit.db import TextArray, TextArrayDumper
 from npsd.records.fastsql import insert_many, update_many
+from npsd.records.lookup import rows_by
 from npsd.records.output import COLUMN_NAMES, T
 
 SEED_KEYS = [
@@ -492,9 +495,56 @@ def test_postgresql_gets_a_batch_of_keys_as_one_constant_array(
             arrays = [p for p in params.values() if isinstance(p, TextArray)]
             assert len(arrays) == 1, (statement, params)
             plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {statement}", params))
-            assert "InitPlan" not in plan and "'{" in plan, plan  # the keys, a constant of the plan
+            # the keys, a constant of the plan: not a parameter, an InitPlan or a cast made at run time
+            assert re.search(r"= ANY \('\{[^']*\}'::(text|character varying)\[\]\)", plan), plan
+            assert "InitPlan" not in plan, plan
     scores = {r["sourceId"]: r["score"] for r in all_records(client, tenant)}
     assert [scores[k] for k in keys] == [i % 10 for i in range(len(keys))]
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_postgresql_keys_match_whatever_the_client_encoding(
+    client: TestClient, tenant: Tenant, database: Any
+) -> None:
+    """The keys' array is encoded as the connection's client encoding says, like psycopg's own
+    text: written as UTF-8 to a LATIN1 client, "é" arrived as "Ã©" and matched nothing."""
+    keys = [f"clé-{i}-Übersicht" for i in range(40)]
+    created = bulk(client, tenant, [{"email": email(), "score": 4, "sourceId": k} for k in keys])
+    with database.db.transaction() as session:
+        session.execute(text("SET LOCAL client_encoding TO 'LATIN1'"))
+        found = rows_by(session, tenant.org_id, "source_id", keys, {})
+    assert sorted(row["id"] for row in found.values()) == sorted(created["upsertedIds"])
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_postgresql_copy_refuses_a_number_its_column_cannot_hold(
+    client: TestClient, tenant: Tenant, database: Any
+) -> None:
+    """Records are inserted by binary COPY, whose integers psycopg writes by keeping their low
+    bytes (40000 in a smallint was stored as -25536; text COPY made the server refuse it): such
+    a number is refused before anything is written, and the largest that fits is stored."""
+    contact = client.post("/endusers", json={"email": email()}, headers=tenant.editor).json()["_id"]
+    now = datetime(2026, 11, 29, 9, 0)
+    row = {
+        **dict.fromkeys(COLUMN_NAMES),
+        "id": "c0ffee" + "0" * 18,
+        "org_id": tenant.org_id,
+        "enduser_id": contact,
+        "email": "wide@number.test",
+        "score": 10,
+        "date_answered": now,
+        "version": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    for bad in ({"score": 40_000}, {"score": -40_000}, {"version": 2**31}):
+        with pytest.raises(ValueError, match="does not fit"), database.db.transaction() as session:
+            insert_many(session, T, [{**row, **bad}])
+        assert client.get(f"/nps/{row['id']}", headers=tenant.viewer).status_code == 404
+    with database.db.transaction() as session:
+        insert_many(session, T, [{**row, "version": 2**31 - 1}])
+    stored = get(client, tenant, row["id"])
+    assert (stored["score"], stored["__v"]) == (10, 2**31 - 1)
 
 
 def test_garbage_collection_resumes_after_a_batch(client: TestClient, tenant: Tenant) -> None:

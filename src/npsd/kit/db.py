@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg import postgres
+from psycopg.abc import AdaptContext
 from psycopg.adapt import Dumper
 from sqlalchemy import (
     Boolean,
@@ -428,12 +429,18 @@ class TextArray(list[str]):
 
 class TextArrayDumper(Dumper):
     """psycopg's dumper of :class:`TextArray`: the array's literal (:func:`array_literal`), typed
-    ``varchar[]`` so the server parses it once, as a constant of the statement."""
+    ``varchar[]`` so the server parses it once, as a constant of the statement; encoded as the
+    connection's client encoding says, like psycopg's own text (a server or client that is not
+    UTF-8 would otherwise read other characters, and an accented key would match nothing)."""
 
     oid = postgres.types["varchar"].array_oid
 
+    def __init__(self, cls: type, context: AdaptContext | None = None) -> None:
+        super().__init__(cls, context)
+        self._encoding = self.connection.info.encoding if self.connection is not None else "utf-8"
+
     def dump(self, obj: list[str]) -> bytes:
-        return array_literal(obj).encode()
+        return array_literal(obj).encode(self._encoding)
 
 
 psycopg.adapters.register_dumper(TextArray, TextArrayDumper)  # every connection made from now on

@@ -22,6 +22,7 @@ as JSON ``null``); on PostgreSQL native timestamps and ``jsonb``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from operator import itemgetter
@@ -163,9 +164,27 @@ def _unnest(
     return f"unnest({', '.join(f'%b::{t}[]' for t in types)})", columns
 
 
+# Integer columns and the values their binary form can hold: psycopg's binary dumpers of int2
+# and int4 keep the low bytes of a larger number, where the text form made the server refuse it.
+_INTEGER_RANGES = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
+
+
 def _copy_type(conn: Connection, table: Table, name: str) -> str:
-    """The PostgreSQL type of ``name`` as binary ``COPY`` names it (no length: ``varchar``)."""
-    return table.c[name].type.compile(dialect=conn.dialect).split("(", 1)[0].lower()
+    """The PostgreSQL type of ``name`` as binary ``COPY`` names it: no length (``varchar``),
+    SQLAlchemy's ``FLOAT`` as the ``double precision`` it creates."""
+    compiled = re.sub(r"\(\d+\)", "", table.c[name].type.compile(dialect=conn.dialect)).lower()
+    return "double precision" if compiled == "float" else compiled
+
+
+def _check_integers(names: Sequence[str], types: Sequence[str], params: Sequence[Sequence[Any]]) -> None:
+    """Refuse a number its integer column cannot hold, before binary ``COPY`` would wrap it."""
+    for index, (name, kind) in enumerate(zip(names, types, strict=True)):
+        bound = _INTEGER_RANGES.get(kind)
+        if bound is None:
+            continue
+        values = [row[index] for row in params if row[index] is not None]
+        if values and not (-bound <= min(values) and max(values) < bound):
+            raise ValueError(f"a value of {name} does not fit its column ({kind})")
 
 
 def _json_source(
@@ -208,7 +227,9 @@ def insert_many(
                 f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN (FORMAT BINARY)"
             ) as copy,
         ):
-            copy.set_types([_copy_type(conn, table, n) for n in names])
+            types = [_copy_type(conn, table, n) for n in names]
+            _check_integers(names, types, params)
+            copy.set_types(types)
             for values in params:
                 copy.write_row(values)
         return
