@@ -46,23 +46,31 @@ def _pg_url() -> str | None:
     return url
 
 
-@pytest.fixture
-def fresh_pg_url() -> Iterator[str]:
-    """An empty PostgreSQL schema (nothing migrated), dropped afterwards."""
+@contextlib.contextmanager
+def pg_schema(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL schema named ``prefix`` and a random suffix, as the URL that works
+    in it (its ``search_path``); dropped with everything in it afterwards. Skips the test when
+    PostgreSQL is not reachable (CI never skips: ``_pg_url`` fails there)."""
     base = _pg_url()
     if base is None:
         pytest.skip("PostgreSQL is not reachable (set NPSD_TEST_DATABASE_URL); CI never skips this")
-    schema = f"npsd_fresh_{secrets.token_hex(4)}"
+    schema = f"{prefix}_{secrets.token_hex(4)}"
     admin = create_engine(normalize_url(base))
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
     try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
     finally:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """An empty PostgreSQL schema (nothing migrated), dropped afterwards."""
+    with pg_schema("npsd_fresh") as url:
+        yield url
 
 
 # Seconds each of the slowest files takes in one test process (both databases, a loaded two-core
@@ -137,22 +145,9 @@ def _make_database(kind: str, tmp: Path) -> TestDatabase:
         url = f"sqlite:///{tmp / 'npsd-test.db'}"
         cleanup: list[Any] = []
     else:
-        base = _pg_url()
-        if base is None:
-            pytest.skip("PostgreSQL is not reachable (set NPSD_TEST_DATABASE_URL); CI never skips this")
-        schema = f"npsd_test_{secrets.token_hex(4)}"
-        admin = create_engine(normalize_url(base))
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        sep = "&" if "?" in base else "?"
-        url = f"{base}{sep}options=-csearch_path%3D{schema}"
-
-        def drop() -> None:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
-
-        cleanup = [drop]
+        schema = contextlib.ExitStack()
+        url = schema.enter_context(pg_schema("npsd_test"))
+        cleanup = [schema.close]
     upgrade(url)
     settings = Settings(
         database_url=url,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import random
-import secrets
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -22,9 +21,9 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import bindparam, create_engine, func, text
+from sqlalchemy import bindparam, func, text
 
-from conftest import Tenant, TestDatabase, _pg_url, assert_error, post_nps
+from conftest import Tenant, TestDatabase, assert_error, pg_schema, post_nps
 from mail_helpers import (
     Sink,
     invite_one,
@@ -36,7 +35,7 @@ from mail_helpers import (
     score_links,
     unique_email,
 )
-from npsd.kit.db import Database, normalize_url
+from npsd.kit.db import Database
 from npsd.kit.models import SEARCH_INDEX_OBJECTS, Base, declared_by_models
 from npsd.migrations import alembic_config, upgrade
 from npsd.records import queries
@@ -603,18 +602,8 @@ def fresh_url(database: TestDatabase) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{Path(tmp) / 'fresh.db'}"
         return
-    base = _pg_url()
-    assert base is not None
-    schema = f"npsd_search_{secrets.token_hex(4)}"
-    admin = create_engine(normalize_url(base))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema("npsd_search") as url:
+        yield url
 
 
 def search_objects(db: Database) -> set[str]:

@@ -9,6 +9,7 @@ also where migration 0007 converts an unsubscribe list written by the schema bef
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import io
@@ -30,7 +31,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import JSON, String, Text, cast, create_engine, event, func, select, text, update
 from typer.testing import CliRunner
 
-from conftest import DEFAULT_PG, Tenant, TestDatabase, assert_error, make_tenant
+from conftest import Tenant, TestDatabase, assert_error, make_tenant, pg_schema
 from invariants import rollup_mismatches
 from mail_helpers import invite, invite_one, make_survey, run_jobs
 from npsd.analytics.nps import nps
@@ -494,17 +495,9 @@ def _old_schema_database(kind: str, tmp: Path) -> tuple[str, Callable[[], None]]
         url = f"sqlite:///{tmp / 'privacy.db'}"
         cleanup: Callable[[], None] = lambda: None  # noqa: E731
     else:
-        base = os.environ.get("NPSD_TEST_DATABASE_URL") or DEFAULT_PG
-        schema = f"npsd_privacy_{secrets.token_hex(4)}"
-        admin = create_engine(normalize_url(base))
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-
-        def cleanup() -> None:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
+        schema = contextlib.ExitStack()
+        url = schema.enter_context(pg_schema("npsd_privacy"))
+        cleanup = schema.close
 
     upgrade(url, "0006")
     return url, cleanup

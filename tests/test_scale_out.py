@@ -23,15 +23,15 @@ import httpx
 import psutil
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import create_engine, select, text, update
+from sqlalchemy import select, text, update
 
-from conftest import Tenant, TestDatabase, _pg_url, make_tenant
+from conftest import Tenant, TestDatabase, make_tenant, pg_schema
 from faults import HoldingSink
 from invariants import rollup_mismatches
 from npsd.auth.cache import STATE_TTL
 from npsd.collect.service import SEND_JOB
 from npsd.kit.config import Settings
-from npsd.kit.db import Database, normalize_url
+from npsd.kit.db import Database
 from npsd.kit.models import Invitation, Job
 from npsd.kit.timeutil import utcnow
 from servers import NpsdProcess, ServerProcess, WorkerProcess, free_port
@@ -128,14 +128,12 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    base = _pg_url()
-    if base is None:
-        pytest.skip("PostgreSQL is not reachable (set NPSD_TEST_DATABASE_URL); CI never skips this")
-    schema = f"npsd_scale_{secrets.token_hex(4)}"
-    admin = create_engine(normalize_url(base))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))  # empty: the processes migrate it
-    url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    with pg_schema("npsd_scale") as url:  # empty: the processes migrate it
+        yield from _cluster(url)
+
+
+def _cluster(url: str) -> Iterator[Cluster]:
+    """Two servers and two workers started at once on the empty schema at ``url``, stopped after."""
     secret = "scale-" + secrets.token_hex(16)
     smtp = Smtp()
     smtp.start()
@@ -167,9 +165,6 @@ def cluster() -> Iterator[Cluster]:
         smtp.stop()
         if db is not None:
             db.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def test_four_processes_started_at_once_all_run(cluster: Cluster) -> None:
